@@ -1,0 +1,768 @@
+//! The control side of the engine ([`Control`]) and the worker threads it drives ([`Worker`]).
+//!
+//! Each worker owns its calls and their sockets outright (shared-nothing, STYLE.md 5): the only
+//! ways in and out are its command ring, its event ring, the eventfd that wakes it, the
+//! statistics cells it publishes to, and its own Prometheus children.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use super::command::{Command, WorkerEvent};
+use super::ports::PortAllocator;
+use super::stats::SharedLegStats;
+use super::uring::{Event, SendError, SocketId, Uring, Waker};
+use super::{CallId, CallMedia, EngineConfig, EngineError, EngineEvent, LegSpec, LegStats, SupervisorMedia};
+use crate::media::call::{Call, CallConfig, CallEvent, DropReason, Leg, Output};
+use crate::media::matrix::{LegId, MAX_LEGS, Mode};
+use crate::time::{Duration, Instant};
+use crate::wire::rtp::Ssrc;
+
+/// The mixing period (SPEC §1).
+const TICK: Duration = Duration::from_millis(20);
+/// Commands or events in flight between the control side and one worker.
+const RING_CAPACITY: usize = 4096;
+/// Sends in flight per worker.
+const SEND_SLOTS: usize = 4096;
+/// Statistics are published for 1/STATS_SPREAD of the calls on each tick, so every call's
+/// figures are at most STATS_SPREAD ticks (1 s) old without touching every call every tick.
+const STATS_SPREAD: u64 = 50;
+
+/// Drop reasons the worker adds to the media core's.
+const TX_POOL_EXHAUSTED: &str = "tx_pool_exhausted";
+const SEND_FAILED: &str = "send_failed";
+const OVERSIZED: &str = "oversized";
+const UNKNOWN_SOCKET: &str = "unknown_socket";
+const EVENT_RING_FULL: &str = "event_ring_full";
+
+/// Random bits for SSRCs and initial sequence numbers and timestamps (RFC 3550 §5.1).
+fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        // No OS randomness (should not happen on Linux): fall back to a clock-derived value,
+        // which is still unique enough for SSRCs on one appliance.
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    })
+}
+
+fn new_leg(spec: LegSpec, call: &CallConfig, now: Instant) -> Box<Leg> {
+    let r = random_u64();
+    Leg::new(spec.codec, spec.remote, Ssrc(r as u32), (r >> 32) as u16, (r >> 16) as u32, call.jitter, now)
+}
+
+/// The engine's metrics, registered once and labelled per worker.
+struct Metrics {
+    packets_received: IntCounterVec,
+    bytes_received: IntCounterVec,
+    packets_sent: IntCounterVec,
+    bytes_sent: IntCounterVec,
+    dropped: IntCounterVec,
+    tick_duration: HistogramVec,
+    tick_overruns: IntCounterVec,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> Result<Metrics, EngineError> {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(metrics_error)?;
+            registry.register(Box::new(c.clone())).map_err(metrics_error)?;
+            Ok::<_, EngineError>(c)
+        };
+        let tick_duration = HistogramVec::new(
+            HistogramOpts::new("earshot_mix_tick_duration_seconds", "Time one worker spends on one 20 ms mix tick.")
+                .buckets(vec![1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2]),
+            &["worker"],
+        )
+        .map_err(metrics_error)?;
+        registry.register(Box::new(tick_duration.clone())).map_err(metrics_error)?;
+        Ok(Metrics {
+            packets_received: counter("earshot_packets_received_total", "Datagrams received on media ports.", &["worker"])?,
+            bytes_received: counter("earshot_bytes_received_total", "Bytes received on media ports.", &["worker"])?,
+            packets_sent: counter("earshot_packets_sent_total", "RTP packets sent to legs.", &["worker"])?,
+            bytes_sent: counter("earshot_bytes_sent_total", "Bytes sent to legs.", &["worker"])?,
+            dropped: counter("earshot_packets_dropped_total", "Datagrams dropped, by reason.", &["worker", "reason"])?,
+            tick_duration,
+            tick_overruns: counter("earshot_tick_overruns_total", "Ticks that started a full period late.", &["worker"])?,
+        })
+    }
+}
+
+fn metrics_error(e: prometheus::Error) -> EngineError {
+    EngineError::Config(format!("registering engine metrics: {e}"))
+}
+
+/// A worker's own metric children, resolved once so the loop never looks up labels.
+struct WorkerMetrics {
+    packets_received: IntCounter,
+    bytes_received: IntCounter,
+    packets_sent: IntCounter,
+    bytes_sent: IntCounter,
+    dropped_media: [IntCounter; DropReason::COUNT],
+    tx_pool_exhausted: IntCounter,
+    send_failed: IntCounter,
+    oversized: IntCounter,
+    unknown_socket: IntCounter,
+    event_ring_full: IntCounter,
+    tick_duration: Histogram,
+    tick_overruns: IntCounter,
+}
+
+impl WorkerMetrics {
+    fn new(m: &Metrics, worker: usize) -> WorkerMetrics {
+        let w = worker.to_string();
+        let w = w.as_str();
+        let drop = |reason: &str| m.dropped.with_label_values(&[w, reason]);
+        WorkerMetrics {
+            packets_received: m.packets_received.with_label_values(&[w]),
+            bytes_received: m.bytes_received.with_label_values(&[w]),
+            packets_sent: m.packets_sent.with_label_values(&[w]),
+            bytes_sent: m.bytes_sent.with_label_values(&[w]),
+            dropped_media: DropReason::ALL.map(|r| drop(r.as_str())),
+            tx_pool_exhausted: drop(TX_POOL_EXHAUSTED),
+            send_failed: drop(SEND_FAILED),
+            oversized: drop(OVERSIZED),
+            unknown_socket: drop(UNKNOWN_SOCKET),
+            event_ring_full: drop(EVENT_RING_FULL),
+            tick_duration: m.tick_duration.with_label_values(&[w]),
+            tick_overruns: m.tick_overruns.with_label_values(&[w]),
+        }
+    }
+}
+
+/// Counters a worker accumulates between flushes to Prometheus (plain integers on the packet
+/// path; one atomic add per counter per tick).
+#[derive(Default)]
+struct Counters {
+    packets_received: u64,
+    bytes_received: u64,
+    packets_sent: u64,
+    bytes_sent: u64,
+    tx_pool_exhausted: u64,
+    send_failed: u64,
+    oversized: u64,
+    unknown_socket: u64,
+    event_ring_full: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control side
+
+struct LegRecord {
+    port: u16,
+    stats: Arc<SharedLegStats>,
+}
+
+struct CallRecord {
+    worker: usize,
+    legs: [Option<LegRecord>; MAX_LEGS],
+}
+
+struct Registry_ {
+    calls: HashMap<CallId, CallRecord>,
+    next_id: u64,
+    ports: PortAllocator,
+}
+
+struct WorkerHandle {
+    commands: Mutex<Producer<Command>>,
+    events: Mutex<Consumer<WorkerEvent>>,
+    waker: Waker,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    calls: AtomicUsize,
+}
+
+pub(crate) struct Control {
+    cfg: EngineConfig,
+    call_config: CallConfig,
+    registry: Mutex<Registry_>,
+    workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+    epoch: std::time::Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks is a bug elsewhere; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Control {
+    pub fn start(cfg: EngineConfig, registry: &Registry) -> Result<Control, EngineError> {
+        if cfg.workers.is_empty() {
+            return Err(EngineError::Config("at least one worker is needed".into()));
+        }
+        if cfg.max_calls == 0 {
+            return Err(EngineError::Config("max_calls must be at least 1".into()));
+        }
+        if cfg.port_min > cfg.port_max {
+            return Err(EngineError::Config(format!(
+                "media port range is empty: port_min {} > port_max {}",
+                cfg.port_min, cfg.port_max
+            )));
+        }
+        // The media IP must be an address of this host.
+        UdpSocket::bind(SocketAddr::new(cfg.media_ip, 0)).map_err(|source| EngineError::Io {
+            context: "binding the media IP (is it an address of this host?)",
+            source,
+        })?;
+        let available = core_affinity::get_core_ids().unwrap_or_default();
+        for w in &cfg.workers {
+            if let Some(core) = w.core
+                && !available.iter().any(|c| c.id == core)
+            {
+                return Err(EngineError::Config(format!(
+                    "core {core} is not available (this host has cores {:?})",
+                    available.iter().map(|c| c.id).collect::<Vec<_>>()
+                )));
+            }
+        }
+        let ports = PortAllocator::new(cfg.media_ip, cfg.port_min, cfg.port_max)?;
+        let metrics = Metrics::register(registry)?;
+        let call_config = CallConfig {
+            media_timeout: cfg.media_timeout,
+            telephone_event_pt: cfg.telephone_event_pt,
+            ..CallConfig::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = std::time::Instant::now();
+        let per_worker_calls = cfg.max_calls.div_ceil(cfg.workers.len());
+        let max_sockets = (per_worker_calls * MAX_LEGS).min(ports.capacity());
+        let mut workers = Vec::with_capacity(cfg.workers.len());
+        for (index, wcfg) in cfg.workers.iter().enumerate() {
+            let (waker, wake_fd) =
+                Waker::new().map_err(|source| EngineError::Io { context: "creating a waker", source })?;
+            let (cmd_tx, cmd_rx) = RingBuffer::new(RING_CAPACITY);
+            let (ev_tx, ev_rx) = RingBuffer::new(RING_CAPACITY);
+            let metrics = WorkerMetrics::new(&metrics, index);
+            let stop = stop.clone();
+            let core = wcfg.core;
+            // The ring is single-issuer: it is created on the worker thread, which reports
+            // whether that worked before the engine counts as started.
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("earshot-dp{index}"))
+                .spawn(move || {
+                    if let Some(id) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                    }
+                    let io = match Uring::new(max_sockets, SEND_SLOTS, wake_fd) {
+                        Ok(io) => io,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    Worker {
+                        index,
+                        io,
+                        commands: cmd_rx,
+                        events: ev_tx,
+                        calls: (0..per_worker_calls).map(|_| None).collect(),
+                        free_calls: (0..per_worker_calls as u32).rev().collect(),
+                        by_id: HashMap::with_capacity(per_worker_calls),
+                        owners: vec![None; max_sockets],
+                        metrics,
+                        counters: Counters::default(),
+                        stop,
+                        epoch,
+                        ticks: 0,
+                    }
+                    .run();
+                })
+                .map_err(|source| EngineError::Io { context: "spawning a worker", source })?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    let _ = thread.join();
+                    return Err(EngineError::Io { context: "creating the io_uring", source });
+                }
+                Err(_) => return Err(EngineError::Config("a data-plane worker died while starting".into())),
+            }
+            workers.push(WorkerHandle {
+                commands: Mutex::new(cmd_tx),
+                events: Mutex::new(ev_rx),
+                waker,
+                thread: Mutex::new(Some(thread)),
+                calls: AtomicUsize::new(0),
+            });
+        }
+        Ok(Control {
+            cfg,
+            call_config,
+            registry: Mutex::new(Registry_ { calls: HashMap::new(), next_id: 1, ports }),
+            workers,
+            stop,
+            epoch,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// Sends a command to a worker and wakes it. On a full ring the command comes back.
+    fn send(&self, worker: usize, command: Command) -> Result<(), Command> {
+        let w = &self.workers[worker];
+        lock(&w.commands).push(command).map_err(|rtrb::PushError::Full(c)| c)?;
+        w.waker.wake();
+        Ok(())
+    }
+
+    pub fn create_call(&self, customer: LegSpec, agent: LegSpec) -> Result<CallMedia, EngineError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(EngineError::LoadLimit);
+        }
+        let mut reg = lock(&self.registry);
+        if reg.calls.len() >= self.cfg.max_calls {
+            return Err(EngineError::LoadLimit);
+        }
+        let (worker, handle) = self
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.calls.load(Ordering::Relaxed))
+            .ok_or(EngineError::LoadLimit)?;
+        let (c_socket, c_local) = reg.ports.allocate()?;
+        let (a_socket, a_local) = match reg.ports.allocate() {
+            Ok(v) => v,
+            Err(e) => {
+                reg.ports.release(c_local.port());
+                return Err(e);
+            }
+        };
+        let now = self.now();
+        let media = Call::new(self.call_config, new_leg(customer, &self.call_config, now), new_leg(agent, &self.call_config, now));
+        let stats = [Arc::new(SharedLegStats::default()), Arc::new(SharedLegStats::default())];
+        let call = CallId(reg.next_id);
+        let command = Command::AddCall { call, media, sockets: [c_socket, a_socket], stats: stats.clone() };
+        if self.send(worker, command).is_err() {
+            reg.ports.release(c_local.port());
+            reg.ports.release(a_local.port());
+            return Err(EngineError::Busy);
+        }
+        reg.next_id += 1;
+        handle.calls.fetch_add(1, Ordering::Relaxed);
+        let [c_stats, a_stats] = stats;
+        let mut legs: [Option<LegRecord>; MAX_LEGS] = Default::default();
+        legs[0] = Some(LegRecord { port: c_local.port(), stats: c_stats });
+        legs[1] = Some(LegRecord { port: a_local.port(), stats: a_stats });
+        reg.calls.insert(call, CallRecord { worker, legs });
+        Ok(CallMedia { call, customer: c_local, agent: a_local })
+    }
+
+    pub fn delete_call(&self, call: CallId) -> Result<(), EngineError> {
+        let mut reg = lock(&self.registry);
+        let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
+        let worker = record.worker;
+        self.send(worker, Command::RemoveCall { call }).map_err(|_| EngineError::Busy)?;
+        if let Some(record) = reg.calls.remove(&call) {
+            for leg in record.legs.iter().flatten() {
+                reg.ports.release(leg.port);
+            }
+        }
+        self.workers[worker].calls.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn add_supervisor(&self, call: CallId, spec: LegSpec, beep: bool) -> Result<SupervisorMedia, EngineError> {
+        let mut reg = lock(&self.registry);
+        let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
+        let worker = record.worker;
+        let slot = (2..MAX_LEGS).find(|i| record.legs[*i].is_none()).ok_or(EngineError::TooManySupervisors)?;
+        let (socket, local) = reg.ports.allocate()?;
+        let stats = Arc::new(SharedLegStats::default());
+        let leg = new_leg(spec, &self.call_config, self.now());
+        let slot_id = LegId(slot as u8);
+        let command = Command::AddSupervisor { call, slot: slot_id, leg, socket, stats: stats.clone(), beep };
+        if self.send(worker, command).is_err() {
+            reg.ports.release(local.port());
+            return Err(EngineError::Busy);
+        }
+        if let Some(record) = reg.calls.get_mut(&call) {
+            record.legs[slot] = Some(LegRecord { port: local.port(), stats });
+        }
+        Ok(SupervisorMedia { leg: slot_id, local })
+    }
+
+    fn supervisor_record(reg: &Registry_, call: CallId, leg: LegId) -> Result<usize, EngineError> {
+        let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
+        if !leg.is_supervisor() || record.legs.get(leg.index()).is_none_or(Option::is_none) {
+            return Err(EngineError::UnknownLeg);
+        }
+        Ok(record.worker)
+    }
+
+    pub fn remove_supervisor(&self, call: CallId, leg: LegId) -> Result<(), EngineError> {
+        let mut reg = lock(&self.registry);
+        let worker = Self::supervisor_record(&reg, call, leg)?;
+        self.send(worker, Command::RemoveSupervisor { call, slot: leg }).map_err(|_| EngineError::Busy)?;
+        let released = reg.calls.get_mut(&call).and_then(|r| r.legs[leg.index()].take());
+        if let Some(record) = released {
+            reg.ports.release(record.port);
+        }
+        Ok(())
+    }
+
+    pub fn set_mode(&self, call: CallId, leg: LegId, mode: Mode) -> Result<(), EngineError> {
+        let reg = lock(&self.registry);
+        let worker = Self::supervisor_record(&reg, call, leg)?;
+        self.send(worker, Command::SetMode { call, slot: leg, mode }).map_err(|_| EngineError::Busy)
+    }
+
+    pub fn set_remote(&self, call: CallId, leg: LegId, remote: SocketAddr) -> Result<(), EngineError> {
+        let reg = lock(&self.registry);
+        let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
+        if record.legs.get(leg.index()).is_none_or(Option::is_none) {
+            return Err(EngineError::UnknownLeg);
+        }
+        self.send(record.worker, Command::SetRemote { call, leg, remote }).map_err(|_| EngineError::Busy)
+    }
+
+    pub fn leg_stats(&self, call: CallId, leg: LegId) -> Option<LegStats> {
+        let reg = lock(&self.registry);
+        let record = reg.calls.get(&call)?;
+        record.legs.get(leg.index())?.as_ref().map(|l| l.stats.read())
+    }
+
+    pub fn drain_events(&self, out: &mut Vec<EngineEvent>) {
+        for w in &self.workers {
+            let mut events = lock(&w.events);
+            while let Ok(WorkerEvent::Call { call, event }) = events.pop() {
+                out.push(match event {
+                    CallEvent::Dtmf { leg, digit } => EngineEvent::Dtmf { call, leg, digit },
+                    CallEvent::MediaTimeout { leg } => EngineEvent::MediaTimeout { call, leg },
+                });
+            }
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        lock(&self.registry).calls.len()
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.workers {
+            w.waker.wake();
+            if let Some(thread) = lock(&w.thread).take() {
+                let _ = thread.join();
+            }
+        }
+        let mut reg = lock(&self.registry);
+        let ports: Vec<u16> = reg.calls.drain().flat_map(|(_, r)| r.legs.into_iter().flatten().map(|l| l.port)).collect();
+        for port in ports {
+            reg.ports.release(port);
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+struct CallEntry {
+    id: CallId,
+    media: Box<Call>,
+    sockets: [Option<SocketId>; MAX_LEGS],
+    stats: [Option<Arc<SharedLegStats>>; MAX_LEGS],
+}
+
+/// Which call and leg a socket belongs to, by socket index.
+#[derive(Clone, Copy)]
+struct Owner {
+    socket: SocketId,
+    call_slot: u32,
+    leg: LegId,
+}
+
+pub(crate) struct Worker {
+    index: usize,
+    io: Uring,
+    commands: Consumer<Command>,
+    events: Producer<WorkerEvent>,
+    calls: Vec<Option<CallEntry>>,
+    free_calls: Vec<u32>,
+    by_id: HashMap<CallId, u32>,
+    owners: Vec<Option<Owner>>,
+    metrics: WorkerMetrics,
+    counters: Counters,
+    stop: Arc<AtomicBool>,
+    epoch: std::time::Instant,
+    ticks: u64,
+}
+
+/// A call's view of the worker's I/O while it runs.
+struct Sink<'a> {
+    io: &'a mut Uring,
+    sockets: &'a [Option<SocketId>; MAX_LEGS],
+    events: &'a mut Producer<WorkerEvent>,
+    counters: &'a mut Counters,
+    call: CallId,
+}
+
+impl Output for Sink<'_> {
+    fn transmit(&mut self, leg: LegId, dst: SocketAddr, datagram: &[u8]) {
+        let Some(Some(socket)) = self.sockets.get(leg.index()) else { return };
+        match self.io.send(*socket, dst, datagram) {
+            Ok(()) => {
+                self.counters.packets_sent += 1;
+                self.counters.bytes_sent += datagram.len() as u64;
+            }
+            Err(SendError::PoolExhausted) => self.counters.tx_pool_exhausted += 1,
+            Err(SendError::Invalid) => self.counters.oversized += 1,
+        }
+    }
+
+    fn event(&mut self, event: CallEvent) {
+        if self.events.push(WorkerEvent::Call { call: self.call, event }).is_err() {
+            self.counters.event_ring_full += 1;
+        }
+    }
+}
+
+impl Worker {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    fn run(mut self) {
+        let mut next_tick = self.now() + TICK;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.apply_commands();
+            if let Err(e) = self.reap() {
+                tracing::error!(worker = self.index, error = %e, "io_uring completion handling failed");
+            }
+            let now = self.now();
+            if now >= next_tick {
+                self.tick(now);
+                next_tick += TICK;
+                if now >= next_tick {
+                    // A whole period late: count it and start afresh rather than bursting.
+                    self.metrics.tick_overruns.inc();
+                    next_tick = now + TICK;
+                }
+            }
+            let wait = next_tick.saturating_since(self.now()).max(Duration::from_micros(50));
+            if let Err(e) = self.io.submit_and_wait(wait) {
+                tracing::error!(worker = self.index, error = %e, "io_uring submit failed");
+            }
+        }
+        self.io.shutdown();
+    }
+
+    fn apply_commands(&mut self) {
+        while let Ok(command) = self.commands.pop() {
+            self.apply(command);
+        }
+    }
+
+    fn register(&mut self, socket: UdpSocket, call_slot: u32, leg: LegId) -> Option<SocketId> {
+        match self.io.add_socket(socket) {
+            Ok(Some(id)) => {
+                if let Some(owner) = self.owners.get_mut(id_index(id)) {
+                    *owner = Some(Owner { socket: id, call_slot, leg });
+                }
+                Some(id)
+            }
+            Ok(None) => {
+                tracing::error!(worker = self.index, "socket table full; leg gets no media");
+                None
+            }
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "registering a media socket failed");
+                None
+            }
+        }
+    }
+
+    fn unregister(&mut self, socket: SocketId) {
+        if let Some(owner) = self.owners.get_mut(id_index(socket)) {
+            *owner = None;
+        }
+        if let Err(e) = self.io.remove_socket(socket) {
+            tracing::error!(worker = self.index, error = %e, "removing a media socket failed");
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::AddCall { call, media, sockets, stats } => {
+                let Some(slot) = self.free_calls.pop() else {
+                    tracing::error!(worker = self.index, "call table full; call refused");
+                    return;
+                };
+                let [c, a] = sockets;
+                let [cs, as_] = stats;
+                let mut entry = CallEntry { id: call, media, sockets: [None; MAX_LEGS], stats: Default::default() };
+                entry.sockets[0] = self.register(c, slot, LegId::CUSTOMER);
+                entry.sockets[1] = self.register(a, slot, LegId::AGENT);
+                entry.stats[0] = Some(cs);
+                entry.stats[1] = Some(as_);
+                self.calls[slot as usize] = Some(entry);
+                self.by_id.insert(call, slot);
+            }
+            Command::RemoveCall { call } => {
+                let Some(slot) = self.by_id.remove(&call) else { return };
+                if let Some(entry) = self.calls[slot as usize].take() {
+                    let entry = self.retire(entry);
+                    for socket in entry.sockets.into_iter().flatten() {
+                        self.unregister(socket);
+                    }
+                }
+                self.free_calls.push(slot);
+            }
+            Command::AddSupervisor { call, slot, leg, socket, stats, beep } => {
+                let Some(&call_slot) = self.by_id.get(&call) else { return };
+                let id = self.register(socket, call_slot, slot);
+                let Some(entry) = self.calls[call_slot as usize].as_mut() else { return };
+                if entry.media.add_supervisor(slot, leg, beep).is_ok() {
+                    entry.sockets[slot.index()] = id;
+                    entry.stats[slot.index()] = Some(stats);
+                } else if let Some(id) = id {
+                    self.unregister(id);
+                }
+            }
+            Command::RemoveSupervisor { call, slot } => {
+                let Some(&call_slot) = self.by_id.get(&call) else { return };
+                let Some(entry) = self.calls[call_slot as usize].as_mut() else { return };
+                entry.media.remove_supervisor(slot);
+                entry.stats[slot.index()] = None;
+                if let Some(socket) = entry.sockets[slot.index()].take() {
+                    self.unregister(socket);
+                }
+            }
+            Command::SetMode { call, slot, mode } => {
+                if let Some(entry) = self.entry_mut(call) {
+                    entry.media.set_mode(slot, mode);
+                }
+            }
+            Command::SetRemote { call, leg, remote } => {
+                if let Some(entry) = self.entry_mut(call) {
+                    entry.media.set_remote(leg, remote);
+                }
+            }
+        }
+    }
+
+    fn entry_mut(&mut self, call: CallId) -> Option<&mut CallEntry> {
+        let slot = *self.by_id.get(&call)?;
+        self.calls.get_mut(slot as usize)?.as_mut()
+    }
+
+    fn reap(&mut self) -> std::io::Result<()> {
+        let now = self.now();
+        let Worker { io, calls, owners, events, counters, .. } = self;
+        io.reap(|io, event| match event {
+            Event::Received { socket, src, len } => {
+                counters.packets_received += 1;
+                counters.bytes_received += len as u64;
+                let owner = owners.get(id_index(socket)).copied().flatten().filter(|o| o.socket == socket);
+                let entry = owner.and_then(|o| calls.get_mut(o.call_slot as usize)?.as_mut().map(|e| (o, e)));
+                match entry {
+                    Some((owner, entry)) => {
+                        // The datagram stays in the receive slot while the call reads it; the
+                        // call's sends copy into send slots, so the two borrows don't overlap:
+                        // copy it out through a stack buffer to satisfy the borrow checker.
+                        let mut buf = [0u8; crate::media::call::MAX_DATAGRAM];
+                        let data = io.datagram(socket, len);
+                        let n = data.len().min(buf.len());
+                        buf[..n].copy_from_slice(&data[..n]);
+                        let mut sink = Sink { io, sockets: &entry.sockets, events, counters, call: entry.id };
+                        entry.media.handle_datagram(owner.leg, src, &buf[..n], now, &mut sink);
+                    }
+                    None => counters.unknown_socket += 1,
+                }
+                let _ = io.rearm(socket);
+            }
+            Event::Malformed { .. } => {
+                counters.packets_received += 1;
+                counters.oversized += 1;
+            }
+            Event::SendFailed => counters.send_failed += 1,
+            Event::Woken => {}
+        })
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let started = std::time::Instant::now();
+        let Worker { io, calls, events, counters, .. } = self;
+        for entry in calls.iter_mut().flatten() {
+            let mut sink = Sink { io, sockets: &entry.sockets, events, counters, call: entry.id };
+            entry.media.tick(now, &mut sink);
+        }
+        self.metrics.tick_duration.observe(started.elapsed().as_secs_f64());
+        self.publish();
+        self.ticks += 1;
+    }
+
+    /// Publishes this tick's share of leg statistics and call drops, and flushes counters.
+    fn publish(&mut self) {
+        let phase = self.ticks % STATS_SPREAD;
+        let mut drops = [0u64; DropReason::COUNT];
+        for (slot, entry) in self.calls.iter_mut().enumerate() {
+            let Some(entry) = entry.as_mut() else { continue };
+            if slot as u64 % STATS_SPREAD != phase {
+                continue;
+            }
+            for (i, d) in entry.media.take_drops().into_iter().enumerate() {
+                drops[i] += d;
+            }
+            for (i, stats) in entry.stats.iter().enumerate() {
+                if let (Some(stats), Some(leg)) = (stats, entry.media.leg(LegId(i as u8))) {
+                    stats.publish(leg);
+                }
+            }
+        }
+        for (counter, n) in self.metrics.dropped_media.iter().zip(drops) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        let c = core::mem::take(&mut self.counters);
+        let m = &self.metrics;
+        for (counter, n) in [
+            (&m.packets_received, c.packets_received),
+            (&m.bytes_received, c.bytes_received),
+            (&m.packets_sent, c.packets_sent),
+            (&m.bytes_sent, c.bytes_sent),
+            (&m.tx_pool_exhausted, c.tx_pool_exhausted),
+            (&m.send_failed, c.send_failed),
+            (&m.oversized, c.oversized),
+            (&m.unknown_socket, c.unknown_socket),
+            (&m.event_ring_full, c.event_ring_full),
+        ] {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+    }
+
+    /// A call is going away: publish its final statistics and drops so a last read is
+    /// accurate. Returns it for its sockets to be released.
+    fn retire(&self, mut entry: CallEntry) -> CallEntry {
+        for (counter, n) in self.metrics.dropped_media.iter().zip(entry.media.take_drops()) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        for (i, stats) in entry.stats.iter().enumerate() {
+            if let (Some(stats), Some(leg)) = (stats, entry.media.leg(LegId(i as u8))) {
+                stats.publish(leg);
+            }
+        }
+        entry
+    }
+}
+
+fn id_index(id: SocketId) -> usize {
+    id.index()
+}
