@@ -22,7 +22,9 @@ impl Instant {
     }
 
     pub const fn from_millis(millis: u64) -> Self {
-        Instant { micros: millis * 1000 }
+        Instant {
+            micros: millis * 1000,
+        }
     }
 
     pub const fn as_micros(self) -> u64 {
@@ -44,7 +46,9 @@ impl Instant {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, rhs: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(rhs.as_micros() as u64) }
+        Instant {
+            micros: self.micros.saturating_add(rhs.as_micros() as u64),
+        }
     }
 }
 

@@ -55,7 +55,13 @@ fn allocations() -> u64 {
 }
 
 fn rtp(buf: &mut [u8; 172], seq: u16, ts: u32, ssrc: u32, level: i16) {
-    let header = RtpHeader { marker: false, payload_type: 0, sequence_number: SeqNo(seq), timestamp: ts, ssrc: Ssrc(ssrc) };
+    let header = RtpHeader {
+        marker: false,
+        payload_type: 0,
+        sequence_number: SeqNo(seq),
+        timestamp: ts,
+        ssrc: Ssrc(ssrc),
+    };
     header.emit(&mut buf[..]).unwrap();
     buf[RtpHeader::LEN..].fill(ulaw_encode(level));
 }
@@ -79,12 +85,23 @@ impl Output for Count {
 fn media_core_allocates_nothing_per_packet() {
     let addr = |p: u16| SocketAddr::from(([192, 0, 2, 1], p));
     let leg = |p: u16, ssrc: u32| {
-        Leg::new(Codec::Pcmu, Some(addr(p)), Ssrc(ssrc), 0, 0, JitterConfig::default(), Instant::ZERO)
+        Leg::new(
+            Codec::Pcmu,
+            Some(addr(p)),
+            Ssrc(ssrc),
+            0,
+            0,
+            JitterConfig::default(),
+            Instant::ZERO,
+        )
     };
     // Two calls: one plain (relay both ways), one with a whisperer (two mixed outputs, one relay).
     let mut plain = Call::new(CallConfig::default(), leg(1, 1), leg(2, 2));
     let mut whisper = Call::new(CallConfig::default(), leg(1, 3), leg(2, 4));
-    whisper.add_supervisor(LegId(2), leg(3, 5), true).ok().unwrap();
+    whisper
+        .add_supervisor(LegId(2), leg(3, 5), true)
+        .ok()
+        .unwrap();
     whisper.set_mode(LegId(2), Mode::Whisper);
     let mut out = Count::default();
     let mut buf = [0u8; 172];
@@ -110,14 +127,25 @@ fn media_core_allocates_nothing_per_packet() {
     }
     let allocated = allocations() - before;
     let packets = out.sent - sent_before;
-    assert!(packets >= 3000 * 5, "the calls relayed and mixed: {packets} packets out");
-    assert_eq!(allocated, 0, "{allocated} allocations while the media core moved {packets} packets");
+    assert!(
+        packets >= 3000 * 5,
+        "the calls relayed and mixed: {packets} packets out"
+    );
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations while the media core moved {packets} packets"
+    );
 }
 
 fn engine_allocates_nothing_per_packet() {
     let registry = prometheus::Registry::new();
     let engine = Engine::start(
-        EngineConfig { port_min: 46000, port_max: 46999, max_calls: 16, ..EngineConfig::default() },
+        EngineConfig {
+            port_min: 46000,
+            port_max: 46999,
+            max_calls: 16,
+            ..EngineConfig::default()
+        },
         &registry,
     )
     .unwrap();
@@ -127,9 +155,14 @@ fn engine_allocates_nothing_per_packet() {
     for s in [&customer, &agent, &supervisor] {
         s.set_nonblocking(true).unwrap();
     }
-    let spec = |s: &UdpSocket| LegSpec { remote: Some(s.local_addr().unwrap()), codec: Codec::Pcmu };
+    let spec = |s: &UdpSocket| LegSpec {
+        remote: Some(s.local_addr().unwrap()),
+        codec: Codec::Pcmu,
+    };
     let media = engine.create_call(spec(&customer), spec(&agent)).unwrap();
-    let sup = engine.add_supervisor(media.call, spec(&supervisor), true).unwrap();
+    let sup = engine
+        .add_supervisor(media.call, spec(&supervisor), true)
+        .unwrap();
     engine.set_mode(media.call, sup.leg, Mode::Whisper).unwrap();
 
     let mut buf = [0u8; 172];
@@ -137,9 +170,11 @@ fn engine_allocates_nothing_per_packet() {
     let mut received = 0u64;
     let mut run = |frames: std::ops::Range<u32>, received: &mut u64| {
         for k in frames {
-            for (socket, dst, ssrc) in
-                [(&customer, media.customer, 1), (&agent, media.agent, 2), (&supervisor, sup.local, 3)]
-            {
+            for (socket, dst, ssrc) in [
+                (&customer, media.customer, 1),
+                (&agent, media.agent, 2),
+                (&supervisor, sup.local, 3),
+            ] {
                 rtp(&mut buf, k as u16, k * 160, ssrc, 1000);
                 socket.send_to(&buf, dst).unwrap();
             }
@@ -156,8 +191,14 @@ fn engine_allocates_nothing_per_packet() {
     received = 0;
     run(25..125, &mut received);
     let allocated = allocations() - before;
-    assert!(received >= 250, "the engine relayed and mixed: {received} packets back in 2 s");
-    assert_eq!(allocated, 0, "{allocated} allocations while the engine moved {received} packets");
+    assert!(
+        received >= 250,
+        "the engine relayed and mixed: {received} packets back in 2 s"
+    );
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations while the engine moved {received} packets"
+    );
     engine.shutdown();
 }
 

@@ -17,7 +17,12 @@ pub enum Command {
     /// Admit a new call. Legal once per `call`. Carries everything the call will need: its
     /// media state, the bound sockets of the customer and agent legs (in that order) and the
     /// cells their statistics are published to.
-    AddCall { call: CallId, media: Box<Call>, sockets: [UdpSocket; 2], stats: [Arc<SharedLegStats>; 2] },
+    AddCall {
+        call: CallId,
+        media: Box<Call>,
+        sockets: [UdpSocket; 2],
+        stats: [Arc<SharedLegStats>; 2],
+    },
     /// Release a call: its sockets are closed once the kernel has given back their buffers.
     RemoveCall { call: CallId },
     /// Add a supervisor leg at a slot the control side reserved for it (a supervisor slot that
@@ -33,9 +38,17 @@ pub enum Command {
     /// Remove a supervisor leg that was added.
     RemoveSupervisor { call: CallId, slot: LegId },
     /// Change the mode of a supervisor leg that was added.
-    SetMode { call: CallId, slot: LegId, mode: Mode },
+    SetMode {
+        call: CallId,
+        slot: LegId,
+        mode: Mode,
+    },
     /// Set the remote address of any existing leg (it becomes strict-source).
-    SetRemote { call: CallId, leg: LegId, remote: SocketAddr },
+    SetRemote {
+        call: CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    },
 }
 
 /// Worker → control side.

@@ -83,7 +83,10 @@ pub struct LegSpec {
 
 impl Default for LegSpec {
     fn default() -> Self {
-        LegSpec { remote: None, codec: Codec::Pcmu }
+        LegSpec {
+            remote: None,
+            codec: Codec::Pcmu,
+        }
     }
 }
 
@@ -106,7 +109,11 @@ pub struct SupervisorMedia {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineEvent {
     /// A supervisor pressed a key (RFC 4733 event, reported once per key press).
-    Dtmf { call: CallId, leg: LegId, digit: char },
+    Dtmf {
+        call: CallId,
+        leg: LegId,
+        digit: char,
+    },
     /// A leg sent no RTP for the configured media timeout (reported once).
     MediaTimeout { call: CallId, leg: LegId },
 }
@@ -128,7 +135,10 @@ pub enum EngineError {
     #[error("invalid engine configuration: {0}")]
     Config(String),
     #[error("{context}: {source}")]
-    Io { context: &'static str, source: std::io::Error },
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// The control plane's handle on the data plane. `Send + Sync`: handlers share it.
@@ -139,8 +149,13 @@ pub struct Engine {
 impl Engine {
     /// Binds nothing yet: starts the workers (pinned where configured) and registers the
     /// engine's metrics (`earshot_*`, labelled by `worker`) in `registry`.
-    pub fn start(cfg: EngineConfig, registry: &prometheus::Registry) -> Result<Engine, EngineError> {
-        Ok(Engine { inner: worker::Control::start(cfg, registry)? })
+    pub fn start(
+        cfg: EngineConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Engine, EngineError> {
+        Ok(Engine {
+            inner: worker::Control::start(cfg, registry)?,
+        })
     }
 
     /// Admits a call: binds a local media port for each leg and hands the call to a worker.
@@ -174,7 +189,12 @@ impl Engine {
     }
 
     /// Sets a leg's remote address; the leg becomes strict-source.
-    pub fn set_remote(&self, call: CallId, leg: LegId, remote: SocketAddr) -> Result<(), EngineError> {
+    pub fn set_remote(
+        &self,
+        call: CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    ) -> Result<(), EngineError> {
         self.inner.set_remote(call, leg, remote)
     }
 

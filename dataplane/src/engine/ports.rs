@@ -21,10 +21,18 @@ impl PortAllocator {
     pub fn new(ip: IpAddr, min: u16, max: u16) -> Result<PortAllocator, EngineError> {
         let first = min.checked_add(min % 2).filter(|f| *f <= max);
         let Some(first) = first else {
-            return Err(EngineError::Config(format!("media port range {min}-{max} holds no even port")));
+            return Err(EngineError::Config(format!(
+                "media port range {min}-{max} holds no even port"
+            )));
         };
         let last = max - (max - first) % 2;
-        Ok(PortAllocator { ip, first, last, next: first, in_use: HashSet::new() })
+        Ok(PortAllocator {
+            ip,
+            first,
+            last,
+            next: first,
+            in_use: HashSet::new(),
+        })
     }
 
     /// Ports in the pool.
@@ -36,7 +44,11 @@ impl PortAllocator {
     pub fn allocate(&mut self) -> Result<(UdpSocket, SocketAddr), EngineError> {
         for _ in 0..self.capacity() {
             let port = self.next;
-            self.next = if port >= self.last { self.first } else { port + 2 };
+            self.next = if port >= self.last {
+                self.first
+            } else {
+                port + 2
+            };
             if self.in_use.contains(&port) {
                 continue;
             }
@@ -46,7 +58,12 @@ impl PortAllocator {
                     return Ok((socket, SocketAddr::new(self.ip, port)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(source) => return Err(EngineError::Io { context: "binding a media port", source }),
+                Err(source) => {
+                    return Err(EngineError::Io {
+                        context: "binding a media port",
+                        source,
+                    });
+                }
             }
         }
         Err(EngineError::PortsExhausted)

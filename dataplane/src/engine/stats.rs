@@ -42,7 +42,8 @@ impl SharedLegStats {
         self.packets_out.store(c.packets_out, Relaxed);
         self.bytes_out.store(c.bytes_out, Relaxed);
         self.packets_lost.store(leg.packets_lost(), Relaxed);
-        self.jitter_us.store((leg.jitter_ms() * 1000.0) as u64, Relaxed);
+        self.jitter_us
+            .store((leg.jitter_ms() * 1000.0) as u64, Relaxed);
         self.packets_dropped.store(c.packets_dropped, Relaxed);
     }
 

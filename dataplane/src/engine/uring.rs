@@ -75,7 +75,10 @@ impl RecvSlot {
 
     /// Points the msghdr at this slot's own buffer and address storage.
     fn prepare(&mut self) -> *mut libc::msghdr {
-        self.iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: RECV_BUF };
+        self.iov = libc::iovec {
+            iov_base: self.buf.as_mut_ptr().cast(),
+            iov_len: RECV_BUF,
+        };
         self.msg.msg_name = (&raw mut self.addr).cast();
         self.msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         self.msg.msg_iov = &raw mut self.iov;
@@ -94,7 +97,10 @@ impl RecvSlot {
         // bytes into ours, and `len` is clamped to the storage size.
         let addr = unsafe {
             *storage.view_as::<libc::sockaddr_storage>() = self.addr;
-            SockAddr::new(storage, len.min(size_of::<libc::sockaddr_storage>() as libc::socklen_t))
+            SockAddr::new(
+                storage,
+                len.min(size_of::<libc::sockaddr_storage>() as libc::socklen_t),
+            )
         };
         addr.as_socket()
     }
@@ -124,7 +130,11 @@ struct SendSlot {
 pub enum Event {
     /// A datagram arrived on `socket` from `src`; read it with [`Uring::datagram`], then call
     /// [`Uring::rearm`].
-    Received { socket: SocketId, src: SocketAddr, len: usize },
+    Received {
+        socket: SocketId,
+        src: SocketAddr,
+        len: usize,
+    },
     /// A datagram larger than we accept, or from an address we cannot parse: dropped.
     /// The receive has been re-armed.
     Malformed { socket: SocketId },
@@ -168,7 +178,9 @@ impl Uring {
     /// `wake` (see [`Waker::new`]). Must be created on the thread that will use it: the ring
     /// is set up single-issuer.
     pub fn new(max_sockets: usize, send_slots: usize, wake: OwnedFd) -> io::Result<Uring> {
-        let entries = (max_sockets + send_slots + 64).next_power_of_two().min(32768) as u32;
+        let entries = (max_sockets + send_slots + 64)
+            .next_power_of_two()
+            .min(32768) as u32;
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_coop_taskrun()
@@ -224,7 +236,9 @@ impl Uring {
 
     /// Registers a socket and arms its first receive. `None` when the table is full.
     pub fn add_socket(&mut self, socket: UdpSocket) -> io::Result<Option<SocketId>> {
-        let Some(index) = self.free_sockets.pop() else { return Ok(None) };
+        let Some(index) = self.free_sockets.pop() else {
+            return Ok(None);
+        };
         let generation = self.sockets[index as usize]
             .as_ref()
             .map_or(0, |e| e.generation.wrapping_add(1));
@@ -236,7 +250,10 @@ impl Uring {
             closing: false,
         };
         self.sockets[index as usize] = Some(entry);
-        let id = SocketId { index, generation: generation & 0x00FF_FFFF };
+        let id = SocketId {
+            index,
+            generation: generation & 0x00FF_FFFF,
+        };
         self.rearm(id)?;
         Ok(Some(id))
     }
@@ -250,7 +267,9 @@ impl Uring {
 
     /// Arms the next receive on `socket` (after its last datagram was handled).
     pub fn rearm(&mut self, id: SocketId) -> io::Result<()> {
-        let Some(entry) = self.entry_mut(id) else { return Ok(()) };
+        let Some(entry) = self.entry_mut(id) else {
+            return Ok(());
+        };
         if entry.armed || entry.closing {
             return Ok(());
         }
@@ -266,14 +285,18 @@ impl Uring {
     /// Starts removing a socket: its pending receive is cancelled, and the entry (buffer and
     /// fd) is freed once that receive's completion is reaped.
     pub fn remove_socket(&mut self, id: SocketId) -> io::Result<()> {
-        let Some(entry) = self.entry_mut(id) else { return Ok(()) };
+        let Some(entry) = self.entry_mut(id) else {
+            return Ok(());
+        };
         entry.closing = true;
         if !entry.armed {
             self.reaped.push(id.index);
             return Ok(());
         }
         let target = user_data(KIND_RECV, id.generation, id.index);
-        let sqe = opcode::AsyncCancel::new(target).build().user_data(user_data(KIND_CANCEL, 0, 0));
+        let sqe = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data(KIND_CANCEL, 0, 0));
         self.push(&sqe)
     }
 
@@ -286,20 +309,32 @@ impl Uring {
     }
 
     /// Queues `datagram` to `dst` from `socket`'s local address.
-    pub fn send(&mut self, id: SocketId, dst: SocketAddr, datagram: &[u8]) -> Result<(), SendError> {
+    pub fn send(
+        &mut self,
+        id: SocketId,
+        dst: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), SendError> {
         if datagram.len() > MAX_DATAGRAM {
             return Err(SendError::Invalid);
         }
-        let Some(entry) = self.entry_mut(id) else { return Err(SendError::Invalid) };
+        let Some(entry) = self.entry_mut(id) else {
+            return Err(SendError::Invalid);
+        };
         if entry.closing {
             return Err(SendError::Invalid);
         }
         let fd = entry.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        let Some(index) = self.free_sends.pop() else { return Err(SendError::PoolExhausted) };
+        let Some(index) = self.free_sends.pop() else {
+            return Err(SendError::PoolExhausted);
+        };
         let slot = &mut self.send_slots[index as usize];
         slot.buf[..datagram.len()].copy_from_slice(datagram);
         slot.addr = SockAddr::from(dst);
-        slot.iov = libc::iovec { iov_base: slot.buf.as_mut_ptr().cast(), iov_len: datagram.len() };
+        slot.iov = libc::iovec {
+            iov_base: slot.buf.as_mut_ptr().cast(),
+            iov_len: datagram.len(),
+        };
         slot.msg.msg_name = slot.addr.as_ptr() as *mut libc::c_void;
         slot.msg.msg_namelen = slot.addr.len();
         slot.msg.msg_iov = &raw mut slot.iov;
@@ -318,11 +353,17 @@ impl Uring {
     /// Then drops the fds of sockets whose removal completed (after the submit, so no queued
     /// SQE still names them).
     pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = types::Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
         self.free_reaped();
@@ -350,7 +391,8 @@ impl Uring {
             if self.batch.len() == self.batch.capacity() {
                 break;
             }
-            self.batch.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            self.batch
+                .push((cqe.user_data(), cqe.result(), cqe.flags()));
         }
         for i in 0..self.batch.len() {
             let (ud, result, _flags) = self.batch[i];
@@ -358,7 +400,11 @@ impl Uring {
             match kind {
                 KIND_RECV => {
                     let id = SocketId { index, generation };
-                    let Some(entry) = self.sockets.get_mut(index as usize).and_then(Option::as_mut) else {
+                    let Some(entry) = self
+                        .sockets
+                        .get_mut(index as usize)
+                        .and_then(Option::as_mut)
+                    else {
                         continue;
                     };
                     if entry.generation != generation {
@@ -371,9 +417,14 @@ impl Uring {
                     }
                     let truncated = entry.slot.msg.msg_flags & libc::MSG_TRUNC != 0;
                     match (result, entry.slot.source()) {
-                        (len, Some(src)) if len >= 0 && !truncated => {
-                            on_event(self, Event::Received { socket: id, src, len: len as usize })
-                        }
+                        (len, Some(src)) if len >= 0 && !truncated => on_event(
+                            self,
+                            Event::Received {
+                                socket: id,
+                                src,
+                                len: len as usize,
+                            },
+                        ),
                         (len, _) if len >= 0 => {
                             on_event(self, Event::Malformed { socket: id });
                             self.rearm(id)?;
@@ -407,7 +458,10 @@ impl Uring {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                e.as_ref().filter(|e| e.socket.is_some()).map(|e| SocketId { index: i as u32, generation: e.generation })
+                e.as_ref().filter(|e| e.socket.is_some()).map(|e| SocketId {
+                    index: i as u32,
+                    generation: e.generation,
+                })
             })
             .collect();
         for id in ids {
@@ -456,7 +510,12 @@ impl Waker {
         }
         // SAFETY: fd is a freshly created descriptor owned by no one else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok((Waker { fd: fd.try_clone()? }, fd))
+        Ok((
+            Waker {
+                fd: fd.try_clone()?,
+            },
+            fd,
+        ))
     }
 
     pub fn wake(&self) {
@@ -484,7 +543,8 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let a_addr = a.local_addr().unwrap();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        peer.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
         let id = ring.add_socket(a).unwrap().unwrap();
         peer.send_to(b"hello", a_addr).unwrap();
         let mut got = None;

@@ -10,14 +10,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::command::{Command, WorkerEvent};
 use super::ports::PortAllocator;
 use super::stats::SharedLegStats;
 use super::uring::{Event, SendError, SocketId, Uring, Waker};
-use super::{CallId, CallMedia, EngineConfig, EngineError, EngineEvent, LegSpec, LegStats, SupervisorMedia};
+use super::{
+    CallId, CallMedia, EngineConfig, EngineError, EngineEvent, LegSpec, LegStats, SupervisorMedia,
+};
 use crate::media::call::{Call, CallConfig, CallEvent, DropReason, Leg, Output};
 use crate::media::matrix::{LegId, MAX_LEGS, Mode};
 use crate::time::{Duration, Instant};
@@ -45,13 +49,23 @@ fn random_u64() -> u64 {
     getrandom::u64().unwrap_or_else(|_| {
         // No OS randomness (should not happen on Linux): fall back to a clock-derived value,
         // which is still unique enough for SSRCs on one appliance.
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
     })
 }
 
 fn new_leg(spec: LegSpec, call: &CallConfig, now: Instant) -> Box<Leg> {
     let r = random_u64();
-    Leg::new(spec.codec, spec.remote, Ssrc(r as u32), (r >> 32) as u16, (r >> 16) as u32, call.jitter, now)
+    Leg::new(
+        spec.codec,
+        spec.remote,
+        Ssrc(r as u32),
+        (r >> 32) as u16,
+        (r >> 16) as u32,
+        call.jitter,
+        now,
+    )
 }
 
 /// The engine's metrics, registered once and labelled per worker.
@@ -69,24 +83,57 @@ impl Metrics {
     fn register(registry: &Registry) -> Result<Metrics, EngineError> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).map_err(metrics_error)?;
-            registry.register(Box::new(c.clone())).map_err(metrics_error)?;
+            registry
+                .register(Box::new(c.clone()))
+                .map_err(metrics_error)?;
             Ok::<_, EngineError>(c)
         };
         let tick_duration = HistogramVec::new(
-            HistogramOpts::new("earshot_mix_tick_duration_seconds", "Time one worker spends on one 20 ms mix tick.")
-                .buckets(vec![1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2]),
+            HistogramOpts::new(
+                "earshot_mix_tick_duration_seconds",
+                "Time one worker spends on one 20 ms mix tick.",
+            )
+            .buckets(vec![
+                1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2,
+            ]),
             &["worker"],
         )
         .map_err(metrics_error)?;
-        registry.register(Box::new(tick_duration.clone())).map_err(metrics_error)?;
+        registry
+            .register(Box::new(tick_duration.clone()))
+            .map_err(metrics_error)?;
         Ok(Metrics {
-            packets_received: counter("earshot_packets_received_total", "Datagrams received on media ports.", &["worker"])?,
-            bytes_received: counter("earshot_bytes_received_total", "Bytes received on media ports.", &["worker"])?,
-            packets_sent: counter("earshot_packets_sent_total", "RTP packets sent to legs.", &["worker"])?,
-            bytes_sent: counter("earshot_bytes_sent_total", "Bytes sent to legs.", &["worker"])?,
-            dropped: counter("earshot_packets_dropped_total", "Datagrams dropped, by reason.", &["worker", "reason"])?,
+            packets_received: counter(
+                "earshot_packets_received_total",
+                "Datagrams received on media ports.",
+                &["worker"],
+            )?,
+            bytes_received: counter(
+                "earshot_bytes_received_total",
+                "Bytes received on media ports.",
+                &["worker"],
+            )?,
+            packets_sent: counter(
+                "earshot_packets_sent_total",
+                "RTP packets sent to legs.",
+                &["worker"],
+            )?,
+            bytes_sent: counter(
+                "earshot_bytes_sent_total",
+                "Bytes sent to legs.",
+                &["worker"],
+            )?,
+            dropped: counter(
+                "earshot_packets_dropped_total",
+                "Datagrams dropped, by reason.",
+                &["worker", "reason"],
+            )?,
             tick_duration,
-            tick_overruns: counter("earshot_tick_overruns_total", "Ticks that started a full period late.", &["worker"])?,
+            tick_overruns: counter(
+                "earshot_tick_overruns_total",
+                "Ticks that started a full period late.",
+                &["worker"],
+            )?,
         })
     }
 }
@@ -232,8 +279,10 @@ impl Control {
         let max_sockets = (per_worker_calls * MAX_LEGS).min(ports.capacity());
         let mut workers = Vec::with_capacity(cfg.workers.len());
         for (index, wcfg) in cfg.workers.iter().enumerate() {
-            let (waker, wake_fd) =
-                Waker::new().map_err(|source| EngineError::Io { context: "creating a waker", source })?;
+            let (waker, wake_fd) = Waker::new().map_err(|source| EngineError::Io {
+                context: "creating a waker",
+                source,
+            })?;
             let (cmd_tx, cmd_rx) = RingBuffer::new(RING_CAPACITY);
             let (ev_tx, ev_rx) = RingBuffer::new(RING_CAPACITY);
             let metrics = WorkerMetrics::new(&metrics, index);
@@ -273,14 +322,24 @@ impl Control {
                     }
                     .run();
                 })
-                .map_err(|source| EngineError::Io { context: "spawning a worker", source })?;
+                .map_err(|source| EngineError::Io {
+                    context: "spawning a worker",
+                    source,
+                })?;
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(source)) => {
                     let _ = thread.join();
-                    return Err(EngineError::Io { context: "creating the io_uring", source });
+                    return Err(EngineError::Io {
+                        context: "creating the io_uring",
+                        source,
+                    });
                 }
-                Err(_) => return Err(EngineError::Config("a data-plane worker died while starting".into())),
+                Err(_) => {
+                    return Err(EngineError::Config(
+                        "a data-plane worker died while starting".into(),
+                    ));
+                }
             }
             workers.push(WorkerHandle {
                 commands: Mutex::new(cmd_tx),
@@ -293,7 +352,11 @@ impl Control {
         Ok(Control {
             cfg,
             call_config,
-            registry: Mutex::new(Registry_ { calls: HashMap::new(), next_id: 1, ports }),
+            registry: Mutex::new(Registry_ {
+                calls: HashMap::new(),
+                next_id: 1,
+                ports,
+            }),
             workers,
             stop,
             epoch,
@@ -307,7 +370,9 @@ impl Control {
     /// Sends a command to a worker and wakes it. On a full ring the command comes back.
     fn send(&self, worker: usize, command: Command) -> Result<(), Command> {
         let w = &self.workers[worker];
-        lock(&w.commands).push(command).map_err(|rtrb::PushError::Full(c)| c)?;
+        lock(&w.commands)
+            .push(command)
+            .map_err(|rtrb::PushError::Full(c)| c)?;
         w.waker.wake();
         Ok(())
     }
@@ -335,10 +400,22 @@ impl Control {
             }
         };
         let now = self.now();
-        let media = Call::new(self.call_config, new_leg(customer, &self.call_config, now), new_leg(agent, &self.call_config, now));
-        let stats = [Arc::new(SharedLegStats::default()), Arc::new(SharedLegStats::default())];
+        let media = Call::new(
+            self.call_config,
+            new_leg(customer, &self.call_config, now),
+            new_leg(agent, &self.call_config, now),
+        );
+        let stats = [
+            Arc::new(SharedLegStats::default()),
+            Arc::new(SharedLegStats::default()),
+        ];
         let call = CallId(reg.next_id);
-        let command = Command::AddCall { call, media, sockets: [c_socket, a_socket], stats: stats.clone() };
+        let command = Command::AddCall {
+            call,
+            media,
+            sockets: [c_socket, a_socket],
+            stats: stats.clone(),
+        };
         if self.send(worker, command).is_err() {
             reg.ports.release(c_local.port());
             reg.ports.release(a_local.port());
@@ -348,17 +425,28 @@ impl Control {
         handle.calls.fetch_add(1, Ordering::Relaxed);
         let [c_stats, a_stats] = stats;
         let mut legs: [Option<LegRecord>; MAX_LEGS] = Default::default();
-        legs[0] = Some(LegRecord { port: c_local.port(), stats: c_stats });
-        legs[1] = Some(LegRecord { port: a_local.port(), stats: a_stats });
+        legs[0] = Some(LegRecord {
+            port: c_local.port(),
+            stats: c_stats,
+        });
+        legs[1] = Some(LegRecord {
+            port: a_local.port(),
+            stats: a_stats,
+        });
         reg.calls.insert(call, CallRecord { worker, legs });
-        Ok(CallMedia { call, customer: c_local, agent: a_local })
+        Ok(CallMedia {
+            call,
+            customer: c_local,
+            agent: a_local,
+        })
     }
 
     pub fn delete_call(&self, call: CallId) -> Result<(), EngineError> {
         let mut reg = lock(&self.registry);
         let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
         let worker = record.worker;
-        self.send(worker, Command::RemoveCall { call }).map_err(|_| EngineError::Busy)?;
+        self.send(worker, Command::RemoveCall { call })
+            .map_err(|_| EngineError::Busy)?;
         if let Some(record) = reg.calls.remove(&call) {
             for leg in record.legs.iter().flatten() {
                 reg.ports.release(leg.port);
@@ -368,24 +456,44 @@ impl Control {
         Ok(())
     }
 
-    pub fn add_supervisor(&self, call: CallId, spec: LegSpec, beep: bool) -> Result<SupervisorMedia, EngineError> {
+    pub fn add_supervisor(
+        &self,
+        call: CallId,
+        spec: LegSpec,
+        beep: bool,
+    ) -> Result<SupervisorMedia, EngineError> {
         let mut reg = lock(&self.registry);
         let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
         let worker = record.worker;
-        let slot = (2..MAX_LEGS).find(|i| record.legs[*i].is_none()).ok_or(EngineError::TooManySupervisors)?;
+        let slot = (2..MAX_LEGS)
+            .find(|i| record.legs[*i].is_none())
+            .ok_or(EngineError::TooManySupervisors)?;
         let (socket, local) = reg.ports.allocate()?;
         let stats = Arc::new(SharedLegStats::default());
         let leg = new_leg(spec, &self.call_config, self.now());
         let slot_id = LegId(slot as u8);
-        let command = Command::AddSupervisor { call, slot: slot_id, leg, socket, stats: stats.clone(), beep };
+        let command = Command::AddSupervisor {
+            call,
+            slot: slot_id,
+            leg,
+            socket,
+            stats: stats.clone(),
+            beep,
+        };
         if self.send(worker, command).is_err() {
             reg.ports.release(local.port());
             return Err(EngineError::Busy);
         }
         if let Some(record) = reg.calls.get_mut(&call) {
-            record.legs[slot] = Some(LegRecord { port: local.port(), stats });
+            record.legs[slot] = Some(LegRecord {
+                port: local.port(),
+                stats,
+            });
         }
-        Ok(SupervisorMedia { leg: slot_id, local })
+        Ok(SupervisorMedia {
+            leg: slot_id,
+            local,
+        })
     }
 
     fn supervisor_record(reg: &Registry_, call: CallId, leg: LegId) -> Result<usize, EngineError> {
@@ -399,8 +507,12 @@ impl Control {
     pub fn remove_supervisor(&self, call: CallId, leg: LegId) -> Result<(), EngineError> {
         let mut reg = lock(&self.registry);
         let worker = Self::supervisor_record(&reg, call, leg)?;
-        self.send(worker, Command::RemoveSupervisor { call, slot: leg }).map_err(|_| EngineError::Busy)?;
-        let released = reg.calls.get_mut(&call).and_then(|r| r.legs[leg.index()].take());
+        self.send(worker, Command::RemoveSupervisor { call, slot: leg })
+            .map_err(|_| EngineError::Busy)?;
+        let released = reg
+            .calls
+            .get_mut(&call)
+            .and_then(|r| r.legs[leg.index()].take());
         if let Some(record) = released {
             reg.ports.release(record.port);
         }
@@ -410,22 +522,40 @@ impl Control {
     pub fn set_mode(&self, call: CallId, leg: LegId, mode: Mode) -> Result<(), EngineError> {
         let reg = lock(&self.registry);
         let worker = Self::supervisor_record(&reg, call, leg)?;
-        self.send(worker, Command::SetMode { call, slot: leg, mode }).map_err(|_| EngineError::Busy)
+        self.send(
+            worker,
+            Command::SetMode {
+                call,
+                slot: leg,
+                mode,
+            },
+        )
+        .map_err(|_| EngineError::Busy)
     }
 
-    pub fn set_remote(&self, call: CallId, leg: LegId, remote: SocketAddr) -> Result<(), EngineError> {
+    pub fn set_remote(
+        &self,
+        call: CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    ) -> Result<(), EngineError> {
         let reg = lock(&self.registry);
         let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
         if record.legs.get(leg.index()).is_none_or(Option::is_none) {
             return Err(EngineError::UnknownLeg);
         }
-        self.send(record.worker, Command::SetRemote { call, leg, remote }).map_err(|_| EngineError::Busy)
+        self.send(record.worker, Command::SetRemote { call, leg, remote })
+            .map_err(|_| EngineError::Busy)
     }
 
     pub fn leg_stats(&self, call: CallId, leg: LegId) -> Option<LegStats> {
         let reg = lock(&self.registry);
         let record = reg.calls.get(&call)?;
-        record.legs.get(leg.index())?.as_ref().map(|l| l.stats.read())
+        record
+            .legs
+            .get(leg.index())?
+            .as_ref()
+            .map(|l| l.stats.read())
     }
 
     pub fn drain_events(&self, out: &mut Vec<EngineEvent>) {
@@ -453,7 +583,11 @@ impl Control {
             }
         }
         let mut reg = lock(&self.registry);
-        let ports: Vec<u16> = reg.calls.drain().flat_map(|(_, r)| r.legs.into_iter().flatten().map(|l| l.port)).collect();
+        let ports: Vec<u16> = reg
+            .calls
+            .drain()
+            .flat_map(|(_, r)| r.legs.into_iter().flatten().map(|l| l.port))
+            .collect();
         for port in ports {
             reg.ports.release(port);
         }
@@ -511,7 +645,9 @@ struct Sink<'a> {
 
 impl Output for Sink<'_> {
     fn transmit(&mut self, leg: LegId, dst: SocketAddr, datagram: &[u8]) {
-        let Some(Some(socket)) = self.sockets.get(leg.index()) else { return };
+        let Some(Some(socket)) = self.sockets.get(leg.index()) else {
+            return;
+        };
         match self.io.send(*socket, dst, datagram) {
             Ok(()) => {
                 self.counters.packets_sent += 1;
@@ -523,7 +659,14 @@ impl Output for Sink<'_> {
     }
 
     fn event(&mut self, event: CallEvent) {
-        if self.events.push(WorkerEvent::Call { call: self.call, event }).is_err() {
+        if self
+            .events
+            .push(WorkerEvent::Call {
+                call: self.call,
+                event,
+            })
+            .is_err()
+        {
             self.counters.event_ring_full += 1;
         }
     }
@@ -551,7 +694,9 @@ impl Worker {
                     next_tick = now + TICK;
                 }
             }
-            let wait = next_tick.saturating_since(self.now()).max(Duration::from_micros(50));
+            let wait = next_tick
+                .saturating_since(self.now())
+                .max(Duration::from_micros(50));
             if let Err(e) = self.io.submit_and_wait(wait) {
                 tracing::error!(worker = self.index, error = %e, "io_uring submit failed");
             }
@@ -569,7 +714,11 @@ impl Worker {
         match self.io.add_socket(socket) {
             Ok(Some(id)) => {
                 if let Some(owner) = self.owners.get_mut(id_index(id)) {
-                    *owner = Some(Owner { socket: id, call_slot, leg });
+                    *owner = Some(Owner {
+                        socket: id,
+                        call_slot,
+                        leg,
+                    });
                 }
                 Some(id)
             }
@@ -595,14 +744,24 @@ impl Worker {
 
     fn apply(&mut self, command: Command) {
         match command {
-            Command::AddCall { call, media, sockets, stats } => {
+            Command::AddCall {
+                call,
+                media,
+                sockets,
+                stats,
+            } => {
                 let Some(slot) = self.free_calls.pop() else {
                     tracing::error!(worker = self.index, "call table full; call refused");
                     return;
                 };
                 let [c, a] = sockets;
                 let [cs, as_] = stats;
-                let mut entry = CallEntry { id: call, media, sockets: [None; MAX_LEGS], stats: Default::default() };
+                let mut entry = CallEntry {
+                    id: call,
+                    media,
+                    sockets: [None; MAX_LEGS],
+                    stats: Default::default(),
+                };
                 entry.sockets[0] = self.register(c, slot, LegId::CUSTOMER);
                 entry.sockets[1] = self.register(a, slot, LegId::AGENT);
                 entry.stats[0] = Some(cs);
@@ -611,7 +770,9 @@ impl Worker {
                 self.by_id.insert(call, slot);
             }
             Command::RemoveCall { call } => {
-                let Some(slot) = self.by_id.remove(&call) else { return };
+                let Some(slot) = self.by_id.remove(&call) else {
+                    return;
+                };
                 if let Some(entry) = self.calls[slot as usize].take() {
                     let entry = self.retire(entry);
                     for socket in entry.sockets.into_iter().flatten() {
@@ -620,10 +781,21 @@ impl Worker {
                 }
                 self.free_calls.push(slot);
             }
-            Command::AddSupervisor { call, slot, leg, socket, stats, beep } => {
-                let Some(&call_slot) = self.by_id.get(&call) else { return };
+            Command::AddSupervisor {
+                call,
+                slot,
+                leg,
+                socket,
+                stats,
+                beep,
+            } => {
+                let Some(&call_slot) = self.by_id.get(&call) else {
+                    return;
+                };
                 let id = self.register(socket, call_slot, slot);
-                let Some(entry) = self.calls[call_slot as usize].as_mut() else { return };
+                let Some(entry) = self.calls[call_slot as usize].as_mut() else {
+                    return;
+                };
                 if entry.media.add_supervisor(slot, leg, beep).is_ok() {
                     entry.sockets[slot.index()] = id;
                     entry.stats[slot.index()] = Some(stats);
@@ -632,8 +804,12 @@ impl Worker {
                 }
             }
             Command::RemoveSupervisor { call, slot } => {
-                let Some(&call_slot) = self.by_id.get(&call) else { return };
-                let Some(entry) = self.calls[call_slot as usize].as_mut() else { return };
+                let Some(&call_slot) = self.by_id.get(&call) else {
+                    return;
+                };
+                let Some(entry) = self.calls[call_slot as usize].as_mut() else {
+                    return;
+                };
                 entry.media.remove_supervisor(slot);
                 entry.stats[slot.index()] = None;
                 if let Some(socket) = entry.sockets[slot.index()].take() {
@@ -660,13 +836,29 @@ impl Worker {
 
     fn reap(&mut self) -> std::io::Result<()> {
         let now = self.now();
-        let Worker { io, calls, owners, events, counters, .. } = self;
+        let Worker {
+            io,
+            calls,
+            owners,
+            events,
+            counters,
+            ..
+        } = self;
         io.reap(|io, event| match event {
             Event::Received { socket, src, len } => {
                 counters.packets_received += 1;
                 counters.bytes_received += len as u64;
-                let owner = owners.get(id_index(socket)).copied().flatten().filter(|o| o.socket == socket);
-                let entry = owner.and_then(|o| calls.get_mut(o.call_slot as usize)?.as_mut().map(|e| (o, e)));
+                let owner = owners
+                    .get(id_index(socket))
+                    .copied()
+                    .flatten()
+                    .filter(|o| o.socket == socket);
+                let entry = owner.and_then(|o| {
+                    calls
+                        .get_mut(o.call_slot as usize)?
+                        .as_mut()
+                        .map(|e| (o, e))
+                });
                 match entry {
                     Some((owner, entry)) => {
                         // The datagram stays in the receive slot while the call reads it; the
@@ -676,8 +868,16 @@ impl Worker {
                         let data = io.datagram(socket, len);
                         let n = data.len().min(buf.len());
                         buf[..n].copy_from_slice(&data[..n]);
-                        let mut sink = Sink { io, sockets: &entry.sockets, events, counters, call: entry.id };
-                        entry.media.handle_datagram(owner.leg, src, &buf[..n], now, &mut sink);
+                        let mut sink = Sink {
+                            io,
+                            sockets: &entry.sockets,
+                            events,
+                            counters,
+                            call: entry.id,
+                        };
+                        entry
+                            .media
+                            .handle_datagram(owner.leg, src, &buf[..n], now, &mut sink);
                     }
                     None => counters.unknown_socket += 1,
                 }
@@ -694,12 +894,26 @@ impl Worker {
 
     fn tick(&mut self, now: Instant) {
         let started = std::time::Instant::now();
-        let Worker { io, calls, events, counters, .. } = self;
+        let Worker {
+            io,
+            calls,
+            events,
+            counters,
+            ..
+        } = self;
         for entry in calls.iter_mut().flatten() {
-            let mut sink = Sink { io, sockets: &entry.sockets, events, counters, call: entry.id };
+            let mut sink = Sink {
+                io,
+                sockets: &entry.sockets,
+                events,
+                counters,
+                call: entry.id,
+            };
             entry.media.tick(now, &mut sink);
         }
-        self.metrics.tick_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .tick_duration
+            .observe(started.elapsed().as_secs_f64());
         self.publish();
         self.ticks += 1;
     }
@@ -709,7 +923,9 @@ impl Worker {
         let phase = self.ticks % STATS_SPREAD;
         let mut drops = [0u64; DropReason::COUNT];
         for (slot, entry) in self.calls.iter_mut().enumerate() {
-            let Some(entry) = entry.as_mut() else { continue };
+            let Some(entry) = entry.as_mut() else {
+                continue;
+            };
             if slot as u64 % STATS_SPREAD != phase {
                 continue;
             }
@@ -749,7 +965,12 @@ impl Worker {
     /// A call is going away: publish its final statistics and drops so a last read is
     /// accurate. Returns it for its sockets to be released.
     fn retire(&self, mut entry: CallEntry) -> CallEntry {
-        for (counter, n) in self.metrics.dropped_media.iter().zip(entry.media.take_drops()) {
+        for (counter, n) in self
+            .metrics
+            .dropped_media
+            .iter()
+            .zip(entry.media.take_drops())
+        {
             if n > 0 {
                 counter.inc_by(n);
             }

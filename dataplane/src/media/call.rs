@@ -28,8 +28,8 @@ use crate::media::tone::{SUPERVISION_BEEP, Tone};
 use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES, Frame, PTIME_MS};
 use crate::time::{Duration, Instant};
 use crate::wire::g711::Codec;
-use crate::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc, is_rtcp};
 use crate::wire::rtcp::validate_compound;
+use crate::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc, is_rtcp};
 use crate::wire::telephone_event::{TelephoneEvent, dtmf_digit};
 
 /// The largest datagram a leg accepts and the largest it emits. Ethernet MTU-sized.
@@ -219,7 +219,9 @@ impl OutputStream {
     /// was sent, rounded to whole frames and at least one frame, so receivers see time pass
     /// at the rate it did.
     fn segment_start_ts(&self, now: Instant) -> u32 {
-        let Some(last_sent) = self.last_sent else { return self.last_ts };
+        let Some(last_sent) = self.last_sent else {
+            return self.last_ts;
+        };
         let elapsed_us = now.saturating_since(last_sent).as_micros() as u64;
         let frame_us = u64::from(PTIME_MS) * 1000;
         let frames = ((elapsed_us + frame_us / 2) / frame_us).max(1);
@@ -239,7 +241,12 @@ impl OutputStream {
     }
 
     /// Header fields for a relayed packet, or `None` if it predates the current segment.
-    fn next_relayed(&mut self, now: Instant, input: &RtpPacket<&[u8]>, ext_seq: u64) -> Option<RtpHeader> {
+    fn next_relayed(
+        &mut self,
+        now: Instant,
+        input: &RtpPacket<&[u8]>,
+        ext_seq: u64,
+    ) -> Option<RtpHeader> {
         let in_seq = input.sequence_number().0;
         let mut marker = input.marker();
         if self.rebase {
@@ -263,7 +270,11 @@ impl OutputStream {
         let ts = match self.event_map {
             Some((seen, mapped)) if seen == in_ts => mapped,
             _ => {
-                let mapped = if self.last_sent.is_some() { self.last_ts } else { self.segment_start_ts(now) };
+                let mapped = if self.last_sent.is_some() {
+                    self.last_ts
+                } else {
+                    self.segment_start_ts(now)
+                };
                 self.event_map = Some((in_ts, mapped));
                 mapped
             }
@@ -281,7 +292,14 @@ impl OutputStream {
 
     /// Records a packet as sent, keeping `next_seq` / `last_ts` at the newest (RFC 1982-style
     /// comparisons, since both wrap).
-    fn emit(&mut self, now: Instant, payload_type: u8, marker: bool, seq: u16, ts: u32) -> RtpHeader {
+    fn emit(
+        &mut self,
+        now: Instant,
+        payload_type: u8,
+        marker: bool,
+        seq: u16,
+        ts: u32,
+    ) -> RtpHeader {
         if seq.wrapping_sub(self.next_seq) < 0x8000 {
             self.next_seq = seq.wrapping_add(1);
         }
@@ -289,7 +307,13 @@ impl OutputStream {
             self.last_ts = ts;
         }
         self.last_sent = Some(now);
-        RtpHeader { marker, payload_type, sequence_number: SeqNo(seq), timestamp: ts, ssrc: self.ssrc }
+        RtpHeader {
+            marker,
+            payload_type,
+            sequence_number: SeqNo(seq),
+            timestamp: ts,
+            ssrc: self.ssrc,
+        }
     }
 }
 
@@ -412,12 +436,19 @@ impl Call {
 
     /// The first free supervisor slot, if any.
     pub fn free_supervisor_slot(&self) -> Option<LegId> {
-        (2..MAX_LEGS).map(|i| LegId(i as u8)).find(|l| self.legs[l.index()].is_none())
+        (2..MAX_LEGS)
+            .map(|i| LegId(i as u8))
+            .find(|l| self.legs[l.index()].is_none())
     }
 
     /// Adds a supervisor leg at `slot` in [`Mode::Listen`]; with `beep`, the agent hears the
     /// supervision tone. Returns the leg back if `slot` is not a free supervisor slot.
-    pub fn add_supervisor(&mut self, slot: LegId, mut leg: Box<Leg>, beep: bool) -> Result<(), Box<Leg>> {
+    pub fn add_supervisor(
+        &mut self,
+        slot: LegId,
+        mut leg: Box<Leg>,
+        beep: bool,
+    ) -> Result<(), Box<Leg>> {
         if !slot.is_supervisor() || slot.index() >= MAX_LEGS || self.legs[slot.index()].is_some() {
             return Err(leg);
         }
@@ -477,11 +508,17 @@ impl Call {
     }
 
     fn leg_mut(&mut self, leg: LegId) -> Option<&mut Leg> {
-        self.legs.get_mut(leg.index()).and_then(|l| l.as_deref_mut())
+        self.legs
+            .get_mut(leg.index())
+            .and_then(|l| l.as_deref_mut())
     }
 
     fn supervisor_mut(&mut self, slot: LegId) -> Option<&mut Leg> {
-        if slot.is_supervisor() { self.leg_mut(slot) } else { None }
+        if slot.is_supervisor() {
+            self.leg_mut(slot)
+        } else {
+            None
+        }
     }
 
     fn active(&self) -> LegSet {
@@ -506,7 +543,9 @@ impl Call {
             let codec = self.legs[listener.index()].as_ref().map(|l| l.codec);
             let relay_from = hears.single().filter(|from| {
                 self.legs[from.index()].as_ref().map(|l| l.codec) == codec
-                    && self.legs[listener.index()].as_ref().is_some_and(|l| l.tone.is_none())
+                    && self.legs[listener.index()]
+                        .as_ref()
+                        .is_some_and(|l| l.tone.is_none())
             });
             let plan = match relay_from {
                 Some(from) => Plan::Relay { from },
@@ -527,10 +566,11 @@ impl Call {
         // A leg that starts feeding a mix starts from an empty jitter buffer, anchored on its
         // next packet.
         for leg in active.iter() {
-            if mixed_sources.contains(leg) && !self.mixed_sources.contains(leg) {
-                if let Some(l) = self.legs[leg.index()].as_deref_mut() {
-                    l.jitter.reset();
-                }
+            if mixed_sources.contains(leg)
+                && !self.mixed_sources.contains(leg)
+                && let Some(l) = self.legs[leg.index()].as_deref_mut()
+            {
+                l.jitter.reset();
             }
         }
         self.mixed_sources = mixed_sources;
@@ -538,7 +578,11 @@ impl Call {
 
     /// Whom `listener` hears among the active legs.
     fn hears(&self, listener: LegId, active: LegSet) -> LegSet {
-        self.matrix.hears(listener).iter().filter(|l| active.contains(*l)).fold(LegSet::EMPTY, LegSet::with)
+        self.matrix
+            .hears(listener)
+            .iter()
+            .filter(|l| active.contains(*l))
+            .fold(LegSet::EMPTY, LegSet::with)
     }
 
     fn drop_packet(&mut self, leg: LegId, reason: DropReason) {
@@ -596,7 +640,10 @@ impl Call {
         }
         let Some(l) = self.leg_mut(leg) else { return };
         let arrival = now.to_media_clock(CLOCK_RATE_HZ);
-        let ext_seq = match l.seq.update(packet.sequence_number().0, packet.timestamp(), arrival) {
+        let ext_seq = match l
+            .seq
+            .update(packet.sequence_number().0, packet.timestamp(), arrival)
+        {
             SeqUpdate::Accepted { extended } | SeqUpdate::Late { extended } => extended,
             SeqUpdate::Duplicate => return self.drop_packet(leg, DropReason::Duplicate),
             SeqUpdate::Rejected => return self.drop_packet(leg, DropReason::Stale),
@@ -631,9 +678,18 @@ impl Call {
     }
 
     /// Forwards `packet` (from `from`) to every output that relays it.
-    fn relay(&mut self, from: LegId, packet: &RtpPacket<&[u8]>, ext_seq: u64, now: Instant, out: &mut impl Output) {
+    fn relay(
+        &mut self,
+        from: LegId,
+        packet: &RtpPacket<&[u8]>,
+        ext_seq: u64,
+        now: Instant,
+        out: &mut impl Output,
+    ) {
         for i in 0..MAX_LEGS {
-            let Some(dst) = self.legs[i].as_deref_mut() else { continue };
+            let Some(dst) = self.legs[i].as_deref_mut() else {
+                continue;
+            };
             if dst.plan != (Plan::Relay { from }) {
                 continue;
             }
@@ -641,7 +697,14 @@ impl Call {
                 self.drops[DropReason::Stale.index()] += 1;
                 continue;
             };
-            send(dst, LegId(i as u8), header, packet.payload(), &mut self.datagram, out);
+            send(
+                dst,
+                LegId(i as u8),
+                header,
+                packet.payload(),
+                &mut self.datagram,
+                out,
+            );
         }
     }
 
@@ -670,17 +733,25 @@ impl Call {
             }
             return;
         }
-        let to = if from == LegId::CUSTOMER { LegId::AGENT } else { LegId::CUSTOMER };
+        let to = if from == LegId::CUSTOMER {
+            LegId::AGENT
+        } else {
+            LegId::CUSTOMER
+        };
         let active = self.active();
         if !self.hears(to, active).contains(from) {
             return;
         }
-        let Some(dst) = self.legs[to.index()].as_deref_mut() else { return };
+        let Some(dst) = self.legs[to.index()].as_deref_mut() else {
+            return;
+        };
         let header = match dst.plan {
-            Plan::Relay { from: f } if f == from => match dst.out.next_relayed(now, packet, ext_seq) {
-                Some(h) => h,
-                None => return,
-            },
+            Plan::Relay { from: f } if f == from => {
+                match dst.out.next_relayed(now, packet, ext_seq) {
+                    Some(h) => h,
+                    None => return,
+                }
+            }
             _ => dst.out.next_event(now, packet),
         };
         send(dst, to, header, packet.payload(), &mut self.datagram, out);
@@ -698,7 +769,9 @@ impl Call {
         let mut tone_ended = false;
         for listener in active.iter() {
             let hears = self.hears(listener, active);
-            let Some(dst) = self.legs[listener.index()].as_deref() else { continue };
+            let Some(dst) = self.legs[listener.index()].as_deref() else {
+                continue;
+            };
             if dst.plan != Plan::Mix {
                 continue;
             }
@@ -713,7 +786,9 @@ impl Call {
             }
             let mut mixed: Frame = [0; FRAME_SAMPLES];
             mix_into(&sources[..n], &mut mixed);
-            let Some(dst) = self.legs[listener.index()].as_deref_mut() else { continue };
+            let Some(dst) = self.legs[listener.index()].as_deref_mut() else {
+                continue;
+            };
             if let Some(tone) = dst.tone.as_mut() {
                 let active = tone.fill(&mut tone_frame);
                 let current = mixed;
@@ -738,7 +813,9 @@ impl Call {
                 && now.saturating_since(l.last_rx) >= timeout
             {
                 l.timed_out = true;
-                out.event(CallEvent::MediaTimeout { leg: LegId(i as u8) });
+                out.event(CallEvent::MediaTimeout {
+                    leg: LegId(i as u8),
+                });
             }
         }
     }
@@ -746,8 +823,17 @@ impl Call {
 
 /// Builds one datagram (our header, the given payload) into `scratch` and transmits it to the
 /// leg's destination, if it has one yet.
-fn send(leg: &mut Leg, id: LegId, header: RtpHeader, payload: &[u8], scratch: &mut [u8; MAX_DATAGRAM], out: &mut impl Output) {
-    let Some(dst) = leg.source.destination() else { return };
+fn send(
+    leg: &mut Leg,
+    id: LegId,
+    header: RtpHeader,
+    payload: &[u8],
+    scratch: &mut [u8; MAX_DATAGRAM],
+    out: &mut impl Output,
+) {
+    let Some(dst) = leg.source.destination() else {
+        return;
+    };
     let len = RtpHeader::LEN + payload.len();
     if len > scratch.len() || header.emit(&mut scratch[..]).is_err() {
         return;
@@ -800,35 +886,66 @@ mod tests {
     }
 
     fn leg(remote: Option<u16>, ssrc: u32) -> Box<Leg> {
-        Leg::new(Codec::Pcmu, remote.map(addr), Ssrc(ssrc), 1000, 50_000, JitterConfig::default(), Instant::ZERO)
+        Leg::new(
+            Codec::Pcmu,
+            remote.map(addr),
+            Ssrc(ssrc),
+            1000,
+            50_000,
+            JitterConfig::default(),
+            Instant::ZERO,
+        )
     }
 
     fn call() -> Box<Call> {
-        Call::new(CallConfig::default(), leg(Some(C_ADDR), 0xC), leg(Some(A_ADDR), 0xA))
+        Call::new(
+            CallConfig::default(),
+            leg(Some(C_ADDR), 0xC),
+            leg(Some(A_ADDR), 0xA),
+        )
     }
 
     /// A PCMU packet whose samples all carry `level`.
     fn packet(seq: u16, ts: u32, ssrc: u32, level: i16) -> Vec<u8> {
         let mut buf = vec![0u8; RtpHeader::LEN + FRAME_SAMPLES];
-        RtpHeader { marker: false, payload_type: 0, sequence_number: SeqNo(seq), timestamp: ts, ssrc: Ssrc(ssrc) }
-            .emit(&mut buf)
-            .unwrap();
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence_number: SeqNo(seq),
+            timestamp: ts,
+            ssrc: Ssrc(ssrc),
+        }
+        .emit(&mut buf)
+        .unwrap();
         buf[RtpHeader::LEN..].fill(ulaw_encode(level));
         buf
     }
 
     fn dtmf_packet(seq: u16, ts: u32, ssrc: u32, event: u8, end: bool) -> Vec<u8> {
         let mut buf = vec![0u8; RtpHeader::LEN + 4];
-        RtpHeader { marker: !end, payload_type: 101, sequence_number: SeqNo(seq), timestamp: ts, ssrc: Ssrc(ssrc) }
-            .emit(&mut buf)
+        RtpHeader {
+            marker: !end,
+            payload_type: 101,
+            sequence_number: SeqNo(seq),
+            timestamp: ts,
+            ssrc: Ssrc(ssrc),
+        }
+        .emit(&mut buf)
+        .unwrap();
+        crate::wire::telephone_event::emit(&mut buf[RtpHeader::LEN..], event, end, 10, 800)
             .unwrap();
-        crate::wire::telephone_event::emit(&mut buf[RtpHeader::LEN..], event, end, 10, 800).unwrap();
         buf
     }
 
     /// Runs `ms` of time: every leg in `senders` sends one packet per 20 ms, and the call ticks
     /// every 20 ms. Returns the next frame index.
-    fn run(call: &mut Call, out: &mut Recorder, start_frame: u32, frames: u32, senders: &[(LegId, u16, u32, i16)]) -> u32 {
+    fn run(
+        call: &mut Call,
+        out: &mut Recorder,
+        start_frame: u32,
+        frames: u32,
+        senders: &[(LegId, u16, u32, i16)],
+    ) -> u32 {
         for k in start_frame..start_frame + frames {
             let now = Instant::from_millis(u64::from(k) * 20);
             for &(leg, port, ssrc, level) in senders {
@@ -847,7 +964,11 @@ mod tests {
     }
 
     fn all_three() -> [(LegId, u16, u32, i16); 3] {
-        [(CUSTOMER, C_ADDR, 1, 1000), (AGENT, A_ADDR, 2, 3000), (SUP, S_ADDR, 3, 9000)]
+        [
+            (CUSTOMER, C_ADDR, 1, 1000),
+            (AGENT, A_ADDR, 2, 3000),
+            (SUP, S_ADDR, 3, 9000),
+        ]
     }
 
     #[test]
@@ -858,11 +979,23 @@ mod tests {
         let to_agent = out.to(AGENT);
         assert_eq!(to_agent.len(), 10);
         for (i, p) in to_agent.iter().enumerate() {
-            assert_eq!(p.ssrc(), Ssrc(0xA), "the agent's stream has the agent output's SSRC");
+            assert_eq!(
+                p.ssrc(),
+                Ssrc(0xA),
+                "the agent's stream has the agent output's SSRC"
+            );
             assert_eq!(p.sequence_number().0, 1000 + i as u16);
-            assert_eq!(level_of(p), level_of(&RtpPacket::new_checked(&packet(0, 0, 1, 1000)[..]).unwrap()));
+            assert_eq!(
+                level_of(p),
+                level_of(&RtpPacket::new_checked(&packet(0, 0, 1, 1000)[..]).unwrap())
+            );
         }
-        assert!(out.sent.iter().all(|(l, dst, _)| (*l == AGENT && *dst == addr(A_ADDR)) || (*l == CUSTOMER && *dst == addr(C_ADDR))));
+        assert!(
+            out.sent
+                .iter()
+                .all(|(l, dst, _)| (*l == AGENT && *dst == addr(A_ADDR))
+                    || (*l == CUSTOMER && *dst == addr(C_ADDR)))
+        );
         assert_eq!(out.to(CUSTOMER).len(), 10);
     }
 
@@ -870,7 +1003,13 @@ mod tests {
     fn strict_source_drops_and_counts_anything_else() {
         let mut call = call();
         let mut out = Recorder::default();
-        call.handle_datagram(CUSTOMER, addr(4001), &packet(1, 160, 9, 500), Instant::ZERO, &mut out);
+        call.handle_datagram(
+            CUSTOMER,
+            addr(4001),
+            &packet(1, 160, 9, 500),
+            Instant::ZERO,
+            &mut out,
+        );
         assert!(out.sent.is_empty(), "a wrong source is never forwarded");
         assert_eq!(call.leg(CUSTOMER).unwrap().counters().packets_dropped, 1);
         assert_eq!(call.take_drops()[DropReason::WrongSource.index()], 1);
@@ -878,15 +1017,40 @@ mod tests {
 
     #[test]
     fn latching_leg_locks_to_its_first_source() {
-        let mut call = Call::new(CallConfig::default(), leg(None, 0xC), leg(Some(A_ADDR), 0xA));
+        let mut call = Call::new(
+            CallConfig::default(),
+            leg(None, 0xC),
+            leg(Some(A_ADDR), 0xA),
+        );
         let mut out = Recorder::default();
-        call.handle_datagram(CUSTOMER, addr(7000), &packet(1, 160, 9, 500), Instant::ZERO, &mut out);
-        call.handle_datagram(CUSTOMER, addr(7001), &packet(2, 320, 9, 500), Instant::ZERO, &mut out);
+        call.handle_datagram(
+            CUSTOMER,
+            addr(7000),
+            &packet(1, 160, 9, 500),
+            Instant::ZERO,
+            &mut out,
+        );
+        call.handle_datagram(
+            CUSTOMER,
+            addr(7001),
+            &packet(2, 320, 9, 500),
+            Instant::ZERO,
+            &mut out,
+        );
         assert_eq!(out.to(AGENT).len(), 1);
-        assert_eq!(call.leg(CUSTOMER).unwrap().source(), SourcePolicy::Latching(Some(addr(7000))));
+        assert_eq!(
+            call.leg(CUSTOMER).unwrap().source(),
+            SourcePolicy::Latching(Some(addr(7000)))
+        );
         assert_eq!(call.take_drops()[DropReason::WrongSource.index()], 1);
         // The agent's audio now goes to the latched address.
-        call.handle_datagram(AGENT, addr(A_ADDR), &packet(1, 160, 8, 500), Instant::ZERO, &mut out);
+        call.handle_datagram(
+            AGENT,
+            addr(A_ADDR),
+            &packet(1, 160, 8, 500),
+            Instant::ZERO,
+            &mut out,
+        );
         assert_eq!(out.sent.last().unwrap().1, addr(7000));
     }
 
@@ -896,23 +1060,50 @@ mod tests {
         // supervisor 9000 (µ-law keeps them within a few percent).
         let expect = |sources: &[i16]| sources.iter().map(|s| i32::from(*s)).sum::<i32>();
         let cases: [(Mode, i32, i32, i32); 5] = [
-            (Mode::Listen, expect(&[3000]), expect(&[1000]), expect(&[1000, 3000])),
-            (Mode::Whisper, expect(&[3000]), expect(&[1000, 9000]), expect(&[1000, 3000])),
-            (Mode::Barge, expect(&[3000, 9000]), expect(&[1000, 9000]), expect(&[1000, 3000])),
+            (
+                Mode::Listen,
+                expect(&[3000]),
+                expect(&[1000]),
+                expect(&[1000, 3000]),
+            ),
+            (
+                Mode::Whisper,
+                expect(&[3000]),
+                expect(&[1000, 9000]),
+                expect(&[1000, 3000]),
+            ),
+            (
+                Mode::Barge,
+                expect(&[3000, 9000]),
+                expect(&[1000, 9000]),
+                expect(&[1000, 3000]),
+            ),
             (Mode::Takeover, expect(&[9000]), 0, expect(&[1000])),
-            (Mode::TakeoverListen, expect(&[9000]), expect(&[1000, 9000]), expect(&[1000])),
+            (
+                Mode::TakeoverListen,
+                expect(&[9000]),
+                expect(&[1000, 9000]),
+                expect(&[1000]),
+            ),
         ];
         for (mode, customer, agent, supervisor) in cases {
             let mut call = call();
             let mut out = Recorder::default();
-            call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false).ok().unwrap();
+            call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false)
+                .ok()
+                .unwrap();
             assert!(call.set_mode(SUP, mode));
             run(&mut call, &mut out, 0, 20, &all_three());
             for (listener, want) in [(CUSTOMER, customer), (AGENT, agent), (SUP, supervisor)] {
                 let got = out.to(listener);
-                let last = got.last().unwrap_or_else(|| panic!("{listener:?} receives in {mode}"));
+                let last = got
+                    .last()
+                    .unwrap_or_else(|| panic!("{listener:?} receives in {mode}"));
                 let level = level_of(last);
-                assert!((level - want).abs() <= want / 20 + 40, "{listener:?} in {mode}: level {level}, expected {want}");
+                assert!(
+                    (level - want).abs() <= want / 20 + 40,
+                    "{listener:?} in {mode}: level {level}, expected {want}"
+                );
             }
         }
     }
@@ -921,15 +1112,27 @@ mod tests {
     fn customer_never_gets_supervisor_audio_in_listen_or_whisper() {
         let mut call = call();
         let mut out = Recorder::default();
-        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), true).ok().unwrap();
-        let senders = [(CUSTOMER, C_ADDR, 1, 0), (AGENT, A_ADDR, 2, 0), (SUP, S_ADDR, 3, 9000)];
+        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), true)
+            .ok()
+            .unwrap();
+        let senders = [
+            (CUSTOMER, C_ADDR, 1, 0),
+            (AGENT, A_ADDR, 2, 0),
+            (SUP, S_ADDR, 3, 9000),
+        ];
         let mut k = run(&mut call, &mut out, 0, 10, &senders);
         call.set_mode(SUP, Mode::Whisper);
         k = run(&mut call, &mut out, k, 10, &senders);
         call.set_mode(SUP, Mode::Listen);
         run(&mut call, &mut out, k, 10, &senders);
-        assert!(out.to(CUSTOMER).iter().all(|p| level_of(p) == 0), "customer hears silence only");
-        assert!(out.to(AGENT).iter().any(|p| level_of(p) > 8000), "agent heard the whisper");
+        assert!(
+            out.to(CUSTOMER).iter().all(|p| level_of(p) == 0),
+            "customer hears silence only"
+        );
+        assert!(
+            out.to(AGENT).iter().any(|p| level_of(p) > 8000),
+            "agent heard the whisper"
+        );
     }
 
     #[test]
@@ -937,8 +1140,16 @@ mod tests {
         let mut call = call();
         let mut out = Recorder::default();
         let mut k = run(&mut call, &mut out, 0, 5, &all_three()[..2]);
-        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), true).ok().unwrap();
-        for mode in [Mode::Whisper, Mode::Barge, Mode::Takeover, Mode::TakeoverListen, Mode::Listen] {
+        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), true)
+            .ok()
+            .unwrap();
+        for mode in [
+            Mode::Whisper,
+            Mode::Barge,
+            Mode::Takeover,
+            Mode::TakeoverListen,
+            Mode::Listen,
+        ] {
             call.set_mode(SUP, mode);
             k = run(&mut call, &mut out, k, 7, &all_three());
         }
@@ -949,9 +1160,16 @@ mod tests {
             assert!(stream.len() > 30);
             for pair in stream.windows(2) {
                 assert_eq!(pair[0].ssrc(), pair[1].ssrc());
-                assert_eq!(pair[1].sequence_number().0, pair[0].sequence_number().0.wrapping_add(1), "{listener:?}");
+                assert_eq!(
+                    pair[1].sequence_number().0,
+                    pair[0].sequence_number().0.wrapping_add(1),
+                    "{listener:?}"
+                );
                 let dts = pair[1].timestamp().wrapping_sub(pair[0].timestamp());
-                assert_eq!(dts, 160, "{listener:?}: timestamps advance one frame per 20 ms");
+                assert_eq!(
+                    dts, 160,
+                    "{listener:?}: timestamps advance one frame per 20 ms"
+                );
             }
         }
     }
@@ -960,12 +1178,38 @@ mod tests {
     fn supervisor_keys_are_reported_once_and_never_forwarded() {
         let mut call = call();
         let mut out = Recorder::default();
-        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false).ok().unwrap();
+        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false)
+            .ok()
+            .unwrap();
         for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
-            call.handle_datagram(SUP, addr(S_ADDR), &dtmf_packet(10 + i as u16, 8000, 3, 5, end), Instant::ZERO, &mut out);
+            call.handle_datagram(
+                SUP,
+                addr(S_ADDR),
+                &dtmf_packet(10 + i as u16, 8000, 3, 5, end),
+                Instant::ZERO,
+                &mut out,
+            );
         }
-        call.handle_datagram(SUP, addr(S_ADDR), &dtmf_packet(20, 16000, 3, 11, false), Instant::ZERO, &mut out);
-        assert_eq!(out.events, [CallEvent::Dtmf { leg: SUP, digit: '5' }, CallEvent::Dtmf { leg: SUP, digit: '#' }]);
+        call.handle_datagram(
+            SUP,
+            addr(S_ADDR),
+            &dtmf_packet(20, 16000, 3, 11, false),
+            Instant::ZERO,
+            &mut out,
+        );
+        assert_eq!(
+            out.events,
+            [
+                CallEvent::Dtmf {
+                    leg: SUP,
+                    digit: '5'
+                },
+                CallEvent::Dtmf {
+                    leg: SUP,
+                    digit: '#'
+                }
+            ]
+        );
         assert!(out.sent.is_empty(), "supervisor DTMF goes nowhere");
     }
 
@@ -973,11 +1217,19 @@ mod tests {
     fn customer_dtmf_reaches_the_agent_but_no_supervisor() {
         let mut call = call();
         let mut out = Recorder::default();
-        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false).ok().unwrap();
+        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false)
+            .ok()
+            .unwrap();
         for mode in [Mode::Listen, Mode::Whisper] {
             call.set_mode(SUP, mode);
             out.sent.clear();
-            call.handle_datagram(CUSTOMER, addr(C_ADDR), &dtmf_packet(1, 800, 1, 3, false), Instant::ZERO, &mut out);
+            call.handle_datagram(
+                CUSTOMER,
+                addr(C_ADDR),
+                &dtmf_packet(1, 800, 1, 3, false),
+                Instant::ZERO,
+                &mut out,
+            );
             let to_agent = out.to(AGENT);
             assert_eq!(to_agent.len(), 1, "in {mode}");
             assert_eq!(to_agent[0].payload_type(), 101);
@@ -988,12 +1240,21 @@ mod tests {
 
     #[test]
     fn media_timeout_is_reported_once_per_silent_leg() {
-        let config = CallConfig { media_timeout: Duration::from_secs(2), ..CallConfig::default() };
+        let config = CallConfig {
+            media_timeout: Duration::from_secs(2),
+            ..CallConfig::default()
+        };
         let mut call = Call::new(config, leg(Some(C_ADDR), 1), leg(Some(A_ADDR), 2));
         let mut out = Recorder::default();
         for k in 0..150u32 {
             let now = Instant::from_millis(u64::from(k) * 20);
-            call.handle_datagram(AGENT, addr(A_ADDR), &packet(k as u16, k * 160, 2, 0), now, &mut out);
+            call.handle_datagram(
+                AGENT,
+                addr(A_ADDR),
+                &packet(k as u16, k * 160, 2, 0),
+                now,
+                &mut out,
+            );
             call.tick(now, &mut out);
         }
         assert_eq!(out.events, [CallEvent::MediaTimeout { leg: CUSTOMER }]);
@@ -1003,7 +1264,12 @@ mod tests {
     fn garbage_is_dropped_not_fatal() {
         let mut call = call();
         let mut out = Recorder::default();
-        for bad in [&[][..], &[0x80][..], &[0x40; 12][..], &[0x80, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]] {
+        for bad in [
+            &[][..],
+            &[0x80][..],
+            &[0x40; 12][..],
+            &[0x80, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+        ] {
             call.handle_datagram(CUSTOMER, addr(C_ADDR), bad, Instant::ZERO, &mut out);
         }
         assert!(out.sent.is_empty());

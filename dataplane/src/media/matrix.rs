@@ -38,8 +38,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] =
-        [Mode::Listen, Mode::Whisper, Mode::Barge, Mode::Takeover, Mode::TakeoverListen];
+    pub const ALL: [Mode; 5] = [
+        Mode::Listen,
+        Mode::Whisper,
+        Mode::Barge,
+        Mode::Takeover,
+        Mode::TakeoverListen,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -81,7 +86,10 @@ pub struct UnknownMode;
 impl FromStr for Mode {
     type Err = UnknownMode;
     fn from_str(s: &str) -> Result<Mode, UnknownMode> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == s).ok_or(UnknownMode)
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(UnknownMode)
     }
 }
 
@@ -114,11 +122,17 @@ impl LegSet {
 
     /// The only member, when there is exactly one.
     pub const fn single(self) -> Option<LegId> {
-        if self.0.count_ones() == 1 { Some(LegId(self.0.trailing_zeros() as u8)) } else { None }
+        if self.0.count_ones() == 1 {
+            Some(LegId(self.0.trailing_zeros() as u8))
+        } else {
+            None
+        }
     }
 
     pub fn iter(self) -> impl Iterator<Item = LegId> {
-        (0..MAX_LEGS as u8).map(LegId).filter(move |l| self.contains(*l))
+        (0..MAX_LEGS as u8)
+            .map(LegId)
+            .filter(move |l| self.contains(*l))
     }
 }
 
@@ -140,16 +154,28 @@ impl Matrix {
     pub fn from_modes(supervisors: &[Option<Mode>; MAX_SUPERVISORS]) -> Matrix {
         let mut rows = [LegSet::EMPTY; MAX_LEGS];
         let sup = |i: usize| LegId(2 + i as u8);
-        let active = || supervisors.iter().enumerate().filter_map(|(i, m)| m.map(|m| (sup(i), m)));
+        let active = || {
+            supervisors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.map(|m| (sup(i), m)))
+        };
 
         let agent_replaced = active().any(|(_, m)| m.replaces_agent());
         let agent_detached = active().any(|(_, m)| m == Mode::Takeover);
 
         // Customer: the agent unless a supervisor took over, plus every supervisor it hears.
-        let mut customer = if agent_replaced { LegSet::EMPTY } else { LegSet::of(LegId::AGENT) };
+        let mut customer = if agent_replaced {
+            LegSet::EMPTY
+        } else {
+            LegSet::of(LegId::AGENT)
+        };
         // Agent: the customer unless detached by a takeover, plus every supervisor it hears.
-        let mut agent =
-            if agent_detached { LegSet::EMPTY } else { LegSet::of(LegId::CUSTOMER) };
+        let mut agent = if agent_detached {
+            LegSet::EMPTY
+        } else {
+            LegSet::of(LegId::CUSTOMER)
+        };
         for (leg, mode) in active() {
             if mode.customer_hears_supervisor() {
                 customer = customer.with(leg);
@@ -197,7 +223,14 @@ mod tests {
     /// Every row of the SPEC §1 table, literally.
     #[test]
     fn every_mode_preset_matches_the_spec_table() {
-        let table: [(Option<Mode>, &[LegId], &[LegId], &[LegId]); 6] = [
+        /// A row of the table: the mode, then whom the customer, agent and supervisor hear.
+        type Row = (
+            Option<Mode>,
+            &'static [LegId],
+            &'static [LegId],
+            &'static [LegId],
+        );
+        let table: [Row; 6] = [
             (None, &[A], &[C], &[]),
             (Some(Mode::Listen), &[A], &[C], &[C, A]),
             (Some(Mode::Whisper), &[A], &[C, S], &[C, A]),

@@ -583,7 +583,9 @@ impl<'a> Goodbye<'a> {
 /// Writes a common header for a packet of `len` bytes (a multiple of 4, at least 4).
 fn write_header(buf: &mut [u8], count: usize, packet_type: RtcpType, len: usize) {
     // The length field counts 32-bit words minus one in 16 bits.
-    debug_assert!(count <= MAX_COUNT && len % 4 == 0 && (HEADER_LEN..=1 << 18).contains(&len));
+    debug_assert!(
+        count <= MAX_COUNT && len.is_multiple_of(4) && (HEADER_LEN..=1 << 18).contains(&len)
+    );
     buf[0] = (VERSION << 6) | count as u8;
     buf[1] = packet_type.into();
     buf[2..4].copy_from_slice(&((len / 4 - 1) as u16).to_be_bytes());

@@ -39,7 +39,7 @@ impl<T: AsRef<[u8]>> TelephoneEvent<T> {
         if len < BLOCK_LEN {
             return Err(WireError::Truncated);
         }
-        if len % BLOCK_LEN != 0 {
+        if !len.is_multiple_of(BLOCK_LEN) {
             return Err(WireError::BadLength);
         }
         Ok(Self::new_unchecked(buffer))
