@@ -1,0 +1,243 @@
+//! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (STYLE.md 11).
+//!
+//! Handlers are thin: the extractors below turn path segments and bodies into domain types (or
+//! the contract's error), and [`AppState`] does the rest.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, RawPathParams, Request, State,
+};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+
+use crate::domain::{
+    CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
+    SupervisionId, quote,
+};
+use crate::error::ApiError;
+use crate::state::{AppState, CallView, LegView, SupervisionView};
+
+/// Largest request body accepted (docs/api.md: 64 KiB).
+pub const BODY_LEN_MAX: usize = 64 * 1024;
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/calls", get(list_calls).post(create_call))
+        .route("/v1/calls/{call}", get(get_call).delete(delete_call))
+        .route("/v1/calls/{call}/legs/{party}", patch(patch_leg))
+        .route("/v1/calls/{call}/events", post(call_event))
+        .route("/v1/calls/{call}/supervisions", post(create_supervision))
+        .route("/v1/supervisions", get(list_supervisions))
+        .route(
+            "/v1/supervisions/{supervision}",
+            get(get_supervision)
+                .patch(patch_supervision)
+                .delete(delete_supervision),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
+        .with_state(state)
+}
+
+// ---- extractors ----
+
+/// A JSON request body parsed into a domain type.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // An object first: serde would otherwise take `[…]` for a struct's fields in order.
+        let Json(object) =
+            Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, state)
+                .await
+                .map_err(|e: JsonRejection| ApiError::from(e))?;
+        let raw = serde_path_to_error::deserialize(serde_json::Value::Object(object))
+            .map_err(|e| ApiError::invalid_body(format!("invalid body: {e}")))?;
+        T::parse(raw).map(Body)
+    }
+}
+
+async fn path_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
+    RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| ApiError::not_found("no such resource (the path is not valid UTF-8)"))
+}
+
+fn param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
+    params
+        .iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
+        .ok_or_else(|| ApiError::internal(format!("route has no {name} parameter")))
+}
+
+/// `{call}` in the path.
+pub struct CallPath(pub CallId);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts).await?;
+        Ok(CallPath(param(&params, "call")?.parse()?))
+    }
+}
+
+/// `{call}/legs/{party}` in the path.
+pub struct LegPath(pub CallId, pub Party);
+
+impl<S: Send + Sync> FromRequestParts<S> for LegPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts).await?;
+        let call = param(&params, "call")?.parse()?;
+        let party = param(&params, "party")?;
+        let party = party.parse().map_err(|()| {
+            ApiError::not_found(format!(
+                "no leg {} (legs are customer and agent)",
+                quote(party)
+            ))
+        })?;
+        Ok(LegPath(call, party))
+    }
+}
+
+/// `{supervision}` in the path.
+pub struct SupervisionPath(pub SupervisionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SupervisionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts).await?;
+        Ok(SupervisionPath(param(&params, "supervision")?.parse()?))
+    }
+}
+
+// ---- handlers ----
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(serde::Serialize)]
+struct Calls {
+    calls: Vec<CallView>,
+}
+
+#[derive(serde::Serialize)]
+struct Supervisions {
+    supervisions: Vec<SupervisionView>,
+}
+
+async fn list_calls(State(state): State<AppState>) -> Json<Calls> {
+    Json(Calls {
+        calls: state.calls(),
+    })
+}
+
+async fn create_call(
+    State(state): State<AppState>,
+    Body(req): Body<NewCall>,
+) -> ApiResult<(StatusCode, Json<CallView>)> {
+    Ok((StatusCode::CREATED, Json(state.create_call(req)?)))
+}
+
+async fn get_call(
+    State(state): State<AppState>,
+    CallPath(id): CallPath,
+) -> ApiResult<Json<CallView>> {
+    Ok(Json(state.call(id)?))
+}
+
+async fn delete_call(
+    State(state): State<AppState>,
+    CallPath(id): CallPath,
+) -> ApiResult<StatusCode> {
+    state.delete_call(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn patch_leg(
+    State(state): State<AppState>,
+    LegPath(id, party): LegPath,
+    Body(req): Body<RemoteChange>,
+) -> ApiResult<Json<LegView>> {
+    Ok(Json(state.set_remote(id, party, req.remote)?))
+}
+
+async fn call_event(
+    State(state): State<AppState>,
+    CallPath(id): CallPath,
+    Body(event): Body<CallEvent>,
+) -> ApiResult<Json<CallView>> {
+    Ok(Json(state.call_event(id, event)?))
+}
+
+async fn create_supervision(
+    State(state): State<AppState>,
+    CallPath(id): CallPath,
+    Body(req): Body<NewSupervision>,
+) -> ApiResult<(StatusCode, Json<SupervisionView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.create_supervision(id, req)?),
+    ))
+}
+
+async fn list_supervisions(State(state): State<AppState>) -> Json<Supervisions> {
+    Json(Supervisions {
+        supervisions: state.supervisions(),
+    })
+}
+
+async fn get_supervision(
+    State(state): State<AppState>,
+    SupervisionPath(id): SupervisionPath,
+) -> ApiResult<Json<SupervisionView>> {
+    Ok(Json(state.supervision(id)?))
+}
+
+async fn patch_supervision(
+    State(state): State<AppState>,
+    SupervisionPath(id): SupervisionPath,
+    Body(req): Body<ModeChange>,
+) -> ApiResult<Json<SupervisionView>> {
+    Ok(Json(state.set_mode(id, req.mode)?))
+}
+
+async fn delete_supervision(
+    State(state): State<AppState>,
+    SupervisionPath(id): SupervisionPath,
+) -> ApiResult<Json<SupervisionView>> {
+    Ok(Json(state.stop_supervision(id)?))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics().render() {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(err) => ApiError::internal(format!("cannot render metrics: {err}")).into_response(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", quote(uri.path())),
+    )
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", quote(uri.path())))
+}

@@ -1,0 +1,148 @@
+//! The daemon in-process: [`spawn`] validates the configuration, starts the engine, binds the
+//! HTTP listener and runs axum and the engine-event pump on a tokio runtime of its own thread.
+//! Nothing is global (each daemon has its own registry and runtime; tracing is left to the
+//! caller), so tests can run several daemons in one process.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio::sync::{oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::api::app;
+use crate::config::Config;
+use crate::state::AppState;
+
+/// How often the pump drains the engine's events (DTMF, media timeouts).
+const PUMP_PERIOD: Duration = Duration::from_millis(5);
+/// How long a graceful shutdown waits for open HTTP connections before closing them.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+/// Threads of the control plane's runtime (HTTP and the pump; the data plane has its own).
+const RUNTIME_THREADS: usize = 2;
+
+/// A daemon running on its own thread. [`RunningDaemon::shutdown`] stops it gracefully;
+/// dropping it does the same.
+pub struct RunningDaemon {
+    /// The bound HTTP address (the real port when the configuration asked for port 0).
+    pub http_addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts a daemon and returns once its HTTP listener is bound (connections queue from then
+/// on).
+pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
+    config.validate()?;
+    let listen = config.http.listen;
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the HTTP listener non-blocking")?;
+    let http_addr = listener
+        .local_addr()
+        .context("cannot read the HTTP listener's address")?;
+    let state = AppState::start(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
+        .thread_name("earshot-http")
+        .enable_all()
+        .build()
+        .context("cannot start the control plane's runtime")?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let serve_state = state.clone();
+    let thread = std::thread::Builder::new()
+        .name("earshot-control".into())
+        .spawn(move || runtime.block_on(serve(listener, serve_state, stop_rx)))
+        .context("cannot start the control plane's thread")?;
+    Ok(RunningDaemon {
+        http_addr,
+        state,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+impl RunningDaemon {
+    /// The daemon's state (engine, metrics, records), e.g. to inspect it from a test.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting connections, lets open ones finish (up to 5 s), stops the event pump
+    /// and the engine, and joins the thread.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            // An error means the server already ended on its own; join tells why.
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| anyhow!("the control plane's thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            tracing::error!("{err:#}");
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    state: AppState,
+    stop: oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("cannot register the HTTP listener")?;
+    let (pump_stop, pump_stopped) = oneshot::channel();
+    let pump = tokio::spawn(event_pump(state.clone(), pump_stopped));
+
+    let (draining_tx, mut draining) = watch::channel(false);
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        let _ = stop.await;
+        let _ = draining_tx.send(true);
+    });
+    let result = tokio::select! {
+        result = server.into_future() => result.context("HTTP server failed"),
+        () = async {
+            let _ = draining.wait_for(|d| *d).await;
+            tokio::time::sleep(DRAIN_MAX).await;
+        } => {
+            tracing::warn!("HTTP connections still open after {DRAIN_MAX:?}; closing them");
+            Ok(())
+        }
+    };
+
+    let _ = pump_stop.send(());
+    if let Err(err) = pump.await {
+        tracing::error!(%err, "event pump failed");
+    }
+    state.engine().shutdown();
+    result
+}
+
+/// Drains the engine's events every [`PUMP_PERIOD`] and applies them until `stop`.
+async fn event_pump(state: AppState, mut stop: oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(PUMP_PERIOD);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => state.process_engine_events(&mut events),
+        }
+    }
+}

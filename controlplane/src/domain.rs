@@ -1,0 +1,518 @@
+//! Domain types: identifiers, and request bodies parsed into values the handlers can trust
+//! (STYLE.md 11). Each request body has a `Raw*` serde twin that only knows JSON shapes
+//! (unknown fields refused); [`FromBody::parse`] turns it into the domain type, or into the
+//! [`ApiError`] the contract (docs/api.md) names for that kind of bad value.
+
+use core::fmt;
+use core::str::FromStr;
+use std::net::SocketAddr;
+
+use dataplane::media::matrix::Mode;
+use dataplane::wire::g711::Codec;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::ApiError;
+
+/// Longest piece of client input quoted back in an error message.
+const QUOTE_LEN_MAX: usize = 64;
+
+/// Client input as quoted in an error message: bounded, so an error never echoes a megabyte.
+pub(crate) fn quote(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_LEN_MAX) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}…", &s[..end]),
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(u64);
+
+        impl $name {
+            /// A fresh random identifier from the OS random source.
+            pub(crate) fn random() -> Result<$name, getrandom::Error> {
+                getrandom::u64().map($name)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{:016x}"), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ApiError;
+
+            /// Only the exact form the appliance hands out (`prefix` + 16 lowercase hex digits);
+            /// anything else names nothing, hence `not_found`.
+            fn from_str(s: &str) -> Result<$name, ApiError> {
+                s.strip_prefix($prefix)
+                    .filter(|hex| {
+                        hex.len() == 16
+                            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    })
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .map($name)
+                    .ok_or_else(|| ApiError::not_found(format!(concat!("no ", $what, " with id {}"), quote(s))))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A call as the API names it: `c_` and 16 hex digits.
+    CallId, "c_", "call"
+);
+id_type!(
+    /// A supervision as the API names it: `s_` and 16 hex digits.
+    SupervisionId, "s_", "supervision"
+);
+
+/// The two parties of a call (the supervisors are addressed through their supervisions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    Customer,
+    Agent,
+}
+
+impl Party {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Party::Customer => "customer",
+            Party::Agent => "agent",
+        }
+    }
+}
+
+impl FromStr for Party {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Party, ()> {
+        match s {
+            "customer" => Ok(Party::Customer),
+            "agent" => Ok(Party::Agent),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A leg as requested: where the party sends from (if known) and its codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegRequest {
+    pub remote: Option<SocketAddr>,
+    pub codec: Codec,
+}
+
+impl Default for LegRequest {
+    /// A latching µ-law leg (docs/api.md: every field is optional).
+    fn default() -> Self {
+        LegRequest {
+            remote: None,
+            codec: Codec::Pcmu,
+        }
+    }
+}
+
+/// `POST /v1/calls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NewCall {
+    pub customer: LegRequest,
+    pub agent: LegRequest,
+}
+
+/// `POST /v1/calls/{id}/supervisions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NewSupervision {
+    pub supervisor: LegRequest,
+    /// `None`: the configured default (`media.agent_beep`).
+    pub beep: Option<bool>,
+}
+
+/// `PATCH /v1/supervisions/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeChange {
+    pub mode: Mode,
+}
+
+/// `PATCH /v1/calls/{id}/legs/{party}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteChange {
+    pub remote: SocketAddr,
+}
+
+/// A flag of a call that makes it unsupervisable while set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    OnHold,
+    Consult,
+    SecurePayment,
+    Conference,
+}
+
+impl Flag {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Flag::OnHold => "on_hold",
+            Flag::Consult => "consult",
+            Flag::SecurePayment => "secure_payment",
+            Flag::Conference => "conference",
+        }
+    }
+}
+
+/// `POST /v1/calls/{id}/events`: what the softswitch reports about a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    /// `hold`, `consult_start`, … (`true`) and `resume`, `consult_end`, … (`false`).
+    Flag { flag: Flag, set: bool },
+    /// The customer or the agent hung up: the call ends.
+    Hangup(Party),
+    /// A supervisor hung up: that supervision is aborted.
+    SupervisorHangup(SupervisionId),
+}
+
+/// The names of the flag events, in the order the error message lists them.
+const FLAG_EVENTS: [(&str, Flag, bool); 8] = [
+    ("hold", Flag::OnHold, true),
+    ("resume", Flag::OnHold, false),
+    ("consult_start", Flag::Consult, true),
+    ("consult_end", Flag::Consult, false),
+    ("secure_payment_start", Flag::SecurePayment, true),
+    ("secure_payment_end", Flag::SecurePayment, false),
+    ("conference_start", Flag::Conference, true),
+    ("conference_end", Flag::Conference, false),
+];
+
+/// Why a supervision was aborted (docs/api.md `end_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    AgentHeldCall,
+    Conference,
+    CallerHungUp,
+    AgentHungUp,
+    SupervisorHungUp,
+    CallDeleted,
+}
+
+impl EndReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndReason::AgentHeldCall => "agent_held_call",
+            EndReason::Conference => "conference",
+            EndReason::CallerHungUp => "caller_hung_up",
+            EndReason::AgentHungUp => "agent_hung_up",
+            EndReason::SupervisorHungUp => "supervisor_hung_up",
+            EndReason::CallDeleted => "call_deleted",
+        }
+    }
+}
+
+impl Serialize for EndReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A request body: a JSON shape ([`FromBody::Raw`]) and its parse into a domain value.
+pub trait FromBody: Sized {
+    type Raw: DeserializeOwned;
+    fn parse(raw: Self::Raw) -> Result<Self, ApiError>;
+}
+
+/// Parses `"ip:port"`; port 0 is refused (it names no endpoint a party can send from).
+pub(crate) fn parse_address(field: &str, s: &str) -> Result<SocketAddr, ApiError> {
+    let addr: SocketAddr = s.parse().map_err(|_| {
+        ApiError::invalid_address(format!(
+            "{field}: {} is not an address of the form ip:port (IPv6: [addr]:port)",
+            quote(s)
+        ))
+    })?;
+    if addr.port() == 0 {
+        return Err(ApiError::invalid_address(format!(
+            "{field}: port 0 in {}",
+            quote(s)
+        )));
+    }
+    Ok(addr)
+}
+
+fn parse_codec(field: &str, s: &str) -> Result<Codec, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::invalid_body(format!(
+            "{field}: unknown codec {} (expected pcmu or pcma)",
+            quote(s)
+        ))
+    })
+}
+
+pub(crate) fn parse_mode(s: &str) -> Result<Mode, ApiError> {
+    s.parse().map_err(|_| {
+        let valid: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
+        ApiError::invalid_mode(format!(
+            "unknown mode {} (expected one of: {})",
+            quote(s),
+            valid.join(", ")
+        ))
+    })
+}
+
+/// Deserializes a nested object, refusing the sequence form serde's derive would also accept.
+fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? {
+        None => Ok(None),
+        Some(map) => serde_path_to_error::deserialize(serde_json::Value::Object(map))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeg {
+    #[serde(default)]
+    remote: Option<String>,
+    #[serde(default)]
+    codec: Option<String>,
+}
+
+impl RawLeg {
+    fn parse(raw: Option<RawLeg>, field: &str) -> Result<LegRequest, ApiError> {
+        let Some(raw) = raw else {
+            return Ok(LegRequest::default());
+        };
+        let remote = match &raw.remote {
+            None => None,
+            Some(s) => Some(parse_address(&format!("{field}.remote"), s)?),
+        };
+        let codec = match &raw.codec {
+            None => Codec::Pcmu,
+            Some(s) => parse_codec(&format!("{field}.codec"), s)?,
+        };
+        Ok(LegRequest { remote, codec })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewCall {
+    #[serde(default, deserialize_with = "object")]
+    customer: Option<RawLeg>,
+    #[serde(default, deserialize_with = "object")]
+    agent: Option<RawLeg>,
+}
+
+impl FromBody for NewCall {
+    type Raw = RawNewCall;
+    fn parse(raw: RawNewCall) -> Result<NewCall, ApiError> {
+        Ok(NewCall {
+            customer: RawLeg::parse(raw.customer, "customer")?,
+            agent: RawLeg::parse(raw.agent, "agent")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewSupervision {
+    #[serde(default, deserialize_with = "object")]
+    supervisor: Option<RawLeg>,
+    #[serde(default)]
+    beep: Option<bool>,
+}
+
+impl FromBody for NewSupervision {
+    type Raw = RawNewSupervision;
+    fn parse(raw: RawNewSupervision) -> Result<NewSupervision, ApiError> {
+        Ok(NewSupervision {
+            supervisor: RawLeg::parse(raw.supervisor, "supervisor")?,
+            beep: raw.beep,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModeChange {
+    mode: String,
+}
+
+impl FromBody for ModeChange {
+    type Raw = RawModeChange;
+    fn parse(raw: RawModeChange) -> Result<ModeChange, ApiError> {
+        Ok(ModeChange {
+            mode: parse_mode(&raw.mode)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteChange {
+    remote: String,
+}
+
+impl FromBody for RemoteChange {
+    type Raw = RawRemoteChange;
+    fn parse(raw: RawRemoteChange) -> Result<RemoteChange, ApiError> {
+        Ok(RemoteChange {
+            remote: parse_address("remote", &raw.remote)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallEvent {
+    event: String,
+    #[serde(default)]
+    party: Option<String>,
+    #[serde(default)]
+    supervision_id: Option<String>,
+}
+
+impl FromBody for CallEvent {
+    type Raw = RawCallEvent;
+    fn parse(raw: RawCallEvent) -> Result<CallEvent, ApiError> {
+        if raw.event == "hangup" {
+            return match (raw.party.as_deref(), raw.supervision_id.as_deref()) {
+                (Some("supervisor"), Some(id)) => Ok(CallEvent::SupervisorHangup(id.parse()?)),
+                (Some("supervisor"), None) => Err(ApiError::invalid_event(
+                    "a hangup of party supervisor needs a supervision_id",
+                )),
+                (Some(party), None) => party.parse().map(CallEvent::Hangup).map_err(|()| {
+                    ApiError::invalid_event(format!(
+                        "hangup: unknown party {} (expected customer, agent or supervisor)",
+                        quote(party)
+                    ))
+                }),
+                (Some(_), Some(_)) => Err(ApiError::invalid_event(
+                    "supervision_id goes only with a hangup of party supervisor",
+                )),
+                (None, _) => Err(ApiError::invalid_event(
+                    "a hangup needs a party (customer, agent or supervisor)",
+                )),
+            };
+        }
+        let Some(&(_, flag, set)) = FLAG_EVENTS.iter().find(|(name, _, _)| *name == raw.event)
+        else {
+            let mut valid: Vec<&str> = FLAG_EVENTS.iter().map(|(name, _, _)| *name).collect();
+            valid.push("hangup");
+            return Err(ApiError::invalid_event(format!(
+                "unknown event {} (expected one of: {})",
+                quote(&raw.event),
+                valid.join(", ")
+            )));
+        };
+        if raw.party.is_some() || raw.supervision_id.is_some() {
+            return Err(ApiError::invalid_event(format!(
+                "event {} takes no party or supervision_id",
+                raw.event
+            )));
+        }
+        Ok(CallEvent::Flag { flag, set })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: &str) -> Result<CallEvent, ApiError> {
+        CallEvent::parse(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn ids_round_trip_and_refuse_lookalikes() {
+        let id = CallId(0x0123_4567_89ab_cdef);
+        assert_eq!(id.to_string(), "c_0123456789abcdef");
+        assert_eq!("c_0123456789abcdef".parse::<CallId>().unwrap(), id);
+        for bad in [
+            "c_0123456789ABCDEF",
+            "c_+123456789abcdef",
+            "c_0123",
+            "s_0123456789abcdef",
+            "",
+            "c_",
+        ] {
+            let err = bad.parse::<CallId>().unwrap_err();
+            assert_eq!(err.code, "not_found", "{bad}");
+        }
+        assert!("s_00000000000000ff".parse::<SupervisionId>().is_ok());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("r", "[::1]:4000").unwrap(),
+            "[::1]:4000".parse().unwrap()
+        );
+        for bad in [
+            "1.2.3.4",
+            "1.2.3.4:0",
+            "host:5",
+            "1.2.3.4:70000",
+            "::1:4000",
+            "",
+        ] {
+            assert_eq!(
+                parse_address("r", bad).unwrap_err().code,
+                "invalid_address",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn events() {
+        assert_eq!(
+            event(r#"{"event":"hold"}"#).unwrap(),
+            CallEvent::Flag {
+                flag: Flag::OnHold,
+                set: true
+            }
+        );
+        assert_eq!(
+            event(r#"{"event":"hangup","party":"agent"}"#).unwrap(),
+            CallEvent::Hangup(Party::Agent)
+        );
+        assert_eq!(
+            event(
+                r#"{"event":"hangup","party":"supervisor","supervision_id":"s_0000000000000001"}"#
+            )
+            .unwrap(),
+            CallEvent::SupervisorHangup(SupervisionId(1))
+        );
+        for bad in [
+            r#"{"event":"explode"}"#,
+            r#"{"event":"hangup"}"#,
+            r#"{"event":"hangup","party":"bystander"}"#,
+            r#"{"event":"hangup","party":"supervisor"}"#,
+            r#"{"event":"hangup","party":"agent","supervision_id":"s_0000000000000001"}"#,
+            r#"{"event":"hold","party":"agent"}"#,
+        ] {
+            assert_eq!(event(bad).unwrap_err().code, "invalid_event", "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes_list_the_valid_ones() {
+        let err = parse_mode("shout").unwrap_err();
+        assert_eq!(err.code, "invalid_mode");
+        assert!(err.message.contains("takeover_listen"), "{}", err.message);
+    }
+
+    #[test]
+    fn quotes_are_bounded() {
+        let long = "x".repeat(10_000);
+        assert!(quote(&long).len() < 100);
+    }
+}

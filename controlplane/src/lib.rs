@@ -1,0 +1,26 @@
+//! earshot's control plane: the HTTP API of `docs/api.md` over the data-plane engine, as a
+//! library (STYLE.md 11) with the `earshotd` binary on top.
+//!
+//! - [`config`]: defaults, TOML file, `EARSHOT_*` environment, CLI flags; validation.
+//! - [`domain`]: identifiers and request bodies parsed into domain types.
+//! - [`state`]: calls and supervisions and their rules; the engine-event handling.
+//! - [`api`]: `app(state) -> Router`, every route of the contract.
+//! - [`error`]: the one HTTP error type.
+//! - [`metrics`]: the control plane's gauges in a per-daemon registry.
+//! - [`daemon`]: [`daemon::spawn`] runs a whole daemon in-process.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod state;
+
+pub use api::app;
+pub use config::Config;
+pub use daemon::{RunningDaemon, spawn};
+pub use error::ApiError;
+pub use state::AppState;

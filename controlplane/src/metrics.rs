@@ -1,0 +1,74 @@
+//! The control plane's gauges, in a [`prometheus::Registry`] it shares with the engine (which
+//! registers its own `earshot_*` counters there). One registry per daemon: nothing global, so
+//! several daemons can run in one test process.
+
+use dataplane::media::matrix::Mode;
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `earshot_calls`: calls in state `active`.
+    calls: IntGauge,
+    /// `earshot_supervisions{mode}`: active supervisions per mode; all five modes always present.
+    supervisions: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Metrics> {
+        let calls = IntGauge::new("earshot_calls", "Active calls anchored on the appliance.")?;
+        let supervisions = IntGaugeVec::new(
+            Opts::new("earshot_supervisions", "Active supervisions, per mode."),
+            &["mode"],
+        )?;
+        registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(supervisions.clone()))?;
+        for mode in Mode::ALL {
+            supervisions.with_label_values(&[mode.as_str()]).set(0);
+        }
+        Ok(Metrics {
+            registry: registry.clone(),
+            calls,
+            supervisions,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn call_started(&self) {
+        self.calls.inc();
+    }
+
+    pub(crate) fn call_ended(&self) {
+        self.calls.dec();
+    }
+
+    pub(crate) fn supervision_started(&self, mode: Mode) {
+        self.supervisions.with_label_values(&[mode.as_str()]).inc();
+    }
+
+    pub(crate) fn supervision_ended(&self, mode: Mode) {
+        self.supervisions.with_label_values(&[mode.as_str()]).dec();
+    }
+
+    pub(crate) fn mode_changed(&self, from: Mode, to: Mode) {
+        self.supervision_ended(from);
+        self.supervision_started(to);
+    }
+
+    /// The current values, for tests: (`earshot_calls`, `earshot_supervisions` per mode in
+    /// [`Mode::ALL`] order).
+    pub fn snapshot(&self) -> (i64, [i64; 5]) {
+        let per_mode = Mode::ALL.map(|m| self.supervisions.with_label_values(&[m.as_str()]).get());
+        (self.calls.get(), per_mode)
+    }
+
+    /// The whole registry in the Prometheus text format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

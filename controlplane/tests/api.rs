@@ -1,0 +1,1006 @@
+//! The HTTP contract of docs/api.md, in-process against a real engine.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::{Harness, config};
+use controlplane::domain::{CallId, SupervisionId};
+use dataplane::engine::EngineEvent;
+use dataplane::media::matrix::{LegId, MAX_SUPERVISORS};
+use serde_json::{Value, json};
+
+const BAD: StatusCode = StatusCode::BAD_REQUEST;
+const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
+const CONFLICT: StatusCode = StatusCode::CONFLICT;
+const UNKNOWN_CALL: &str = "c_0000000000000000";
+const UNKNOWN_SUPERVISION: &str = "s_0000000000000000";
+
+fn addr(v: &Value) -> SocketAddr {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not an address: {v}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn create_call_allocates_two_media_addresses() {
+    let h = Harness::slot(0);
+    let cfg = config(0);
+    let (status, call) = h
+        .post(
+            "/v1/calls",
+            r#"{"customer": {"remote": "198.51.100.7:4000", "codec": "pcmu"}, "agent": {"remote": null, "codec": "pcma"}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("c_") && id.len() == 18, "{id}");
+    assert_eq!(call["state"], "active");
+    assert_eq!(
+        call["flags"],
+        json!({"on_hold": false, "consult": false, "secure_payment": false, "conference": false})
+    );
+    assert_eq!(call["supervisions"], json!([]));
+    assert!(call["created_at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    let customer = &call["legs"]["customer"];
+    let agent = &call["legs"]["agent"];
+    let (c, a) = (addr(&customer["local"]), addr(&agent["local"]));
+    assert_ne!(c, a);
+    for local in [c, a] {
+        assert_eq!(local.ip(), cfg.media.ip);
+        assert!(
+            (cfg.media.port_min..=cfg.media.port_max).contains(&local.port()),
+            "{local}"
+        );
+    }
+    assert_eq!(customer["remote"], "198.51.100.7:4000");
+    assert_eq!(customer["codec"], "pcmu");
+    assert_eq!(agent["remote"], Value::Null);
+    assert_eq!(agent["codec"], "pcma");
+    assert_eq!(
+        customer["stats"],
+        json!({"packets_in": 0, "bytes_in": 0, "packets_out": 0, "bytes_out": 0,
+               "packets_lost": 0, "jitter_ms": 0.0, "packets_dropped": 0})
+    );
+
+    let (status, got) = h.get(&format!("/v1/calls/{id}")).await;
+    assert_eq!((status, &got), (StatusCode::OK, &call));
+    let (status, list) = h.get("/v1/calls").await;
+    assert_eq!((status, &list), (StatusCode::OK, &json!({"calls": [call]})));
+    assert_eq!(h.state.engine().calls(), 1);
+
+    // `{}` is a call with two latching µ-law legs.
+    let (_, plain) = h.post("/v1/calls", "{}").await;
+    assert_eq!(plain["legs"]["agent"]["codec"], "pcmu");
+    assert_eq!(plain["legs"]["customer"]["remote"], Value::Null);
+    assert_eq!(h.state.metrics().snapshot().0, 2);
+
+    let (status, body) = h.delete(&format!("/v1/calls/{id}")).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    h.refused(
+        Method::GET,
+        &format!("/v1/calls/{id}"),
+        None,
+        NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(h.state.engine().calls(), 1);
+    assert_eq!(h.state.metrics().snapshot().0, 1);
+}
+
+#[tokio::test]
+async fn bodies_are_checked_before_anything_changes() {
+    let h = Harness::slot(1);
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    let post = Method::POST;
+    for body in [
+        "{",
+        "[]",
+        r#"{"customr": {}}"#,
+        r#"{"customer": {"remote": "1.2.3.4:5", "codek": "pcmu"}}"#,
+        r#"{"customer": {"codec": 5}}"#,
+        r#"{"customer": "pcmu"}"#,
+        r#"{"customer": {"codec": "g729"}}"#,
+        r#"{"customer": []}"#,
+        r#"{"customer": ["1.2.3.4:5", "pcmu"]}"#,
+        "null",
+        "\"{}\"",
+        "",
+    ] {
+        h.refused(post.clone(), "/v1/calls", Some(body), BAD, "invalid_body")
+            .await;
+    }
+    let err = h
+        .refused(
+            post.clone(),
+            "/v1/calls",
+            Some(r#"{"customr": {}}"#),
+            BAD,
+            "invalid_body",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("customr"),
+        "{err}"
+    );
+    let err = h
+        .refused(
+            post.clone(),
+            "/v1/calls",
+            Some(r#"{"agent": {"codec": 5}}"#),
+            BAD,
+            "invalid_body",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent: codec: invalid type"),
+        "{err}"
+    );
+    // Missing required fields, wrong types elsewhere.
+    let sup_uri = format!("/v1/supervisions/{sup}");
+    h.refused(Method::PATCH, &sup_uri, Some("{}"), BAD, "invalid_body")
+        .await;
+    h.refused(
+        Method::PATCH,
+        &sup_uri,
+        Some(r#"{"mode": 4}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+    let leg_uri = format!("/v1/calls/{call}/legs/agent");
+    h.refused(
+        Method::PATCH,
+        &leg_uri,
+        Some(r#"{"remote": null}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+    let events = format!("/v1/calls/{call}/events");
+    h.refused(
+        post.clone(),
+        &events,
+        Some(r#"{"party": "agent"}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+    h.refused(
+        post.clone(),
+        &events,
+        Some(r#"{"event": "hold", "urgent": true}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+    let sups = format!("/v1/calls/{call}/supervisions");
+    h.refused(
+        post.clone(),
+        &sups,
+        Some(r#"{"beep": "yes"}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+
+    // Over 64 KiB.
+    let big = format!(
+        r#"{{"customer": {{"remote": "1.2.3.4:5", "codec": "pcmu"{}}}}}"#,
+        " ".repeat(70 * 1024)
+    );
+    h.refused(
+        post.clone(),
+        "/v1/calls",
+        Some(&big),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+
+    // Not JSON, or no content type.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let before = h.snapshot().await;
+        let mut req = Request::post("/v1/calls");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let (status, err) = h.send(req.body(Body::from("{}")).unwrap()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}: {err}"
+        );
+        assert_eq!(err["error"]["code"], "unsupported_media_type");
+        assert_eq!(h.snapshot().await, before);
+    }
+}
+
+#[tokio::test]
+async fn addresses_are_ip_and_port() {
+    let h = Harness::slot(2);
+    let call = h.new_call().await;
+    let post = Method::POST;
+    for bad in [
+        "nonsense",
+        "198.51.100.7",
+        "198.51.100.7:0",
+        "198.51.100.7:65536",
+        "[::1]:0",
+        "::1:4000",
+        "[::1]:4000",
+    ] {
+        // The last is well-formed but IPv6 while the media address is IPv4.
+        let body = json!({"customer": {"remote": bad}}).to_string();
+        h.refused(
+            post.clone(),
+            "/v1/calls",
+            Some(&body),
+            BAD,
+            "invalid_address",
+        )
+        .await;
+        let body = json!({"supervisor": {"remote": bad}}).to_string();
+        h.refused(
+            post.clone(),
+            &format!("/v1/calls/{call}/supervisions"),
+            Some(&body),
+            BAD,
+            "invalid_address",
+        )
+        .await;
+        let body = json!({"remote": bad}).to_string();
+        h.refused(
+            Method::PATCH,
+            &format!("/v1/calls/{call}/legs/customer"),
+            Some(&body),
+            BAD,
+            "invalid_address",
+        )
+        .await;
+    }
+
+    // A good one makes the leg strict.
+    let (status, leg) = h
+        .patch(
+            &format!("/v1/calls/{call}/legs/customer"),
+            r#"{"remote": "198.51.100.9:4002"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{leg}");
+    assert_eq!(leg["remote"], "198.51.100.9:4002");
+    assert!(
+        leg["local"].is_string() && leg["stats"].is_object(),
+        "{leg}"
+    );
+    let (_, got) = h.get(&format!("/v1/calls/{call}")).await;
+    assert_eq!(got["legs"]["customer"], leg);
+    assert_eq!(got["legs"]["agent"]["remote"], Value::Null);
+}
+
+#[tokio::test]
+async fn unknown_ids_routes_and_methods() {
+    let h = Harness::slot(3);
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
+    for id in [UNKNOWN_CALL, "nope", "c_0123", &sup] {
+        h.refused(
+            get.clone(),
+            &format!("/v1/calls/{id}"),
+            None,
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        h.refused(
+            delete.clone(),
+            &format!("/v1/calls/{id}"),
+            None,
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let leg = format!("/v1/calls/{id}/legs/agent");
+        h.refused(
+            patch.clone(),
+            &leg,
+            Some(r#"{"remote": "1.2.3.4:5"}"#),
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let events = format!("/v1/calls/{id}/events");
+        h.refused(
+            post.clone(),
+            &events,
+            Some(r#"{"event": "hold"}"#),
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        let sups = format!("/v1/calls/{id}/supervisions");
+        h.refused(post.clone(), &sups, Some("{}"), NOT_FOUND, "not_found")
+            .await;
+    }
+    for id in [UNKNOWN_SUPERVISION, "nope", &call] {
+        let uri = format!("/v1/supervisions/{id}");
+        h.refused(get.clone(), &uri, None, NOT_FOUND, "not_found")
+            .await;
+        h.refused(
+            patch.clone(),
+            &uri,
+            Some(r#"{"mode": "barge"}"#),
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+        h.refused(delete.clone(), &uri, None, NOT_FOUND, "not_found")
+            .await;
+    }
+    // A supervisor hangup naming a supervision of no call, or of another call.
+    let other = h.new_call().await;
+    for id in [UNKNOWN_SUPERVISION, &sup] {
+        let body =
+            json!({"event": "hangup", "party": "supervisor", "supervision_id": id}).to_string();
+        h.refused(
+            post.clone(),
+            &format!("/v1/calls/{other}/events"),
+            Some(&body),
+            NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    let body = r#"{"remote": "1.2.3.4:5"}"#;
+    h.refused(
+        patch.clone(),
+        &format!("/v1/calls/{call}/legs/supervisor"),
+        Some(body),
+        NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    for uri in ["/", "/v1", "/v1/call", "/v2/calls", "/v1/calls/x/y/z"] {
+        h.refused(get.clone(), uri, None, NOT_FOUND, "not_found")
+            .await;
+    }
+    let nope = StatusCode::METHOD_NOT_ALLOWED;
+    h.refused(
+        Method::PUT,
+        "/v1/calls",
+        Some("{}"),
+        nope,
+        "method_not_allowed",
+    )
+    .await;
+    h.refused(
+        Method::DELETE,
+        "/v1/calls",
+        None,
+        nope,
+        "method_not_allowed",
+    )
+    .await;
+    h.refused(
+        post.clone(),
+        &format!("/v1/calls/{call}"),
+        Some("{}"),
+        nope,
+        "method_not_allowed",
+    )
+    .await;
+    h.refused(
+        get.clone(),
+        &format!("/v1/calls/{call}/events"),
+        None,
+        nope,
+        "method_not_allowed",
+    )
+    .await;
+    h.refused(
+        post.clone(),
+        &format!("/v1/supervisions/{sup}"),
+        Some("{}"),
+        nope,
+        "method_not_allowed",
+    )
+    .await;
+    h.refused(post.clone(), "/healthz", None, nope, "method_not_allowed")
+        .await;
+}
+
+#[tokio::test]
+async fn supervision_lifecycle() {
+    let h = Harness::slot(4);
+    let cfg = config(4);
+    let call = h.new_call().await;
+    let (status, sup) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            r#"{"supervisor": {"remote": "192.0.2.10:5004"}, "beep": false}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sup}");
+    let id = sup["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("s_") && id.len() == 18, "{id}");
+    assert_eq!(sup["call_id"], call.as_str());
+    assert_eq!(
+        (&sup["state"], &sup["mode"], &sup["end_reason"]),
+        (&json!("active"), &json!("listen"), &Value::Null)
+    );
+    assert_eq!(sup["ended_at_ms"], Value::Null);
+    assert!(sup["started_at_ms"].as_u64().is_some());
+    assert_eq!(sup["leg"]["remote"], "192.0.2.10:5004");
+    assert_eq!(sup["leg"]["codec"], "pcmu");
+    let local = addr(&sup["leg"]["local"]);
+    assert!((cfg.media.port_min..=cfg.media.port_max).contains(&local.port()));
+    let (_, call_view) = h.get(&format!("/v1/calls/{call}")).await;
+    assert_eq!(call_view["supervisions"], json!([id]));
+    for leg in ["customer", "agent"] {
+        assert_ne!(addr(&call_view["legs"][leg]["local"]), local);
+    }
+    assert_eq!(h.state.metrics().snapshot().1, [1, 0, 0, 0, 0]);
+
+    let uri = format!("/v1/supervisions/{id}");
+    for (mode, gauges) in [
+        ("whisper", [0, 1, 0, 0, 0]),
+        ("barge", [0, 0, 1, 0, 0]),
+        ("takeover", [0, 0, 0, 1, 0]),
+        ("takeover_listen", [0, 0, 0, 0, 1]),
+        ("barge", [0, 0, 1, 0, 0]),
+        ("barge", [0, 0, 1, 0, 0]),
+    ] {
+        let (status, got) = h.patch(&uri, &json!({"mode": mode}).to_string()).await;
+        assert_eq!(
+            (status, &got["mode"], &got["state"]),
+            (StatusCode::OK, &json!(mode), &json!("active")),
+            "{got}"
+        );
+        assert_eq!(h.state.metrics().snapshot().1, gauges, "{mode}");
+    }
+    let err = h
+        .refused(
+            Method::PATCH,
+            &uri,
+            Some(r#"{"mode": "shout"}"#),
+            BAD,
+            "invalid_mode",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("listen, whisper, barge, takeover, takeover_listen")
+    );
+    h.refused(
+        Method::PATCH,
+        &uri,
+        Some(r#"{"mode": "Listen"}"#),
+        BAD,
+        "invalid_mode",
+    )
+    .await;
+
+    let (status, stopped) = h.delete(&uri).await;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    assert_eq!(
+        (&stopped["state"], &stopped["mode"], &stopped["end_reason"]),
+        (&json!("stopped"), &json!("barge"), &Value::Null)
+    );
+    assert!(stopped["ended_at_ms"].as_u64().is_some());
+    assert_eq!(h.state.metrics().snapshot(), (1, [0; 5]));
+    assert_eq!(h.state.engine_leg(id.parse().unwrap()), None);
+    let (_, got) = h.get(&uri).await;
+    assert_eq!(got, stopped);
+    let (_, list) = h.get("/v1/supervisions").await;
+    assert_eq!(list, json!({"supervisions": [stopped]}));
+
+    // Ended: no mode change; stopping again changes nothing.
+    h.refused(
+        Method::PATCH,
+        &uri,
+        Some(r#"{"mode": "listen"}"#),
+        CONFLICT,
+        "supervision_ended",
+    )
+    .await;
+    let before = h.snapshot().await;
+    let (status, again) = h.delete(&uri).await;
+    assert_eq!((status, &again), (StatusCode::OK, &stopped));
+    assert_eq!(h.snapshot().await, before);
+
+    // The leg's port is free for the next one.
+    let second = h.new_supervision(&call).await;
+    let (_, call_view) = h.get(&format!("/v1/calls/{call}")).await;
+    assert_eq!(call_view["supervisions"], json!([id, second]));
+}
+
+#[tokio::test]
+async fn flagged_calls_cannot_be_supervised_and_flags_abort() {
+    let h = Harness::slot(5);
+    for (start, end, flag, reason) in [
+        ("hold", "resume", "on_hold", "agent_held_call"),
+        ("consult_start", "consult_end", "consult", "agent_held_call"),
+        (
+            "secure_payment_start",
+            "secure_payment_end",
+            "secure_payment",
+            "agent_held_call",
+        ),
+        (
+            "conference_start",
+            "conference_end",
+            "conference",
+            "conference",
+        ),
+    ] {
+        let call = h.new_call().await;
+        let sups = [
+            h.new_supervision(&call).await,
+            h.new_supervision(&call).await,
+        ];
+        h.patch(
+            &format!("/v1/supervisions/{}", sups[1]),
+            r#"{"mode": "whisper"}"#,
+        )
+        .await;
+        let events = format!("/v1/calls/{call}/events");
+        let (status, view) = h.post(&events, &json!({"event": start}).to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["flags"][flag], true);
+        assert_eq!(view["state"], "active");
+        for sup in &sups {
+            let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+            assert_eq!(
+                (&s["state"], &s["end_reason"]),
+                (&json!("aborted"), &json!(reason)),
+                "{start}: {s}"
+            );
+        }
+        assert_eq!(h.state.metrics().snapshot().1, [0; 5]);
+
+        let sup_uri = format!("/v1/calls/{call}/supervisions");
+        let err = h
+            .refused(
+                Method::POST,
+                &sup_uri,
+                Some("{}"),
+                CONFLICT,
+                "call_not_supervisable",
+            )
+            .await;
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(flag),
+            "{err}"
+        );
+        // Repeating the start changes nothing more.
+        let (status, again) = h.post(&events, &json!({"event": start}).to_string()).await;
+        assert_eq!((status, &again["flags"]), (StatusCode::OK, &view["flags"]));
+
+        let (_, view) = h.post(&events, &json!({"event": end}).to_string()).await;
+        assert_eq!(view["flags"][flag], false);
+        let again = h.new_supervision(&call).await;
+        h.delete(&format!("/v1/supervisions/{again}")).await;
+    }
+
+    // Two flags: both must clear.
+    let call = h.new_call().await;
+    let events = format!("/v1/calls/{call}/events");
+    h.post(&events, r#"{"event": "hold"}"#).await;
+    h.post(&events, r#"{"event": "consult_start"}"#).await;
+    h.post(&events, r#"{"event": "resume"}"#).await;
+    let sup_uri = format!("/v1/calls/{call}/supervisions");
+    h.refused(
+        Method::POST,
+        &sup_uri,
+        Some("{}"),
+        CONFLICT,
+        "call_not_supervisable",
+    )
+    .await;
+    h.post(&events, r#"{"event": "consult_end"}"#).await;
+    h.new_supervision(&call).await;
+}
+
+#[tokio::test]
+async fn supervisor_cap() {
+    let mut cfg = config(6);
+    cfg.media.max_supervisors_per_call = 2;
+    let h = Harness::new(&cfg);
+    let call = h.new_call().await;
+    let first = h.new_supervision(&call).await;
+    h.new_supervision(&call).await;
+    let uri = format!("/v1/calls/{call}/supervisions");
+    h.refused(
+        Method::POST,
+        &uri,
+        Some("{}"),
+        CONFLICT,
+        "too_many_supervisors",
+    )
+    .await;
+    // Ended supervisions do not count.
+    h.delete(&format!("/v1/supervisions/{first}")).await;
+    h.new_supervision(&call).await;
+    h.refused(
+        Method::POST,
+        &uri,
+        Some("{}"),
+        CONFLICT,
+        "too_many_supervisors",
+    )
+    .await;
+
+    // At the engine's own maximum.
+    let h = Harness::slot(7);
+    let call = h.new_call().await;
+    for _ in 0..MAX_SUPERVISORS {
+        h.new_supervision(&call).await;
+    }
+    assert_eq!(h.state.metrics().snapshot().1[0], MAX_SUPERVISORS as i64);
+    let uri = format!("/v1/calls/{call}/supervisions");
+    h.refused(
+        Method::POST,
+        &uri,
+        Some("{}"),
+        CONFLICT,
+        "too_many_supervisors",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_events() {
+    let h = Harness::slot(8);
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    let events = format!("/v1/calls/{call}/events");
+    for body in [
+        json!({"event": "explode"}),
+        json!({"event": "HOLD"}),
+        json!({"event": "hangup"}),
+        json!({"event": "hangup", "party": "bystander"}),
+        json!({"event": "hangup", "party": "supervisor"}),
+        json!({"event": "hangup", "party": "agent", "supervision_id": sup}),
+        json!({"event": "hold", "party": "agent"}),
+    ] {
+        h.refused(
+            Method::POST,
+            &events,
+            Some(&body.to_string()),
+            BAD,
+            "invalid_event",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn hangups_end_calls_and_supervisions() {
+    let h = Harness::slot(9);
+    for (party, reason) in [("customer", "caller_hung_up"), ("agent", "agent_hung_up")] {
+        let call = h.new_call().await;
+        let sup = h.new_supervision(&call).await;
+        let stopped = h.new_supervision(&call).await;
+        h.delete(&format!("/v1/supervisions/{stopped}")).await;
+        let calls_before = h.state.engine().calls();
+        let (status, view) = h
+            .post(
+                &format!("/v1/calls/{call}/events"),
+                &json!({"event": "hangup", "party": party}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["state"], "ended");
+        assert_eq!(h.state.engine().calls(), calls_before - 1, "media released");
+        let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+        assert_eq!(
+            (&s["state"], &s["end_reason"]),
+            (&json!("aborted"), &json!(reason))
+        );
+        let (_, s) = h.get(&format!("/v1/supervisions/{stopped}")).await;
+        assert_eq!(
+            (&s["state"], &s["end_reason"]),
+            (&json!("stopped"), &Value::Null),
+            "ended ones keep their end"
+        );
+        let (status, got) = h.get(&format!("/v1/calls/{call}")).await;
+        assert_eq!((status, &got), (StatusCode::OK, &view));
+
+        // Anything but GET and DELETE on an ended call.
+        let uri = format!("/v1/calls/{call}");
+        for event in [
+            json!({"event": "hold"}),
+            json!({"event": "hangup", "party": "agent"}),
+        ] {
+            h.refused(
+                Method::POST,
+                &format!("{uri}/events"),
+                Some(&event.to_string()),
+                CONFLICT,
+                "call_ended",
+            )
+            .await;
+        }
+        let body =
+            json!({"event": "hangup", "party": "supervisor", "supervision_id": sup}).to_string();
+        h.refused(
+            Method::POST,
+            &format!("{uri}/events"),
+            Some(&body),
+            CONFLICT,
+            "call_ended",
+        )
+        .await;
+        h.refused(
+            Method::POST,
+            &format!("{uri}/supervisions"),
+            Some("{}"),
+            CONFLICT,
+            "call_ended",
+        )
+        .await;
+        let remote = r#"{"remote": "1.2.3.4:5"}"#;
+        h.refused(
+            Method::PATCH,
+            &format!("{uri}/legs/agent"),
+            Some(remote),
+            CONFLICT,
+            "call_ended",
+        )
+        .await;
+        h.refused(
+            Method::PATCH,
+            &format!("/v1/supervisions/{sup}"),
+            Some(r#"{"mode": "barge"}"#),
+            CONFLICT,
+            "supervision_ended",
+        )
+        .await;
+        assert_eq!(h.state.metrics().snapshot(), (0, [0; 5]));
+
+        let (status, _) = h.delete(&uri).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        h.refused(Method::GET, &uri, None, NOT_FOUND, "not_found")
+            .await;
+        // Its supervisions stay listed, as they ended.
+        let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+        assert_eq!(s["end_reason"], reason);
+    }
+
+    // A supervisor hangs up: only that supervision ends.
+    let call = h.new_call().await;
+    let (gone, kept) = (
+        h.new_supervision(&call).await,
+        h.new_supervision(&call).await,
+    );
+    let body =
+        json!({"event": "hangup", "party": "supervisor", "supervision_id": gone}).to_string();
+    let (status, view) = h.post(&format!("/v1/calls/{call}/events"), &body).await;
+    assert_eq!((status, &view["state"]), (StatusCode::OK, &json!("active")));
+    let (_, s) = h.get(&format!("/v1/supervisions/{gone}")).await;
+    assert_eq!(
+        (&s["state"], &s["end_reason"]),
+        (&json!("aborted"), &json!("supervisor_hung_up"))
+    );
+    let (_, s) = h.get(&format!("/v1/supervisions/{kept}")).await;
+    assert_eq!(s["state"], "active");
+    // Again: nothing more happens.
+    let before = h.snapshot().await;
+    let (status, _) = h.post(&format!("/v1/calls/{call}/events"), &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn deleting_a_call_aborts_its_supervisions() {
+    let h = Harness::slot(10);
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    h.patch(
+        &format!("/v1/supervisions/{sup}"),
+        r#"{"mode": "takeover"}"#,
+    )
+    .await;
+    let (status, _) = h.delete(&format!("/v1/calls/{call}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.state.engine().calls(), 0);
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(
+        (&s["state"], &s["end_reason"], &s["mode"]),
+        (
+            &json!("aborted"),
+            &json!("call_deleted"),
+            &json!("takeover")
+        )
+    );
+    assert_eq!(h.state.metrics().snapshot(), (0, [0; 5]));
+}
+
+#[tokio::test]
+async fn capacity_errors_change_nothing() {
+    // Room for exactly one call: two even ports.
+    let mut cfg = config(11);
+    cfg.media.port_max = cfg.media.port_min + 3;
+    let h = Harness::new(&cfg);
+    let call = h.new_call().await;
+    h.refused(
+        Method::POST,
+        "/v1/calls",
+        Some("{}"),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ports_exhausted",
+    )
+    .await;
+    let uri = format!("/v1/calls/{call}/supervisions");
+    h.refused(
+        Method::POST,
+        &uri,
+        Some("{}"),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ports_exhausted",
+    )
+    .await;
+
+    let mut cfg = config(12);
+    cfg.media.max_calls = 1;
+    let h = Harness::new(&cfg);
+    h.new_call().await;
+    h.refused(
+        Method::POST,
+        "/v1/calls",
+        Some("{}"),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "load_limit",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn supervisor_keys_and_media_timeouts() {
+    let h = Harness::slot(13);
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    let sup_id: SupervisionId = sup.parse().unwrap();
+    let (engine_call, leg) = h.state.engine_leg(sup_id).unwrap();
+    let mode = |h: &Harness| h.state.supervision(sup_id).unwrap();
+    for (digit, expected) in [
+        ('5', "whisper"),
+        ('6', "barge"),
+        ('9', "barge"),
+        ('4', "listen"),
+        ('6', "barge"),
+    ] {
+        h.state
+            .engine_event(EngineEvent::Dtmf {
+                call: engine_call,
+                leg,
+                digit,
+            })
+            .unwrap();
+        assert_eq!(mode(&h).mode, expected, "{digit}");
+    }
+    // Keys from the customer or the agent do nothing.
+    h.state
+        .engine_event(EngineEvent::Dtmf {
+            call: engine_call,
+            leg: LegId::AGENT,
+            digit: '#',
+        })
+        .unwrap();
+    assert_eq!(mode(&h).mode, "barge");
+    assert_eq!(h.state.metrics().snapshot().1, [0, 0, 1, 0, 0]);
+    h.state
+        .engine_event(EngineEvent::Dtmf {
+            call: engine_call,
+            leg,
+            digit: '#',
+        })
+        .unwrap();
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(
+        (&s["state"], &s["end_reason"]),
+        (&json!("stopped"), &Value::Null)
+    );
+    // A late key after the stop is ignored.
+    h.state
+        .engine_event(EngineEvent::Dtmf {
+            call: engine_call,
+            leg,
+            digit: '5',
+        })
+        .unwrap();
+    assert_eq!(mode(&h).mode, "barge");
+
+    // Media timeouts: a supervisor, then a party.
+    let sup = h.new_supervision(&call).await;
+    let (_, leg) = h.state.engine_leg(sup.parse().unwrap()).unwrap();
+    h.state
+        .engine_event(EngineEvent::MediaTimeout {
+            call: engine_call,
+            leg,
+        })
+        .unwrap();
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(
+        (&s["state"], &s["end_reason"]),
+        (&json!("aborted"), &json!("supervisor_hung_up"))
+    );
+    for (party, reason) in [
+        (LegId::CUSTOMER, "caller_hung_up"),
+        (LegId::AGENT, "agent_hung_up"),
+    ] {
+        let call = h.new_call().await;
+        let sup = h.new_supervision(&call).await;
+        let engine_call = h
+            .state
+            .engine_call(call.parse::<CallId>().unwrap())
+            .unwrap();
+        h.state
+            .engine_event(EngineEvent::MediaTimeout {
+                call: engine_call,
+                leg: party,
+            })
+            .unwrap();
+        let (_, c) = h.get(&format!("/v1/calls/{call}")).await;
+        assert_eq!(c["state"], "ended");
+        let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+        assert_eq!(
+            (&s["state"], &s["end_reason"]),
+            (&json!("aborted"), &json!(reason))
+        );
+        // Reported again (or late): nothing more.
+        h.state
+            .engine_event(EngineEvent::MediaTimeout {
+                call: engine_call,
+                leg: party,
+            })
+            .unwrap();
+    }
+    h.snapshot().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let h = Harness::slot(14);
+    let (status, body) = h.get("/healthz").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    h.patch(&format!("/v1/supervisions/{sup}"), r#"{"mode": "whisper"}"#)
+        .await;
+    h.new_call().await;
+    let text = h.metrics_text().await;
+    assert!(text.contains("earshot_calls 2\n"), "{text}");
+    for (mode, n) in [
+        ("listen", 0),
+        ("whisper", 1),
+        ("barge", 0),
+        ("takeover", 0),
+        ("takeover_listen", 0),
+    ] {
+        let line = format!("earshot_supervisions{{mode=\"{mode}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert!(
+        !text.contains(&call) && !text.contains(&sup),
+        "no ids as labels"
+    );
+}

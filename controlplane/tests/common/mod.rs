@@ -1,0 +1,160 @@
+//! In-process test harness: a real engine behind `app(state)`, driven with `oneshot`.
+
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use controlplane::{AppState, Config, app};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+/// A configuration whose media ports are `61000 + 40 * slot ..+ 39`: each test its own range, so
+/// tests running in parallel never compete for ports.
+pub fn config(slot: u16) -> Config {
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.media.port_min = 61000 + 40 * slot;
+    config.media.port_max = config.media.port_min + 39;
+    config
+}
+
+pub struct Harness {
+    pub state: AppState,
+    pub app: Router,
+}
+
+impl Harness {
+    pub fn new(config: &Config) -> Harness {
+        config.validate().unwrap();
+        let state = AppState::start(config).unwrap();
+        Harness {
+            app: app(state.clone()),
+            state,
+        }
+    }
+
+    pub fn slot(slot: u16) -> Harness {
+        Harness::new(&config(slot))
+    }
+
+    /// Sends a request; a body is sent as `application/json`.
+    pub async fn call(&self, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_owned())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "response is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, uri, None).await
+    }
+
+    pub async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    pub async fn patch(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        self.call(Method::PATCH, uri, Some(body)).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, uri, None).await
+    }
+
+    /// Creates a call and returns its id.
+    pub async fn new_call(&self) -> String {
+        let (status, call) = self.post("/v1/calls", "{}").await;
+        assert_eq!(status, StatusCode::CREATED, "{call}");
+        call["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a supervision and returns its id.
+    pub async fn new_supervision(&self, call: &str) -> String {
+        let (status, sup) = self
+            .post(&format!("/v1/calls/{call}/supervisions"), "{}")
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{sup}");
+        sup["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Everything a refused request must leave as it was: both listings and the gauges. The
+    /// gauges are also checked against the records.
+    pub async fn snapshot(&self) -> (Value, Value, (i64, [i64; 5])) {
+        let (_, calls) = self.get("/v1/calls").await;
+        let (_, sups) = self.get("/v1/supervisions").await;
+        let gauges = self.state.metrics().snapshot();
+        assert_eq!(
+            gauges,
+            self.state.recount(),
+            "gauges out of step with the records"
+        );
+        (calls, sups, gauges)
+    }
+
+    /// Asserts that the request is refused with `status` and `code` and changes nothing.
+    pub async fn refused(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        let before = self.snapshot().await;
+        let (got, err) = self.call(method.clone(), uri, body).await;
+        assert_eq!(
+            (got, err["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {uri} {body:?}: {err}"
+        );
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{err}"
+        );
+        assert_eq!(
+            self.snapshot().await,
+            before,
+            "{method} {uri} {body:?} changed something"
+        );
+        err
+    }
+
+    /// The gauges in the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
