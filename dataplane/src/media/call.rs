@@ -25,7 +25,7 @@ use crate::media::matrix::{LegId, LegSet, MAX_LEGS, MAX_SUPERVISORS, Matrix, Mod
 use crate::media::mixer::mix_into;
 use crate::media::seq::{SeqTracker, SeqUpdate};
 use crate::media::tone::{SUPERVISION_BEEP, Tone};
-use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES, Frame, PTIME_MS};
+use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES, Frame};
 use crate::time::{Duration, Instant};
 use crate::wire::g711::Codec;
 use crate::wire::rtcp::validate_compound;
@@ -110,16 +110,20 @@ pub enum DropReason {
     Stale,
     /// For a leg that is not (or no longer) part of the call.
     InactiveLeg,
+    /// Not relayed or mixed into an output at a relay ⇄ mix switch, where it would have left
+    /// less than half a frame after the previous packet (see `OutputStream::segment_start_ts`).
+    Realign,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::WrongSource,
         DropReason::Malformed,
         DropReason::UnknownPayloadType,
         DropReason::Duplicate,
         DropReason::Stale,
         DropReason::InactiveLeg,
+        DropReason::Realign,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -131,6 +135,7 @@ impl DropReason {
             DropReason::Duplicate => "duplicate",
             DropReason::Stale => "stale",
             DropReason::InactiveLeg => "inactive_leg",
+            DropReason::Realign => "realign",
         }
     }
 
@@ -187,6 +192,9 @@ struct OutputStream {
     /// The timestamp of the newest packet sent, and when it was sent.
     last_ts: u32,
     last_sent: Option<Instant>,
+    /// The stream's first packet: its send time and timestamp. From it, the timestamp that
+    /// wall-clock time says a packet sent now should carry ([`OutputStream::clock_ts`]).
+    anchor: Option<(Instant, u32)>,
     /// The next packet starts a new segment (after a switch): rebase and set the marker.
     rebase: bool,
     /// Relay mapping, valid after the first relayed packet of a segment: output = input + offset.
@@ -207,6 +215,7 @@ impl OutputStream {
             next_seq: initial_seq,
             last_ts: initial_ts,
             last_sent: None,
+            anchor: None,
             rebase: true,
             seq_offset: 0,
             ts_offset: 0,
@@ -215,52 +224,74 @@ impl OutputStream {
         }
     }
 
-    /// The timestamp a new segment starts at: the last one plus the wall-clock time since it
-    /// was sent, rounded to whole frames and at least one frame, so receivers see time pass
-    /// at the rate it did.
-    fn segment_start_ts(&self, now: Instant) -> u32 {
-        let Some(last_sent) = self.last_sent else {
-            return self.last_ts;
-        };
-        let elapsed_us = now.saturating_since(last_sent).as_micros() as u64;
-        let frame_us = u64::from(PTIME_MS) * 1000;
-        let frames = ((elapsed_us + frame_us / 2) / frame_us).max(1);
-        let samples = frames.saturating_mul(FRAME_SAMPLES as u64);
-        self.last_ts.wrapping_add(samples as u32)
+    /// The timestamp wall-clock time gives a packet sent at `now`: the anchor's plus the
+    /// elapsed time at 8 kHz. `None` before the first packet.
+    fn clock_ts(&self, now: Instant) -> Option<u32> {
+        let (t0, ts0) = self.anchor?;
+        let samples = now.saturating_since(t0).as_micros() * u128::from(CLOCK_RATE_HZ) / 1_000_000;
+        Some(ts0.wrapping_add(samples as u32))
     }
 
-    /// Header fields for the next mixed (or generated) frame.
-    fn next_mixed(&mut self, now: Instant, payload_type: u8) -> RtpHeader {
+    /// The timestamp a new segment (after a relay ⇄ mix switch) starts at: the whole number
+    /// of frames after the last packet that is nearest the wall-clock timestamp, so the
+    /// stream stays on its frame grid and never drifts more than half a frame from real time,
+    /// however often the plan switches. `None` when that is no frame at all: two packets would
+    /// leave less than half a frame apart across the switch (a relayed packet just after a
+    /// mixed one), and this one is skipped rather than overlap the last or push the stream
+    /// ahead of the clock; at most one frame per switch, only when the two paths bunch.
+    fn segment_start_ts(&self, now: Instant) -> Option<u32> {
+        let Some(clock) = self.clock_ts(now) else {
+            return Some(self.last_ts);
+        };
+        let frame = FRAME_SAMPLES as i64;
+        let ahead = i64::from(clock.wrapping_sub(self.last_ts) as i32);
+        let frames = (ahead + frame / 2).div_euclid(frame);
+        (frames >= 1).then(|| self.last_ts.wrapping_add((frames * frame) as u32))
+    }
+
+    /// Header fields for the next mixed (or generated) frame, or `None` to skip this tick
+    /// (see [`OutputStream::segment_start_ts`]). Within a mixed segment each frame advances by
+    /// the whole frames of wall-clock time since the last one: one, unless ticks were missed
+    /// under load, which then shows as a gap rather than as a slowed clock.
+    fn next_mixed(&mut self, now: Instant, payload_type: u8) -> Option<RtpHeader> {
         let (ts, marker) = if self.rebase || self.last_sent.is_none() {
+            let ts = self.segment_start_ts(now)?;
             self.rebase = false;
-            (self.segment_start_ts(now), true)
+            (ts, true)
         } else {
-            (self.last_ts.wrapping_add(FRAME_SAMPLES as u32), false)
+            let frame = FRAME_SAMPLES as i64;
+            let behind = self
+                .clock_ts(now)
+                .map_or(frame, |c| i64::from(c.wrapping_sub(self.last_ts) as i32));
+            let frames = ((behind + frame / 2).div_euclid(frame)).max(1);
+            (self.last_ts.wrapping_add((frames * frame) as u32), false)
         };
-        self.emit(now, payload_type, marker, self.next_seq, ts)
+        Some(self.emit(now, payload_type, marker, self.next_seq, ts))
     }
 
-    /// Header fields for a relayed packet, or `None` if it predates the current segment.
+    /// Header fields for a relayed packet, or why it is not relayed: it predates the current
+    /// segment, or it is skipped to keep the stream in step (see `segment_start_ts`).
     fn next_relayed(
         &mut self,
         now: Instant,
         input: &RtpPacket<&[u8]>,
         ext_seq: u64,
-    ) -> Option<RtpHeader> {
+    ) -> Result<RtpHeader, DropReason> {
         let in_seq = input.sequence_number().0;
         let mut marker = input.marker();
         if self.rebase {
+            let start = self.segment_start_ts(now).ok_or(DropReason::Realign)?;
             self.rebase = false;
             self.seq_offset = self.next_seq.wrapping_sub(in_seq);
-            self.ts_offset = self.segment_start_ts(now).wrapping_sub(input.timestamp());
+            self.ts_offset = start.wrapping_sub(input.timestamp());
             self.relay_base = ext_seq;
             marker = true;
         } else if ext_seq < self.relay_base {
-            return None;
+            return Err(DropReason::Stale);
         }
         let seq = in_seq.wrapping_add(self.seq_offset);
         let ts = input.timestamp().wrapping_add(self.ts_offset);
-        Some(self.emit(now, input.payload_type(), marker, seq, ts))
+        Ok(self.emit(now, input.payload_type(), marker, seq, ts))
     }
 
     /// A telephone-event packet forwarded into a mixed output: our numbering, the event's
@@ -273,7 +304,7 @@ impl OutputStream {
                 let mapped = if self.last_sent.is_some() {
                     self.last_ts
                 } else {
-                    self.segment_start_ts(now)
+                    self.segment_start_ts(now).unwrap_or(self.last_ts)
                 };
                 self.event_map = Some((in_ts, mapped));
                 mapped
@@ -303,8 +334,11 @@ impl OutputStream {
         if seq.wrapping_sub(self.next_seq) < 0x8000 {
             self.next_seq = seq.wrapping_add(1);
         }
-        if ts.wrapping_sub(self.last_ts) < 0x8000_0000 || self.last_sent.is_none() {
+        if ts_not_before(ts, self.last_ts) || self.last_sent.is_none() {
             self.last_ts = ts;
+        }
+        if self.anchor.is_none() {
+            self.anchor = Some((now, ts));
         }
         self.last_sent = Some(now);
         RtpHeader {
@@ -315,6 +349,11 @@ impl OutputStream {
             ssrc: self.ssrc,
         }
     }
+}
+
+/// Whether RTP timestamp `a` is at or after `b`, modulo 2^32 (RFC 3550 timestamps wrap).
+fn ts_not_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
 }
 
 /// One leg of a call: the party's source policy and inbound state, and the stream we send it.
@@ -693,9 +732,12 @@ impl Call {
             if dst.plan != (Plan::Relay { from }) {
                 continue;
             }
-            let Some(header) = dst.out.next_relayed(now, packet, ext_seq) else {
-                self.drops[DropReason::Stale.index()] += 1;
-                continue;
+            let header = match dst.out.next_relayed(now, packet, ext_seq) {
+                Ok(header) => header,
+                Err(reason) => {
+                    self.drops[reason.index()] += 1;
+                    continue;
+                }
             };
             send(
                 dst,
@@ -748,8 +790,11 @@ impl Call {
         let header = match dst.plan {
             Plan::Relay { from: f } if f == from => {
                 match dst.out.next_relayed(now, packet, ext_seq) {
-                    Some(h) => h,
-                    None => return,
+                    Ok(h) => h,
+                    Err(reason) => {
+                        self.drops[reason.index()] += 1;
+                        return;
+                    }
                 }
             }
             _ => dst.out.next_event(now, packet),
@@ -800,8 +845,10 @@ impl Call {
             }
             let mut payload = [0u8; FRAME_SAMPLES];
             dst.codec.encode(&mixed, &mut payload);
-            let header = dst.out.next_mixed(now, dst.codec.payload_type());
-            send(dst, listener, header, &payload, &mut self.datagram, out);
+            match dst.out.next_mixed(now, dst.codec.payload_type()) {
+                Some(header) => send(dst, listener, header, &payload, &mut self.datagram, out),
+                None => self.drops[DropReason::Realign.index()] += 1,
+            }
         }
         if tone_ended {
             self.replan();
@@ -863,12 +910,16 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         sent: Vec<(LegId, SocketAddr, Vec<u8>)>,
+        /// When each of `sent` was sent (the time of the call that sent it).
+        sent_at: Vec<Instant>,
+        now: Instant,
         events: Vec<CallEvent>,
     }
 
     impl Output for Recorder {
         fn transmit(&mut self, leg: LegId, dst: SocketAddr, datagram: &[u8]) {
             self.sent.push((leg, dst, datagram.to_vec()));
+            self.sent_at.push(self.now);
         }
         fn event(&mut self, event: CallEvent) {
             self.events.push(event);
@@ -948,11 +999,13 @@ mod tests {
     ) -> u32 {
         for k in start_frame..start_frame + frames {
             let now = Instant::from_millis(u64::from(k) * 20);
+            out.now = now + Duration::from_millis(1);
             for &(leg, port, ssrc, level) in senders {
                 let p = packet(k as u16, k * 160, ssrc, level);
-                call.handle_datagram(leg, addr(port), &p, now + Duration::from_millis(1), out);
+                call.handle_datagram(leg, addr(port), &p, out.now, out);
             }
-            call.tick(now + Duration::from_millis(10), out);
+            out.now = now + Duration::from_millis(10);
+            call.tick(out.now, out);
         }
         start_frame + frames
     }
@@ -1156,19 +1209,37 @@ mod tests {
         call.remove_supervisor(SUP);
         run(&mut call, &mut out, k, 5, &all_three()[..2]);
         for listener in [CUSTOMER, AGENT] {
-            let stream = out.to(listener);
+            let stream: Vec<(Instant, RtpPacket<&[u8]>)> = out
+                .sent
+                .iter()
+                .zip(&out.sent_at)
+                .filter(|((l, _, _), _)| *l == listener)
+                .map(|((_, _, d), t)| (*t, RtpPacket::new_checked(d.as_slice()).unwrap()))
+                .collect();
             assert!(stream.len() > 30);
+            let (t0, ts0) = (stream[0].0, stream[0].1.timestamp());
             for pair in stream.windows(2) {
-                assert_eq!(pair[0].ssrc(), pair[1].ssrc());
+                let ((_, a), (t, b)) = (&pair[0], &pair[1]);
+                assert_eq!(a.ssrc(), b.ssrc());
                 assert_eq!(
-                    pair[1].sequence_number().0,
-                    pair[0].sequence_number().0.wrapping_add(1),
+                    b.sequence_number().0,
+                    a.sequence_number().0.wrapping_add(1),
                     "{listener:?}"
                 );
-                let dts = pair[1].timestamp().wrapping_sub(pair[0].timestamp());
+                let dts = b.timestamp().wrapping_sub(a.timestamp()) as i32;
+                assert!(dts > 0, "{listener:?}: timestamps only move forward");
                 assert_eq!(
-                    dts, 160,
-                    "{listener:?}: timestamps advance one frame per 20 ms"
+                    dts % 160,
+                    0,
+                    "{listener:?}: timestamps stay on the frame grid"
+                );
+                // Timestamps follow wall-clock time within half a frame, however many
+                // switches there were.
+                let elapsed = (t.as_micros() - t0.as_micros()) as i64 * 8 / 1000;
+                let lead = i64::from(b.timestamp().wrapping_sub(ts0) as i32) - elapsed;
+                assert!(
+                    (-80..=80).contains(&lead),
+                    "{listener:?}: {lead} samples off the clock"
                 );
             }
         }
