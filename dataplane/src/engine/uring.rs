@@ -128,7 +128,7 @@ struct SendSlot {
 /// A completion reaped from the ring, in the caller's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A datagram arrived on `socket` from `src`; read it with [`Uring::datagram`], then call
+    /// A datagram arrived on `socket` from `src`; read it with [`Uring::received`], then call
     /// [`Uring::rearm`].
     Received {
         socket: SocketId,
@@ -211,16 +211,7 @@ impl Uring {
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        // SAFETY (for every caller): the memory each entry points at is owned by `self` (a
-        // boxed receive slot, a send slot, the wake buffer) and is neither freed nor reused
-        // until the entry's completion is reaped; see the module documentation.
-        if unsafe { self.ring.submission().push(entry) }.is_err() {
-            self.ring.submit()?;
-            // SAFETY: as above.
-            unsafe { self.ring.submission().push(entry) }
-                .map_err(|_| io::Error::other("io_uring submission queue full after submit"))?;
-        }
-        Ok(())
+        push(&mut self.ring, entry)
     }
 
     fn arm_wake(&mut self) -> io::Result<()> {
@@ -300,53 +291,30 @@ impl Uring {
         self.push(&sqe)
     }
 
-    /// The datagram of a [`Event::Received`], valid until [`Uring::rearm`].
-    pub fn datagram(&self, id: SocketId, len: usize) -> &[u8] {
-        match self.sockets.get(id.index as usize).and_then(Option::as_ref) {
+    /// The datagram of an [`Event::Received`] (valid until [`Uring::rearm`]), read in place,
+    /// with a [`Sender`] to answer it: the two borrow different parts of the backend.
+    pub fn received(&mut self, id: SocketId, len: usize) -> (&[u8], Sender<'_>) {
+        let datagram = match self.sockets.get(id.index as usize).and_then(Option::as_ref) {
             Some(e) if e.generation == id.generation => &e.slot.buf[..len.min(RECV_BUF)],
-            _ => &[],
-        }
+            _ => &[][..],
+        };
+        let sender = Sender {
+            ring: &mut self.ring,
+            sockets: &self.sockets,
+            send_slots: &mut self.send_slots,
+            free_sends: &mut self.free_sends,
+        };
+        (datagram, sender)
     }
 
-    /// Queues `datagram` to `dst` from `socket`'s local address.
-    pub fn send(
-        &mut self,
-        id: SocketId,
-        dst: SocketAddr,
-        datagram: &[u8],
-    ) -> Result<(), SendError> {
-        if datagram.len() > MAX_DATAGRAM {
-            return Err(SendError::Invalid);
+    /// A [`Sender`] for sending outside a receive (e.g. on the mix tick).
+    pub fn sender(&mut self) -> Sender<'_> {
+        Sender {
+            ring: &mut self.ring,
+            sockets: &self.sockets,
+            send_slots: &mut self.send_slots,
+            free_sends: &mut self.free_sends,
         }
-        let Some(entry) = self.entry_mut(id) else {
-            return Err(SendError::Invalid);
-        };
-        if entry.closing {
-            return Err(SendError::Invalid);
-        }
-        let fd = entry.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        let Some(index) = self.free_sends.pop() else {
-            return Err(SendError::PoolExhausted);
-        };
-        let slot = &mut self.send_slots[index as usize];
-        slot.buf[..datagram.len()].copy_from_slice(datagram);
-        slot.addr = SockAddr::from(dst);
-        slot.iov = libc::iovec {
-            iov_base: slot.buf.as_mut_ptr().cast(),
-            iov_len: datagram.len(),
-        };
-        slot.msg.msg_name = slot.addr.as_ptr() as *mut libc::c_void;
-        slot.msg.msg_namelen = slot.addr.len();
-        slot.msg.msg_iov = &raw mut slot.iov;
-        slot.msg.msg_iovlen = 1;
-        let sqe = opcode::SendMsg::new(types::Fd(fd), &raw const slot.msg)
-            .build()
-            .user_data(user_data(KIND_SEND, 0, index));
-        if self.push(&sqe).is_err() {
-            self.free_sends.push(index);
-            return Err(SendError::PoolExhausted);
-        }
-        Ok(())
     }
 
     /// Submits everything queued and waits until a completion arrives or `timeout` passes.
@@ -495,6 +463,73 @@ impl Drop for Uring {
     }
 }
 
+/// Queues one SQE, submitting what is queued first if the submission queue is full.
+fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
+    // SAFETY (for every caller): the memory each entry points at is owned by the `Uring` (a
+    // boxed receive slot, a send slot, the wake buffer) and is neither freed nor reused until
+    // the entry's completion is reaped; see the module documentation.
+    if unsafe { ring.submission().push(entry) }.is_err() {
+        ring.submit()?;
+        // SAFETY: as above.
+        unsafe { ring.submission().push(entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full after submit"))?;
+    }
+    Ok(())
+}
+
+/// The send half of a [`Uring`]: queues datagrams from registered sockets.
+pub struct Sender<'a> {
+    ring: &'a mut IoUring,
+    sockets: &'a [Option<SocketEntry>],
+    send_slots: &'a mut [SendSlot],
+    free_sends: &'a mut Vec<u32>,
+}
+
+impl Sender<'_> {
+    /// Queues `datagram` to `dst` from `socket`'s local address. The datagram is copied into a
+    /// send slot, which the kernel owns until the send completes.
+    pub fn send(
+        &mut self,
+        id: SocketId,
+        dst: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), SendError> {
+        if datagram.len() > MAX_DATAGRAM {
+            return Err(SendError::Invalid);
+        }
+        let fd = match self.sockets.get(id.index as usize).and_then(Option::as_ref) {
+            Some(e) if e.generation == id.generation && !e.closing => e
+                .socket
+                .as_ref()
+                .map(AsRawFd::as_raw_fd)
+                .ok_or(SendError::Invalid)?,
+            _ => return Err(SendError::Invalid),
+        };
+        let Some(index) = self.free_sends.pop() else {
+            return Err(SendError::PoolExhausted);
+        };
+        let slot = &mut self.send_slots[index as usize];
+        slot.buf[..datagram.len()].copy_from_slice(datagram);
+        slot.addr = SockAddr::from(dst);
+        slot.iov = libc::iovec {
+            iov_base: slot.buf.as_mut_ptr().cast(),
+            iov_len: datagram.len(),
+        };
+        slot.msg.msg_name = slot.addr.as_ptr() as *mut libc::c_void;
+        slot.msg.msg_namelen = slot.addr.len();
+        slot.msg.msg_iov = &raw mut slot.iov;
+        slot.msg.msg_iovlen = 1;
+        let sqe = opcode::SendMsg::new(types::Fd(fd), &raw const slot.msg)
+            .build()
+            .user_data(user_data(KIND_SEND, 0, index));
+        if push(self.ring, &sqe).is_err() {
+            self.free_sends.push(index);
+            return Err(SendError::PoolExhausted);
+        }
+        Ok(())
+    }
+}
+
 /// Wakes a worker blocked in [`Uring::submit_and_wait`]. `Send + Sync`.
 pub struct Waker {
     fd: OwnedFd,
@@ -552,8 +587,9 @@ mod tests {
             ring.submit_and_wait(Duration::from_millis(20)).unwrap();
             ring.reap(|ring, ev| {
                 if let Event::Received { socket, src, len } = ev {
-                    got = Some((ring.datagram(socket, len).to_vec(), src));
-                    ring.send(socket, src, b"world").unwrap();
+                    let (datagram, mut tx) = ring.received(socket, len);
+                    got = Some((datagram.to_vec(), src));
+                    tx.send(socket, src, b"world").unwrap();
                     ring.rearm(socket).unwrap();
                 }
             })

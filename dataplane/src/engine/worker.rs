@@ -18,7 +18,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use super::command::{Command, WorkerEvent};
 use super::ports::PortAllocator;
 use super::stats::SharedLegStats;
-use super::uring::{Event, SendError, SocketId, Uring, Waker};
+use super::uring::{Event, SendError, Sender, SocketId, Uring, Waker};
 use super::{
     CallId, CallMedia, EngineConfig, EngineError, EngineEvent, LegSpec, LegStats, SupervisorMedia,
 };
@@ -636,7 +636,7 @@ pub(crate) struct Worker {
 
 /// A call's view of the worker's I/O while it runs.
 struct Sink<'a> {
-    io: &'a mut Uring,
+    tx: Sender<'a>,
     sockets: &'a [Option<SocketId>; MAX_LEGS],
     events: &'a mut Producer<WorkerEvent>,
     counters: &'a mut Counters,
@@ -648,7 +648,7 @@ impl Output for Sink<'_> {
         let Some(Some(socket)) = self.sockets.get(leg.index()) else {
             return;
         };
-        match self.io.send(*socket, dst, datagram) {
+        match self.tx.send(*socket, dst, datagram) {
             Ok(()) => {
                 self.counters.packets_sent += 1;
                 self.counters.bytes_sent += datagram.len() as u64;
@@ -861,15 +861,11 @@ impl Worker {
                 });
                 match entry {
                     Some((owner, entry)) => {
-                        // The datagram stays in the receive slot while the call reads it; the
-                        // call's sends copy into send slots, so the two borrows don't overlap:
-                        // copy it out through a stack buffer to satisfy the borrow checker.
-                        let mut buf = [0u8; crate::media::call::MAX_DATAGRAM];
-                        let data = io.datagram(socket, len);
-                        let n = data.len().min(buf.len());
-                        buf[..n].copy_from_slice(&data[..n]);
+                        // The call reads the datagram in place in its receive slot and sends
+                        // through the other half of the backend.
+                        let (datagram, tx) = io.received(socket, len);
                         let mut sink = Sink {
-                            io,
+                            tx,
                             sockets: &entry.sockets,
                             events,
                             counters,
@@ -877,7 +873,7 @@ impl Worker {
                         };
                         entry
                             .media
-                            .handle_datagram(owner.leg, src, &buf[..n], now, &mut sink);
+                            .handle_datagram(owner.leg, src, datagram, now, &mut sink);
                     }
                     None => counters.unknown_socket += 1,
                 }
@@ -903,7 +899,7 @@ impl Worker {
         } = self;
         for entry in calls.iter_mut().flatten() {
             let mut sink = Sink {
-                io,
+                tx: io.sender(),
                 sockets: &entry.sockets,
                 events,
                 counters,
