@@ -1,0 +1,1445 @@
+//! `loadgen`: offers RTP load to a running `earshotd` and measures what comes back.
+//!
+//! It creates calls (and one supervision per call in the chosen mode) through the HTTP API,
+//! with every customer leg's remote set to one local customer socket, every agent leg's to one
+//! agent socket and every supervisor leg's to one supervisor socket. It then sends paced PCMU
+//! (50 packets/s per stream, the streams spread evenly over the 20 ms period, absolute
+//! deadlines, `sendmmsg`) from those sockets, receives with `recvmmsg` on one thread per
+//! socket, and sorts what arrives by the appliance's source port (each leg's local port).
+//!
+//! Over the window after warm-up it reports offered and received packets/s, loss (per stream,
+//! from the sequence-number range of the appliance's output against what arrived), the added
+//! latency of relayed flows (each payload starts with its send time, which a relay carries
+//! unchanged), the interarrival jitter of mixed flows (a mix cannot carry that stamp), and the
+//! appliance's CPU per packet. Safety: it only ever sends to loopback addresses the appliance
+//! returned, runs for a bounded time, and deletes its calls when it is done.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use earshot_bench::hist::Histogram;
+use earshot_bench::mmsg::{self, RecvBatch, SendBatch};
+use serde_json::{Value, json};
+
+/// Packets per second per stream (20 ms PCMU).
+const PPS_PER_STREAM: u64 = 50;
+const PERIOD_NS: u64 = 1_000_000_000 / PPS_PER_STREAM;
+const SAMPLES_PER_PACKET: u32 = 160;
+/// One RTP timestamp unit at 8 kHz, in nanoseconds.
+const NS_PER_SAMPLE: i64 = 125_000;
+const RTP_HEADER_LEN: usize = 12;
+const PACKET_LEN: usize = RTP_HEADER_LEN + SAMPLES_PER_PACKET as usize;
+/// Datagrams per `sendmmsg`: small, because a batch's packets all carry the send time taken
+/// just before the call, so the last ones' latency is overstated by the time the kernel takes
+/// to send those before them (tens of µs for 32).
+const SEND_BATCH: usize = 32;
+/// Datagrams per `recvmmsg` (each carries its own kernel timestamp).
+const RECV_BATCH: usize = 256;
+/// Sends due within this much of now go out in the current batch (about the kernel's default
+/// timer slack, below which sleeping is pointless).
+const SEND_SLACK_NS: u64 = 50_000;
+/// Socket buffers: a second of 2,000 whisper calls' worth of output fits.
+const SOCKET_BUFFER_BYTES: usize = 32 << 20;
+/// How long a receiver blocks before checking whether to stop.
+const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+/// Sending goes on this long past the window (so its last packets are not counted lost), and
+/// receiving this long past that.
+const SEND_TAIL: Duration = Duration::from_millis(100);
+const RECV_TAIL: Duration = Duration::from_millis(200);
+/// A stamp older than this is not one of ours (a mixed or corrupted payload).
+const MAX_PLAUSIBLE_LATENCY_NS: u64 = 10_000_000_000;
+/// Relayed arrivals kept per receiver thread for latency (24 bytes each).
+const MAX_LATENCY_SAMPLES: usize = 1 << 23;
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoadMode {
+    /// A plain call, no supervision: two relayed streams.
+    Relay,
+    Listen,
+    Whisper,
+    Barge,
+}
+
+impl LoadMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoadMode::Relay => "relay",
+            LoadMode::Listen => "listen",
+            LoadMode::Whisper => "whisper",
+            LoadMode::Barge => "barge",
+        }
+    }
+
+    fn supervised(self) -> bool {
+        self != LoadMode::Relay
+    }
+
+    /// Is what `role` is sent a relay of one input (else a mix)? SPEC §1's matrix.
+    fn relayed_to(self, role: Role) -> bool {
+        !matches!(
+            (self, role),
+            (_, Role::Supervisor) | (LoadMode::Barge, _) | (LoadMode::Whisper, Role::Agent)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Customer = 0,
+    Agent = 1,
+    Supervisor = 2,
+}
+
+const ROLES: [Role; 3] = [Role::Customer, Role::Agent, Role::Supervisor];
+
+#[derive(Debug, Clone, Copy)]
+struct Ramp {
+    start: u32,
+    step: u32,
+    max: u32,
+}
+
+fn parse_ramp(s: &str) -> Result<Ramp, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [start, step, max] = parts[..] else {
+        return Err("expected START:STEP:MAX".into());
+    };
+    let num = |v: &str| v.parse::<u32>().map_err(|e| format!("{v}: {e}"));
+    let ramp = Ramp {
+        start: num(start)?,
+        step: num(step)?,
+        max: num(max)?,
+    };
+    if ramp.start == 0 || ramp.step == 0 || ramp.max < ramp.start {
+        return Err("need START ≥ 1, STEP ≥ 1, MAX ≥ START".into());
+    }
+    Ok(ramp)
+}
+
+/// Offers RTP load to a running earshotd over loopback and measures loss, latency and CPU.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The appliance's HTTP API (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Number of concurrent calls.
+    #[arg(long, conflicts_with = "ramp", required_unless_present = "ramp")]
+    calls: Option<u32>,
+    /// Successive loads START, START+STEP, … up to MAX calls; stops at the first load that
+    /// loses too much and reports the largest that did not.
+    #[arg(long, value_parser = parse_ramp, value_name = "START:STEP:MAX")]
+    ramp: Option<Ramp>,
+    /// What each call carries: relay (no supervision) or one supervisor in this mode.
+    #[arg(long, value_enum, default_value_t = LoadMode::Whisper)]
+    mode: LoadMode,
+    /// Length of the measurement window of each load.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration_secs: u64,
+    /// Traffic before the window, not measured.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=120))]
+    warmup_secs: u64,
+    /// Pin the load generator (all its threads) to this core.
+    #[arg(long)]
+    core: Option<usize>,
+    /// The earshotd process, for its CPU time; found by name when absent.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Loss (percent) below which a load passes.
+    #[arg(long, default_value_t = 0.01)]
+    max_loss_pct: f64,
+    /// Relayed-flow p99 latency (ms) a load must also stay under to count as "within SPEC §6".
+    #[arg(long, default_value_t = 5.0)]
+    max_p99_ms: f64,
+    /// Relayed-latency sampling: the kernel stamps the transmission of one datagram in this
+    /// many per stream (each stamp costs the load generator an error-queue read).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    tx_stamp_every: u16,
+    /// Measure a failing load again up to this many times before giving up on it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=5))]
+    retries: u8,
+    /// Also print one JSON line with every result.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+fn run(args: &Args) -> Result<()> {
+    if let Some(core) = args.core {
+        // Threads spawned later inherit this affinity.
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            return Err(format!("cannot pin to core {core}"));
+        }
+    }
+    let api = Api::new(&args.api)?;
+    let health = api.request("GET", "/healthz", None)?;
+    if health.0 != 200 {
+        return Err(format!("GET /healthz: HTTP {}", health.0));
+    }
+    let pid = match args.pid {
+        Some(pid) => Some(pid),
+        None => find_pid("earshotd")?,
+    };
+    if pid.is_none() {
+        eprintln!("loadgen: no earshotd process found (use --pid); appliance CPU is not reported");
+    }
+    let sockets = Arc::new(Sockets::open()?);
+    let loads: Vec<u32> = match (args.calls, args.ramp) {
+        (Some(n), _) => vec![n],
+        (None, Some(r)) => (r.start..=r.max).step_by(r.step as usize).collect(),
+        (None, None) => unreachable!("clap requires --calls or --ramp"),
+    };
+    let mut fleet = Fleet {
+        api: &api,
+        calls: Vec::new(),
+        streams: Vec::new(),
+    };
+    let mut results = Vec::new();
+    let mut stopped_by = None;
+    for &n in &loads {
+        if let Err(e) = fleet.grow(n, args.mode, &sockets) {
+            stopped_by = Some(format!("setup of {n} calls: {e}"));
+            break;
+        }
+        // A failed load is measured again up to `--retries` times (same calls): on a shared
+        // machine a compile on the appliance's core can sink one window. Every attempt is
+        // reported; the load passes if any attempt did.
+        let mut passed = false;
+        let mut limited = false;
+        for attempt in 0..=args.retries {
+            let r = run_load(args, &mut fleet, &sockets, pid)?;
+            let pass = r.passes(args.max_loss_pct);
+            eprintln!(
+                "{} calls{}: offered {:.0} pps, received {:.0} pps, loss {:.4} %, mixed shortfall {} %{}",
+                r.calls,
+                if attempt > 0 {
+                    format!(" (retry {attempt})")
+                } else {
+                    String::new()
+                },
+                r.offered_pps,
+                r.received_pps,
+                r.loss_pct,
+                opt(r.mixed_shortfall_pct, 3),
+                if pass { "" } else { " — fails" }
+            );
+            passed |= pass;
+            limited = r.loadgen_limited;
+            results.push(r);
+            if pass || limited {
+                break;
+            }
+        }
+        if limited {
+            stopped_by = Some(format!(
+                "the load generator could not offer {n} calls' worth"
+            ));
+            break;
+        }
+        if !passed {
+            stopped_by = Some(format!("loss over {} % at {n} calls", args.max_loss_pct));
+            break;
+        }
+    }
+    let deleted = fleet.delete_all();
+    print_table(args, &results);
+    let best = results
+        .iter()
+        .filter(|r| r.passes(args.max_loss_pct))
+        .map(|r| r.calls)
+        .max();
+    let best_spec = results
+        .iter()
+        .filter(|r| {
+            r.passes(args.max_loss_pct)
+                && r.relay_latency_us[1].is_none_or(|p99| p99 < args.max_p99_ms * 1000.0)
+        })
+        .map(|r| r.calls)
+        .max();
+    println!(
+        "largest load with loss < {} %: {}; and relayed p99 < {} ms: {}{}",
+        args.max_loss_pct,
+        best.map_or("none".into(), |n| format!(
+            "{n} {} calls",
+            args.mode.as_str()
+        )),
+        args.max_p99_ms,
+        best_spec.map_or("none".into(), |n| format!("{n} calls")),
+        stopped_by
+            .as_deref()
+            .map_or(String::new(), |s| format!(" (stopped: {s})")),
+    );
+    if args.json {
+        let line = json!({
+            "mode": args.mode.as_str(),
+            "duration_secs": args.duration_secs,
+            "warmup_secs": args.warmup_secs,
+            "max_loss_pct": args.max_loss_pct,
+            "largest_calls_within_loss": best,
+            "largest_calls_within_loss_and_p99": best_spec,
+            "stopped_by": stopped_by,
+            "calls_deleted": deleted,
+            "results": results.iter().map(|r| r.to_json(args.max_loss_pct)).collect::<Vec<_>>(),
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(url: &str) -> Result<Api> {
+        let hostport = url
+            .strip_prefix("http://")
+            .ok_or("--api must start with http://")?
+            .trim_end_matches('/');
+        let addr: SocketAddr = match hostport.strip_prefix("localhost:") {
+            Some(port) => SocketAddr::new(
+                Ipv4Addr::LOCALHOST.into(),
+                port.parse().map_err(|_| "bad --api port")?,
+            ),
+            None => hostport
+                .parse()
+                .map_err(|_| format!("--api: {hostport} is not ip:port"))?,
+        };
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "--api {addr}: only a loopback appliance may be loaded"
+            ));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // Loopback only: an HTTP_PROXY in the environment must not capture it.
+            .proxy(None)
+            .timeout_global(Some(HTTP_TIMEOUT))
+            .build()
+            .into();
+        Ok(Api {
+            base: format!("http://{addr}"),
+            agent,
+        })
+    }
+
+    /// One exchange: the status and the JSON body (`Null` if none).
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let body = body.map_or_else(|| "{}".to_owned(), Value::to_string);
+        let result = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            "POST" => self
+                .agent
+                .post(&url)
+                .content_type("application/json")
+                .send(body),
+            "PATCH" => self
+                .agent
+                .patch(&url)
+                .content_type("application/json")
+                .send(body),
+            _ => unreachable!("{method}"),
+        };
+        let mut response = result.map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Every sample of `GET /metrics`, keyed by name and labels as written.
+    fn metrics(&self) -> Option<HashMap<String, f64>> {
+        let url = format!("{}/metrics", self.base);
+        let mut response = self.agent.get(&url).call().ok()?;
+        let text = response.body_mut().read_to_string().ok()?;
+        Some(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.rsplit_once(' '))
+                .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+                .collect(),
+        )
+    }
+
+    fn expect(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Result<Value> {
+        let (got, value) = self.request(method, path, body)?;
+        if got != status {
+            let code = value
+                .pointer("/error/code")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            return Err(format!("{method} {path}: HTTP {got} ({code})"));
+        }
+        Ok(value)
+    }
+}
+
+/// A leg's local address from a call or supervision object; refused unless IPv4 loopback (the
+/// only place this tool sends media).
+fn local_addr(leg: &Value) -> Result<SocketAddrV4> {
+    let s = leg
+        .get("local")
+        .and_then(Value::as_str)
+        .ok_or("no leg.local in the answer")?;
+    match s.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a)) if a.ip().is_loopback() && a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "leg address {s} is not an IPv4 loopback address: refusing to send there"
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls and streams
+
+/// The three local sockets every stream of one role shares.
+struct Sockets {
+    by_role: [UdpSocket; 3],
+    /// The `OPT_ID` the kernel gives the next datagram sent on each socket (it counts from 0,
+    /// one per datagram sent); only the sender touches it.
+    next_tx_id: [AtomicU32; 3],
+    /// Whether the kernel stamps what we send (`SO_TIMESTAMPING`).
+    tx_stamped: bool,
+}
+
+impl Sockets {
+    fn open() -> Result<Sockets> {
+        let open = || -> io::Result<UdpSocket> {
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))?;
+            mmsg::set_buffer_sizes(&s, SOCKET_BUFFER_BYTES);
+            mmsg::enable_rx_timestamps(&s)?;
+            s.set_read_timeout(Some(RECV_TIMEOUT))?;
+            Ok(s)
+        };
+        let by_role = [open(), open(), open()];
+        let [Ok(a), Ok(b), Ok(c)] = by_role else {
+            return Err("cannot open the local UDP sockets".into());
+        };
+        let by_role = [a, b, c];
+        let tx_stamped = by_role
+            .iter()
+            .all(|s| mmsg::enable_tx_timestamps(s).is_ok());
+        if !tx_stamped {
+            eprintln!(
+                "loadgen: no kernel transmit timestamps; latency uses the user-space send time"
+            );
+        }
+        Ok(Sockets {
+            by_role,
+            next_tx_id: Default::default(),
+            tx_stamped,
+        })
+    }
+
+    fn addr(&self, role: Role) -> SocketAddrV4 {
+        match self.by_role[role as usize].local_addr() {
+            Ok(SocketAddr::V4(a)) => a,
+            _ => SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        }
+    }
+
+    fn ports(&self) -> [u16; 3] {
+        ROLES.map(|r| self.addr(r).port())
+    }
+}
+
+/// One leg we send to and receive from: it is both one of our streams to the appliance and one
+/// of the appliance's streams to us (from the same local port).
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    role: Role,
+    local: SocketAddrV4,
+    /// Our outgoing RTP stream's state, continued across loads.
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
+struct Fleet<'a> {
+    api: &'a Api,
+    calls: Vec<String>,
+    streams: Vec<Stream>,
+}
+
+impl Fleet<'_> {
+    /// Adds calls (and their supervisions) until there are `n`.
+    fn grow(&mut self, n: u32, mode: LoadMode, sockets: &Sockets) -> Result<()> {
+        let leg = |role| json!({"remote": sockets.addr(role).to_string(), "codec": "pcmu"});
+        while self.calls.len() < n as usize {
+            let body = json!({"customer": leg(Role::Customer), "agent": leg(Role::Agent)});
+            let call = self.api.expect("POST", "/v1/calls", Some(&body), 201)?;
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or("no call id")?
+                .to_owned();
+            self.calls.push(id.clone());
+            let customer = local_addr(call.pointer("/legs/customer").unwrap_or(&Value::Null))?;
+            let agent = local_addr(call.pointer("/legs/agent").unwrap_or(&Value::Null))?;
+            let mut legs = vec![(Role::Customer, customer), (Role::Agent, agent)];
+            if mode.supervised() {
+                let body = json!({"supervisor": leg(Role::Supervisor), "beep": false});
+                let sup = self.api.expect(
+                    "POST",
+                    &format!("/v1/calls/{id}/supervisions"),
+                    Some(&body),
+                    201,
+                )?;
+                let sid = sup
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or("no supervision id")?;
+                legs.push((
+                    Role::Supervisor,
+                    local_addr(sup.get("leg").unwrap_or(&Value::Null))?,
+                ));
+                if mode != LoadMode::Listen {
+                    let body = json!({"mode": mode.as_str()});
+                    self.api.expect(
+                        "PATCH",
+                        &format!("/v1/supervisions/{sid}"),
+                        Some(&body),
+                        200,
+                    )?;
+                }
+            }
+            for (role, local) in legs {
+                let k = self.streams.len() as u32;
+                let r = k.wrapping_mul(2_654_435_761);
+                self.streams.push(Stream {
+                    role,
+                    local,
+                    ssrc: r ^ 0x5eed_0000,
+                    seq: r as u16,
+                    ts: r.rotate_left(7),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every call; returns how many the appliance acknowledged.
+    fn delete_all(&mut self) -> usize {
+        let mut deleted = 0;
+        for id in self.calls.drain(..) {
+            match self.api.request("DELETE", &format!("/v1/calls/{id}"), None) {
+                Ok((204, _)) => deleted += 1,
+                Ok((status, _)) => eprintln!("loadgen: DELETE /v1/calls/{id}: HTTP {status}"),
+                Err(e) => eprintln!("loadgen: {e}"),
+            }
+        }
+        self.streams.clear();
+        deleted
+    }
+}
+
+impl Drop for Fleet<'_> {
+    fn drop(&mut self) {
+        self.delete_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One load
+
+fn realtime_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The measurement window, on `CLOCK_REALTIME` (the clock of the kernel's receive timestamps).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ns: u64,
+    end_ns: u64,
+}
+
+impl Window {
+    fn contains(self, t: u64) -> bool {
+        (self.start_ns..self.end_ns).contains(&t)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SenderReport {
+    sent_in_window: u64,
+    send_errors: u64,
+    /// How far behind its deadline the worst send of the window went out.
+    max_lag_ns: u64,
+}
+
+/// Sends every stream one packet per 20 ms until `stop_at`, stream `j` of `S` at offset
+/// `j × 20 ms / S` within each period.
+/// When and how the sender sends.
+#[derive(Debug, Clone, Copy)]
+struct SendPlan {
+    /// Time zero of the schedule, and of its deadlines.
+    epoch: Instant,
+    window: Window,
+    window_start: Instant,
+    stop_at: Instant,
+    tx_stamp_every: u16,
+}
+
+fn send_loop(
+    streams: &mut [Stream],
+    sockets: &Sockets,
+    plan: SendPlan,
+    payload: &[u8; 160],
+) -> SenderReport {
+    let SendPlan {
+        epoch,
+        window,
+        window_start,
+        stop_at,
+        tx_stamp_every,
+    } = plan;
+    let mut report = SenderReport::default();
+    let s = streams.len() as u64;
+    if s == 0 {
+        return report;
+    }
+    let mut batches = [
+        SendBatch::new(SEND_BATCH),
+        SendBatch::new(SEND_BATCH),
+        SendBatch::new(SEND_BATCH),
+    ];
+    let deadline = |round: u64, j: u64| round * PERIOD_NS + j * PERIOD_NS / s;
+    let (mut round, mut j) = (0u64, 0u64);
+    let flush = |batches: &mut [SendBatch; 3], report: &mut SenderReport| {
+        let now = realtime_ns();
+        for (role, batch) in batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len() as u64;
+            batch.stamp_all(RTP_HEADER_LEN, &now.to_le_bytes());
+            let outcome = batch.send(&sockets.by_role[role]);
+            let sent = outcome.sent as u64;
+            report.send_errors += n - sent;
+            if window.contains(now) {
+                report.sent_in_window += sent;
+            }
+            // The kernel numbers only the stamped datagrams it sent: take back the ids of the
+            // rest, so the next ones match its count again.
+            sockets.next_tx_id[role].fetch_sub(outcome.unsent_stamped as u32, Ordering::Relaxed);
+        }
+    };
+    loop {
+        let now = Instant::now();
+        if now >= stop_at {
+            break;
+        }
+        let now_ns = now.duration_since(epoch).as_nanos() as u64;
+        while deadline(round, j) <= now_ns + SEND_SLACK_NS {
+            if now >= window_start {
+                report.max_lag_ns = report
+                    .max_lag_ns
+                    .max(now_ns.saturating_sub(deadline(round, j)));
+            }
+            let st = &mut streams[j as usize];
+            if batches[st.role as usize].is_full() {
+                flush(&mut batches, &mut report);
+            }
+            let marker = round == 0;
+            let stamped = sockets.tx_stamped && st.seq.is_multiple_of(tx_stamp_every);
+            let tx_id = if stamped {
+                sockets.next_tx_id[st.role as usize].fetch_add(1, Ordering::Relaxed)
+            } else {
+                0
+            };
+            let role = st.role as u8;
+            batches[st.role as usize].push(st.local, stamped, |buf| {
+                buf[0] = 0x80;
+                buf[1] = if marker { 0x80 } else { 0 };
+                buf[2..4].copy_from_slice(&st.seq.to_be_bytes());
+                buf[4..8].copy_from_slice(&st.ts.to_be_bytes());
+                buf[8..12].copy_from_slice(&st.ssrc.to_be_bytes());
+                buf[RTP_HEADER_LEN..PACKET_LEN].copy_from_slice(payload);
+                // The payload starts with our marks (a relay carries them unchanged): bytes
+                // 0..8 the send time (filled in just before the system call), 8..12 the
+                // kernel's id for this datagram on its socket, 12 the sending role, 13 whether
+                // the kernel stamps its transmission.
+                let marks = &mut buf[RTP_HEADER_LEN..];
+                marks[8..12].copy_from_slice(&tx_id.to_le_bytes());
+                marks[12] = role;
+                marks[13] = u8::from(stamped);
+                PACKET_LEN
+            });
+            st.seq = st.seq.wrapping_add(1);
+            st.ts = st.ts.wrapping_add(SAMPLES_PER_PACKET);
+            j += 1;
+            if j == s {
+                j = 0;
+                round += 1;
+            }
+        }
+        flush(&mut batches, &mut report);
+        let next = epoch + Duration::from_nanos(deadline(round, j));
+        let now = Instant::now();
+        if next > now {
+            thread::sleep((next - now).min(stop_at.saturating_duration_since(now)));
+        }
+    }
+    report
+}
+
+/// What arrived on one appliance output (one leg's local port) within the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct StreamRecord {
+    received: u64,
+    /// Extended sequence numbers: the range seen in the window and the newest seen at all.
+    min_seq: i64,
+    max_seq: i64,
+    last_seq: Option<i64>,
+    /// The previous packet's arrival and RTP timestamp (RFC 3550 §A.8), and the smoothed jitter.
+    prev: Option<(u64, u32)>,
+    jitter_ns: f64,
+    /// Arrival times of the first and last packets in the window.
+    first_at: u64,
+    last_at: u64,
+}
+
+/// The marks a relayed payload carries back: our send time, and which datagram it was.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    user_sent_ns: u64,
+    /// The kernel's transmit-stamp id, when it stamped this datagram.
+    tx_id: Option<u32>,
+    role: u8,
+}
+
+impl Marks {
+    fn read(payload: &[u8]) -> Option<Marks> {
+        let m = payload.get(..14)?;
+        let user_sent_ns = u64::from_le_bytes(m[..8].try_into().ok()?);
+        let tx_id = u32::from_le_bytes(m[8..12].try_into().ok()?);
+        (user_sent_ns != 0 && m[12] < 3 && m[13] < 2).then_some(Marks {
+            user_sent_ns,
+            tx_id: (m[13] == 1).then_some(tx_id),
+            role: m[12],
+        })
+    }
+}
+
+#[derive(Default)]
+struct ReceiverReport {
+    records: Vec<(usize, StreamRecord)>,
+    /// Relayed datagrams that arrived in the window: arrival and marks. Their latency is worked
+    /// out once every thread's transmit stamps are in.
+    relayed: Vec<(u64, Marks)>,
+    /// (OPT_ID, kernel send time) of the datagrams sent on this thread's socket.
+    tx_stamps: Vec<(u32, u64)>,
+    samples_capped: u64,
+    jitter: Histogram,
+    unknown_source: u64,
+    unstamped: u64,
+    user_timestamps: u64,
+}
+
+/// Receives on one role's socket until `stop`, recording in-window arrivals per stream.
+fn recv_loop(
+    socket: &UdpSocket,
+    port_to_stream: &[u32],
+    relayed: &[bool],
+    window: Window,
+    stop: &AtomicBool,
+) -> ReceiverReport {
+    let mut report = ReceiverReport::default();
+    let mut records = vec![StreamRecord::default(); relayed.len()];
+    let mut touched = vec![false; relayed.len()];
+    let mut batch = RecvBatch::new(RECV_BATCH);
+    let mut tx_batch = RecvBatch::new(RECV_BATCH);
+    // Transmit stamps worth keeping: of datagrams whose relayed copies may arrive in the window.
+    let keep_tx = (window.start_ns.saturating_sub(1_000_000_000))..(window.end_ns + 1_000_000_000);
+    while !stop.load(Ordering::Relaxed) {
+        // Our transmit stamps share the socket's receive buffer: take them as they come.
+        while let Ok(n) = tx_batch.recv_tx_timestamps(socket) {
+            for i in 0..n {
+                if let Some((id, ns)) = tx_batch.tx_timestamp(i)
+                    && keep_tx.contains(&ns)
+                {
+                    report.tx_stamps.push((id, ns));
+                }
+            }
+            if n < RECV_BATCH {
+                break;
+            }
+        }
+        match batch.recv(socket) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break,
+        }
+        let user_now = realtime_ns();
+        for i in 0..batch.len() {
+            let (src, data) = batch.datagram(i);
+            let idx = port_to_stream[src.port() as usize];
+            if idx == 0
+                || !src.ip().is_loopback()
+                || data.len() < RTP_HEADER_LEN
+                || data[0] >> 6 != 2
+            {
+                report.unknown_source += 1;
+                continue;
+            }
+            let idx = idx as usize - 1;
+            let at = batch.kernel_ns(i).unwrap_or_else(|| {
+                report.user_timestamps += 1;
+                user_now
+            });
+            let seq = u16::from_be_bytes([data[2], data[3]]);
+            let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            let rec = &mut records[idx];
+            touched[idx] = true;
+            let ext = match rec.last_seq {
+                None => i64::from(seq),
+                Some(last) => last + i64::from(seq.wrapping_sub(last as u16) as i16),
+            };
+            rec.last_seq = Some(rec.last_seq.map_or(ext, |l| l.max(ext)));
+            let prev = rec.prev.replace((at, ts));
+            if !window.contains(at) {
+                continue;
+            }
+            if rec.received == 0 {
+                (rec.min_seq, rec.max_seq) = (ext, ext);
+                rec.first_at = at;
+            }
+            rec.last_at = at;
+            rec.received += 1;
+            rec.min_seq = rec.min_seq.min(ext);
+            rec.max_seq = rec.max_seq.max(ext);
+            if relayed[idx] {
+                match Marks::read(&data[RTP_HEADER_LEN..]) {
+                    Some(marks) if report.relayed.len() < MAX_LATENCY_SAMPLES => {
+                        report.relayed.push((at, marks));
+                    }
+                    Some(_) => report.samples_capped += 1,
+                    None => report.unstamped += 1,
+                }
+            } else if let Some((prev_at, prev_ts)) = prev {
+                let d = (at as i64 - prev_at as i64)
+                    - i64::from(ts.wrapping_sub(prev_ts) as i32) * NS_PER_SAMPLE;
+                let d = d.unsigned_abs();
+                report.jitter.record(d);
+                rec.jitter_ns += (d as f64 - rec.jitter_ns) / 16.0;
+            }
+        }
+    }
+    report.records = touched
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t)
+        .map(|(i, _)| (i, records[i]))
+        .collect();
+    report
+}
+
+#[derive(Debug, Clone, Default)]
+struct LoadResult {
+    calls: u32,
+    streams: usize,
+    offered_pps: f64,
+    received_pps: f64,
+    expected: u64,
+    lost: u64,
+    loss_pct: f64,
+    silent_streams: usize,
+    /// p50, p99, max in µs; `None` when there is no such flow.
+    relay_latency_us: [Option<f64>; 3],
+    relay_samples: u64,
+    mixed_jitter_us: [Option<f64>; 3],
+    /// Mean over mixed streams of the RFC 3550 §A.8 smoothed jitter at the end, µs.
+    mixed_rfc3550_jitter_us: Option<f64>,
+    appliance_cpu_pct: Option<f64>,
+    appliance_cpu_us_per_packet_in: Option<f64>,
+    appliance_socket_drops: Option<u64>,
+    loadgen_socket_drops: Option<u64>,
+    /// Mixed outputs are paced by the appliance's tick, and their sequence numbers have no gap
+    /// for a tick that never happened: how far short of 50 packets/s per mixed stream they came.
+    mixed_shortfall_pct: Option<f64>,
+    /// The load generator offered less than 99.5 % of the nominal rate: the figures say more
+    /// about it than about the appliance.
+    loadgen_limited: bool,
+    loadgen_cpu_pct: Option<f64>,
+    /// The 1-minute load average at the end of the window: other work on the machine shows
+    /// there. (Per-core busy time from /proc/stat is tick-sampled, and wrong for short bursty
+    /// threads like these on this kind of VM, so it is not used.)
+    loadavg: Option<f64>,
+    /// CPU used over the window by every other process alive at its end, in % of one core:
+    /// other work on this machine perturbs the figures. Processes that ended within the window
+    /// (a compiler) are missed: `processes_started` shows that kind of activity.
+    other_cpu_pct: Option<f64>,
+    processes_started: Option<u64>,
+    /// From the appliance's /metrics over the window.
+    tick_overruns: Option<u64>,
+    tick_mean_us: Option<f64>,
+    ticks_per_sec: Option<f64>,
+    engine_drops: Vec<(String, u64)>,
+    sender_max_lag_us: f64,
+    send_errors: u64,
+    unknown_source: u64,
+    unstamped: u64,
+    user_timestamps: u64,
+    /// Latency samples whose send time is the kernel's (the rest use the user-space stamp).
+    latency_kernel_tx: u64,
+    /// Stamped datagrams whose transmit stamp never came back (not sampled).
+    tx_stamp_missing: u64,
+    samples_capped: u64,
+}
+
+fn us(ns: Option<u64>) -> Option<f64> {
+    ns.map(|v| v as f64 / 1000.0)
+}
+
+fn run_load(
+    args: &Args,
+    fleet: &mut Fleet<'_>,
+    sockets: &Arc<Sockets>,
+    pid: Option<u32>,
+) -> Result<LoadResult> {
+    let mut streams = fleet.streams.clone();
+    let mut port_to_stream = vec![0u32; 1 << 16];
+    for (i, s) in streams.iter().enumerate() {
+        port_to_stream[s.local.port() as usize] = i as u32 + 1;
+    }
+    let port_to_stream = Arc::new(port_to_stream);
+    let relayed: Arc<Vec<bool>> = Arc::new(
+        streams
+            .iter()
+            .map(|s| args.mode.relayed_to(s.role))
+            .collect(),
+    );
+    let mut payload = [0u8; 160];
+    for (i, b) in payload.iter_mut().enumerate() {
+        // A 500 Hz tone at about −12 dBFS: audio to mix, not silence.
+        let phase = i as f64 * 2.0 * std::f64::consts::PI * 500.0 / 8000.0;
+        *b = dataplane::wire::g711::ulaw_encode((phase.sin() * 8000.0) as i16);
+    }
+
+    let epoch = Instant::now();
+    let start_ns = realtime_ns();
+    let warmup = Duration::from_secs(args.warmup_secs);
+    let duration = Duration::from_secs(args.duration_secs);
+    let window = Window {
+        start_ns: start_ns + warmup.as_nanos() as u64,
+        end_ns: start_ns + (warmup + duration).as_nanos() as u64,
+    };
+    let window_start = epoch + warmup;
+    let window_end = window_start + duration;
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let receivers: Vec<_> = ROLES
+        .iter()
+        .map(|&role| {
+            let (sockets, map, relayed, stop) = (
+                sockets.clone(),
+                port_to_stream.clone(),
+                relayed.clone(),
+                stop.clone(),
+            );
+            thread::Builder::new()
+                .name(format!("recv-{role:?}"))
+                .spawn(move || {
+                    recv_loop(
+                        &sockets.by_role[role as usize],
+                        &map,
+                        &relayed,
+                        window,
+                        &stop,
+                    )
+                })
+                .map_err(|e| format!("spawning a receiver: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let sender = {
+        let sockets = sockets.clone();
+        let stop_at = window_end + SEND_TAIL;
+        let tx_stamp_every = args.tx_stamp_every;
+        thread::Builder::new()
+            .name("send".into())
+            .spawn(move || {
+                let plan = SendPlan {
+                    epoch,
+                    window,
+                    window_start,
+                    stop_at,
+                    tx_stamp_every,
+                };
+                let report = send_loop(&mut streams, &sockets, plan, &payload);
+                (report, streams)
+            })
+            .map_err(|e| format!("spawning the sender: {e}"))?
+    };
+
+    let appliance_ports: Vec<u16> = fleet.streams.iter().map(|s| s.local.port()).collect();
+    let loadgen_ports = sockets.ports();
+    sleep_until(window_start);
+    let snap0 = Snapshot::take(pid, fleet.api);
+    let t0 = Instant::now();
+    sleep_until(window_end);
+    let snap1 = Snapshot::take(pid, fleet.api);
+    let measured = t0.elapsed().as_secs_f64();
+    sleep_until(window_end + SEND_TAIL + RECV_TAIL);
+    stop.store(true, Ordering::Relaxed);
+
+    let (sent, sent_streams) = sender.join().map_err(|_| "the sender panicked")?;
+    let mut r = LoadResult {
+        calls: fleet.calls.len() as u32,
+        streams: sent_streams.len(),
+        sender_max_lag_us: sent.max_lag_ns as f64 / 1000.0,
+        send_errors: sent.send_errors,
+        ..LoadResult::default()
+    };
+    let mut records = vec![StreamRecord::default(); sent_streams.len()];
+    let (mut latency, mut jitter) = (Histogram::default(), Histogram::default());
+    let mut tx_stamps: [Vec<(u32, u64)>; 3] = Default::default();
+    let mut relayed_arrivals = Vec::new();
+    // Receivers were spawned in `ROLES` order: the n-th owns role n's socket.
+    for (role, handle) in receivers.into_iter().enumerate() {
+        let mut rep = handle.join().map_err(|_| "a receiver panicked")?;
+        for (i, rec) in rep.records {
+            records[i] = rec;
+        }
+        rep.tx_stamps.sort_unstable();
+        tx_stamps[role] = rep.tx_stamps;
+        relayed_arrivals.append(&mut rep.relayed);
+        r.samples_capped += rep.samples_capped;
+        jitter.merge(&rep.jitter);
+        r.unknown_source += rep.unknown_source;
+        r.unstamped += rep.unstamped;
+        r.user_timestamps += rep.user_timestamps;
+    }
+    // One way through the appliance: the kernel's send time of our datagram to the kernel's
+    // arrival time of its relayed copy, both stamped in the kernel's loopback path, so neither
+    // the load generator's scheduling nor its batching counts (sampled: 1 datagram in
+    // `--tx-stamp-every`). Without transmit stamps, every datagram counts, from the send time
+    // written into the payload just before `sendmmsg` (an overstatement by up to one batch's
+    // send time, and by any preemption of the sender in between).
+    for (at, marks) in relayed_arrivals {
+        let sent = match marks.tx_id {
+            _ if !sockets.tx_stamped => marks.user_sent_ns,
+            None => continue,
+            Some(id) => {
+                let stamps = &tx_stamps[usize::from(marks.role)];
+                match stamps.binary_search_by_key(&id, |&(id, _)| id) {
+                    Ok(i) => {
+                        r.latency_kernel_tx += 1;
+                        stamps[i].1
+                    }
+                    Err(_) => {
+                        r.tx_stamp_missing += 1;
+                        continue;
+                    }
+                }
+            }
+        };
+        if sent <= at && at - sent < MAX_PLAUSIBLE_LATENCY_NS {
+            latency.record(at - sent);
+        } else {
+            r.unstamped += 1;
+        }
+    }
+    let secs = duration.as_secs_f64();
+    let nominal = PPS_PER_STREAM * args.duration_secs;
+    let mut received = 0;
+    let mut mixed_jitter = Vec::new();
+    // Mixed outputs are paced by the appliance's tick alone: a tick that never ran leaves no gap
+    // in their sequence numbers (nor in their timestamps), only a missing 20 ms. Count those
+    // from arrival times: what 50 packets/s over each stream's span would have been.
+    let (mut mixed_by_time, mut mixed_short) = (0u64, 0i64);
+    for (i, rec) in records.iter().enumerate() {
+        received += rec.received;
+        let expected = if rec.received == 0 {
+            r.silent_streams += 1;
+            nominal
+        } else {
+            (rec.max_seq - rec.min_seq + 1) as u64
+        };
+        r.expected += expected;
+        r.lost += expected.saturating_sub(rec.received);
+        if !relayed[i] && rec.received > 0 {
+            let by_time = (rec.last_at - rec.first_at + PERIOD_NS / 2) / PERIOD_NS + 1;
+            mixed_by_time += by_time;
+            mixed_short += by_time as i64 - rec.received as i64;
+            mixed_jitter.push(rec.jitter_ns);
+        }
+    }
+    if mixed_by_time > 0 {
+        r.mixed_shortfall_pct = Some(mixed_short as f64 * 100.0 / mixed_by_time as f64);
+    }
+    let nominal_pps = (r.streams as u64 * PPS_PER_STREAM) as f64;
+    r.loadgen_limited = sent.sent_in_window as f64 / secs < nominal_pps * 0.995;
+    r.offered_pps = sent.sent_in_window as f64 / secs;
+    r.received_pps = received as f64 / secs;
+    r.loss_pct = if r.expected == 0 {
+        100.0
+    } else {
+        r.lost as f64 * 100.0 / r.expected as f64
+    };
+    r.relay_samples = latency.count();
+    r.relay_latency_us = [
+        us(latency.quantile(0.5)),
+        us(latency.quantile(0.99)),
+        us((latency.count() > 0).then(|| latency.max())),
+    ];
+    r.mixed_jitter_us = [
+        us(jitter.quantile(0.5)),
+        us(jitter.quantile(0.99)),
+        us((jitter.count() > 0).then(|| jitter.max())),
+    ];
+    r.mixed_rfc3550_jitter_us = (!mixed_jitter.is_empty())
+        .then(|| mixed_jitter.iter().sum::<f64>() / mixed_jitter.len() as f64 / 1000.0);
+    if let (Some(c0), Some(c1)) = (snap0.appliance_ticks, snap1.appliance_ticks) {
+        let cpu_s = c1.saturating_sub(c0) as f64 / mmsg::clock_ticks_per_sec() as f64;
+        r.appliance_cpu_pct = Some(cpu_s * 100.0 / measured);
+        if sent.sent_in_window > 0 {
+            r.appliance_cpu_us_per_packet_in =
+                Some(cpu_s * 1e6 / (sent.sent_in_window as f64 * measured / secs));
+        }
+    }
+    if let (Some(s0), Some(s1)) = (snap0.self_ticks, snap1.self_ticks) {
+        r.loadgen_cpu_pct = Some(
+            s1.saturating_sub(s0) as f64 / mmsg::clock_ticks_per_sec() as f64 * 100.0 / measured,
+        );
+    }
+    r.loadavg = snap1.loadavg;
+    r.processes_started = snap0
+        .forks
+        .zip(snap1.forks)
+        .map(|(a, b)| b.saturating_sub(a));
+    let others: u64 = snap1
+        .all_ticks
+        .iter()
+        .filter(|(p, _)| Some(**p) != pid && **p != std::process::id())
+        .map(|(p, t)| t.saturating_sub(*snap0.all_ticks.get(p).unwrap_or(&0)))
+        .sum();
+    r.other_cpu_pct = Some(others as f64 / mmsg::clock_ticks_per_sec() as f64 * 100.0 / measured);
+    if let (Some(m0), Some(m1)) = (&snap0.metrics, &snap1.metrics) {
+        let sum_of = |prefix: &str| {
+            m1.iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| v - m0.get(k).unwrap_or(&0.0))
+                .sum::<f64>()
+        };
+        r.tick_overruns = Some(sum_of("earshot_tick_overruns_total") as u64);
+        let ticks = sum_of("earshot_mix_tick_duration_seconds_count");
+        if ticks > 0.0 {
+            r.tick_mean_us = Some(sum_of("earshot_mix_tick_duration_seconds_sum") * 1e6 / ticks);
+            r.ticks_per_sec = Some(ticks / measured);
+        }
+        let mut drops: Vec<(String, u64)> = m1
+            .iter()
+            .filter(|(k, _)| k.starts_with("earshot_packets_dropped_total{"))
+            .map(|(k, v)| (k.clone(), (v - m0.get(k).unwrap_or(&0.0)) as u64))
+            .filter(|(_, d)| *d > 0)
+            .collect();
+        drops.sort();
+        r.engine_drops = drops;
+    }
+    if let (Some(d0), Some(d1)) = (snap0.udp_drops, snap1.udp_drops) {
+        let delta = |ports: &[u16]| {
+            ports
+                .iter()
+                .map(|p| {
+                    d1.get(p)
+                        .unwrap_or(&0)
+                        .saturating_sub(*d0.get(p).unwrap_or(&0))
+                })
+                .sum()
+        };
+        r.appliance_socket_drops = Some(delta(&appliance_ports));
+        r.loadgen_socket_drops = Some(delta(&loadgen_ports));
+    }
+    // Our streams' sequence numbers and timestamps carry on into the next load.
+    fleet.streams = sent_streams;
+    Ok(r)
+}
+
+/// What is read at both ends of the window.
+struct Snapshot {
+    appliance_ticks: Option<u64>,
+    self_ticks: Option<u64>,
+    /// Processes created since boot (`/proc/stat`).
+    forks: Option<u64>,
+    /// Every process's CPU ticks, by pid.
+    all_ticks: HashMap<u32, u64>,
+    loadavg: Option<f64>,
+    udp_drops: Option<HashMap<u16, u64>>,
+    metrics: Option<HashMap<String, f64>>,
+}
+
+impl Snapshot {
+    fn take(pid: Option<u32>, api: &Api) -> Snapshot {
+        Snapshot {
+            appliance_ticks: pid.and_then(cpu_ticks),
+            self_ticks: cpu_ticks(std::process::id()),
+            all_ticks: all_cpu_ticks(),
+            forks: std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("processes ")?.trim().parse().ok())
+            }),
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse().ok()),
+            udp_drops: udp_drops(),
+            metrics: api.metrics(),
+        }
+    }
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        thread::sleep(t - now);
+    }
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field n is at index n - 3.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// utime + stime of every process, by pid.
+fn all_cpu_ticks() -> HashMap<u32, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, cpu_ticks(pid)?)))
+        .collect()
+}
+
+/// The process called `name`, if exactly one runs; an error if several do.
+fn find_pid(name: &str) -> Result<Option<u32>> {
+    let mut found = Vec::new();
+    let dir = std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim_end() == name) {
+            found.push(pid);
+        }
+    }
+    match found[..] {
+        [] => Ok(None),
+        [pid] => Ok(Some(pid)),
+        _ => Err(format!(
+            "several {name} processes ({found:?}): pick one with --pid"
+        )),
+    }
+}
+
+/// Per local port on 127.0.0.1 (and the wildcard), the socket's receive drops (the last column of
+/// `/proc/net/udp`).
+fn udp_drops() -> Option<HashMap<u16, u64>> {
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let mut drops = HashMap::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(last)) = (fields.get(1), fields.last()) else {
+            continue;
+        };
+        let Some((ip, port)) = local.split_once(':') else {
+            continue;
+        };
+        if ip != "0100007F" && ip != "00000000" {
+            continue;
+        }
+        let (Ok(port), Ok(d)) = (u16::from_str_radix(port, 16), last.parse::<u64>()) else {
+            continue;
+        };
+        *drops.entry(port).or_insert(0) += d;
+    }
+    Some(drops)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn print_table(args: &Args, results: &[LoadResult]) {
+    println!(
+        "mode {} — window {} s after {} s warm-up; latency = relayed flows (one way through the appliance), \
+         jitter = |D| of RFC 3550 on mixed flows; µs",
+        args.mode.as_str(),
+        args.duration_secs,
+        args.warmup_secs
+    );
+    println!(
+        "{:>6} {:>6} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
+        "calls",
+        "strms",
+        "offer/s",
+        "recv/s",
+        "loss%",
+        "silent",
+        "lat p50",
+        "lat p99",
+        "lat max",
+        "jit p50",
+        "jit p99",
+        "jit max",
+        "cpu%",
+        "µs/pkt",
+        "drops ap",
+        "drops lg"
+    );
+    for r in results {
+        println!(
+            "{:>6} {:>6} {:>9.0} {:>9.0} {:>8.4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
+            r.calls,
+            r.streams,
+            r.offered_pps,
+            r.received_pps,
+            r.loss_pct,
+            r.silent_streams,
+            opt(r.relay_latency_us[0], 0),
+            opt(r.relay_latency_us[1], 0),
+            opt(r.relay_latency_us[2], 0),
+            opt(r.mixed_jitter_us[0], 0),
+            opt(r.mixed_jitter_us[1], 0),
+            opt(r.mixed_jitter_us[2], 0),
+            opt(r.appliance_cpu_pct, 1),
+            opt(r.appliance_cpu_us_per_packet_in, 2),
+            r.appliance_socket_drops
+                .map_or("-".into(), |d| d.to_string()),
+            r.loadgen_socket_drops.map_or("-".into(), |d| d.to_string()),
+        );
+        println!(
+            "       appliance: ticks/s {}, mean tick {} µs, overruns {}, mixed shortfall {} %, drops {:?}; \
+             loadgen cpu {} %; others: cpu {} %, processes started {}, load average {}",
+            opt(r.ticks_per_sec, 1),
+            opt(r.tick_mean_us, 0),
+            r.tick_overruns.map_or("-".into(), |o| o.to_string()),
+            opt(r.mixed_shortfall_pct, 3),
+            r.engine_drops,
+            opt(r.loadgen_cpu_pct, 1),
+            opt(r.other_cpu_pct, 1),
+            r.processes_started.map_or("-".into(), |n| n.to_string()),
+            opt(r.loadavg, 2),
+        );
+        if r.sender_max_lag_us > 5_000.0
+            || r.send_errors > 0
+            || r.unstamped > 0
+            || r.unknown_source > 0
+            || r.latency_kernel_tx < r.relay_samples
+            || r.samples_capped > 0
+            || r.loadgen_limited
+        {
+            println!(
+                "       note: {}sender max lag {:.0} µs, send errors {}, unstamped relayed packets {}, unknown sources {}, \
+                 latency samples with a kernel send stamp {} of {} (capped {})",
+                if r.loadgen_limited {
+                    "LOAD GENERATOR SATURATED (offered < 99.5 % of nominal); "
+                } else {
+                    ""
+                },
+                r.sender_max_lag_us,
+                r.send_errors,
+                r.unstamped,
+                r.unknown_source,
+                r.latency_kernel_tx,
+                r.relay_samples,
+                r.samples_capped
+            );
+        }
+    }
+}
+
+impl LoadResult {
+    /// Within the loss limit, counting the mixed outputs' missing ticks as loss, and with the
+    /// load generator keeping up.
+    fn passes(&self, max_loss_pct: f64) -> bool {
+        self.loss_pct < max_loss_pct
+            && self.mixed_shortfall_pct.unwrap_or(0.0) < max_loss_pct
+            && !self.loadgen_limited
+    }
+
+    fn to_json(&self, max_loss_pct: f64) -> Value {
+        json!({
+            "calls": self.calls,
+            "streams": self.streams,
+            "offered_pps": self.offered_pps,
+            "received_pps": self.received_pps,
+            "expected_packets": self.expected,
+            "lost_packets": self.lost,
+            "loss_pct": self.loss_pct,
+            "silent_streams": self.silent_streams,
+            "relay_latency_us": {"p50": self.relay_latency_us[0], "p99": self.relay_latency_us[1],
+                                 "max": self.relay_latency_us[2], "samples": self.relay_samples},
+            "mixed_jitter_us": {"p50": self.mixed_jitter_us[0], "p99": self.mixed_jitter_us[1],
+                                "max": self.mixed_jitter_us[2], "rfc3550_mean": self.mixed_rfc3550_jitter_us},
+            "appliance_cpu_pct": self.appliance_cpu_pct,
+            "appliance_cpu_us_per_packet_in": self.appliance_cpu_us_per_packet_in,
+            "appliance_socket_drops": self.appliance_socket_drops,
+            "loadgen_socket_drops": self.loadgen_socket_drops,
+            "mixed_shortfall_pct": self.mixed_shortfall_pct,
+            "loadgen_limited": self.loadgen_limited,
+            "passes": self.passes(max_loss_pct),
+            "loadgen_cpu_pct": self.loadgen_cpu_pct,
+            "loadavg_1min": self.loadavg,
+            "other_processes_cpu_pct": self.other_cpu_pct,
+            "processes_started": self.processes_started,
+            "appliance_tick_overruns": self.tick_overruns,
+            "appliance_tick_mean_us": self.tick_mean_us,
+            "appliance_ticks_per_sec": self.ticks_per_sec,
+            "appliance_drops": self.engine_drops.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "sender_max_lag_us": self.sender_max_lag_us,
+            "send_errors": self.send_errors,
+            "unknown_source_packets": self.unknown_source,
+            "unstamped_relayed_packets": self.unstamped,
+            "user_space_rx_timestamps": self.user_timestamps,
+            "latency_samples_with_kernel_tx_stamp": self.latency_kernel_tx,
+            "latency_samples_capped": self.samples_capped,
+            "latency_tx_stamps_missing": self.tx_stamp_missing,
+        })
+    }
+}
