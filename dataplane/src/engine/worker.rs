@@ -29,6 +29,12 @@ use crate::wire::rtp::Ssrc;
 
 /// The mixing period (SPEC §1).
 const TICK: Duration = Duration::from_millis(20);
+/// How late a tick may start and still be caught up (its frames produced back to back);
+/// beyond it the missed ticks are skipped.
+const MAX_TICK_LAG: Duration = Duration::from_millis(100);
+/// Calls mixed before the worker turns to its I/O again, so that relayed packets never wait
+/// behind a whole tick of a busy worker.
+const TICK_CHUNK: usize = 64;
 /// Commands or events in flight between the control side and one worker.
 const RING_CAPACITY: usize = 4096;
 /// Sends in flight per worker.
@@ -618,6 +624,16 @@ struct Owner {
     leg: LegId,
 }
 
+/// A tick being worked through in chunks.
+struct TickProgress {
+    /// The tick's scheduled time: the `now` every call is ticked with.
+    at: Instant,
+    /// The next call slot to mix.
+    cursor: usize,
+    /// Time spent mixing so far (excluding the I/O in between).
+    spent: Duration,
+}
+
 pub(crate) struct Worker {
     index: usize,
     io: Uring,
@@ -679,24 +695,42 @@ impl Worker {
 
     fn run(mut self) {
         let mut next_tick = self.now() + TICK;
+        let mut tick: Option<TickProgress> = None;
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_commands();
             if let Err(e) = self.reap() {
                 tracing::error!(worker = self.index, error = %e, "io_uring completion handling failed");
             }
             let now = self.now();
-            if now >= next_tick {
-                self.tick(now);
-                next_tick += TICK;
-                if now >= next_tick {
-                    // A whole period late: count it and start afresh rather than bursting.
+            if tick.is_none() && now >= next_tick {
+                if now.saturating_since(next_tick) >= TICK {
                     self.metrics.tick_overruns.inc();
-                    next_tick = now + TICK;
                 }
+                if now.saturating_since(next_tick) > MAX_TICK_LAG {
+                    // Too far behind to catch up without making it worse: the mixed outputs
+                    // lose the missed frames (their timestamps show the gap) and the schedule
+                    // restarts from now.
+                    next_tick = now;
+                }
+                tick = Some(TickProgress {
+                    at: next_tick,
+                    cursor: 0,
+                    spent: Duration::ZERO,
+                });
+                next_tick += TICK;
             }
-            let wait = next_tick
-                .saturating_since(self.now())
-                .max(Duration::from_micros(50));
+            if let Some(progress) = tick.take() {
+                tick = self.tick_chunk(progress);
+            }
+            // While a tick is in progress, only flush and collect I/O; otherwise sleep until
+            // the next tick or the next completion.
+            let wait = if tick.is_some() {
+                Duration::ZERO
+            } else {
+                next_tick
+                    .saturating_since(self.now())
+                    .max(Duration::from_micros(50))
+            };
             if let Err(e) = self.io.submit_and_wait(wait) {
                 tracing::error!(worker = self.index, error = %e, "io_uring submit failed");
             }
@@ -888,7 +922,10 @@ impl Worker {
         })
     }
 
-    fn tick(&mut self, now: Instant) {
+    /// Mixes up to [`TICK_CHUNK`] calls of the tick in progress, at the tick's scheduled time
+    /// (so a tick that runs late still produces frames in step). Returns the progress left, or
+    /// `None` when the tick is complete.
+    fn tick_chunk(&mut self, mut progress: TickProgress) -> Option<TickProgress> {
         let started = std::time::Instant::now();
         let Worker {
             io,
@@ -897,21 +934,31 @@ impl Worker {
             counters,
             ..
         } = self;
-        for entry in calls.iter_mut().flatten() {
-            let mut sink = Sink {
-                tx: io.sender(),
-                sockets: &entry.sockets,
-                events,
-                counters,
-                call: entry.id,
-            };
-            entry.media.tick(now, &mut sink);
+        let mut mixed = 0;
+        while progress.cursor < calls.len() && mixed < TICK_CHUNK {
+            if let Some(entry) = calls[progress.cursor].as_mut() {
+                let mut sink = Sink {
+                    tx: io.sender(),
+                    sockets: &entry.sockets,
+                    events,
+                    counters,
+                    call: entry.id,
+                };
+                entry.media.tick(progress.at, &mut sink);
+                mixed += 1;
+            }
+            progress.cursor += 1;
+        }
+        progress.spent += started.elapsed();
+        if progress.cursor < calls.len() {
+            return Some(progress);
         }
         self.metrics
             .tick_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe(progress.spent.as_secs_f64());
         self.publish();
         self.ticks += 1;
+        None
     }
 
     /// Publishes this tick's share of leg statistics and call drops, and flushes counters.
