@@ -214,7 +214,7 @@ struct CallRecord {
     legs: [Option<LegRecord>; MAX_LEGS],
 }
 
-struct Registry_ {
+struct CallRegistry {
     calls: HashMap<CallId, CallRecord>,
     next_id: u64,
     ports: PortAllocator,
@@ -231,7 +231,7 @@ struct WorkerHandle {
 pub(crate) struct Control {
     cfg: EngineConfig,
     call_config: CallConfig,
-    registry: Mutex<Registry_>,
+    registry: Mutex<CallRegistry>,
     workers: Vec<WorkerHandle>,
     stop: Arc<AtomicBool>,
     epoch: std::time::Instant,
@@ -358,7 +358,7 @@ impl Control {
         Ok(Control {
             cfg,
             call_config,
-            registry: Mutex::new(Registry_ {
+            registry: Mutex::new(CallRegistry {
                 calls: HashMap::new(),
                 next_id: 1,
                 ports,
@@ -502,7 +502,11 @@ impl Control {
         })
     }
 
-    fn supervisor_record(reg: &Registry_, call: CallId, leg: LegId) -> Result<usize, EngineError> {
+    fn supervisor_record(
+        reg: &CallRegistry,
+        call: CallId,
+        leg: LegId,
+    ) -> Result<usize, EngineError> {
         let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
         if !leg.is_supervisor() || record.legs.get(leg.index()).is_none_or(Option::is_none) {
             return Err(EngineError::UnknownLeg);
@@ -747,7 +751,7 @@ impl Worker {
     fn register(&mut self, socket: UdpSocket, call_slot: u32, leg: LegId) -> Option<SocketId> {
         match self.io.add_socket(socket) {
             Ok(Some(id)) => {
-                if let Some(owner) = self.owners.get_mut(id_index(id)) {
+                if let Some(owner) = self.owners.get_mut(id.index()) {
                     *owner = Some(Owner {
                         socket: id,
                         call_slot,
@@ -768,7 +772,7 @@ impl Worker {
     }
 
     fn unregister(&mut self, socket: SocketId) {
-        if let Some(owner) = self.owners.get_mut(id_index(socket)) {
+        if let Some(owner) = self.owners.get_mut(socket.index()) {
             *owner = None;
         }
         if let Err(e) = self.io.remove_socket(socket) {
@@ -883,7 +887,7 @@ impl Worker {
                 counters.packets_received += 1;
                 counters.bytes_received += len as u64;
                 let owner = owners
-                    .get(id_index(socket))
+                    .get(socket.index())
                     .copied()
                     .flatten()
                     .filter(|o| o.socket == socket);
@@ -1025,8 +1029,4 @@ impl Worker {
         }
         entry
     }
-}
-
-fn id_index(id: SocketId) -> usize {
-    id.index()
 }
