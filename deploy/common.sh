@@ -3,9 +3,11 @@
 
 set -euo pipefail
 
-# Debian packages the build and the tests need (none beyond the toolchain for the io_uring
-# backend; listed here so every script installs the same set).
-EARSHOT_DEBS=(pkg-config)
+# Debian packages the build and the tests need: clang/llvm compile the XDP program and the
+# vendored libxdp/libbpf (with libelf, zlib, m4, pkg-config); iproute2 and ethtool set up the
+# test namespaces and NIC queues; linux-libc-dev and gcc-multilib give clang the kernel UAPI
+# headers (asm/types.h) for the BPF target.
+EARSHOT_DEBS=(pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4 iproute2 ethtool linux-libc-dev gcc-multilib)
 
 ensure_debs() {
     local missing=()
