@@ -7,7 +7,7 @@ set -euo pipefail
 # vendored libxdp/libbpf (with libelf, zlib, m4, pkg-config); iproute2 and ethtool set up the
 # test namespaces and NIC queues; linux-libc-dev and gcc-multilib give clang the kernel UAPI
 # headers (asm/types.h) for the BPF target.
-EARSHOT_DEBS=(pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4 iproute2 ethtool linux-libc-dev gcc-multilib)
+EARSHOT_DEBS=(pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4 iproute2 iputils-ping ethtool linux-libc-dev gcc-multilib)
 
 ensure_debs() {
     local missing=()

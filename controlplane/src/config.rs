@@ -179,7 +179,12 @@ impl DtmfKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
+    /// uring, afxdp, or auto (AF_XDP where it can be had, else io_uring).
     pub backend: BackendKind,
+    /// The interface AF_XDP binds to; absent: the one holding `media.ip`.
+    pub interface: Option<String>,
+    /// Ask the kernel to busy-poll the AF_XDP sockets where it offers it.
+    pub busy_poll: bool,
     /// Data-plane worker threads.
     pub workers: usize,
     /// The core each worker is pinned to, one per worker; absent: not pinned.
@@ -190,6 +195,8 @@ impl Default for EngineSection {
     fn default() -> Self {
         EngineSection {
             backend: BackendKind::Uring,
+            interface: None,
+            busy_poll: true,
             workers: 1,
             cores: None,
         }
@@ -202,12 +209,18 @@ pub enum BackendKind {
     /// io_uring UDP sockets.
     #[default]
     Uring,
+    /// AF_XDP sockets fed by the XDP program.
+    AfXdp,
+    /// AF_XDP, falling back to io_uring (with a log line saying why).
+    Auto,
 }
 
 impl BackendKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             BackendKind::Uring => "uring",
+            BackendKind::AfXdp => "afxdp",
+            BackendKind::Auto => "auto",
         }
     }
 }
@@ -223,10 +236,11 @@ impl FromStr for BackendKind {
     fn from_str(s: &str) -> Result<BackendKind, String> {
         match s {
             "uring" => Ok(BackendKind::Uring),
-            "afxdp" | "auto" => Err(format!(
-                "backend {s:?} is not available in this version (available: uring)"
+            "afxdp" => Ok(BackendKind::AfXdp),
+            "auto" => Ok(BackendKind::Auto),
+            _ => Err(format!(
+                "unknown backend {s:?} (available: uring, afxdp, auto)"
             )),
-            _ => Err(format!("unknown backend {s:?} (available: uring)")),
         }
     }
 }
@@ -267,9 +281,12 @@ pub struct Overrides {
     /// Cores to pin the workers to, one per worker, e.g. 1,2 [env: EARSHOT_CORES]
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..)]
     pub cores: Option<Vec<usize>>,
-    /// Packet I/O backend: uring [env: EARSHOT_BACKEND] [default: uring]
+    /// Packet I/O backend: uring, afxdp or auto [env: EARSHOT_BACKEND] [default: uring]
     #[arg(long, value_name = "NAME")]
     pub backend: Option<BackendKind>,
+    /// Interface for AF_XDP; default: the one holding the media IP [env: EARSHOT_INTERFACE]
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
 }
 
 impl Overrides {
@@ -319,6 +336,7 @@ impl Overrides {
             workers: var(&env, "EARSHOT_WORKERS")?,
             cores,
             backend: var(&env, "EARSHOT_BACKEND")?,
+            interface: env("EARSHOT_INTERFACE").filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -332,6 +350,7 @@ impl Overrides {
             workers,
             cores,
             backend,
+            interface,
         } = self.clone();
         if let Some(v) = http_listen {
             config.http.listen = v;
@@ -353,6 +372,9 @@ impl Overrides {
         }
         if let Some(v) = backend {
             config.engine.backend = v;
+        }
+        if let Some(v) = interface {
+            config.engine.interface = Some(v);
         }
     }
 }
@@ -552,7 +574,11 @@ impl Config {
             workers,
             backend: match self.engine.backend {
                 BackendKind::Uring => Backend::Uring,
+                BackendKind::AfXdp => Backend::AfXdp,
+                BackendKind::Auto => Backend::Auto,
             },
+            interface: self.engine.interface.clone(),
+            busy_poll: self.engine.busy_poll,
             media_timeout: Duration::from_secs(self.media.timeout_secs),
             max_calls: self.media.max_calls,
             telephone_event_pt: self.media.telephone_event_pt,
@@ -648,7 +674,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
-        let err = toml("[engine]\nbackend = \"afxdp\"\n")
+        assert_eq!(
+            toml("[engine]\nbackend = \"afxdp\"\ninterface = \"eth0\"\n")
+                .unwrap()
+                .engine
+                .backend,
+            BackendKind::AfXdp
+        );
+        let err = toml("[engine]\nbackend = \"xdp\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("afxdp") && err.contains("uring"), "{err}");
@@ -819,7 +852,7 @@ mod tests {
             Some("[::1]:8081".parse().unwrap())
         );
         assert_eq!(cli.log_format, LogFormat::Json);
-        assert!(Cli::try_parse_from(["earshotd", "--backend", "afxdp"]).is_err());
+        assert!(Cli::try_parse_from(["earshotd", "--backend", "dpdk"]).is_err());
         assert!(Cli::try_parse_from(["earshotd", "--port-min", "70000"]).is_err());
         let help = Cli::try_parse_from(["earshotd", "--help"])
             .unwrap_err()

@@ -32,6 +32,33 @@ pub struct RunningDaemon {
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The cores left to the control plane: every core no worker is pinned to (empty: no pinning,
+/// when workers are not pinned or take every core).
+fn control_cores(worker_cores: Option<&[usize]>) -> Vec<usize> {
+    let Some(taken) = worker_cores else {
+        return Vec::new();
+    };
+    let all = core_affinity::get_core_ids().unwrap_or_default();
+    let free: Vec<usize> = all
+        .iter()
+        .map(|c| c.id)
+        .filter(|c| !taken.contains(c))
+        .collect();
+    if free.len() == all.len() {
+        Vec::new()
+    } else {
+        free
+    }
+}
+
+/// Pins the calling thread to the first of `cores` (no-op when empty). core_affinity pins to
+/// one core at a time; the control plane is light, and one core off the workers' is enough.
+fn pin_to(cores: &[usize]) {
+    if let Some(&id) = cores.first() {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+}
+
 /// Starts a daemon and returns once its HTTP listener is bound (connections queue from then
 /// on).
 pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
@@ -46,9 +73,13 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
         .local_addr()
         .context("cannot read the HTTP listener's address")?;
     let state = AppState::start(&config)?;
+    // Keep the control plane off the data plane's cores: its threads run on the cores no
+    // worker is pinned to (when there are any).
+    let control_cores = control_cores(config.engine.cores.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_THREADS)
         .thread_name("earshot-http")
+        .on_thread_start(move || pin_to(&control_cores))
         .enable_all()
         .build()
         .context("cannot start the control plane's runtime")?;

@@ -96,7 +96,7 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownCall | EngineError::UnknownLeg => {
                 ApiError::internal(format!("data plane: {message}"))
             }
-            EngineError::Config(_) | EngineError::Io { .. } => {
+            EngineError::Config(_) | EngineError::AfXdp(_) | EngineError::Io { .. } => {
                 ApiError::internal(format!("data plane: {message}"))
             }
         }

@@ -38,7 +38,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         http = %daemon.http_addr,
         media_ip = %config.media.ip,
         media_ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
-        backend = %config.engine.backend,
+        backend = daemon.state().engine().backend().as_str(),
         workers = config.engine.workers,
         "listening"
     );

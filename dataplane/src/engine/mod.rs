@@ -7,11 +7,14 @@
 //! [`command::Command`] over the worker's SPSC ring. Workers answer with
 //! [`command::WorkerEvent`]s on their own ring.
 
+mod afxdp;
+mod backend;
 pub mod command;
 mod ports;
 mod stats;
 mod uring;
 mod worker;
+pub mod xdp;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -27,6 +30,20 @@ pub enum Backend {
     /// io_uring UDP sockets, one per leg, batched receive and send.
     #[default]
     Uring,
+    /// AF_XDP sockets on the media interface's queues, fed by the XDP program.
+    AfXdp,
+    /// AF_XDP where it can be had; otherwise io_uring, with one log line saying why.
+    Auto,
+}
+
+impl Backend {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Uring => "uring",
+            Backend::AfXdp => "afxdp",
+            Backend::Auto => "auto",
+        }
+    }
 }
 
 /// One data-plane worker thread.
@@ -45,6 +62,11 @@ pub struct EngineConfig {
     pub port_max: u16,
     pub workers: Vec<WorkerConfig>,
     pub backend: Backend,
+    /// The interface AF_XDP binds to (it must hold `media_ip`); when `None`, the interface
+    /// that holds `media_ip`.
+    pub interface: Option<String>,
+    /// Ask the kernel to busy-poll the AF_XDP sockets (where it offers it).
+    pub busy_poll: bool,
     /// A leg that receives no RTP for this long is reported as [`EngineEvent::MediaTimeout`].
     pub media_timeout: Duration,
     /// Calls the engine admits in all; beyond it `create_call` answers
@@ -62,6 +84,8 @@ impl Default for EngineConfig {
             port_max: 29999,
             workers: vec![WorkerConfig::default()],
             backend: Backend::Uring,
+            interface: None,
+            busy_poll: true,
             media_timeout: Duration::from_secs(60),
             max_calls: 10_000,
             telephone_event_pt: 101,
@@ -134,6 +158,8 @@ pub enum EngineError {
     TooManySupervisors,
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    #[error("AF_XDP is not available: {0}")]
+    AfXdp(String),
     #[error("{context}: {source}")]
     Io {
         context: &'static str,
@@ -206,6 +232,11 @@ impl Engine {
     /// Moves every pending worker event into `out`, without blocking.
     pub fn drain_events(&self, out: &mut Vec<EngineEvent>) {
         self.inner.drain_events(out)
+    }
+
+    /// The backend the workers run (never `Auto`: what `Auto` chose).
+    pub fn backend(&self) -> Backend {
+        self.inner.backend()
     }
 
     /// Calls currently admitted.

@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use io_uring::{IoUring, opcode, squeue, types};
 use socket2::SockAddr;
 
+use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
 use crate::media::call::MAX_DATAGRAM;
 use crate::time::Duration;
 
@@ -42,21 +43,6 @@ fn user_data(kind: u64, generation: u32, index: u32) -> u64 {
 
 fn split_user_data(ud: u64) -> (u64, u32, u32) {
     (ud >> 56, ((ud >> 32) & 0x00FF_FFFF) as u32, ud as u32)
-}
-
-/// A socket registered with the backend. Stale ids (of a removed socket) are harmless: every
-/// operation checks the generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketId {
-    index: u32,
-    generation: u32,
-}
-
-impl SocketId {
-    /// The socket's index in the table (dense, below the table's capacity).
-    pub fn index(self) -> usize {
-        self.index as usize
-    }
 }
 
 /// A receive buffer with the `msghdr` that points into it. Boxed: the kernel holds its address.
@@ -131,13 +117,13 @@ pub enum Event {
     /// A datagram arrived on `socket` from `src`; read it with [`Uring::received`], then call
     /// [`Uring::rearm`].
     Received {
-        socket: SocketId,
+        socket: LegIo,
         src: SocketAddr,
         len: usize,
     },
     /// A datagram larger than we accept, or from an address we cannot parse: dropped.
     /// The receive has been re-armed.
-    Malformed { socket: SocketId },
+    Malformed { socket: LegIo },
     /// A send failed (e.g. ICMP unreachable surfaced as ECONNREFUSED).
     SendFailed,
     /// The control side woke the worker.
@@ -163,15 +149,6 @@ pub struct Uring {
 // memory that this `Uring` owns through boxes, which stay put when the `Uring` moves. Moving
 // the whole backend to its worker thread moves that ownership with it; nothing is shared.
 unsafe impl Send for Uring {}
-
-/// Why a send was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    /// Every send slot is in flight.
-    PoolExhausted,
-    /// The socket id is stale or the datagram too large.
-    Invalid,
-}
 
 impl Uring {
     /// A ring for at most `max_sockets` sockets and `send_slots` sends in flight, woken by
@@ -226,7 +203,7 @@ impl Uring {
     }
 
     /// Registers a socket and arms its first receive. `None` when the table is full.
-    pub fn add_socket(&mut self, socket: UdpSocket) -> io::Result<Option<SocketId>> {
+    pub fn add_socket(&mut self, socket: UdpSocket) -> io::Result<Option<LegIo>> {
         let Some(index) = self.free_sockets.pop() else {
             return Ok(None);
         };
@@ -241,7 +218,7 @@ impl Uring {
             closing: false,
         };
         self.sockets[index as usize] = Some(entry);
-        let id = SocketId {
+        let id = LegIo {
             index,
             generation: generation & 0x00FF_FFFF,
         };
@@ -249,7 +226,7 @@ impl Uring {
         Ok(Some(id))
     }
 
-    fn entry_mut(&mut self, id: SocketId) -> Option<&mut SocketEntry> {
+    fn entry_mut(&mut self, id: LegIo) -> Option<&mut SocketEntry> {
         self.sockets
             .get_mut(id.index as usize)?
             .as_mut()
@@ -257,7 +234,7 @@ impl Uring {
     }
 
     /// Arms the next receive on `socket` (after its last datagram was handled).
-    pub fn rearm(&mut self, id: SocketId) -> io::Result<()> {
+    pub fn rearm(&mut self, id: LegIo) -> io::Result<()> {
         let Some(entry) = self.entry_mut(id) else {
             return Ok(());
         };
@@ -275,7 +252,7 @@ impl Uring {
 
     /// Starts removing a socket: its pending receive is cancelled, and the entry (buffer and
     /// fd) is freed once that receive's completion is reaped.
-    pub fn remove_socket(&mut self, id: SocketId) -> io::Result<()> {
+    pub fn remove_socket(&mut self, id: LegIo) -> io::Result<()> {
         let Some(entry) = self.entry_mut(id) else {
             return Ok(());
         };
@@ -293,7 +270,7 @@ impl Uring {
 
     /// The datagram of an [`Event::Received`] (valid until [`Uring::rearm`]), read in place,
     /// with a [`Sender`] to answer it: the two borrow different parts of the backend.
-    pub fn received(&mut self, id: SocketId, len: usize) -> (&[u8], Sender<'_>) {
+    pub fn received(&mut self, id: LegIo, len: usize) -> (&[u8], Sender<'_>) {
         let datagram = match self.sockets.get(id.index as usize).and_then(Option::as_ref) {
             Some(e) if e.generation == id.generation => &e.slot.buf[..len.min(RECV_BUF)],
             _ => &[][..],
@@ -367,7 +344,7 @@ impl Uring {
             let (kind, generation, index) = split_user_data(ud);
             match kind {
                 KIND_RECV => {
-                    let id = SocketId { index, generation };
+                    let id = LegIo { index, generation };
                     let Some(entry) = self
                         .sockets
                         .get_mut(index as usize)
@@ -421,12 +398,12 @@ impl Uring {
     /// Cancels every receive and waits (bounded) for the kernel to give back every buffer, so
     /// that dropping `self` frees nothing the kernel still uses.
     pub fn shutdown(&mut self) {
-        let ids: Vec<SocketId> = self
+        let ids: Vec<LegIo> = self
             .sockets
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                e.as_ref().filter(|e| e.socket.is_some()).map(|e| SocketId {
+                e.as_ref().filter(|e| e.socket.is_some()).map(|e| LegIo {
                     index: i as u32,
                     generation: e.generation,
                 })
@@ -485,15 +462,10 @@ pub struct Sender<'a> {
     free_sends: &'a mut Vec<u32>,
 }
 
-impl Sender<'_> {
+impl Transmit for Sender<'_> {
     /// Queues `datagram` to `dst` from `socket`'s local address. The datagram is copied into a
     /// send slot, which the kernel owns until the send completes.
-    pub fn send(
-        &mut self,
-        id: SocketId,
-        dst: SocketAddr,
-        datagram: &[u8],
-    ) -> Result<(), SendError> {
+    fn send(&mut self, id: LegIo, dst: SocketAddr, datagram: &[u8]) -> Result<(), SendError> {
         if datagram.len() > MAX_DATAGRAM {
             return Err(SendError::Invalid);
         }
@@ -558,6 +530,52 @@ impl Waker {
         // SAFETY: writes 8 bytes from a live u64 to an eventfd we own; failure (counter full)
         // only means a wake is already pending.
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+}
+
+impl PacketIo for Uring {
+    type Tx<'a> = Sender<'a>;
+
+    fn handle_capacity(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn add_leg(&mut self, socket: UdpSocket) -> io::Result<Option<LegIo>> {
+        self.add_socket(socket)
+    }
+
+    fn remove_leg(&mut self, io: LegIo) -> io::Result<()> {
+        self.remove_socket(io)
+    }
+
+    fn sender(&mut self) -> Sender<'_> {
+        Uring::sender(self)
+    }
+
+    fn poll(&mut self, on: &mut dyn FnMut(Polled<'_>)) -> io::Result<()> {
+        self.reap(|ring, event| match event {
+            Event::Received { socket, src, len } => {
+                let (data, mut tx) = ring.received(socket, len);
+                on(Polled::Datagram {
+                    io: socket,
+                    src,
+                    data,
+                    tx: &mut tx,
+                });
+                let _ = ring.rearm(socket);
+            }
+            Event::Malformed { .. } => on(Polled::Malformed),
+            Event::SendFailed => on(Polled::SendFailed),
+            Event::Woken => {}
+        })
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.submit_and_wait(timeout)
+    }
+
+    fn shutdown(&mut self) {
+        Uring::shutdown(self)
     }
 }
 

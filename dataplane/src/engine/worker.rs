@@ -15,10 +15,14 @@ use prometheus::{
 };
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use super::Backend;
+use super::afxdp::{self, AfXdp, AfXdpSetup, Interface, PortOwners, XskCounters};
+use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
 use super::command::{Command, WorkerEvent};
 use super::ports::PortAllocator;
 use super::stats::SharedLegStats;
-use super::uring::{Event, SendError, Sender, SocketId, Uring, Waker};
+use super::uring::{Uring, Waker};
+use super::xdp::{self, XdpFilter, XdpMode};
 use super::{
     CallId, CallMedia, EngineConfig, EngineError, EngineEvent, LegSpec, LegStats, SupervisorMedia,
 };
@@ -26,6 +30,7 @@ use crate::media::call::{Call, CallConfig, CallEvent, DropReason, Leg, Output};
 use crate::media::matrix::{LegId, MAX_LEGS, Mode};
 use crate::time::{Duration, Instant};
 use crate::wire::rtp::Ssrc;
+use std::os::fd::OwnedFd;
 
 /// The mixing period (SPEC §1).
 const TICK: Duration = Duration::from_millis(20);
@@ -49,6 +54,8 @@ const SEND_FAILED: &str = "send_failed";
 const OVERSIZED: &str = "oversized";
 const UNKNOWN_SOCKET: &str = "unknown_socket";
 const EVENT_RING_FULL: &str = "event_ring_full";
+const NO_NEXT_HOP: &str = "no_next_hop";
+const UNKNOWN_PORT: &str = "unknown_port";
 
 /// Random bits for SSRCs and initial sequence numbers and timestamps (RFC 3550 §5.1).
 fn random_u64() -> u64 {
@@ -144,6 +151,70 @@ impl Metrics {
     }
 }
 
+/// The kernel's XDP statistics per AF_XDP queue (`earshot_xsk_*_total{queue}`).
+struct XskMetrics {
+    vecs: [IntCounterVec; 6],
+}
+
+impl XskMetrics {
+    const NAMES: [(&str, &str); 6] = [
+        (
+            "earshot_xsk_rx_dropped_total",
+            "Frames the kernel dropped for an AF_XDP socket (e.g. larger than a frame).",
+        ),
+        (
+            "earshot_xsk_rx_ring_full_total",
+            "Frames dropped because the AF_XDP RX ring was full.",
+        ),
+        (
+            "earshot_xsk_fill_ring_empty_total",
+            "Times the kernel found the fill ring empty.",
+        ),
+        (
+            "earshot_xsk_tx_ring_empty_total",
+            "Times the kernel found the TX ring empty when woken.",
+        ),
+        (
+            "earshot_xsk_rx_invalid_descs_total",
+            "Invalid RX descriptors.",
+        ),
+        (
+            "earshot_xsk_tx_invalid_descs_total",
+            "Invalid TX descriptors.",
+        ),
+    ];
+
+    fn register(registry: &Registry) -> Result<XskMetrics, EngineError> {
+        let mut vecs = Vec::with_capacity(6);
+        for (name, help) in Self::NAMES {
+            let v = IntCounterVec::new(Opts::new(name, help), &["queue"]).map_err(metrics_error)?;
+            // Registering twice (an `auto` start that retried) keeps the first registration.
+            match registry.register(Box::new(v.clone())) {
+                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+                Err(e) => return Err(metrics_error(e)),
+            }
+            vecs.push(v);
+        }
+        let vecs = vecs
+            .try_into()
+            .map_err(|_| EngineError::Config("xsk metrics".into()))?;
+        Ok(XskMetrics { vecs })
+    }
+
+    fn for_queue(&self, queue: u32) -> XskCounters {
+        let q = queue.to_string();
+        let c = |i: usize| self.vecs[i].with_label_values(&[q.as_str()]);
+        XskCounters {
+            rx_dropped: c(0),
+            rx_ring_full: c(1),
+            fill_ring_empty: c(2),
+            tx_ring_empty: c(3),
+            rx_invalid_descs: c(4),
+            tx_invalid_descs: c(5),
+        }
+    }
+}
+
 fn metrics_error(e: prometheus::Error) -> EngineError {
     EngineError::Config(format!("registering engine metrics: {e}"))
 }
@@ -160,6 +231,8 @@ struct WorkerMetrics {
     oversized: IntCounter,
     unknown_socket: IntCounter,
     event_ring_full: IntCounter,
+    no_next_hop: IntCounter,
+    unknown_port: IntCounter,
     tick_duration: Histogram,
     tick_overruns: IntCounter,
 }
@@ -180,6 +253,8 @@ impl WorkerMetrics {
             oversized: drop(OVERSIZED),
             unknown_socket: drop(UNKNOWN_SOCKET),
             event_ring_full: drop(EVENT_RING_FULL),
+            no_next_hop: drop(NO_NEXT_HOP),
+            unknown_port: drop(UNKNOWN_PORT),
             tick_duration: m.tick_duration.with_label_values(&[w]),
             tick_overruns: m.tick_overruns.with_label_values(&[w]),
         }
@@ -199,6 +274,8 @@ struct Counters {
     oversized: u64,
     unknown_socket: u64,
     event_ring_full: u64,
+    no_next_hop: u64,
+    unknown_port: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,6 +310,11 @@ pub(crate) struct Control {
     call_config: CallConfig,
     registry: Mutex<CallRegistry>,
     workers: Vec<WorkerHandle>,
+    backend: Backend,
+    /// The attached XDP program (AF_XDP only); detached after the workers stop.
+    xdp: Mutex<Option<XdpFilter>>,
+    /// Which worker holds each media port (AF_XDP only, for handing frames over).
+    port_owners: Option<Arc<PortOwners>>,
     stop: Arc<AtomicBool>,
     epoch: std::time::Instant,
 }
@@ -240,6 +322,257 @@ pub(crate) struct Control {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks is a bug elsewhere; the data is still usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every worker gets, whatever its backend.
+struct WorkerSetup {
+    index: usize,
+    core: Option<usize>,
+    per_worker_calls: usize,
+    metrics: WorkerMetrics,
+    stop: Arc<AtomicBool>,
+    epoch: std::time::Instant,
+}
+
+/// Spawns a worker whose backend `make` builds on the worker thread (io_uring rings are
+/// single-issuer; AF_XDP sockets are bound there), and returns once it exists, with what the
+/// backend reports (e.g. its XSK fds).
+fn spawn_worker<B, R>(
+    setup: WorkerSetup,
+    make: impl FnOnce(OwnedFd) -> std::io::Result<(B, R)> + Send + 'static,
+) -> Result<(WorkerHandle, R), EngineError>
+where
+    B: PacketIo + 'static,
+    R: Send + 'static,
+{
+    let (waker, wake_fd) = Waker::new().map_err(|source| EngineError::Io {
+        context: "creating a waker",
+        source,
+    })?;
+    let (cmd_tx, cmd_rx) = RingBuffer::new(RING_CAPACITY);
+    let (ev_tx, ev_rx) = RingBuffer::new(RING_CAPACITY);
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let WorkerSetup {
+        index,
+        core,
+        per_worker_calls,
+        metrics,
+        stop,
+        epoch,
+    } = setup;
+    let thread = std::thread::Builder::new()
+        .name(format!("earshot-dp{index}"))
+        .spawn(move || {
+            if let Some(id) = core {
+                core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
+            let (io, report) = match make(wake_fd) {
+                Ok(built) => built,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(report));
+            let handles = io.handle_capacity();
+            Worker {
+                index,
+                io,
+                commands: cmd_rx,
+                events: ev_tx,
+                calls: (0..per_worker_calls).map(|_| None).collect(),
+                free_calls: (0..per_worker_calls as u32).rev().collect(),
+                by_id: HashMap::with_capacity(per_worker_calls),
+                owners: vec![None; handles],
+                metrics,
+                counters: Counters::default(),
+                stop,
+                epoch,
+                ticks: 0,
+            }
+            .run();
+        })
+        .map_err(|source| EngineError::Io {
+            context: "spawning a worker",
+            source,
+        })?;
+    let report = match ready_rx.recv() {
+        Ok(Ok(report)) => report,
+        Ok(Err(source)) => {
+            let _ = thread.join();
+            return Err(EngineError::Io {
+                context: "starting a data-plane worker",
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(EngineError::Config(
+                "a data-plane worker died while starting".into(),
+            ));
+        }
+    };
+    let handle = WorkerHandle {
+        commands: Mutex::new(cmd_tx),
+        events: Mutex::new(ev_rx),
+        waker,
+        thread: Mutex::new(Some(thread)),
+        calls: AtomicUsize::new(0),
+    };
+    Ok((handle, report))
+}
+
+/// Stops and joins workers that were started before a later step failed.
+fn abandon(workers: Vec<WorkerHandle>, stop: &AtomicBool) {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.waker.wake();
+        if let Some(thread) = lock(&w.thread).take() {
+            let _ = thread.join();
+        }
+    }
+    stop.store(false, Ordering::Relaxed);
+}
+
+/// The started backend: its workers and what keeps AF_XDP running.
+struct Started {
+    backend: Backend,
+    workers: Vec<WorkerHandle>,
+    xdp: Option<XdpFilter>,
+    port_owners: Option<Arc<PortOwners>>,
+}
+
+fn start_uring(
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    shared: &Shared,
+) -> Result<Started, EngineError> {
+    let mut workers = Vec::with_capacity(cfg.workers.len());
+    for (index, wcfg) in cfg.workers.iter().enumerate() {
+        let max_sockets = shared.max_sockets;
+        let setup = shared.setup(index, wcfg.core, metrics);
+        match spawn_worker(setup, move |wake| {
+            Ok((Uring::new(max_sockets, SEND_SLOTS, wake)?, ()))
+        }) {
+            Ok((handle, ())) => workers.push(handle),
+            Err(e) => {
+                abandon(workers, &shared.stop);
+                return Err(e);
+            }
+        }
+    }
+    Ok(Started {
+        backend: Backend::Uring,
+        workers,
+        xdp: None,
+        port_owners: None,
+    })
+}
+
+fn start_afxdp(
+    cfg: &EngineConfig,
+    metrics: &Metrics,
+    registry: &Registry,
+    shared: &Shared,
+) -> Result<Started, EngineError> {
+    let afxdp = |m: String| EngineError::AfXdp(m);
+    let ifname = match &cfg.interface {
+        Some(name) => name.clone(),
+        None => Interface::holding(cfg.media_ip)
+            .map_err(|e| afxdp(format!("listing interfaces: {e}")))?
+            .ok_or_else(|| afxdp(format!("no interface holds the media IP {}", cfg.media_ip)))?,
+    };
+    let interface = Interface::lookup(&ifname, cfg.media_ip).map_err(|e| afxdp(e.to_string()))?;
+    match Interface::holding(cfg.media_ip) {
+        Ok(Some(holder)) if holder == ifname => {}
+        _ => {
+            return Err(afxdp(format!(
+                "the media IP {} is not an address of {ifname}",
+                cfg.media_ip
+            )));
+        }
+    }
+    let queues = xdp::queue_count(&ifname).map_err(|e| afxdp(e.to_string()))?;
+    let workers_n = cfg.workers.len();
+    if (queues as usize) < workers_n {
+        return Err(afxdp(format!(
+            "{ifname} has {queues} queue(s) but {workers_n} workers need one each: \
+             raise its channels (ethtool -L {ifname} combined {workers_n}) or run fewer workers"
+        )));
+    }
+    let filter = XdpFilter::attach(
+        &ifname,
+        &[cfg.media_ip],
+        cfg.port_min,
+        cfg.port_max,
+        XdpMode::Native,
+    )
+    .map_err(|e| afxdp(e.to_string()))?;
+    let xsk_metrics = XskMetrics::register(registry)?;
+    let owners = PortOwners::new();
+    let mut meshes = afxdp::mesh(workers_n);
+    let mut workers = Vec::with_capacity(workers_n);
+    for (index, wcfg) in cfg.workers.iter().enumerate() {
+        let mine: Vec<u32> = (0..queues)
+            .filter(|q| *q as usize % workers_n == index)
+            .collect();
+        let counters = mine.iter().map(|q| xsk_metrics.for_queue(*q)).collect();
+        let setup = AfXdpSetup {
+            interface: interface.clone(),
+            queues: mine,
+            worker: index,
+            owners: owners.clone(),
+            mesh: meshes.remove(0),
+            busy_poll: cfg.busy_poll,
+            counters,
+        };
+        let spawned = spawn_worker(shared.setup(index, wcfg.core, metrics), move |wake| {
+            AfXdp::new(setup, wake)
+        });
+        let fds = match spawned {
+            Ok((handle, fds)) => {
+                workers.push(handle);
+                fds
+            }
+            Err(e) => {
+                abandon(workers, &shared.stop);
+                return Err(afxdp(e.to_string()));
+            }
+        };
+        for (queue, fd) in fds {
+            if let Err(e) = filter.register_xsk(queue, fd) {
+                abandon(workers, &shared.stop);
+                return Err(afxdp(e.to_string()));
+            }
+        }
+    }
+    tracing::info!(interface = %ifname, queues, mode = ?filter.mode(), "AF_XDP attached");
+    Ok(Started {
+        backend: Backend::AfXdp,
+        workers,
+        xdp: Some(filter),
+        port_owners: Some(owners),
+    })
+}
+
+/// What the start functions share.
+struct Shared {
+    per_worker_calls: usize,
+    max_sockets: usize,
+    stop: Arc<AtomicBool>,
+    epoch: std::time::Instant,
+}
+
+impl Shared {
+    fn setup(&self, index: usize, core: Option<usize>, metrics: &Metrics) -> WorkerSetup {
+        WorkerSetup {
+            index,
+            core,
+            per_worker_calls: self.per_worker_calls,
+            metrics: WorkerMetrics::new(metrics, index),
+            stop: self.stop.clone(),
+            epoch: self.epoch,
+        }
+    }
 }
 
 impl Control {
@@ -279,82 +612,24 @@ impl Control {
             telephone_event_pt: cfg.telephone_event_pt,
             ..CallConfig::default()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let epoch = std::time::Instant::now();
         let per_worker_calls = cfg.max_calls.div_ceil(cfg.workers.len());
-        let max_sockets = (per_worker_calls * MAX_LEGS).min(ports.capacity());
-        let mut workers = Vec::with_capacity(cfg.workers.len());
-        for (index, wcfg) in cfg.workers.iter().enumerate() {
-            let (waker, wake_fd) = Waker::new().map_err(|source| EngineError::Io {
-                context: "creating a waker",
-                source,
-            })?;
-            let (cmd_tx, cmd_rx) = RingBuffer::new(RING_CAPACITY);
-            let (ev_tx, ev_rx) = RingBuffer::new(RING_CAPACITY);
-            let metrics = WorkerMetrics::new(&metrics, index);
-            let stop = stop.clone();
-            let core = wcfg.core;
-            // The ring is single-issuer: it is created on the worker thread, which reports
-            // whether that worked before the engine counts as started.
-            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-            let thread = std::thread::Builder::new()
-                .name(format!("earshot-dp{index}"))
-                .spawn(move || {
-                    if let Some(id) = core {
-                        core_affinity::set_for_current(core_affinity::CoreId { id });
-                    }
-                    let io = match Uring::new(max_sockets, SEND_SLOTS, wake_fd) {
-                        Ok(io) => io,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    Worker {
-                        index,
-                        io,
-                        commands: cmd_rx,
-                        events: ev_tx,
-                        calls: (0..per_worker_calls).map(|_| None).collect(),
-                        free_calls: (0..per_worker_calls as u32).rev().collect(),
-                        by_id: HashMap::with_capacity(per_worker_calls),
-                        owners: vec![None; max_sockets],
-                        metrics,
-                        counters: Counters::default(),
-                        stop,
-                        epoch,
-                        ticks: 0,
-                    }
-                    .run();
-                })
-                .map_err(|source| EngineError::Io {
-                    context: "spawning a worker",
-                    source,
-                })?;
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => {
-                    let _ = thread.join();
-                    return Err(EngineError::Io {
-                        context: "creating the io_uring",
-                        source,
-                    });
+        let shared = Shared {
+            per_worker_calls,
+            max_sockets: (per_worker_calls * MAX_LEGS).min(ports.capacity()),
+            stop: Arc::new(AtomicBool::new(false)),
+            epoch: std::time::Instant::now(),
+        };
+        let started = match cfg.backend {
+            Backend::Uring => start_uring(&cfg, &metrics, &shared)?,
+            Backend::AfXdp => start_afxdp(&cfg, &metrics, registry, &shared)?,
+            Backend::Auto => match start_afxdp(&cfg, &metrics, registry, &shared) {
+                Ok(started) => started,
+                Err(e) => {
+                    tracing::warn!("backend auto: {e}; falling back to io_uring");
+                    start_uring(&cfg, &metrics, &shared)?
                 }
-                Err(_) => {
-                    return Err(EngineError::Config(
-                        "a data-plane worker died while starting".into(),
-                    ));
-                }
-            }
-            workers.push(WorkerHandle {
-                commands: Mutex::new(cmd_tx),
-                events: Mutex::new(ev_rx),
-                waker,
-                thread: Mutex::new(Some(thread)),
-                calls: AtomicUsize::new(0),
-            });
-        }
+            },
+        };
         Ok(Control {
             cfg,
             call_config,
@@ -363,10 +638,30 @@ impl Control {
                 next_id: 1,
                 ports,
             }),
-            workers,
-            stop,
-            epoch,
+            workers: started.workers,
+            backend: started.backend,
+            xdp: Mutex::new(started.xdp),
+            port_owners: started.port_owners,
+            stop: shared.stop,
+            epoch: shared.epoch,
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Records that `worker` holds `port`, for frames that arrive on another worker's queue.
+    fn claim(&self, port: u16, worker: usize) {
+        if let Some(owners) = &self.port_owners {
+            owners.set(port, worker);
+        }
+    }
+
+    fn unclaim(&self, port: u16) {
+        if let Some(owners) = &self.port_owners {
+            owners.clear(port);
+        }
     }
 
     fn now(&self) -> Instant {
@@ -431,6 +726,8 @@ impl Control {
         handle.calls.fetch_add(1, Ordering::Relaxed);
         let [c_stats, a_stats] = stats;
         let mut legs: [Option<LegRecord>; MAX_LEGS] = Default::default();
+        self.claim(c_local.port(), worker);
+        self.claim(a_local.port(), worker);
         legs[0] = Some(LegRecord {
             port: c_local.port(),
             stats: c_stats,
@@ -456,6 +753,7 @@ impl Control {
         if let Some(record) = reg.calls.remove(&call) {
             for leg in record.legs.iter().flatten() {
                 reg.ports.release(leg.port);
+                self.unclaim(leg.port);
             }
         }
         self.workers[worker].calls.fetch_sub(1, Ordering::Relaxed);
@@ -491,6 +789,7 @@ impl Control {
             return Err(EngineError::Busy);
         }
         if let Some(record) = reg.calls.get_mut(&call) {
+            self.claim(local.port(), worker);
             record.legs[slot] = Some(LegRecord {
                 port: local.port(),
                 stats,
@@ -525,6 +824,7 @@ impl Control {
             .and_then(|r| r.legs[leg.index()].take());
         if let Some(record) = released {
             reg.ports.release(record.port);
+            self.unclaim(record.port);
         }
         Ok(())
     }
@@ -592,6 +892,11 @@ impl Control {
                 let _ = thread.join();
             }
         }
+        if let Some(filter) = lock(&self.xdp).take()
+            && let Err(e) = filter.detach()
+        {
+            tracing::warn!(error = %e, "detaching the XDP program");
+        }
         let mut reg = lock(&self.registry);
         let ports: Vec<u16> = reg
             .calls
@@ -600,6 +905,7 @@ impl Control {
             .collect();
         for port in ports {
             reg.ports.release(port);
+            self.unclaim(port);
         }
     }
 }
@@ -616,14 +922,14 @@ impl Drop for Control {
 struct CallEntry {
     id: CallId,
     media: Box<Call>,
-    sockets: [Option<SocketId>; MAX_LEGS],
+    sockets: [Option<LegIo>; MAX_LEGS],
     stats: [Option<Arc<SharedLegStats>>; MAX_LEGS],
 }
 
 /// Which call and leg a socket belongs to, by socket index.
 #[derive(Clone, Copy)]
 struct Owner {
-    socket: SocketId,
+    socket: LegIo,
     call_slot: u32,
     leg: LegId,
 }
@@ -638,9 +944,9 @@ struct TickProgress {
     spent: Duration,
 }
 
-pub(crate) struct Worker {
+pub(crate) struct Worker<B: PacketIo> {
     index: usize,
-    io: Uring,
+    io: B,
     commands: Consumer<Command>,
     events: Producer<WorkerEvent>,
     calls: Vec<Option<CallEntry>>,
@@ -656,8 +962,8 @@ pub(crate) struct Worker {
 
 /// A call's view of the worker's I/O while it runs.
 struct Sink<'a> {
-    tx: Sender<'a>,
-    sockets: &'a [Option<SocketId>; MAX_LEGS],
+    tx: &'a mut dyn Transmit,
+    sockets: &'a [Option<LegIo>; MAX_LEGS],
     events: &'a mut Producer<WorkerEvent>,
     counters: &'a mut Counters,
     call: CallId,
@@ -675,6 +981,7 @@ impl Output for Sink<'_> {
             }
             Err(SendError::PoolExhausted) => self.counters.tx_pool_exhausted += 1,
             Err(SendError::Invalid) => self.counters.oversized += 1,
+            Err(SendError::NoNextHop) => self.counters.no_next_hop += 1,
         }
     }
 
@@ -692,7 +999,7 @@ impl Output for Sink<'_> {
     }
 }
 
-impl Worker {
+impl<B: PacketIo> Worker<B> {
     fn now(&self) -> Instant {
         Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
@@ -735,7 +1042,7 @@ impl Worker {
                     .saturating_since(self.now())
                     .max(Duration::from_micros(50))
             };
-            if let Err(e) = self.io.submit_and_wait(wait) {
+            if let Err(e) = self.io.wait(wait) {
                 tracing::error!(worker = self.index, error = %e, "io_uring submit failed");
             }
         }
@@ -748,8 +1055,8 @@ impl Worker {
         }
     }
 
-    fn register(&mut self, socket: UdpSocket, call_slot: u32, leg: LegId) -> Option<SocketId> {
-        match self.io.add_socket(socket) {
+    fn register(&mut self, socket: UdpSocket, call_slot: u32, leg: LegId) -> Option<LegIo> {
+        match self.io.add_leg(socket) {
             Ok(Some(id)) => {
                 if let Some(owner) = self.owners.get_mut(id.index()) {
                     *owner = Some(Owner {
@@ -771,11 +1078,11 @@ impl Worker {
         }
     }
 
-    fn unregister(&mut self, socket: SocketId) {
+    fn unregister(&mut self, socket: LegIo) {
         if let Some(owner) = self.owners.get_mut(socket.index()) {
             *owner = None;
         }
-        if let Err(e) = self.io.remove_socket(socket) {
+        if let Err(e) = self.io.remove_leg(socket) {
             tracing::error!(worker = self.index, error = %e, "removing a media socket failed");
         }
     }
@@ -882,15 +1189,20 @@ impl Worker {
             counters,
             ..
         } = self;
-        io.reap(|io, event| match event {
-            Event::Received { socket, src, len } => {
+        io.poll(&mut |polled| match polled {
+            Polled::Datagram {
+                io: leg_io,
+                src,
+                data,
+                tx,
+            } => {
                 counters.packets_received += 1;
-                counters.bytes_received += len as u64;
+                counters.bytes_received += data.len() as u64;
                 let owner = owners
-                    .get(socket.index())
+                    .get(leg_io.index())
                     .copied()
                     .flatten()
-                    .filter(|o| o.socket == socket);
+                    .filter(|o| o.socket == leg_io);
                 let entry = owner.and_then(|o| {
                     calls
                         .get_mut(o.call_slot as usize)?
@@ -899,9 +1211,6 @@ impl Worker {
                 });
                 match entry {
                     Some((owner, entry)) => {
-                        // The call reads the datagram in place in its receive slot and sends
-                        // through the other half of the backend.
-                        let (datagram, tx) = io.received(socket, len);
                         let mut sink = Sink {
                             tx,
                             sockets: &entry.sockets,
@@ -911,18 +1220,20 @@ impl Worker {
                         };
                         entry
                             .media
-                            .handle_datagram(owner.leg, src, datagram, now, &mut sink);
+                            .handle_datagram(owner.leg, src, data, now, &mut sink);
                     }
                     None => counters.unknown_socket += 1,
                 }
-                let _ = io.rearm(socket);
             }
-            Event::Malformed { .. } => {
+            Polled::Malformed => {
                 counters.packets_received += 1;
                 counters.oversized += 1;
             }
-            Event::SendFailed => counters.send_failed += 1,
-            Event::Woken => {}
+            Polled::UnknownPort => {
+                counters.packets_received += 1;
+                counters.unknown_port += 1;
+            }
+            Polled::SendFailed => counters.send_failed += 1,
         })
     }
 
@@ -941,8 +1252,9 @@ impl Worker {
         let mut mixed = 0;
         while progress.cursor < calls.len() && mixed < TICK_CHUNK {
             if let Some(entry) = calls[progress.cursor].as_mut() {
+                let mut tx = io.sender();
                 let mut sink = Sink {
-                    tx: io.sender(),
+                    tx: &mut tx,
                     sockets: &entry.sockets,
                     events,
                     counters,
@@ -968,6 +1280,9 @@ impl Worker {
     /// Publishes this tick's share of leg statistics and call drops, and flushes counters.
     fn publish(&mut self) {
         let phase = self.ticks % STATS_SPREAD;
+        if phase == 0 {
+            self.io.housekeeping();
+        }
         let mut drops = [0u64; DropReason::COUNT];
         for (slot, entry) in self.calls.iter_mut().enumerate() {
             let Some(entry) = entry.as_mut() else {
@@ -1002,6 +1317,8 @@ impl Worker {
             (&m.oversized, c.oversized),
             (&m.unknown_socket, c.unknown_socket),
             (&m.event_ring_full, c.event_ring_full),
+            (&m.no_next_hop, c.no_next_hop),
+            (&m.unknown_port, c.unknown_port),
         ] {
             if n > 0 {
                 counter.inc_by(n);
