@@ -792,11 +792,19 @@ mod tests {
         assert!(err.to_string().contains("EARSHOT_PORT_MIN"), "{err}");
         let err = Config::load(
             Some(&path),
-            env(&[("EARSHOT_BACKEND", "auto")]),
+            env(&[("EARSHOT_BACKEND", "dpdk")]),
             &Overrides::default(),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("not available"), "{err}");
+        assert!(err.to_string().contains("unknown backend"), "{err}");
+        let auto = Config::load(
+            Some(&path),
+            env(&[("EARSHOT_BACKEND", "auto"), ("EARSHOT_INTERFACE", "eth9")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(auto.engine.backend, BackendKind::Auto);
+        assert_eq!(auto.engine.interface.as_deref(), Some("eth9"));
         let err = Config::load(
             Some(&dir.join("missing.toml")),
             env(&[]),
