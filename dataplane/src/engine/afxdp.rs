@@ -968,6 +968,7 @@ fn hand_over(
     first[0].write(h);
     // SAFETY: the one slot of the chunk was initialised just above.
     unsafe { chunk.commit_all() };
+    on(Polled::HandedOver);
 }
 
 /// A minimal netlink client for the kernel's neighbour table (RTM_GETNEIGH dump, rtnetlink(7)).

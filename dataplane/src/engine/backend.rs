@@ -53,6 +53,8 @@ pub enum Polled<'a> {
     UnknownPort,
     /// A send the kernel refused after queueing.
     SendFailed,
+    /// A datagram that arrived here for a leg of another worker and was handed to it.
+    HandedOver,
 }
 
 /// A worker's packet I/O. Created on the worker thread and used only there.

@@ -90,6 +90,7 @@ struct Metrics {
     dropped: IntCounterVec,
     tick_duration: HistogramVec,
     tick_overruns: IntCounterVec,
+    handed_over: IntCounterVec,
 }
 
 impl Metrics {
@@ -142,6 +143,11 @@ impl Metrics {
                 &["worker", "reason"],
             )?,
             tick_duration,
+            handed_over: counter(
+                "earshot_packets_handed_over_total",
+                "Datagrams that arrived on a queue of this worker for another worker's leg (AF_XDP).",
+                &["worker"],
+            )?,
             tick_overruns: counter(
                 "earshot_tick_overruns_total",
                 "Ticks that started a full period late.",
@@ -233,6 +239,7 @@ struct WorkerMetrics {
     event_ring_full: IntCounter,
     no_next_hop: IntCounter,
     unknown_port: IntCounter,
+    handed_over: IntCounter,
     tick_duration: Histogram,
     tick_overruns: IntCounter,
 }
@@ -255,6 +262,7 @@ impl WorkerMetrics {
             event_ring_full: drop(EVENT_RING_FULL),
             no_next_hop: drop(NO_NEXT_HOP),
             unknown_port: drop(UNKNOWN_PORT),
+            handed_over: m.handed_over.with_label_values(&[w]),
             tick_duration: m.tick_duration.with_label_values(&[w]),
             tick_overruns: m.tick_overruns.with_label_values(&[w]),
         }
@@ -276,6 +284,7 @@ struct Counters {
     event_ring_full: u64,
     no_next_hop: u64,
     unknown_port: u64,
+    handed_over: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1234,6 +1243,7 @@ impl<B: PacketIo> Worker<B> {
                 counters.unknown_port += 1;
             }
             Polled::SendFailed => counters.send_failed += 1,
+            Polled::HandedOver => counters.handed_over += 1,
         })
     }
 
@@ -1319,6 +1329,7 @@ impl<B: PacketIo> Worker<B> {
             (&m.event_ring_full, c.event_ring_full),
             (&m.no_next_hop, c.no_next_hop),
             (&m.unknown_port, c.unknown_port),
+            (&m.handed_over, c.handed_over),
         ] {
             if n > 0 {
                 counter.inc_by(n);
