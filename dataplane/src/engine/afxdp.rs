@@ -47,6 +47,8 @@ const FRAMES: u32 = 4096;
 const BATCH: usize = 64;
 /// Ring sizes (power of two, at least half the frames each).
 const RING: u32 = 2048;
+/// Wakeups per flush while the TX ring still holds frames (see `flush_tx`).
+const MAX_KICKS: usize = 64;
 /// Handovers in flight from one worker to another.
 pub const HANDOVER_CAPACITY: usize = 512;
 /// Peers whose link-layer address is remembered.
@@ -474,17 +476,26 @@ impl AfXdp {
     }
 }
 
-/// Moves queued frames to the TX ring (what does not fit stays queued) and wakes the kernel.
+/// Moves queued frames to the TX ring (what does not fit stays queued) and wakes the kernel
+/// for as long as the ring still holds frames. In copy mode (veth, generic XDP, NICs without
+/// zero-copy) each wakeup sends only a small batch (the kernel's per-call budget), so one kick
+/// per turn would let the ring, and then the pool, fill up under load; the kicks are bounded so
+/// a stuck device cannot hold the worker here.
 fn flush_tx(xsk: &mut QueueSocket) {
-    if xsk.pool.queued.is_empty() {
-        return;
+    if !xsk.pool.queued.is_empty() {
+        // SAFETY: every queued frame was taken from this UMEM's pool and fully written; the TX
+        // ring owns it from here until the completion ring gives it back.
+        let sent = unsafe { xsk.tx.produce(&xsk.pool.queued) };
+        xsk.pool.queued.drain(..sent);
     }
-    // SAFETY: every queued frame was taken from this UMEM's pool and fully written; the TX
-    // ring owns it from here until the completion ring gives it back.
-    let sent = unsafe { xsk.tx.produce(&xsk.pool.queued) };
-    xsk.pool.queued.drain(..sent);
-    if xsk.tx.needs_wakeup() {
-        let _ = xsk.tx.wakeup();
+    for _ in 0..MAX_KICKS {
+        if xsk.tx.nb_free_exact() >= RING || !xsk.tx.needs_wakeup() {
+            break;
+        }
+        if xsk.tx.wakeup().is_err() {
+            break;
+        }
+        reclaim(xsk);
     }
 }
 
