@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::netns::NsId;
+
 /// One HTTP exchange's outcome. Non-2xx answers are values, not errors: tests assert on them.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -31,13 +33,25 @@ impl Reply {
 pub struct Api {
     base: String,
     agent: ureq::Agent,
+    /// When set, requests may only be made from a thread in one of these network namespaces
+    /// (the daemon's address exists only there; anywhere else it would be routed off the
+    /// machine).
+    namespaces: Vec<NsId>,
 }
 
 impl Api {
+    /// A client of a daemon on loopback.
     pub fn new(http_addr: SocketAddr) -> Api {
+        Api::confined(http_addr, Vec::new())
+    }
+
+    /// A client that refuses to send unless the calling thread is in one of `namespaces`
+    /// (none: no check).
+    pub fn confined(http_addr: SocketAddr, namespaces: Vec<NsId>) -> Api {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            // Loopback only: an HTTP_PROXY in the environment must not capture it.
+            // Loopback or a test namespace only: an HTTP_PROXY in the environment must not
+            // capture it.
             .proxy(None)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
@@ -45,11 +59,30 @@ impl Api {
         Api {
             base: format!("http://{http_addr}"),
             agent,
+            namespaces,
         }
     }
 
+    /// One exchange; panics on a transport error (no connection, timeout).
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        self.try_request(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// One exchange; a transport error (no connection, timeout) is an `Err` with its text.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
         let url = format!("{}{path}", self.base);
+        if !self.namespaces.is_empty() {
+            assert!(
+                self.namespaces.contains(&NsId::current()),
+                "{method} {url} from a thread outside the test's network namespaces: refused"
+            );
+        }
         let sent_at = Instant::now();
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -66,19 +99,18 @@ impl Api {
                 .send(b.map_or_else(|| "{}".to_owned(), Value::to_string)),
             _ => panic!("unsupported method {method}"),
         };
-        let mut response =
-            result.unwrap_or_else(|e| panic!("{method} {path}: transport error: {e}"));
+        let mut response = result.map_err(|e| format!("transport error: {e}"))?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let answered_at = Instant::now();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             body,
             text,
             sent_at,
             answered_at,
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Reply {

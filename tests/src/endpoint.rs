@@ -1,6 +1,7 @@
-//! A media endpoint on loopback: a phone, as far as the appliance can tell.
+//! A media endpoint: a phone, as far as the appliance can tell.
 //!
-//! One UDP socket on `127.0.0.1:0`. A receiver thread records every packet that arrives; a
+//! One UDP socket on `127.0.0.1:0`, or on the peer address of a test namespace pair (bound by
+//! a thread in that namespace). A receiver thread records every packet that arrives; a
 //! sender thread (started once the endpoint knows where to send) emits a tone as G.711 at
 //! 50 packets/s, paced to absolute deadlines so it never drifts, optionally through a seeded
 //! loss-and-reorder impairment, and can interleave RFC 4733 key presses.
@@ -8,7 +9,7 @@
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -189,7 +190,16 @@ pub struct Endpoint {
 impl Endpoint {
     /// Binds `127.0.0.1:0` and starts recording whatever arrives.
     pub fn bind(name: &'static str) -> Endpoint {
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind endpoint socket"));
+        Endpoint::bind_on(name, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Binds `ip:0` in the calling thread's network namespace (the socket stays there) and
+    /// starts recording whatever arrives.
+    pub fn bind_on(name: &'static str, ip: IpAddr) -> Endpoint {
+        let socket = Arc::new(
+            UdpSocket::bind(SocketAddr::new(ip, 0))
+                .unwrap_or_else(|e| panic!("bind the {name} endpoint's socket on {ip}: {e}")),
+        );
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("set read timeout");

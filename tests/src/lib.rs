@@ -1,19 +1,28 @@
-//! The end-to-end test harness for earshot: real UDP endpoints on loopback against a daemon
-//! started in-process, and the analysis that judges what each endpoint heard.
+//! The end-to-end test harness for earshot: real UDP endpoints against a daemon started
+//! in-process, on loopback or across a veth pair between network namespaces, and the analysis
+//! that judges what each endpoint heard.
 //!
 //! - [`endpoint`]: a phone on a UDP socket: sends a tone as G.711 at 50 packets/s (optionally
 //!   with seeded loss and reordering, and RFC 4733 key presses) and records what it receives.
 //! - [`audio`]: the test tones and per-packet Goertzel measurement.
 //! - [`rtp`]: an independent RTP / RFC 4733 codec, so the tests do not share the daemon's.
 //! - [`api`], [`daemon`]: the HTTP client and the in-process daemon.
+//! - [`netns`]: two network namespaces joined by a veth pair, and running code inside them.
+//! - [`setup`]: where a scenario runs: loopback, or a veth pair with either backend.
+//! - [`process`]: the `earshotd` binary run in a namespace, for the control plane's tests.
 //! - [`scenario`]: a supervised call driven through its modes and recorded as phases.
 //! - [`verdict`]: hearing-matrix, privacy and continuity checks that report every failure with
 //!   a table of measured levels.
+//! - [`suite`]: the end-to-end scenarios, each a function of its [`setup::Setup`].
 
 pub mod api;
 pub mod audio;
 pub mod daemon;
 pub mod endpoint;
+pub mod netns;
+pub mod process;
 pub mod rtp;
 pub mod scenario;
+pub mod setup;
+pub mod suite;
 pub mod verdict;

@@ -1,7 +1,8 @@
 //! A supervised call on a running daemon, driven through its phases and recorded.
 //!
-//! A [`Rig`] starts a daemon, binds three endpoints, creates the call (each leg's remote is its
-//! endpoint's address, or omitted for a latching leg), and starts the customer and agent tones.
+//! A [`Rig`] starts a daemon on a [`Setup`] (loopback, or a veth pair), binds three endpoints,
+//! creates the call (each leg's remote is its endpoint's address, or omitted for a latching
+//! leg), and starts the customer and agent tones.
 //! [`Rig::supervise`] adds the supervisor, [`Rig::set_mode`] changes modes; every change is a
 //! [`Phase`] stamped with when it was requested and when the daemon answered, so the analysis
 //! knows which packets to judge against which row of the hearing matrix.
@@ -16,6 +17,7 @@ use crate::audio::{AGENT_TONE, CUSTOMER_TONE, SUPERVISOR_TONE, Tone};
 use crate::daemon::TestDaemon;
 use crate::endpoint::{Endpoint, Impairment, Received, SendSpec, Signal};
 use crate::rtp::{PT_PCMA, PT_PCMU};
+use crate::setup::Setup;
 
 /// A party of the call, by the endpoint that plays it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,7 @@ pub struct SupervisionInfo {
 
 /// A running daemon, a call on it and the three endpoints.
 pub struct Rig {
+    pub setup: Setup,
     pub daemon: TestDaemon,
     pub options: RigOptions,
     pub customer: Endpoint,
@@ -243,16 +246,23 @@ pub fn str_field<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 impl Rig {
-    /// Starts a daemon, creates the call and starts the customer and agent senders.
+    /// Starts a daemon on loopback, creates the call and starts the customer and agent
+    /// senders.
     pub fn start(options: RigOptions) -> Rig {
-        Rig::start_on(TestDaemon::start(), options)
+        Rig::start_in(&Setup::loopback(), options)
     }
 
-    pub fn start_on(daemon: TestDaemon, options: RigOptions) -> Rig {
+    /// As [`Rig::start`], on `setup` (on a veth, from a thread in the peer namespace).
+    pub fn start_in(setup: &Setup, options: RigOptions) -> Rig {
+        Rig::start_on(setup, TestDaemon::start_in(setup, |_| {}), options)
+    }
+
+    /// As [`Rig::start_in`], with a daemon already started on `setup`.
+    pub fn start_on(setup: &Setup, daemon: TestDaemon, options: RigOptions) -> Rig {
         let t0 = Instant::now();
-        let customer = Endpoint::bind("customer");
-        let agent = Endpoint::bind("agent");
-        let supervisor = Endpoint::bind("supervisor");
+        let customer = setup.endpoint("customer");
+        let agent = setup.endpoint("agent");
+        let supervisor = setup.endpoint("supervisor");
         let body = json!({
             "customer": leg_body(options.customer, &customer),
             "agent": leg_body(options.agent, &agent),
@@ -266,6 +276,7 @@ impl Rig {
             agent_local: addr_field(&call, "/legs/agent/local"),
         };
         let mut rig = Rig {
+            setup: setup.clone(),
             daemon,
             options,
             customer,
@@ -418,6 +429,11 @@ impl Rig {
             }
             self.dwell(*dwell);
         }
+    }
+
+    /// Another endpoint on the rig's network (e.g. an intruder).
+    pub fn endpoint(&self, name: &'static str) -> Endpoint {
+        self.setup.endpoint(name)
     }
 
     /// Lets the call run for `d`.
