@@ -13,6 +13,12 @@
 //! unchanged), the interarrival jitter of mixed flows (a mix cannot carry that stamp), and the
 //! appliance's CPU per packet. Safety: it only ever sends to loopback addresses the appliance
 //! returned, runs for a bounded time, and deletes its calls when it is done.
+//!
+//! Over a veth pair between network namespaces (`bench/netns.sh`), it may also load an
+//! appliance at a private address, but only inside a namespace of its own: with
+//! `--netns-subnet` (a private IPv4 range, e.g. `10.99.0.0/24`), and only while this process
+//! runs in a network namespace other than pid 1's, does it accept addresses of that range (the
+//! API, `--bind-ip` and the legs the appliance returns); anything else is refused.
 
 use std::collections::HashMap;
 use std::io;
@@ -107,6 +113,158 @@ struct Ramp {
     max: u32,
 }
 
+/// An IPv4 network: address and prefix length, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Subnet {
+    net: Ipv4Addr,
+    len: u8,
+}
+
+impl Subnet {
+    fn mask(len: u8) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+    }
+
+    fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Subnet::mask(self.len) == u32::from(self.net)
+    }
+
+    /// A unicast host address of the network: in it, and neither its network nor its
+    /// broadcast address.
+    fn holds_host(self, ip: Ipv4Addr) -> bool {
+        let host = u32::from(ip) & !Subnet::mask(self.len);
+        self.contains(ip) && host != 0 && host != !Subnet::mask(self.len)
+    }
+
+    /// Wholly inside one of RFC 1918's private ranges.
+    fn is_private(self) -> bool {
+        [
+            Subnet {
+                net: Ipv4Addr::new(10, 0, 0, 0),
+                len: 8,
+            },
+            Subnet {
+                net: Ipv4Addr::new(172, 16, 0, 0),
+                len: 12,
+            },
+            Subnet {
+                net: Ipv4Addr::new(192, 168, 0, 0),
+                len: 16,
+            },
+        ]
+        .iter()
+        .any(|r| self.len >= r.len && r.contains(self.net))
+    }
+}
+
+fn parse_subnet(s: &str) -> Result<Subnet, String> {
+    let (ip, len) = s.split_once('/').ok_or("expected A.B.C.D/LEN")?;
+    let net: Ipv4Addr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+    let len: u8 = len.parse().map_err(|e| format!("{len}: {e}"))?;
+    if !(8..=30).contains(&len) {
+        return Err(format!("prefix length {len}: need 8 to 30"));
+    }
+    if u32::from(net) & !Subnet::mask(len) != 0 {
+        return Err(format!("{s}: host bits set (the network is {})", {
+            Ipv4Addr::from(u32::from(net) & Subnet::mask(len))
+        }));
+    }
+    let subnet = Subnet { net, len };
+    if !subnet.is_private() {
+        return Err(format!(
+            "{s} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
+        ));
+    }
+    Ok(subnet)
+}
+
+/// Where this process may send, and whom it may take for the appliance: IPv4 loopback, and the
+/// host addresses of `--netns-subnet` once [`Scope::new`] has checked that this process runs in
+/// a network namespace of its own.
+#[derive(Debug, Clone, Copy)]
+struct Scope {
+    subnet: Option<Subnet>,
+}
+
+impl Scope {
+    fn new(subnet: Option<Subnet>) -> Result<Scope> {
+        let Some(subnet) = subnet else {
+            return Ok(Scope { subnet: None });
+        };
+        match in_initial_netns() {
+            Ok(false) => Ok(Scope {
+                subnet: Some(subnet),
+            }),
+            Ok(true) => Err(format!(
+                "--netns-subnet {}/{}: this process runs in the machine's initial network \
+                 namespace (pid 1's, kthreadd's), where such addresses may lead off the machine: \
+                 refusing; run it inside a namespace of its own (`ip netns exec esb-gen …`, see bench/netns.sh)",
+                subnet.net, subnet.len
+            )),
+            Err(e) => Err(format!(
+                "--netns-subnet: cannot tell which network namespace this process runs in \
+                 ({e}): refusing"
+            )),
+        }
+    }
+
+    fn allows(self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || self.subnet.is_some_and(|s| s.holds_host(ip))
+    }
+
+    /// What [`Scope::allows`], in words, for error messages.
+    fn describe(self) -> String {
+        match self.subnet {
+            None => "IPv4 loopback only (other addresses need --netns-subnet, in a network \
+                     namespace of its own)"
+                .to_owned(),
+            Some(s) => format!("IPv4 loopback or a host address of {}/{}", s.net, s.len),
+        }
+    }
+}
+
+/// Whether this process shares the machine's own network namespace: compares the nsfs inode
+/// of its namespace, as `ip netns identify` does, with pid 1's and with that of `kthreadd`
+/// (pid 2, a kernel thread, and kernel threads all live in the initial namespace). Pid 1's
+/// may be unreadable even to root (a sandbox that hides its init): then `kthreadd` alone
+/// decides. An error if neither can be read, or if pid 2 is not `kthreadd` (a pid namespace).
+fn in_initial_netns() -> Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |path: &str| {
+        std::fs::metadata(path)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    let ours = id("/proc/self/ns/net")?;
+    let init = id("/proc/1/ns/net");
+    let kthreadd = if is_kthreadd(2) {
+        id("/proc/2/ns/net")
+    } else {
+        Err("pid 2 is not the kernel's kthreadd".to_owned())
+    };
+    match (init, kthreadd) {
+        (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+        (a, b) => Ok(a.iter().chain(b.iter()).any(|r| *r == ours)),
+    }
+}
+
+/// Whether `pid` is the kernel thread `kthreadd` (`PF_KTHREAD` in the flags of its stat).
+fn is_kthreadd(pid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((name, rest)) = stat.split_once(") ") else {
+        return false;
+    };
+    // `rest` starts at field 3 (state): field 9 (flags) is at index 6.
+    let flags = rest
+        .split_whitespace()
+        .nth(6)
+        .and_then(|f| f.parse::<u64>().ok());
+    name.ends_with("(kthreadd") && flags.is_some_and(|f| f & PF_KTHREAD != 0)
+}
+
 fn parse_ramp(s: &str) -> Result<Ramp, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [start, step, max] = parts[..] else {
@@ -124,13 +282,24 @@ fn parse_ramp(s: &str) -> Result<Ramp, String> {
     Ok(ramp)
 }
 
-/// Offers RTP load to a running earshotd over loopback and measures loss, latency and CPU.
+/// Offers RTP load to a running earshotd over loopback (or a veth pair between network
+/// namespaces) and measures loss, latency and CPU.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The appliance's HTTP API (loopback only).
+    /// The appliance's HTTP API (loopback, or an address of --netns-subnet).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     api: String,
+    /// The address the load generator's three sockets are bound to (the legs' remotes):
+    /// loopback, or an address of --netns-subnet.
+    #[arg(long, default_value_t = Ipv4Addr::LOCALHOST)]
+    bind_ip: Ipv4Addr,
+    /// A private IPv4 range (10/8, 172.16/12, 192.168/16; e.g. 10.99.0.0/24) whose addresses
+    /// may be loaded besides loopback. Accepted only when this process runs in a network
+    /// namespace other than pid 1's (`ip netns exec`, bench/netns.sh), where that range can
+    /// only lead into namespaces made for the purpose.
+    #[arg(long, value_parser = parse_subnet, value_name = "A.B.C.D/LEN")]
+    netns_subnet: Option<Subnet>,
     /// Number of concurrent calls.
     #[arg(long, conflicts_with = "ramp", required_unless_present = "ramp")]
     calls: Option<u32>,
@@ -191,7 +360,15 @@ fn run(args: &Args) -> Result<()> {
             return Err(format!("cannot pin to core {core}"));
         }
     }
-    let api = Api::new(&args.api)?;
+    let scope = Scope::new(args.netns_subnet)?;
+    if !scope.allows(args.bind_ip) {
+        return Err(format!(
+            "--bind-ip {}: not allowed here: {}",
+            args.bind_ip,
+            scope.describe()
+        ));
+    }
+    let api = Api::new(&args.api, scope)?;
     let health = api.request("GET", "/healthz", None)?;
     if health.0 != 200 {
         return Err(format!("GET /healthz: HTTP {}", health.0));
@@ -203,7 +380,7 @@ fn run(args: &Args) -> Result<()> {
     if pid.is_none() {
         eprintln!("loadgen: no earshotd process found (use --pid); appliance CPU is not reported");
     }
-    let sockets = Arc::new(Sockets::open()?);
+    let sockets = Arc::new(Sockets::open(args.bind_ip)?);
     let loads: Vec<u32> = match (args.calls, args.ramp) {
         (Some(n), _) => vec![n],
         (None, Some(r)) => (r.start..=r.max).step_by(r.step as usize).collect(),
@@ -211,6 +388,7 @@ fn run(args: &Args) -> Result<()> {
     };
     let mut fleet = Fleet {
         api: &api,
+        scope,
         calls: Vec::new(),
         streams: Vec::new(),
     };
@@ -315,7 +493,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(url: &str) -> Result<Api> {
+    fn new(url: &str, scope: Scope) -> Result<Api> {
         let hostport = url
             .strip_prefix("http://")
             .ok_or("--api must start with http://")?
@@ -329,14 +507,20 @@ impl Api {
                 .parse()
                 .map_err(|_| format!("--api: {hostport} is not ip:port"))?,
         };
-        if !addr.ip().is_loopback() {
+        let allowed = match addr.ip() {
+            IpAddr::V4(ip) => scope.allows(ip),
+            IpAddr::V6(ip) => ip.is_loopback(),
+        };
+        if !allowed {
             return Err(format!(
-                "--api {addr}: only a loopback appliance may be loaded"
+                "--api {addr}: refusing to load an appliance there: {}",
+                scope.describe()
             ));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            // Loopback only: an HTTP_PROXY in the environment must not capture it.
+            // Loopback or our own namespaces: an HTTP_PROXY in the environment must not
+            // capture it.
             .proxy(None)
             .timeout_global(Some(HTTP_TIMEOUT))
             .build()
@@ -399,17 +583,19 @@ impl Api {
     }
 }
 
-/// A leg's local address from a call or supervision object; refused unless IPv4 loopback (the
-/// only place this tool sends media).
-fn local_addr(leg: &Value) -> Result<SocketAddrV4> {
+/// A leg's local address from a call or supervision object; refused unless `scope` allows it
+/// (IPv4 loopback, or an address of `--netns-subnet` inside our own namespaces: the only places
+/// this tool sends media).
+fn local_addr(leg: &Value, scope: Scope) -> Result<SocketAddrV4> {
     let s = leg
         .get("local")
         .and_then(Value::as_str)
         .ok_or("no leg.local in the answer")?;
     match s.parse::<SocketAddr>() {
-        Ok(SocketAddr::V4(a)) if a.ip().is_loopback() && a.port() != 0 => Ok(a),
+        Ok(SocketAddr::V4(a)) if scope.allows(*a.ip()) && a.port() != 0 => Ok(a),
         _ => Err(format!(
-            "leg address {s} is not an IPv4 loopback address: refusing to send there"
+            "leg address {s}: refusing to send there: {}",
+            scope.describe()
         )),
     }
 }
@@ -428,19 +614,16 @@ struct Sockets {
 }
 
 impl Sockets {
-    fn open() -> Result<Sockets> {
+    fn open(ip: Ipv4Addr) -> Result<Sockets> {
         let open = || -> io::Result<UdpSocket> {
-            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))?;
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
             mmsg::set_buffer_sizes(&s, SOCKET_BUFFER_BYTES);
             mmsg::enable_rx_timestamps(&s)?;
             s.set_read_timeout(Some(RECV_TIMEOUT))?;
             Ok(s)
         };
-        let by_role = [open(), open(), open()];
-        let [Ok(a), Ok(b), Ok(c)] = by_role else {
-            return Err("cannot open the local UDP sockets".into());
-        };
-        let by_role = [a, b, c];
+        let by_role = (|| Ok::<_, io::Error>([open()?, open()?, open()?]))()
+            .map_err(|e| format!("cannot open the local UDP sockets on {ip}: {e}"))?;
         let tx_stamped = by_role
             .iter()
             .all(|s| mmsg::enable_tx_timestamps(s).is_ok());
@@ -482,6 +665,7 @@ struct Stream {
 
 struct Fleet<'a> {
     api: &'a Api,
+    scope: Scope,
     calls: Vec<String>,
     streams: Vec<Stream>,
 }
@@ -499,8 +683,9 @@ impl Fleet<'_> {
                 .ok_or("no call id")?
                 .to_owned();
             self.calls.push(id.clone());
-            let customer = local_addr(call.pointer("/legs/customer").unwrap_or(&Value::Null))?;
-            let agent = local_addr(call.pointer("/legs/agent").unwrap_or(&Value::Null))?;
+            let leg_of = |path| call.pointer(path).unwrap_or(&Value::Null);
+            let customer = local_addr(leg_of("/legs/customer"), self.scope)?;
+            let agent = local_addr(leg_of("/legs/agent"), self.scope)?;
             let mut legs = vec![(Role::Customer, customer), (Role::Agent, agent)];
             if mode.supervised() {
                 let body = json!({"supervisor": leg(Role::Supervisor), "beep": false});
@@ -516,7 +701,7 @@ impl Fleet<'_> {
                     .ok_or("no supervision id")?;
                 legs.push((
                     Role::Supervisor,
-                    local_addr(sup.get("leg").unwrap_or(&Value::Null))?,
+                    local_addr(sup.get("leg").unwrap_or(&Value::Null), self.scope)?,
                 ));
                 if mode != LoadMode::Listen {
                     let body = json!({"mode": mode.as_str()});
@@ -763,10 +948,36 @@ struct ReceiverReport {
     user_timestamps: u64,
 }
 
+/// Which of our streams an appliance output is: its source address is the leg's local address.
+struct Sources {
+    /// By source port: the stream's index + 1 (0: none).
+    by_port: Vec<u32>,
+    /// By stream: the leg's local address.
+    ip: Vec<Ipv4Addr>,
+}
+
+impl Sources {
+    fn new(streams: &[Stream]) -> Sources {
+        let mut by_port = vec![0u32; 1 << 16];
+        for (i, s) in streams.iter().enumerate() {
+            by_port[s.local.port() as usize] = i as u32 + 1;
+        }
+        Sources {
+            by_port,
+            ip: streams.iter().map(|s| *s.local.ip()).collect(),
+        }
+    }
+
+    fn stream_of(&self, src: SocketAddrV4) -> Option<usize> {
+        let i = (self.by_port[src.port() as usize] as usize).checked_sub(1)?;
+        (self.ip[i] == *src.ip()).then_some(i)
+    }
+}
+
 /// Receives on one role's socket until `stop`, recording in-window arrivals per stream.
 fn recv_loop(
     socket: &UdpSocket,
-    port_to_stream: &[u32],
+    sources: &Sources,
     relayed: &[bool],
     window: Window,
     stop: &AtomicBool,
@@ -807,16 +1018,13 @@ fn recv_loop(
         let user_now = realtime_ns();
         for i in 0..batch.len() {
             let (src, data) = batch.datagram(i);
-            let idx = port_to_stream[src.port() as usize];
-            if idx == 0
-                || !src.ip().is_loopback()
-                || data.len() < RTP_HEADER_LEN
-                || data[0] >> 6 != 2
-            {
+            let Some(idx) = sources
+                .stream_of(src)
+                .filter(|_| data.len() >= RTP_HEADER_LEN && data[0] >> 6 == 2)
+            else {
                 report.unknown_source += 1;
                 continue;
-            }
-            let idx = idx as usize - 1;
+            };
             let at = batch.kernel_ns(i).unwrap_or_else(|| {
                 report.user_timestamps += 1;
                 user_now
@@ -932,11 +1140,7 @@ fn run_load(
     pid: Option<u32>,
 ) -> Result<LoadResult> {
     let mut streams = fleet.streams.clone();
-    let mut port_to_stream = vec![0u32; 1 << 16];
-    for (i, s) in streams.iter().enumerate() {
-        port_to_stream[s.local.port() as usize] = i as u32 + 1;
-    }
-    let port_to_stream = Arc::new(port_to_stream);
+    let sources = Arc::new(Sources::new(&streams));
     let relayed: Arc<Vec<bool>> = Arc::new(
         streams
             .iter()
@@ -967,7 +1171,7 @@ fn run_load(
         .map(|&role| {
             let (sockets, map, relayed, stop) = (
                 sockets.clone(),
-                port_to_stream.clone(),
+                sources.clone(),
                 relayed.clone(),
                 stop.clone(),
             );
@@ -1006,12 +1210,20 @@ fn run_load(
     };
 
     let appliance_ports: Vec<u16> = fleet.streams.iter().map(|s| s.local.port()).collect();
+    let mut appliance_ips: Vec<Ipv4Addr> = fleet.streams.iter().map(|s| *s.local.ip()).collect();
+    appliance_ips.sort_unstable();
+    appliance_ips.dedup();
     let loadgen_ports = sockets.ports();
+    let udp = UdpTables {
+        pid,
+        appliance_ips: &appliance_ips,
+        own_ip: args.bind_ip,
+    };
     sleep_until(window_start);
-    let snap0 = Snapshot::take(pid, fleet.api);
+    let snap0 = Snapshot::take(pid, fleet.api, &udp);
     let t0 = Instant::now();
     sleep_until(window_end);
-    let snap1 = Snapshot::take(pid, fleet.api);
+    let snap1 = Snapshot::take(pid, fleet.api, &udp);
     let measured = t0.elapsed().as_secs_f64();
     sleep_until(window_end + SEND_TAIL + RECV_TAIL);
     stop.store(true, Ordering::Relaxed);
@@ -1170,8 +1382,9 @@ fn run_load(
         drops.sort();
         r.engine_drops = drops;
     }
-    if let (Some(d0), Some(d1)) = (snap0.udp_drops, snap1.udp_drops) {
-        let delta = |ports: &[u16]| {
+    let delta = |d0: &Option<HashMap<u16, u64>>, d1: &Option<HashMap<u16, u64>>, ports: &[u16]| {
+        let (d0, d1) = (d0.as_ref()?, d1.as_ref()?);
+        Some(
             ports
                 .iter()
                 .map(|p| {
@@ -1179,11 +1392,15 @@ fn run_load(
                         .unwrap_or(&0)
                         .saturating_sub(*d0.get(p).unwrap_or(&0))
                 })
-                .sum()
-        };
-        r.appliance_socket_drops = Some(delta(&appliance_ports));
-        r.loadgen_socket_drops = Some(delta(&loadgen_ports));
-    }
+                .sum(),
+        )
+    };
+    r.appliance_socket_drops = delta(
+        &snap0.appliance_udp_drops,
+        &snap1.appliance_udp_drops,
+        &appliance_ports,
+    );
+    r.loadgen_socket_drops = delta(&snap0.own_udp_drops, &snap1.own_udp_drops, &loadgen_ports);
     // Our streams' sequence numbers and timestamps carry on into the next load.
     fleet.streams = sent_streams;
     Ok(r)
@@ -1198,12 +1415,27 @@ struct Snapshot {
     /// Every process's CPU ticks, by pid.
     all_ticks: HashMap<u32, u64>,
     loadavg: Option<f64>,
-    udp_drops: Option<HashMap<u16, u64>>,
+    /// Receive drops of the appliance's sockets and of ours, by local port.
+    appliance_udp_drops: Option<HashMap<u16, u64>>,
+    own_udp_drops: Option<HashMap<u16, u64>>,
     metrics: Option<HashMap<String, f64>>,
 }
 
+/// Where to read the sockets' receive drops: each side's UDP table is that of its own network
+/// namespace, `/proc/<pid>/net/udp` for the appliance's (`/proc/self/net/udp` without a pid, as
+/// when both run in one namespace) and `/proc/self/net/udp` for ours.
+struct UdpTables<'a> {
+    pid: Option<u32>,
+    appliance_ips: &'a [Ipv4Addr],
+    own_ip: Ipv4Addr,
+}
+
 impl Snapshot {
-    fn take(pid: Option<u32>, api: &Api) -> Snapshot {
+    fn take(pid: Option<u32>, api: &Api, udp: &UdpTables<'_>) -> Snapshot {
+        let appliance_table = udp.pid.map_or_else(
+            || "/proc/self/net/udp".to_owned(),
+            |p| format!("/proc/{p}/net/udp"),
+        );
         Snapshot {
             appliance_ticks: pid.and_then(cpu_ticks),
             self_ticks: cpu_ticks(std::process::id()),
@@ -1215,7 +1447,8 @@ impl Snapshot {
             loadavg: std::fs::read_to_string("/proc/loadavg")
                 .ok()
                 .and_then(|l| l.split_whitespace().next()?.parse().ok()),
-            udp_drops: udp_drops(),
+            appliance_udp_drops: udp_drops(&appliance_table, udp.appliance_ips),
+            own_udp_drops: udp_drops("/proc/self/net/udp", &[udp.own_ip]),
             metrics: api.metrics(),
         }
     }
@@ -1274,10 +1507,16 @@ fn find_pid(name: &str) -> Result<Option<u32>> {
     }
 }
 
-/// Per local port on 127.0.0.1 (and the wildcard), the socket's receive drops (the last column of
-/// `/proc/net/udp`).
-fn udp_drops() -> Option<HashMap<u16, u64>> {
-    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+/// Per local port on one of `ips` (or the wildcard), the socket's receive drops (the last column
+/// of `table`, a `/proc/…/net/udp`).
+fn udp_drops(table: &str, ips: &[Ipv4Addr]) -> Option<HashMap<u16, u64>> {
+    let text = std::fs::read_to_string(table).ok()?;
+    // The table writes an address as the hex of its 32 bits in memory order.
+    let hex: Vec<String> = ips
+        .iter()
+        .chain([&Ipv4Addr::UNSPECIFIED])
+        .map(|ip| format!("{:08X}", u32::from_ne_bytes(ip.octets())))
+        .collect();
     let mut drops = HashMap::new();
     for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -1287,7 +1526,7 @@ fn udp_drops() -> Option<HashMap<u16, u64>> {
         let Some((ip, port)) = local.split_once(':') else {
             continue;
         };
-        if ip != "0100007F" && ip != "00000000" {
+        if !hex.iter().any(|h| h == ip) {
             continue;
         }
         let (Ok(port), Ok(d)) = (u16::from_str_radix(port, 16), last.parse::<u64>()) else {
@@ -1441,5 +1680,62 @@ impl LoadResult {
             "latency_samples_capped": self.samples_capped,
             "latency_tx_stamps_missing": self.tx_stamp_missing,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_must_be_private_and_clean() {
+        let s = parse_subnet("10.99.0.0/24").unwrap();
+        assert!(s.holds_host(Ipv4Addr::new(10, 99, 0, 1)));
+        assert!(s.holds_host(Ipv4Addr::new(10, 99, 0, 254)));
+        assert!(
+            !s.holds_host(Ipv4Addr::new(10, 99, 0, 0)),
+            "network address"
+        );
+        assert!(!s.holds_host(Ipv4Addr::new(10, 99, 0, 255)), "broadcast");
+        assert!(!s.holds_host(Ipv4Addr::new(10, 99, 1, 1)));
+        assert!(parse_subnet("192.168.7.0/24").is_ok());
+        assert!(parse_subnet("172.20.0.0/16").is_ok());
+        for bad in [
+            "8.8.8.0/24",
+            "172.32.0.0/16",
+            "10.0.0.0/7",
+            "0.0.0.0/8",
+            "10.99.0.1/24",
+            "10.99.0.0/31",
+            "10.99.0.0",
+            "10.99.0.0/x",
+        ] {
+            assert!(parse_subnet(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn without_a_subnet_only_loopback_is_allowed() {
+        let scope = Scope::new(None).unwrap();
+        assert!(scope.allows(Ipv4Addr::LOCALHOST));
+        assert!(scope.allows(Ipv4Addr::new(127, 0, 0, 5)));
+        assert!(!scope.allows(Ipv4Addr::new(10, 99, 0, 1)));
+        assert!(Api::new("http://10.99.0.1:18080", scope).is_err());
+        assert!(Api::new("http://[::1]:18080", scope).is_ok());
+        assert!(Api::new("http://127.0.0.1:18080", scope).is_ok());
+    }
+
+    #[test]
+    fn a_subnet_is_refused_in_the_initial_namespace() {
+        let subnet = parse_subnet("10.99.0.0/24").unwrap();
+        match in_initial_netns() {
+            // Tests normally run in the machine's own namespace: the range must be refused.
+            Ok(true) | Err(_) => assert!(Scope::new(Some(subnet)).is_err()),
+            Ok(false) => {
+                let scope = Scope::new(Some(subnet)).unwrap();
+                assert!(scope.allows(Ipv4Addr::new(10, 99, 0, 1)));
+                assert!(!scope.allows(Ipv4Addr::new(10, 98, 0, 1)));
+            }
+        }
     }
 }
