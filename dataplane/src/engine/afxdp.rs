@@ -51,6 +51,8 @@ const RING: u32 = 2048;
 const MAX_KICKS: usize = 64;
 /// Handovers in flight from one worker to another.
 pub const HANDOVER_CAPACITY: usize = 512;
+/// How often, at most, a missing neighbour makes us read the kernel's table again.
+const NEIGHBOUR_REFRESH: std::time::Duration = std::time::Duration::from_millis(200);
 /// Peers whose link-layer address is remembered.
 const NEIGHBOURS: usize = 4096;
 
@@ -247,13 +249,22 @@ impl Neighbours {
         }
         let stale = self
             .last_dump
-            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            .is_none_or(|t| t.elapsed() >= NEIGHBOUR_REFRESH);
         if stale {
             self.last_dump = Some(std::time::Instant::now());
             if let Ok(entries) = netlink::neighbours(self.ifindex) {
                 for (ip, mac) in entries {
                     self.learn(ip, mac);
                 }
+            }
+            if !self.macs.contains_key(&ip)
+                && !(ip.is_loopback() || ip.is_multicast() || ip.is_unspecified())
+            {
+                // Neither we nor the kernel know this peer yet (we must send before it has
+                // sent anything): have the kernel resolve it (ARP / neighbour discovery); a
+                // later lookup finds the entry. Until then this destination's packets are
+                // dropped and counted (`no_next_hop`).
+                let _ = netlink::resolve(self.ifindex, ip);
             }
         }
         self.macs.get(&ip).copied()
@@ -1053,6 +1064,53 @@ mod netlink {
                 return Ok(out);
             }
         }
+    }
+
+    /// Asks the kernel to resolve `ip` on `ifindex` (RTM_NEWNEIGH with NTF_USE, as `ip neigh
+    /// replace IP dev DEV use` does): it sends ARP or a neighbour solicitation and fills its
+    /// table. Fire and forget: the answer is not awaited.
+    pub fn resolve(ifindex: u32, ip: IpAddr) -> io::Result<()> {
+        const RTM_NEWNEIGH_REQ: u16 = 28;
+        const NTF_USE: u8 = 0x01;
+        const NUD_PERMANENT: u16 = 0x80;
+        let (family, addr): (u8, &[u8]) = match &ip {
+            IpAddr::V4(v4) => (libc::AF_INET as u8, &v4.octets()[..]),
+            IpAddr::V6(v6) => (libc::AF_INET6 as u8, &v6.octets()[..]),
+        };
+        let attr_len = 4 + addr.len();
+        let total = NLMSG_HDRLEN + NDMSG_LEN + attr_len.next_multiple_of(4);
+        let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN + 20];
+        req[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+        req[4..6].copy_from_slice(&RTM_NEWNEIGH_REQ.to_ne_bytes());
+        let flags = (libc::NLM_F_REQUEST | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+        req[6..8].copy_from_slice(&flags.to_ne_bytes());
+        let nd = &mut req[NLMSG_HDRLEN..NLMSG_HDRLEN + NDMSG_LEN];
+        nd[0] = family;
+        nd[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        nd[8..10].copy_from_slice(&NUD_PERMANENT.to_ne_bytes()); // ignored with NTF_USE
+        nd[10] = NTF_USE;
+        let at = NLMSG_HDRLEN + NDMSG_LEN;
+        req[at..at + 2].copy_from_slice(&(attr_len as u16).to_ne_bytes());
+        req[at + 2..at + 4].copy_from_slice(&NDA_DST.to_ne_bytes());
+        req[at + 4..at + 4 + addr.len()].copy_from_slice(addr);
+        // SAFETY: plain socket(2) call; the result is checked and owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by no one else.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sends `total` bytes of the live request buffer on our socket.
+        if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), total, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn parse_neigh(body: &[u8], ifindex: u32) -> Option<(IpAddr, [u8; 6])> {
