@@ -257,9 +257,8 @@ impl Neighbours {
                     self.learn(ip, mac);
                 }
             }
-            if !self.macs.contains_key(&ip)
-                && !(ip.is_loopback() || ip.is_multicast() || ip.is_unspecified())
-            {
+            let routable = !ip.is_loopback() && !ip.is_multicast() && !ip.is_unspecified();
+            if routable && !self.macs.contains_key(&ip) {
                 // Neither we nor the kernel know this peer yet (we must send before it has
                 // sent anything): have the kernel resolve it (ARP / neighbour discovery); a
                 // later lookup finds the entry. Until then this destination's packets are
