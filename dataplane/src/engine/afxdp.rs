@@ -1007,9 +1007,9 @@ mod netlink {
     /// Neighbour states worth using: NUD_INCOMPLETE (1) and NUD_FAILED (32) are not.
     const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x80;
 
-    /// Every usable (IP, MAC) entry of the kernel's neighbour table on `ifindex`.
-    pub fn neighbours(ifindex: u32) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
-        // SAFETY: plain socket(2) call; the result is checked and owned below.
+    /// A netlink route socket (rtnetlink(7)).
+    fn route_socket() -> io::Result<OwnedFd> {
+        // SAFETY: plain socket(2) call; the result is checked before it is owned.
         let fd = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
@@ -1021,17 +1021,28 @@ mod netlink {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor owned by no one else.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+
+    /// Sends one netlink request.
+    fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
+        // SAFETY: sends the live request buffer, of its own length, on our socket.
+        if unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Every usable (IP, MAC) entry of the kernel's neighbour table on `ifindex`.
+    pub fn neighbours(ifindex: u32) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
+        let fd = route_socket()?;
         let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
         req[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
         req[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
         req[6..8].copy_from_slice(&flags.to_ne_bytes());
         req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        // SAFETY: sends the live request buffer of the given length on our socket.
-        if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        send(&fd, &req)?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -1092,23 +1103,8 @@ mod netlink {
         req[at..at + 2].copy_from_slice(&(attr_len as u16).to_ne_bytes());
         req[at + 2..at + 4].copy_from_slice(&NDA_DST.to_ne_bytes());
         req[at + 4..at + 4 + addr.len()].copy_from_slice(addr);
-        // SAFETY: plain socket(2) call; the result is checked and owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor owned by no one else.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // SAFETY: sends `total` bytes of the live request buffer on our socket.
-        if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), total, 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = route_socket()?;
+        send(&fd, &req[..total])?;
         Ok(())
     }
 
