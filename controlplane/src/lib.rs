@@ -8,16 +8,23 @@
 //! - [`error`]: the one HTTP error type.
 //! - [`metrics`]: the control plane's gauges in a per-daemon registry.
 //! - [`daemon`]: [`daemon::spawn`] runs a whole daemon in-process.
+//! - [`agents`], [`groups`]: the contact-center rules (SPEC §3) as pure state machines.
+//! - [`lifecycle`]: a supervision session's lifecycle and its alerts (SPEC §2), sans-IO.
+//! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
 
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod error;
+pub mod groups;
+pub mod lifecycle;
 pub mod metrics;
 pub mod state;
+pub mod store;
 
 pub use api::app;
 pub use config::Config;
