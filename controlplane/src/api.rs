@@ -39,10 +39,34 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // After routing, so the route template is known (MatchedPath).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            track_request,
+        ))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
         .with_state(state)
+}
+
+/// Counts each request and its latency by route template.
+async fn track_request(
+    State(state): State<AppState>,
+    matched: axum::extract::MatchedPath,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.metrics().api_request(
+        matched.as_str(),
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 // ---- extractors ----

@@ -3,7 +3,10 @@
 //! several daemons can run in one test process.
 
 use dataplane::media::matrix::Mode;
-use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -12,6 +15,10 @@ pub struct Metrics {
     calls: IntGauge,
     /// `earshot_supervisions{mode}`: active supervisions per mode; all five modes always present.
     supervisions: IntGaugeVec,
+    /// `earshot_api_requests_total{route,method,status}`: by route template (bounded labels).
+    api_requests: IntCounterVec,
+    /// `earshot_api_request_duration_seconds{route,method}`.
+    api_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -21,8 +28,27 @@ impl Metrics {
             Opts::new("earshot_supervisions", "Active supervisions, per mode."),
             &["mode"],
         )?;
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "earshot_api_requests_total",
+                "HTTP API requests, by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let api_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "earshot_api_request_duration_seconds",
+                "HTTP API request latency, by route template and method.",
+            )
+            .buckets(vec![
+                1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5, 1.0,
+            ]),
+            &["route", "method"],
+        )?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(supervisions.clone()))?;
+        registry.register(Box::new(api_requests.clone()))?;
+        registry.register(Box::new(api_duration.clone()))?;
         for mode in Mode::ALL {
             supervisions.with_label_values(&[mode.as_str()]).set(0);
         }
@@ -30,6 +56,8 @@ impl Metrics {
             registry: registry.clone(),
             calls,
             supervisions,
+            api_requests,
+            api_duration,
         })
     }
 
@@ -56,6 +84,18 @@ impl Metrics {
     pub(crate) fn mode_changed(&self, from: Mode, to: Mode) {
         self.supervision_ended(from);
         self.supervision_started(to);
+    }
+
+    /// Records one API request. `route` is the route template (e.g. `/v1/calls/{call}`), never
+    /// the path itself, so labels stay bounded and carry no call ids (SPEC §4).
+    pub(crate) fn api_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        self.api_requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+        self.api_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
     }
 
     /// The current values, for tests: (`earshot_calls`, `earshot_supervisions` per mode in

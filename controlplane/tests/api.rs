@@ -1004,3 +1004,33 @@ async fn health_and_metrics() {
         "no ids as labels"
     );
 }
+
+#[tokio::test]
+async fn api_requests_are_counted_by_route_template_without_ids() {
+    let h = Harness::slot(40);
+    let call = h.new_call().await;
+    h.get(&format!("/v1/calls/{call}")).await;
+    h.get("/v1/calls/c_0000000000000000").await;
+    let text = h.metrics_text().await;
+    let line = |route: &str, method: &str, status: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("earshot_api_requests_total{")
+                    && l.contains(&format!("route=\"{route}\""))
+                    && l.contains(&format!("method=\"{method}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        line("/v1/calls", "POST", "201").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(line("/v1/calls/{call}", "GET", "200").as_deref(), Some("1"));
+    assert_eq!(line("/v1/calls/{call}", "GET", "404").as_deref(), Some("1"));
+    assert!(text.contains(
+        "earshot_api_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/calls/{call}\""
+    ));
+    assert!(!text.contains(&call), "no call id in /metrics (SPEC §4)");
+}
