@@ -1,1 +1,354 @@
-//! (being written)
+//! Durable state: the repository the control plane reads and writes, and its SQLite backend.
+//!
+//! # Shape
+//!
+//! - [`Reads`]: every query. [`Writes`]: every mutation (and, as a supertrait, every query).
+//!   Both speak only the plain records of [`records`]; no backend type crosses them.
+//! - [`Store`]: a backend. It runs a closure inside one transaction and hands it a
+//!   `&mut dyn Writes` (or a `&dyn Reads` for a read snapshot); the transaction commits iff the
+//!   closure returns `Ok`. `Store` is dyn-compatible, so the daemon can hold an
+//!   `Arc<dyn Store>` and pick SQLite or (later) PostgreSQL from its configuration.
+//! - [`StoreExt`]: the generic conveniences on every `Store` (`write`, `read`, the restart
+//!   recovery).
+//! - [`SqliteStore`]: the embedded default (SPEC §5: `earshot.db` in the working directory).
+//!
+//! ```ignore
+//! let id = store.write(|w| {
+//!     let id = w.append_audit(&audit)?;   // audit before media flows (SPEC §4)…
+//!     w.update_supervision(&session)?;    // …and the state change, atomically
+//!     Ok(id)
+//! })?;                                    // returned: committed and durable
+//! ```
+//!
+//! # Durability
+//!
+//! A `write` returns only after its commit is durable (SQLite: WAL with `synchronous=FULL`):
+//! "acknowledged" means "survives `kill -9` and power loss" (SPEC §7).
+//!
+//! # Blocking
+//!
+//! The API is blocking; async callers go through `spawn_blocking` or a dedicated thread. A
+//! closure must not call back into the same store (that is a nested transaction: the SQLite
+//! backend answers it with an error rather than deadlocking).
+
+pub mod records;
+mod sqlite;
+
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// Most rows one page of a log (`events_after`, `audit_after`, …) or a `recent_*` list returns;
+/// a larger `limit` is clamped to it.
+pub const PAGE_LIMIT_MAX: u32 = 1000;
+
+/// The end reason and alert text [`StoreExt::recover_after_restart`] gives sessions that were
+/// live when the process died.
+pub const RESTART_REASON: &str = "restart";
+
+/// What went wrong, mapped once from the backend's errors (STYLE.md 7). Messages name the
+/// operation (`context`) so a log line alone says what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row to update or delete does not exist, or a row it refers to does not (a foreign
+    /// key: an unknown user, group, call, event or webhook).
+    #[error("{context}: not found: {detail}")]
+    NotFound { context: String, detail: String },
+    /// A unique key is taken (an id, a group name, a token hash, an unrevoked grant, …).
+    #[error("{context}: conflict: {detail}")]
+    Conflict { context: String, detail: String },
+    /// A value the schema refuses (a `CHECK`, `NOT NULL`, or the append-only rule of the logs):
+    /// a bug in the caller, since records are typed.
+    #[error("{context}: refused by the schema: {detail}")]
+    Invalid { context: String, detail: String },
+    /// The database's schema cannot be used by this binary (newer, unknown, or a migration
+    /// failed).
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// The file is not a database, is damaged, or holds a value that does not parse.
+    #[error("{context}: corrupt data: {detail}")]
+    Corrupt { context: String, detail: String },
+    /// Anything else from the backend (I/O, locking, out of memory), with the operation.
+    #[error("{context}: {cause}")]
+    Backend {
+        context: String,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+type Result<T> = core::result::Result<T, StoreError>;
+
+/// Every query. Each call sees the snapshot of the transaction it runs in.
+pub trait Reads {
+    // Tokens and users (SPEC §4).
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>>;
+    /// Revoked tokens too: check [`TokenRecord::is_active`].
+    fn token_by_hash(&self, token_hash: &TokenHash) -> Result<Option<TokenRecord>>;
+    fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    fn user(&self, id: &str) -> Result<Option<UserRecord>>;
+    fn users(&self) -> Result<Vec<UserRecord>>;
+    fn supervisor_settings(&self, user_id: &str) -> Result<Option<SupervisorSettings>>;
+
+    // Groups (SPEC §3).
+    fn group(&self, id: &str) -> Result<Option<GroupRecord>>;
+    fn groups(&self) -> Result<Vec<GroupRecord>>;
+    fn group_supervisors(&self, group_id: &str) -> Result<Vec<GroupSupervisor>>;
+    fn group_members(&self, group_id: &str) -> Result<Vec<GroupMember>>;
+    /// The groups `user_id` supervises, with the rights in each.
+    fn supervised_groups(&self, user_id: &str) -> Result<Vec<GroupSupervisor>>;
+    /// The groups `user_id` is a member of.
+    fn memberships(&self, user_id: &str) -> Result<Vec<GroupMember>>;
+
+    // Agents, grants, subscriptions.
+    fn agent(&self, user_id: &str) -> Result<Option<AgentRecord>>;
+    fn agents(&self) -> Result<Vec<AgentRecord>>;
+    fn grant(&self, id: GrantId) -> Result<Option<GrantRecord>>;
+    /// The unrevoked grant of `supervisor_id` over `agent_id`, if any.
+    fn active_grant(&self, supervisor_id: &str, agent_id: &str) -> Result<Option<GrantRecord>>;
+    /// All grants, revoked ones included, oldest first.
+    fn grants(&self) -> Result<Vec<GrantRecord>>;
+    fn subscriptions_of(&self, supervisor_id: &str) -> Result<Vec<Subscription>>;
+    fn subscribers_of(&self, agent_id: &str) -> Result<Vec<Subscription>>;
+
+    // Calls and supervisions (SPEC §2).
+    fn call(&self, id: &str) -> Result<Option<CallRecord>>;
+    fn call_by_external_id(&self, external_id: &str) -> Result<Option<CallRecord>>;
+    /// Calls not ended (bounded by the appliance's capacity).
+    fn open_calls(&self) -> Result<Vec<CallRecord>>;
+    /// The newest calls first, at most `limit` (clamped to [`PAGE_LIMIT_MAX`]).
+    fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>>;
+    fn supervision(&self, id: &str) -> Result<Option<SupervisionRecord>>;
+    /// Supervisions not in a terminal state (`requested`, `active`).
+    fn open_sessions(&self) -> Result<Vec<SupervisionRecord>>;
+    fn supervisions_of_call(&self, call_id: &str) -> Result<Vec<SupervisionRecord>>;
+    /// The newest supervisions first, at most `limit` (clamped to [`PAGE_LIMIT_MAX`]).
+    fn recent_supervisions(&self, limit: u32) -> Result<Vec<SupervisionRecord>>;
+
+    // Logs: pages in id order, after an id ([`AlertId::ZERO`] … for the start).
+    fn alerts_after(&self, after: AlertId, limit: u32) -> Result<Vec<AlertRecord>>;
+    fn alerts_of_supervision(&self, supervision_id: &str) -> Result<Vec<AlertRecord>>;
+    fn audit_after(&self, after: AuditId, limit: u32) -> Result<Vec<AuditRecord>>;
+    fn audit_of_supervision(&self, supervision_id: &str) -> Result<Vec<AuditRecord>>;
+    /// The SSE resume: the events with id > `after` (the client's `Last-Event-ID`), in order.
+    fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>>;
+    fn last_event_id(&self) -> Result<Option<EventId>>;
+
+    // Webhooks.
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>>;
+    fn webhooks(&self) -> Result<Vec<WebhookRecord>>;
+    fn delivery(&self, event_id: EventId, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
+    /// Unfinished deliveries whose next attempt is at or before `now`, soonest first.
+    fn due_deliveries(&self, now: UnixMs, limit: u32) -> Result<Vec<DeliveryRecord>>;
+}
+
+/// Every mutation. `create_*` answers [`StoreError::Conflict`] when the key is taken;
+/// `update_*`, `delete_*`, `remove_*`, `revoke_*` answer [`StoreError::NotFound`] when the row
+/// is missing; a reference to a missing row is [`StoreError::NotFound`] too.
+pub trait Writes: Reads {
+    /// The hash must be unique.
+    fn create_token(&mut self, token: &TokenRecord) -> Result<()>;
+    /// Idempotent: a token already revoked keeps its first `revoked_at`.
+    fn revoke_token(&mut self, id: &str, at: UnixMs) -> Result<()>;
+
+    fn create_user(&mut self, user: &UserRecord) -> Result<()>;
+    /// Replaces the display name, phone number and roles.
+    fn update_user(&mut self, user: &UserRecord) -> Result<()>;
+    /// Also removes the user's tokens, settings, rights, memberships, agent record, grants and
+    /// subscriptions. Logs (audit, alerts, events) keep naming the user.
+    fn delete_user(&mut self, id: &str) -> Result<()>;
+    /// Creates or replaces.
+    fn set_supervisor_settings(&mut self, settings: &SupervisorSettings) -> Result<()>;
+
+    fn create_group(&mut self, group: &GroupRecord) -> Result<()>;
+    /// Replaces every field but `id` and `created_at`.
+    fn update_group(&mut self, group: &GroupRecord) -> Result<()>;
+    /// Also removes its supervisors and members.
+    fn delete_group(&mut self, id: &str) -> Result<()>;
+    /// Creates or replaces the rights of a supervisor in a group.
+    fn set_group_supervisor(&mut self, supervisor: &GroupSupervisor) -> Result<()>;
+    fn remove_group_supervisor(&mut self, group_id: &str, user_id: &str) -> Result<()>;
+    fn add_group_member(&mut self, member: &GroupMember) -> Result<()>;
+    /// Replaces `can_leave` and `logged_in`.
+    fn update_group_member(&mut self, member: &GroupMember) -> Result<()>;
+    fn remove_group_member(&mut self, group_id: &str, user_id: &str) -> Result<()>;
+
+    /// The user must exist.
+    fn create_agent(&mut self, agent: &AgentRecord) -> Result<()>;
+    fn update_agent(&mut self, agent: &AgentRecord) -> Result<()>;
+    fn delete_agent(&mut self, user_id: &str) -> Result<()>;
+
+    /// Conflict when an unrevoked grant for the pair exists.
+    fn create_grant(&mut self, grant: &NewGrant) -> Result<GrantId>;
+    /// Idempotent: a grant already revoked keeps its first `revoked_at`.
+    fn revoke_grant(&mut self, id: GrantId, at: UnixMs) -> Result<()>;
+    fn subscribe(&mut self, subscription: &Subscription) -> Result<()>;
+    fn unsubscribe(&mut self, supervisor_id: &str, agent_id: &str) -> Result<()>;
+
+    fn create_call(&mut self, call: &CallRecord) -> Result<()>;
+    /// Replaces every field but `id` and `created_at`.
+    fn update_call(&mut self, call: &CallRecord) -> Result<()>;
+    fn create_supervision(&mut self, supervision: &SupervisionRecord) -> Result<()>;
+    /// Replaces every field but `id` and `created_at`.
+    fn update_supervision(&mut self, supervision: &SupervisionRecord) -> Result<()>;
+
+    fn append_alert(&mut self, alert: &NewAlert) -> Result<AlertId>;
+    fn append_audit(&mut self, audit: &NewAudit) -> Result<AuditId>;
+    /// Ids increase strictly in commit order, and are never reused.
+    fn append_event(&mut self, event: &NewEvent) -> Result<EventId>;
+
+    fn create_webhook(&mut self, webhook: &WebhookRecord) -> Result<()>;
+    /// Replaces every field but `id` and `created_at`.
+    fn update_webhook(&mut self, webhook: &WebhookRecord) -> Result<()>;
+    /// Also removes its deliveries.
+    fn delete_webhook(&mut self, id: &str) -> Result<()>;
+    /// Conflict when the (event, webhook) delivery exists.
+    fn enqueue_delivery(&mut self, delivery: &DeliveryRecord) -> Result<()>;
+    fn update_delivery(&mut self, delivery: &DeliveryRecord) -> Result<()>;
+
+    /// SPEC §7: after a crash, sessions that were live are closed, not resumed. Every
+    /// supervision not in a terminal state becomes `aborted` with `reason` at `now`, and gets
+    /// an alert (`aborted`), an audit record (actor `system`) and a `supervision.aborted` event
+    /// visible to its supervisor, its agent and the agent's groups. Atomic with the rest of the
+    /// transaction it runs in. Written once over the other methods, so every backend shares it.
+    fn close_stale_sessions(&mut self, now: UnixMs, reason: &str) -> Result<Vec<ClosedSession>> {
+        let mut closed = Vec::new();
+        for previous in self.open_sessions()? {
+            let mut session = previous.clone();
+            session.state = SupervisionState::Aborted;
+            session.end_reason = Some(reason.to_owned());
+            session.ended_at = Some(now);
+            self.update_supervision(&session)?;
+
+            let alert_id = self.append_alert(&NewAlert {
+                supervision_id: Some(session.id.clone()),
+                kind: "aborted".to_owned(),
+                text: format!("aborted – {reason}"),
+                at: now,
+            })?;
+            let audit_id = self.append_audit(&NewAudit {
+                at: now,
+                actor: "system".to_owned(),
+                action: "supervision.abort".to_owned(),
+                supervision_id: Some(session.id.clone()),
+                call_id: session.call_id.clone(),
+                mode: Some(session.mode),
+                outcome: "aborted".to_owned(),
+                detail: Some(format!("reason {reason}; was {}", previous.state.as_str())),
+            })?;
+            let mut scope = EventScope::default();
+            if let Some(agent_id) = &session.agent_id {
+                scope.groups = self
+                    .memberships(agent_id)?
+                    .into_iter()
+                    .map(|m| m.group_id)
+                    .collect();
+            }
+            scope.users.extend(
+                session
+                    .supervisor_id
+                    .iter()
+                    .chain(&session.agent_id)
+                    .cloned(),
+            );
+            let event_id = self.append_event(&NewEvent {
+                event_type: "supervision.aborted".to_owned(),
+                payload: serde_json::json!({
+                    "supervision_id": session.id,
+                    "call_id": session.call_id,
+                    "supervisor_id": session.supervisor_id,
+                    "agent_id": session.agent_id,
+                    "state": session.state.as_str(),
+                    "previous_state": previous.state.as_str(),
+                    "mode": session.mode.as_str(),
+                    "end_reason": reason,
+                    "alert_id": alert_id.0,
+                }),
+                scope,
+                at: now,
+            })?;
+            closed.push(ClosedSession {
+                supervision: session,
+                previous_state: previous.state,
+                alert_id,
+                audit_id,
+                event_id,
+            });
+        }
+        Ok(closed)
+    }
+
+    /// Ends every call not ended (their media did not survive the process) with a `call.ended`
+    /// event carrying `reason`. Shared by every backend, like [`Writes::close_stale_sessions`].
+    fn end_stale_calls(&mut self, now: UnixMs, reason: &str) -> Result<Vec<CallRecord>> {
+        let mut ended = Vec::new();
+        for mut call in self.open_calls()? {
+            call.state = CallState::Ended;
+            call.ended_at = Some(now);
+            self.update_call(&call)?;
+            self.append_event(&NewEvent {
+                event_type: "call.ended".to_owned(),
+                payload: serde_json::json!({ "call_id": call.id, "reason": reason }),
+                scope: EventScope {
+                    groups: Vec::new(),
+                    users: call.agent_id.iter().cloned().collect(),
+                },
+                at: now,
+            })?;
+            ended.push(call);
+        }
+        Ok(ended)
+    }
+}
+
+/// A backend: runs closures in transactions. Dyn-compatible (`Arc<dyn Store>`); use the
+/// generic forms of [`StoreExt`].
+pub trait Store: Send + Sync {
+    /// Runs `f` in one write transaction: committed (durably) iff `f` returns `Ok`, rolled back
+    /// otherwise, and `f`'s error returned. A backend may run `f` again when the database asks
+    /// for a retry (PostgreSQL serialization failures), hence `FnMut`.
+    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>) -> Result<()>;
+    /// Runs `f` over one consistent read snapshot.
+    fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
+}
+
+/// The generic conveniences, for every [`Store`] (including `dyn Store`).
+pub trait StoreExt: Store {
+    /// [`Store::write_dyn`] returning `f`'s value.
+    fn write<R>(&self, mut f: impl FnMut(&mut dyn Writes) -> Result<R>) -> Result<R> {
+        let mut out = None;
+        self.write_dyn(&mut |w| {
+            out = Some(f(w)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Backend {
+            context: "write".to_owned(),
+            cause: "the backend committed without running the transaction".into(),
+        })
+    }
+
+    /// [`Store::read_dyn`] returning `f`'s value.
+    fn read<R>(&self, mut f: impl FnMut(&dyn Reads) -> Result<R>) -> Result<R> {
+        let mut out = None;
+        self.read_dyn(&mut |r| {
+            out = Some(f(r)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Backend {
+            context: "read".to_owned(),
+            cause: "the backend ended the snapshot without running the query".into(),
+        })
+    }
+
+    /// The start-up step after a crash (SPEC §7), in one transaction: closes every live
+    /// supervision ([`Writes::close_stale_sessions`], reason [`RESTART_REASON`]) and ends every
+    /// open call ([`Writes::end_stale_calls`]).
+    fn recover_after_restart(&self, now: UnixMs) -> Result<Recovery> {
+        self.write(|w| {
+            Ok(Recovery {
+                sessions: w.close_stale_sessions(now, RESTART_REASON)?,
+                calls: w.end_stale_calls(now, RESTART_REASON)?,
+            })
+        })
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}

@@ -1,0 +1,1359 @@
+//! Unit tests of the SQLite store: migrations, every repository method's round trip, the error
+//! mapping, the event log, the restart recovery. In-memory databases unless a file matters.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use dataplane::media::matrix::Mode;
+use serde_json::json;
+
+use super::{MIGRATIONS, Migration, SqliteStore};
+use crate::store::*;
+use std::result::Result;
+
+fn mem() -> SqliteStore {
+    SqliteStore::open_in_memory().expect("in-memory store")
+}
+
+fn user(id: &str, roles: &[Role]) -> UserRecord {
+    UserRecord {
+        id: id.to_owned(),
+        display_name: format!("User {id}"),
+        phone_number: Some("+3312345678".to_owned()),
+        roles: roles.to_vec(),
+    }
+}
+
+fn group(id: &str, name: &str) -> GroupRecord {
+    GroupRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        kind: GroupKind::MutualAid,
+        lock_last_member: true,
+        agent_beep: BeepPolicy::AgentBeep,
+        max_monitors_per_agent: Some(2),
+        created_at: UnixMs(1_000),
+    }
+}
+
+fn call(id: &str) -> CallRecord {
+    CallRecord {
+        id: id.to_owned(),
+        external_id: Some(format!("sip-{id}")),
+        agent_id: Some("agent".to_owned()),
+        state: CallState::Active,
+        flags: CallFlags::default(),
+        web: false,
+        created_at: UnixMs(2_000),
+        ended_at: None,
+    }
+}
+
+fn supervision(id: &str, call_id: &str, state: SupervisionState) -> SupervisionRecord {
+    SupervisionRecord {
+        id: id.to_owned(),
+        call_id: Some(call_id.to_owned()),
+        supervisor_id: Some("sup".to_owned()),
+        agent_id: Some("agent".to_owned()),
+        state,
+        mode: Mode::Whisper,
+        end_reason: state.is_terminal().then(|| "agent_hung_up".to_owned()),
+        scope: SupervisionScope::Call,
+        created_at: UnixMs(3_000),
+        started_at: Some(UnixMs(3_100)),
+        ended_at: state.is_terminal().then_some(UnixMs(3_500)),
+    }
+}
+
+fn audit(action: &str, supervision_id: Option<&str>) -> NewAudit {
+    NewAudit {
+        at: UnixMs(4_000),
+        actor: "user:sup".to_owned(),
+        action: action.to_owned(),
+        supervision_id: supervision_id.map(str::to_owned),
+        call_id: Some("c1".to_owned()),
+        mode: Some(Mode::Listen),
+        outcome: "ok".to_owned(),
+        detail: None,
+    }
+}
+
+fn event(n: u32) -> NewEvent {
+    NewEvent {
+        event_type: "supervision.started".to_owned(),
+        payload: json!({ "n": n }),
+        scope: EventScope {
+            groups: vec!["g1".to_owned()],
+            users: vec!["sup".to_owned()],
+        },
+        at: UnixMs(5_000 + i64::from(n)),
+    }
+}
+
+/// The users, group and call most tests hang records on.
+fn seeded() -> SqliteStore {
+    let store = mem();
+    store
+        .write(|w| {
+            w.create_user(&user("sup", &[Role::Supervisor]))?;
+            w.create_user(&user("agent", &[Role::Agent]))?;
+            w.create_group(&group("g1", "Sales"))?;
+            w.add_group_member(&GroupMember {
+                group_id: "g1".to_owned(),
+                user_id: "agent".to_owned(),
+                can_leave: true,
+                logged_in: true,
+            })?;
+            w.create_call(&call("c1"))
+        })
+        .expect("seed");
+    store
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+}
+
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(matches!(r, Err(StoreError::Invalid { .. })), "{r:?}");
+}
+
+// --- Opening and migrations --------------------------------------------------------------------
+
+#[test]
+fn migrations_apply_once_and_reopening_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        store
+            .write(|w| w.create_group(&group("g1", "Sales")))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        let rows: i64 = {
+            let guard = store.lock().unwrap();
+            guard
+                .conn
+                .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(rows, MIGRATIONS.len() as i64);
+        assert!(store.read(|r| r.group("g1")).unwrap().is_some());
+    }
+}
+
+#[test]
+fn file_database_uses_wal_full_sync_and_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("x.db")).unwrap();
+    let guard = store.lock().unwrap();
+    let pragma = |name: &str| -> String {
+        guard
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| format!("{v:?}"))
+            .unwrap()
+    };
+    assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+    assert_eq!(pragma("synchronous"), "Integer(2)"); // FULL
+    assert_eq!(pragma("foreign_keys"), "Integer(1)");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .raw_execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')")
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("999") && message.contains("newer"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_migration_recorded_under_another_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let other = [Migration {
+        version: 1,
+        name: "something_else",
+        sql: "CREATE TABLE t (x INTEGER)",
+    }];
+    let err = SqliteStore::open_with(&path, &other).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Schema(m) if m.contains("another build")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_failed_migration_rolls_back_the_whole_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let broken = [
+        MIGRATIONS[0],
+        Migration {
+            version: 2,
+            name: "broken",
+            sql: "CREATE TABLE ok_so_far (x INTEGER); THIS IS NOT SQL;",
+        },
+    ];
+    let err = SqliteStore::open_with(&path, &broken).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Schema(m) if m.contains("migration 2 (broken) failed")),
+        "{err:?}"
+    );
+    // Nothing of version 1 stayed either: applying it again succeeds from scratch.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+}
+
+#[test]
+fn migrations_are_applied_in_order_and_only_the_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let next = [
+        MIGRATIONS[0],
+        Migration {
+            version: 2,
+            name: "add_t",
+            sql: "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);",
+        },
+        Migration {
+            version: 3,
+            name: "fill_t",
+            sql: "INSERT INTO t SELECT x + 1 FROM t;",
+        },
+    ];
+    let store = SqliteStore::open_with(&path, &next).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    drop(store);
+    let store = SqliteStore::open_with(&path, &next).unwrap();
+    let guard = store.lock().unwrap();
+    let rows: Vec<i64> = guard
+        .conn
+        .prepare("SELECT x FROM t ORDER BY x")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [1, 2], "3 ran after 2, each once");
+}
+
+#[test]
+fn an_out_of_order_migration_list_is_refused() {
+    let swapped = [
+        Migration {
+            version: 2,
+            name: "b",
+            sql: "",
+        },
+        Migration {
+            version: 1,
+            name: "a",
+            sql: "",
+        },
+    ];
+    let err = SqliteStore::open_with(std::path::Path::new(":memory:"), &swapped).unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+}
+
+#[test]
+fn the_known_migrations_are_strictly_increasing_from_1() {
+    assert_eq!(MIGRATIONS[0].version, 1);
+    assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    std::fs::write(&path, vec![0xA5u8; 8192]).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("earshot.db") && message.contains("not a database"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_truncated_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .write(|w| w.create_group(&group("g1", "Sales")))
+            .unwrap();
+    }
+    // Keep the 100-byte header, damage every page after it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 4096);
+    bytes[100..].fill(0xFF);
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("earshot.db-wal"));
+    let err = SqliteStore::open(&path)
+        .and_then(|s| s.read(|r| r.groups()))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn an_unopenable_path_names_the_path() {
+    let err = SqliteStore::open("/nonexistent-earshot-dir/sub/earshot.db").unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("/nonexistent-earshot-dir/sub/earshot.db"),
+        "{message}"
+    );
+}
+
+// --- Round trips -------------------------------------------------------------------------------
+
+#[test]
+fn tokens_round_trip_and_revoke_once() {
+    let store = seeded();
+    let token = TokenRecord {
+        id: "t1".to_owned(),
+        token_hash: TokenHash([7; 32]),
+        role: Role::Supervisor,
+        user_id: Some("sup".to_owned()),
+        created_at: UnixMs(10),
+        revoked_at: None,
+    };
+    let service = TokenRecord {
+        id: "t2".to_owned(),
+        token_hash: TokenHash([8; 32]),
+        role: Role::Softswitch,
+        user_id: None,
+        ..token.clone()
+    };
+    store
+        .write(|w| {
+            w.create_token(&token)?;
+            w.create_token(&service)
+        })
+        .unwrap();
+    assert_eq!(store.read(|r| r.token("t1")).unwrap(), Some(token.clone()));
+    assert_eq!(
+        store
+            .read(|r| r.token_by_hash(&TokenHash([8; 32])))
+            .unwrap(),
+        Some(service.clone())
+    );
+    assert_eq!(
+        store
+            .read(|r| r.token_by_hash(&TokenHash([9; 32])))
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.read(|r| r.tokens()).unwrap().len(), 2);
+
+    store.write(|w| w.revoke_token("t1", UnixMs(20))).unwrap();
+    store.write(|w| w.revoke_token("t1", UnixMs(30))).unwrap();
+    let revoked = store.read(|r| r.token("t1")).unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(UnixMs(20)));
+    assert!(!revoked.is_active());
+    assert_not_found(store.write(|w| w.revoke_token("nope", UnixMs(1))));
+
+    // The hash is unique, and so is the id.
+    let same_hash = TokenRecord {
+        id: "t3".to_owned(),
+        ..token.clone()
+    };
+    assert_conflict(store.write(|w| w.create_token(&same_hash)));
+    let same_id = TokenRecord {
+        token_hash: TokenHash([9; 32]),
+        ..token.clone()
+    };
+    assert_conflict(store.write(|w| w.create_token(&same_id)));
+    // A token for an unknown user.
+    let orphan = TokenRecord {
+        id: "t4".to_owned(),
+        token_hash: TokenHash([10; 32]),
+        user_id: Some("ghost".to_owned()),
+        ..token
+    };
+    assert_not_found(store.write(|w| w.create_token(&orphan)));
+}
+
+#[test]
+fn users_round_trip_with_every_role_and_cascade_on_delete() {
+    let store = seeded();
+    let mut admin = user("adm", &[Role::Softswitch, Role::Admin, Role::Admin]);
+    admin.phone_number = None;
+    store.write(|w| w.create_user(&admin)).unwrap();
+    let read = store.read(|r| r.user("adm")).unwrap().unwrap();
+    assert_eq!(
+        read.roles,
+        [Role::Admin, Role::Softswitch],
+        "sorted, deduplicated"
+    );
+    assert_eq!(read.phone_number, None);
+
+    let mut everything = user("all", Role::ALL);
+    store.write(|w| w.create_user(&everything)).unwrap();
+    assert_eq!(
+        store.read(|r| r.user("all")).unwrap().unwrap().roles,
+        Role::ALL
+    );
+    everything.display_name = "Renamed".to_owned();
+    everything.roles = vec![Role::Agent];
+    store.write(|w| w.update_user(&everything)).unwrap();
+    assert_eq!(store.read(|r| r.user("all")).unwrap(), Some(everything));
+    assert_eq!(
+        store
+            .read(|r| r.users())
+            .unwrap()
+            .iter()
+            .map(|u| u.id.as_str())
+            .collect::<Vec<_>>(),
+        ["adm", "agent", "all", "sup"]
+    );
+    assert_conflict(store.write(|w| w.create_user(&user("sup", &[]))));
+    assert_not_found(store.write(|w| w.update_user(&user("ghost", &[]))));
+
+    // Deleting the agent takes its membership, agent record, grant and subscription with it.
+    store
+        .write(|w| {
+            w.create_agent(&agent_record("agent"))?;
+            w.create_grant(&NewGrant {
+                supervisor_id: "sup".to_owned(),
+                agent_id: "agent".to_owned(),
+                granted_by: "adm".to_owned(),
+                created_at: UnixMs(1),
+            })?;
+            w.subscribe(&Subscription {
+                supervisor_id: "sup".to_owned(),
+                agent_id: "agent".to_owned(),
+                created_at: UnixMs(1),
+            })
+        })
+        .unwrap();
+    store.write(|w| w.delete_user("agent")).unwrap();
+    store
+        .read(|r| {
+            assert!(r.user("agent")?.is_none());
+            assert!(r.group_members("g1")?.is_empty());
+            assert!(r.agent("agent")?.is_none());
+            assert!(r.grants()?.is_empty());
+            assert!(r.subscriptions_of("sup")?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+    assert_not_found(store.write(|w| w.delete_user("agent")));
+}
+
+#[test]
+fn supervisor_settings_are_upserted() {
+    let store = seeded();
+    let mut settings = SupervisorSettings {
+        user_id: "sup".to_owned(),
+        registered_number: "0123456789".to_owned(),
+        updated_at: UnixMs(1),
+    };
+    store
+        .write(|w| w.set_supervisor_settings(&settings))
+        .unwrap();
+    settings.registered_number = "0987654321".to_owned();
+    settings.updated_at = UnixMs(2);
+    store
+        .write(|w| w.set_supervisor_settings(&settings))
+        .unwrap();
+    assert_eq!(
+        store.read(|r| r.supervisor_settings("sup")).unwrap(),
+        Some(settings.clone())
+    );
+    assert_eq!(
+        store.read(|r| r.supervisor_settings("agent")).unwrap(),
+        None
+    );
+    settings.user_id = "ghost".to_owned();
+    assert_not_found(store.write(|w| w.set_supervisor_settings(&settings)));
+}
+
+#[test]
+fn groups_supervisors_and_members_round_trip() {
+    let store = seeded();
+    // Every kind and beep policy, no cap.
+    for (i, (kind, beep)) in GroupKind::ALL
+        .iter()
+        .flat_map(|k| BeepPolicy::ALL.iter().map(move |b| (*k, *b)))
+        .enumerate()
+    {
+        let g = GroupRecord {
+            kind,
+            agent_beep: beep,
+            max_monitors_per_agent: None,
+            lock_last_member: false,
+            ..group(&format!("x{i}"), &format!("X{i}"))
+        };
+        store.write(|w| w.create_group(&g)).unwrap();
+        assert_eq!(store.read(|r| r.group(&g.id)).unwrap(), Some(g));
+    }
+    let mut g1 = store.read(|r| r.group("g1")).unwrap().unwrap();
+    assert_eq!(g1, group("g1", "Sales"));
+    g1.name = "Sales EMEA".to_owned();
+    g1.kind = GroupKind::Standard;
+    g1.max_monitors_per_agent = Some(1);
+    store.write(|w| w.update_group(&g1)).unwrap();
+    assert_eq!(store.read(|r| r.group("g1")).unwrap(), Some(g1.clone()));
+    assert_eq!(store.read(|r| r.groups()).unwrap().len(), 7);
+    assert_conflict(store.write(|w| w.create_group(&group("g2", "Sales EMEA"))));
+    assert_conflict(store.write(|w| w.create_group(&group("g1", "Other"))));
+    assert_not_found(store.write(|w| w.update_group(&group("ghost", "Ghost"))));
+    let zero_cap = GroupRecord {
+        max_monitors_per_agent: Some(0),
+        ..group("g3", "Zero")
+    };
+    assert_invalid(store.write(|w| w.create_group(&zero_cap)));
+
+    let mut rights = GroupSupervisor {
+        group_id: "g1".to_owned(),
+        user_id: "sup".to_owned(),
+        group_admin: false,
+        listen_right: true,
+        intervene_right: false,
+    };
+    store.write(|w| w.set_group_supervisor(&rights)).unwrap();
+    rights.intervene_right = true;
+    rights.group_admin = true;
+    store.write(|w| w.set_group_supervisor(&rights)).unwrap();
+    assert_eq!(
+        store.read(|r| r.group_supervisors("g1")).unwrap(),
+        [rights.clone()]
+    );
+    assert_eq!(
+        store.read(|r| r.supervised_groups("sup")).unwrap(),
+        [rights.clone()]
+    );
+
+    // A supervisor is a full member too.
+    let mut member = GroupMember {
+        group_id: "g1".to_owned(),
+        user_id: "sup".to_owned(),
+        can_leave: false,
+        logged_in: false,
+    };
+    store.write(|w| w.add_group_member(&member)).unwrap();
+    assert_conflict(store.write(|w| w.add_group_member(&member)));
+    member.logged_in = true;
+    store.write(|w| w.update_group_member(&member)).unwrap();
+    assert_eq!(
+        store.read(|r| r.memberships("sup")).unwrap(),
+        [member.clone()]
+    );
+    assert_eq!(store.read(|r| r.group_members("g1")).unwrap().len(), 2);
+    let stranger = GroupMember {
+        user_id: "ghost".to_owned(),
+        ..member.clone()
+    };
+    assert_not_found(store.write(|w| w.add_group_member(&stranger)));
+    assert_not_found(store.write(|w| w.update_group_member(&stranger)));
+
+    store.write(|w| w.remove_group_member("g1", "sup")).unwrap();
+    assert_not_found(store.write(|w| w.remove_group_member("g1", "sup")));
+    store
+        .write(|w| w.remove_group_supervisor("g1", "sup"))
+        .unwrap();
+    assert_not_found(store.write(|w| w.remove_group_supervisor("g1", "sup")));
+
+    // Deleting a group takes its rights and members with it; the users stay.
+    store.write(|w| w.set_group_supervisor(&rights)).unwrap();
+    store.write(|w| w.delete_group("g1")).unwrap();
+    store
+        .read(|r| {
+            assert!(r.group("g1")?.is_none());
+            assert!(r.memberships("agent")?.is_empty());
+            assert!(r.supervised_groups("sup")?.is_empty());
+            assert!(r.user("agent")?.is_some());
+            Ok(())
+        })
+        .unwrap();
+    assert_not_found(store.write(|w| w.delete_group("g1")));
+}
+
+fn agent_record(user_id: &str) -> AgentRecord {
+    AgentRecord {
+        user_id: user_id.to_owned(),
+        state: AgentState::Available,
+        state_since: UnixMs(100),
+        pause_reason: None,
+        campaign: Some("spring".to_owned()),
+        platform: Some(Platform::App),
+        auto_assignment: true,
+        aggregates: json!({ "time_in_state_ms": { "available": 1200 }, "last_login_ms": 5 }),
+    }
+}
+
+#[test]
+fn agents_round_trip_in_every_state() {
+    let store = seeded();
+    let mut a = agent_record("agent");
+    store.write(|w| w.create_agent(&a)).unwrap();
+    assert_eq!(store.read(|r| r.agent("agent")).unwrap(), Some(a.clone()));
+    assert_conflict(store.write(|w| w.create_agent(&a)));
+    for &state in AgentState::ALL {
+        a.state = state;
+        a.pause_reason = (state == AgentState::Pause).then(|| "lunch".to_owned());
+        a.platform = Platform::ALL.get(state as usize % 3).copied();
+        a.auto_assignment = !a.auto_assignment;
+        store.write(|w| w.update_agent(&a)).unwrap();
+        assert_eq!(store.read(|r| r.agent("agent")).unwrap(), Some(a.clone()));
+    }
+    assert_eq!(store.read(|r| r.agents()).unwrap(), [a.clone()]);
+
+    // A pause reason outside `pause` is refused by the schema.
+    a.state = AgentState::Busy;
+    a.pause_reason = Some("lunch".to_owned());
+    assert_invalid(store.write(|w| w.update_agent(&a)));
+    assert_not_found(store.write(|w| w.create_agent(&agent_record("ghost"))));
+    assert_not_found(store.write(|w| w.update_agent(&agent_record("ghost"))));
+    store.write(|w| w.delete_agent("agent")).unwrap();
+    assert_not_found(store.write(|w| w.delete_agent("agent")));
+}
+
+#[test]
+fn grants_allow_one_active_per_pair() {
+    let store = seeded();
+    let new = NewGrant {
+        supervisor_id: "sup".to_owned(),
+        agent_id: "agent".to_owned(),
+        granted_by: "user:adm".to_owned(),
+        created_at: UnixMs(10),
+    };
+    let id = store.write(|w| w.create_grant(&new)).unwrap();
+    let expected = GrantRecord {
+        id,
+        supervisor_id: "sup".to_owned(),
+        agent_id: "agent".to_owned(),
+        granted_by: "user:adm".to_owned(),
+        created_at: UnixMs(10),
+        revoked_at: None,
+    };
+    assert_eq!(store.read(|r| r.grant(id)).unwrap(), Some(expected.clone()));
+    assert_eq!(
+        store.read(|r| r.active_grant("sup", "agent")).unwrap(),
+        Some(expected)
+    );
+    assert_conflict(store.write(|w| w.create_grant(&new)));
+
+    store.write(|w| w.revoke_grant(id, UnixMs(20))).unwrap();
+    store.write(|w| w.revoke_grant(id, UnixMs(30))).unwrap();
+    assert_eq!(
+        store.read(|r| r.grant(id)).unwrap().unwrap().revoked_at,
+        Some(UnixMs(20))
+    );
+    assert_eq!(
+        store.read(|r| r.active_grant("sup", "agent")).unwrap(),
+        None
+    );
+    // Once revoked, the pair can be granted again; history is kept.
+    let again = store.write(|w| w.create_grant(&new)).unwrap();
+    assert!(again > id);
+    assert_eq!(store.read(|r| r.grants()).unwrap().len(), 2);
+    assert_not_found(store.write(|w| w.revoke_grant(GrantId(999), UnixMs(1))));
+    let orphan = NewGrant {
+        agent_id: "ghost".to_owned(),
+        ..new
+    };
+    assert_not_found(store.write(|w| w.create_grant(&orphan)));
+}
+
+#[test]
+fn subscriptions_round_trip() {
+    let store = seeded();
+    let s = Subscription {
+        supervisor_id: "sup".to_owned(),
+        agent_id: "agent".to_owned(),
+        created_at: UnixMs(5),
+    };
+    store.write(|w| w.subscribe(&s)).unwrap();
+    assert_conflict(store.write(|w| w.subscribe(&s)));
+    assert_eq!(
+        store.read(|r| r.subscriptions_of("sup")).unwrap(),
+        std::slice::from_ref(&s)
+    );
+    assert_eq!(store.read(|r| r.subscribers_of("agent")).unwrap(), [s]);
+    store.write(|w| w.unsubscribe("sup", "agent")).unwrap();
+    assert_not_found(store.write(|w| w.unsubscribe("sup", "agent")));
+}
+
+#[test]
+fn calls_round_trip() {
+    let store = seeded();
+    let mut c = store.read(|r| r.call("c1")).unwrap().unwrap();
+    assert_eq!(c, call("c1"));
+    assert_eq!(
+        store.read(|r| r.call_by_external_id("sip-c1")).unwrap(),
+        Some(c.clone())
+    );
+    c.flags = CallFlags {
+        on_hold: true,
+        consult: true,
+        secure_payment: true,
+        conference: true,
+    };
+    c.web = true;
+    store.write(|w| w.update_call(&c)).unwrap();
+    assert_eq!(store.read(|r| r.call("c1")).unwrap(), Some(c.clone()));
+
+    let mut c2 = call("c2");
+    c2.created_at = UnixMs(9_000);
+    c2.external_id = None;
+    store.write(|w| w.create_call(&c2)).unwrap();
+    assert_eq!(store.read(|r| r.open_calls()).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .read(|r| r.recent_calls(1))
+            .unwrap()
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["c2"]
+    );
+    c2.state = CallState::Ended;
+    c2.ended_at = Some(UnixMs(9_500));
+    store.write(|w| w.update_call(&c2)).unwrap();
+    assert_eq!(store.read(|r| r.open_calls()).unwrap(), [c]);
+
+    // Unique external id, unique id, and an end time exactly when ended.
+    let mut dup = call("c3");
+    dup.external_id = Some("sip-c1".to_owned());
+    assert_conflict(store.write(|w| w.create_call(&dup)));
+    assert_conflict(store.write(|w| w.create_call(&call("c1"))));
+    let mut inconsistent = call("c4");
+    inconsistent.ended_at = Some(UnixMs(1));
+    assert_invalid(store.write(|w| w.create_call(&inconsistent)));
+    assert_not_found(store.write(|w| w.update_call(&call("ghost"))));
+}
+
+#[test]
+fn supervisions_round_trip_in_every_state_mode_and_scope() {
+    let store = seeded();
+    let mut n = 0;
+    let mut with_call = 0;
+    for &state in SupervisionState::ALL {
+        for &mode in Mode::ALL.iter() {
+            for &scope in SupervisionScope::ALL {
+                n += 1;
+                let mut s = supervision(&format!("s{n:03}"), "c1", state);
+                s.mode = mode;
+                s.scope = scope;
+                if scope == SupervisionScope::Persistent && n % 4 == 0 {
+                    s.call_id = None;
+                } else {
+                    with_call += 1;
+                }
+                store.write(|w| w.create_supervision(&s)).unwrap();
+                assert_eq!(store.read(|r| r.supervision(&s.id)).unwrap(), Some(s));
+            }
+        }
+    }
+    assert_eq!(
+        store.read(|r| r.open_sessions()).unwrap().len(),
+        2 * Mode::ALL.len() * 2
+    );
+    assert_eq!(store.read(|r| r.recent_supervisions(5)).unwrap().len(), 5);
+    assert_eq!(
+        store.read(|r| r.supervisions_of_call("c1")).unwrap().len(),
+        with_call
+    );
+
+    let mut s = store.read(|r| r.supervision("s001")).unwrap().unwrap();
+    assert_eq!(s.state, SupervisionState::Requested);
+    s.state = SupervisionState::Stopped;
+    s.ended_at = Some(UnixMs(7_000));
+    store.write(|w| w.update_supervision(&s)).unwrap();
+    assert_eq!(
+        store.read(|r| r.supervision("s001")).unwrap(),
+        Some(s.clone())
+    );
+
+    // The schema's own rules: an end time exactly when terminal; a call unless persistent; a
+    // call that exists.
+    s.ended_at = None;
+    assert_invalid(store.write(|w| w.update_supervision(&s)));
+    let mut no_call = supervision("x1", "c1", SupervisionState::Active);
+    no_call.call_id = None;
+    assert_invalid(store.write(|w| w.create_supervision(&no_call)));
+    assert_not_found(
+        store
+            .write(|w| w.create_supervision(&supervision("x2", "ghost", SupervisionState::Active))),
+    );
+    assert_conflict(
+        store.write(|w| w.create_supervision(&supervision("s001", "c1", SupervisionState::Active))),
+    );
+    assert_not_found(
+        store
+            .write(|w| w.update_supervision(&supervision("ghost", "c1", SupervisionState::Active))),
+    );
+}
+
+#[test]
+fn alerts_and_audit_are_append_only_logs() {
+    let store = seeded();
+    let alert = NewAlert {
+        supervision_id: Some("s1".to_owned()),
+        kind: "monitoring_initiated".to_owned(),
+        text: "monitoring initiated".to_owned(),
+        at: UnixMs(1),
+    };
+    let a1 = store.write(|w| w.append_alert(&alert)).unwrap();
+    let a2 = store
+        .write(|w| {
+            w.append_alert(&NewAlert {
+                supervision_id: None,
+                kind: "validation".to_owned(),
+                text: "the supervisor telephone number must be a number".to_owned(),
+                at: UnixMs(2),
+            })
+        })
+        .unwrap();
+    assert!(a2 > a1);
+    let alerts = store.read(|r| r.alerts_after(AlertId::ZERO, 10)).unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(
+        alerts[0],
+        AlertRecord {
+            id: a1,
+            supervision_id: alert.supervision_id.clone(),
+            kind: alert.kind.clone(),
+            text: alert.text.clone(),
+            at: alert.at,
+        }
+    );
+    assert_eq!(store.read(|r| r.alerts_after(a1, 10)).unwrap().len(), 1);
+    assert_eq!(
+        store.read(|r| r.alerts_of_supervision("s1")).unwrap().len(),
+        1
+    );
+
+    let mut full = audit("supervision.start", Some("s1"));
+    full.detail = Some("rights: listen".to_owned());
+    let mut bare = audit("token.create", None);
+    bare.mode = None;
+    bare.call_id = None;
+    let (u1, u2) = store
+        .write(|w| Ok((w.append_audit(&full)?, w.append_audit(&bare)?)))
+        .unwrap();
+    assert!(u2 > u1);
+    let records = store.read(|r| r.audit_after(AuditId::ZERO, 10)).unwrap();
+    assert_eq!(
+        records[0],
+        AuditRecord {
+            id: u1,
+            at: full.at,
+            actor: full.actor.clone(),
+            action: full.action.clone(),
+            supervision_id: full.supervision_id.clone(),
+            call_id: full.call_id.clone(),
+            mode: full.mode,
+            outcome: full.outcome.clone(),
+            detail: full.detail.clone(),
+        }
+    );
+    assert_eq!(records[1].mode, None);
+    assert_eq!(
+        store.read(|r| r.audit_of_supervision("s1")).unwrap().len(),
+        1
+    );
+
+    // Neither log can be rewritten, even by hand.
+    for sql in [
+        "UPDATE audit SET outcome = 'forged'",
+        "DELETE FROM audit",
+        "UPDATE alerts SET text = 'forged'",
+        "DELETE FROM alerts",
+    ] {
+        assert_invalid(store.raw_execute(sql));
+    }
+    assert_eq!(
+        store
+            .read(|r| r.audit_after(AuditId::ZERO, 10))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn events_are_monotonic_and_resume_after_an_id() {
+    let store = mem();
+    assert_eq!(store.read(|r| r.last_event_id()).unwrap(), None);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(store.write(|w| w.append_event(&event(n))).unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(
+        store.read(|r| r.last_event_id()).unwrap(),
+        ids.last().copied()
+    );
+
+    // Page through from the start, as an SSE client resuming with Last-Event-ID would.
+    let mut seen = Vec::new();
+    let mut last = EventId::ZERO;
+    loop {
+        let page = store.read(|r| r.events_after(last, 3)).unwrap();
+        let Some(tail) = page.last() else { break };
+        last = tail.id;
+        seen.extend(page);
+    }
+    assert_eq!(seen.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(seen[4].payload, json!({ "n": 4 }));
+    assert_eq!(seen[4].event_type, "supervision.started");
+    assert_eq!(seen[4].scope, event(4).scope);
+    assert_eq!(seen[4].at, UnixMs(5_004));
+    let resumed = store.read(|r| r.events_after(ids[6], 100)).unwrap();
+    assert_eq!(resumed.iter().map(|e| e.id).collect::<Vec<_>>(), ids[7..]);
+
+    // A rolled-back event leaves a hole at most, never a reused or smaller id.
+    let _ = store.write(|w| {
+        w.append_event(&event(99))?;
+        Err::<(), _>(StoreError::Schema("caller gave up".to_owned()))
+    });
+    let next = store.write(|w| w.append_event(&event(10))).unwrap();
+    assert!(next > ids[9]);
+}
+
+#[test]
+fn pages_are_clamped_to_the_limit() {
+    let store = mem();
+    store
+        .write(|w| {
+            for n in 0..PAGE_LIMIT_MAX + 5 {
+                w.append_event(&event(n))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .read(|r| r.events_after(EventId::ZERO, u32::MAX))
+            .unwrap()
+            .len(),
+        PAGE_LIMIT_MAX as usize
+    );
+}
+
+#[test]
+fn webhooks_and_deliveries_round_trip() {
+    let store = mem();
+    let mut hook = WebhookRecord {
+        id: "w1".to_owned(),
+        url: "https://example.net/hook".to_owned(),
+        secret: "whsec_abc".to_owned(),
+        event_types: vec!["alert.raised".to_owned()],
+        enabled: true,
+        consecutive_failures: 0,
+        disabled_at: None,
+        created_at: UnixMs(1),
+    };
+    store.write(|w| w.create_webhook(&hook)).unwrap();
+    assert_conflict(store.write(|w| w.create_webhook(&hook)));
+    assert_eq!(store.read(|r| r.webhook("w1")).unwrap(), Some(hook.clone()));
+    hook.enabled = false;
+    hook.consecutive_failures = 5;
+    hook.disabled_at = Some(UnixMs(9));
+    hook.event_types.clear();
+    store.write(|w| w.update_webhook(&hook)).unwrap();
+    assert_eq!(store.read(|r| r.webhooks()).unwrap(), [hook.clone()]);
+
+    let e1 = store.write(|w| w.append_event(&event(1))).unwrap();
+    let e2 = store.write(|w| w.append_event(&event(2))).unwrap();
+    let mut d1 = DeliveryRecord {
+        event_id: e1,
+        webhook_id: "w1".to_owned(),
+        attempts: 0,
+        next_attempt_at: Some(UnixMs(100)),
+        last_status: None,
+        last_error: None,
+    };
+    let d2 = DeliveryRecord {
+        event_id: e2,
+        next_attempt_at: Some(UnixMs(50)),
+        ..d1.clone()
+    };
+    store
+        .write(|w| {
+            w.enqueue_delivery(&d1)?;
+            w.enqueue_delivery(&d2)
+        })
+        .unwrap();
+    assert_conflict(store.write(|w| w.enqueue_delivery(&d1)));
+    assert_eq!(
+        store.read(|r| r.due_deliveries(UnixMs(100), 10)).unwrap(),
+        [d2.clone(), d1.clone()],
+        "soonest first"
+    );
+    assert_eq!(
+        store.read(|r| r.due_deliveries(UnixMs(60), 10)).unwrap(),
+        [d2]
+    );
+
+    d1.attempts = 1;
+    d1.last_status = Some(503);
+    d1.last_error = Some("service unavailable".to_owned());
+    d1.next_attempt_at = None;
+    store.write(|w| w.update_delivery(&d1)).unwrap();
+    assert_eq!(
+        store.read(|r| r.delivery(e1, "w1")).unwrap(),
+        Some(d1.clone())
+    );
+    assert_eq!(
+        store
+            .read(|r| r.due_deliveries(UnixMs(1_000), 10))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let to_nowhere = DeliveryRecord {
+        webhook_id: "ghost".to_owned(),
+        ..d1.clone()
+    };
+    assert_not_found(store.write(|w| w.enqueue_delivery(&to_nowhere)));
+    assert_not_found(store.write(|w| w.update_delivery(&to_nowhere)));
+
+    store.write(|w| w.delete_webhook("w1")).unwrap();
+    assert_eq!(store.read(|r| r.delivery(e1, "w1")).unwrap(), None);
+    assert_not_found(store.write(|w| w.delete_webhook("w1")));
+    assert_not_found(store.write(|w| w.update_webhook(&hook)));
+}
+
+// --- Transactions ------------------------------------------------------------------------------
+
+#[test]
+fn a_failed_transaction_changes_nothing() {
+    let store = seeded();
+    let err = store
+        .write(|w| {
+            w.append_audit(&audit("supervision.start", Some("s1")))?;
+            w.create_group(&group("g2", "Support"))?;
+            w.create_group(&group("g3", "Sales")) // name taken: the whole write fails
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    store
+        .read(|r| {
+            assert!(r.group("g2")?.is_none());
+            assert!(r.audit_after(AuditId::ZERO, 10)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_nested_transaction_is_an_error_not_a_deadlock() {
+    let store = seeded();
+    let err = store.write(|_| store.read(|r| r.groups())).unwrap_err();
+    assert!(err.to_string().contains("nested transaction"), "{err}");
+    // The store is still usable.
+    assert_eq!(store.read(|r| r.groups()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_panicking_transaction_is_rolled_back_and_the_store_stays_usable() {
+    let store = seeded();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        store.write(|w| -> Result<(), StoreError> {
+            w.create_group(&group("g2", "Support"))?;
+            panic!("bug in the caller");
+        })
+    }));
+    assert!(result.is_err());
+    assert_eq!(store.read(|r| r.group("g2")).unwrap(), None);
+    store
+        .write(|w| w.create_group(&group("g2", "Support")))
+        .unwrap();
+}
+
+#[test]
+fn the_store_is_usable_as_a_trait_object_from_many_threads() {
+    let store: Arc<dyn Store> = Arc::new(seeded());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    store
+                        .write(|w| w.append_event(&event(t * 100 + n)))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let events = store.read(|r| r.events_after(EventId::ZERO, 1000)).unwrap();
+    assert_eq!(events.len(), 100);
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+#[test]
+fn two_stores_on_one_file_interleave_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let a = Arc::new(SqliteStore::open(&path).unwrap());
+    let b = Arc::new(SqliteStore::open(&path).unwrap());
+    let threads: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(t, store)| {
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|n| {
+                        store
+                            .write(|w| w.append_event(&event(t as u32 * 100 + n)))
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<EventId> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(
+        a.read(|r| r.events_after(EventId::ZERO, 100))
+            .unwrap()
+            .len(),
+        40
+    );
+}
+
+// --- Bad data ----------------------------------------------------------------------------------
+
+#[test]
+fn a_column_that_does_not_parse_is_corrupt_not_a_panic() {
+    let store = seeded();
+    store
+        .write(|w| w.create_agent(&agent_record("agent")))
+        .unwrap();
+    store.write(|w| w.append_event(&event(1))).unwrap();
+    store
+        .raw_execute("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    store
+        .raw_execute("UPDATE agents SET aggregates = '{not json'")
+        .unwrap();
+    store
+        .raw_execute("UPDATE events SET scope = '[1, 2]'")
+        .unwrap();
+    store
+        .raw_execute("UPDATE calls SET state = 'teleported'")
+        .unwrap();
+    store
+        .raw_execute("UPDATE groups SET max_monitors_per_agent = -1")
+        .unwrap();
+
+    for (what, result) in [
+        ("agent", store.read(|r| r.agent("agent").map(|_| ()))),
+        (
+            "events",
+            store.read(|r| r.events_after(EventId::ZERO, 10).map(|_| ())),
+        ),
+        ("call", store.read(|r| r.call("c1").map(|_| ()))),
+        ("group", store.read(|r| r.group("g1").map(|_| ()))),
+    ] {
+        match result {
+            Err(StoreError::Corrupt { context, detail }) => {
+                assert!(!context.is_empty() && !detail.is_empty(), "{what}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let message = store.read(|r| r.call("c1")).unwrap_err().to_string();
+    assert!(
+        message.contains("calls.state") && message.contains("teleported"),
+        "{message}"
+    );
+}
+
+// --- Restart recovery --------------------------------------------------------------------------
+
+#[test]
+fn close_stale_sessions_closes_exactly_the_live_ones_with_alert_audit_and_event() {
+    let store = seeded();
+    store
+        .write(|w| {
+            for (id, state) in [
+                ("s-req", SupervisionState::Requested),
+                ("s-act", SupervisionState::Active),
+                ("s-stop", SupervisionState::Stopped),
+                ("s-fail", SupervisionState::Failed),
+                ("s-abort", SupervisionState::Aborted),
+            ] {
+                w.create_supervision(&supervision(id, "c1", state))?;
+            }
+            let mut persistent = supervision("s-pers", "c1", SupervisionState::Active);
+            persistent.scope = SupervisionScope::Persistent;
+            persistent.call_id = None;
+            w.create_supervision(&persistent)?;
+            let mut ended = call("c-ended");
+            ended.external_id = None;
+            ended.state = CallState::Ended;
+            ended.ended_at = Some(UnixMs(2_500));
+            w.create_call(&ended)
+        })
+        .unwrap();
+    let before_terminal: Vec<_> = ["s-stop", "s-fail", "s-abort"]
+        .iter()
+        .map(|id| store.read(|r| r.supervision(id)).unwrap().unwrap())
+        .collect();
+    let last_event = store.read(|r| r.last_event_id()).unwrap();
+
+    let now = UnixMs(99_000);
+    let recovery = store.recover_after_restart(now).unwrap();
+
+    let mut closed: Vec<&str> = recovery
+        .sessions
+        .iter()
+        .map(|c| c.supervision.id.as_str())
+        .collect();
+    closed.sort_unstable();
+    assert_eq!(closed, ["s-act", "s-pers", "s-req"]);
+    assert_eq!(
+        recovery
+            .calls
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["c1"]
+    );
+    store
+        .read(|r| {
+            assert!(r.open_sessions()?.is_empty());
+            assert!(r.open_calls()?.is_empty());
+            for c in &recovery.sessions {
+                let s = r.supervision(&c.supervision.id)?.unwrap();
+                assert_eq!(s, c.supervision);
+                assert_eq!(s.state, SupervisionState::Aborted);
+                assert_eq!(s.end_reason.as_deref(), Some(RESTART_REASON));
+                assert_eq!(s.ended_at, Some(now));
+                let alerts = r.alerts_of_supervision(&s.id)?;
+                assert_eq!(alerts.len(), 1);
+                assert_eq!(alerts[0].id, c.alert_id);
+                assert_eq!(alerts[0].kind, "aborted");
+                assert_eq!(alerts[0].text, "aborted – restart");
+                let audit = r.audit_of_supervision(&s.id)?;
+                assert_eq!(audit.len(), 1);
+                assert_eq!(audit[0].id, c.audit_id);
+                assert_eq!(audit[0].actor, "system");
+                assert_eq!(audit[0].outcome, "aborted");
+            }
+            // Terminal sessions are untouched and got nothing.
+            for before in &before_terminal {
+                assert_eq!(r.supervision(&before.id)?.as_ref(), Some(before));
+                assert!(r.alerts_of_supervision(&before.id)?.is_empty());
+            }
+            let events = r.events_after(last_event.unwrap_or(EventId::ZERO), 100)?;
+            let aborted: Vec<_> = events
+                .iter()
+                .filter(|e| e.event_type == "supervision.aborted")
+                .collect();
+            assert_eq!(aborted.len(), 3);
+            let act = recovery
+                .sessions
+                .iter()
+                .find(|c| c.supervision.id == "s-act")
+                .unwrap();
+            assert_eq!(act.previous_state, SupervisionState::Active);
+            let e = aborted.iter().find(|e| e.id == act.event_id).unwrap();
+            assert_eq!(e.payload["supervision_id"], "s-act");
+            assert_eq!(e.payload["end_reason"], "restart");
+            assert_eq!(e.payload["previous_state"], "active");
+            assert_eq!(e.scope.groups, ["g1"]);
+            assert_eq!(e.scope.users, ["sup", "agent"]);
+            assert_eq!(
+                events
+                    .iter()
+                    .filter(|e| e.event_type == "call.ended")
+                    .count(),
+                1
+            );
+            Ok(())
+        })
+        .unwrap();
+
+    // Idempotent: nothing is left to close.
+    assert_eq!(
+        store.recover_after_restart(UnixMs(100_000)).unwrap(),
+        Recovery::default()
+    );
+}
+
+#[test]
+fn close_stale_sessions_is_atomic_with_its_transaction() {
+    let store = seeded();
+    store
+        .write(|w| w.create_supervision(&supervision("s1", "c1", SupervisionState::Active)))
+        .unwrap();
+    let err = store.write(|w| {
+        let closed = w.close_stale_sessions(UnixMs(1), RESTART_REASON)?;
+        assert_eq!(closed.len(), 1);
+        Err::<(), _>(StoreError::Schema("a later step failed".to_owned()))
+    });
+    assert!(err.is_err());
+    store
+        .read(|r| {
+            assert_eq!(r.open_sessions()?.len(), 1);
+            assert!(r.alerts_after(AlertId::ZERO, 10)?.is_empty());
+            assert!(r.audit_after(AuditId::ZERO, 10)?.is_empty());
+            assert_eq!(r.last_event_id()?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn every_enum_value_parses_back() {
+    fn check<T: ColumnEnum + PartialEq + std::fmt::Debug>() {
+        for &v in T::ALL {
+            assert_eq!(T::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(T::parse("nonsense"), None);
+        assert_eq!(T::parse(""), None);
+    }
+    check::<Role>();
+    check::<GroupKind>();
+    check::<BeepPolicy>();
+    check::<AgentState>();
+    check::<Platform>();
+    check::<CallState>();
+    check::<SupervisionState>();
+    check::<SupervisionScope>();
+    check::<Mode>();
+}
