@@ -11,10 +11,12 @@
 //! - [`agents`], [`groups`]: the contact-center rules (SPEC §3) as pure state machines.
 //! - [`lifecycle`]: a supervision session's lifecycle and its alerts (SPEC §2), sans-IO.
 //! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
+//! - [`auth`], [`webhooks`]: tokens, roles and rights; webhook signing and retry policy.
 
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod auth;
 pub mod api;
 pub mod config;
 pub mod daemon;
@@ -25,6 +27,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 
 pub use api::app;
 pub use config::Config;
