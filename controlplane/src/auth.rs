@@ -244,7 +244,7 @@ mod tests {
             "Bearer",
             "Bearer ",
             "Basic abc",
-            &t.expose().to_string(),
+            t.expose(),
             "Bearer a b",
         ] {
             assert_eq!(
