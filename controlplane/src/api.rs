@@ -1,11 +1,13 @@
 //! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (STYLE.md 11).
 //!
 //! Handlers are thin: the extractors below turn path segments and bodies into domain types (or
-//! the contract's error), and [`AppState`] does the rest.
+//! the contract's error), and [`AppState`] does the rest, off the async runtime
+//! (`spawn_blocking`: its methods take the records lock, the engine's ring and the store's
+//! commits, which may block).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, RawPathParams, Request, State,
+    DefaultBodyLimit, FromRequest, FromRequestParts, Query, RawPathParams, Request, State,
 };
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri, header};
@@ -15,10 +17,13 @@ use axum::{Json, Router};
 
 use crate::domain::{
     CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
-    SupervisionId, quote,
+    SupervisionId, SupervisorEvent, quote,
 };
 use crate::error::ApiError;
-use crate::state::{AppState, CallView, LegView, SupervisionView};
+use crate::state::{
+    AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
+};
+use crate::store::PAGE_LIMIT_MAX;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
 pub const BODY_LEN_MAX: usize = 64 * 1024;
@@ -37,6 +42,16 @@ pub fn app(state: AppState) -> Router {
                 .patch(patch_supervision)
                 .delete(delete_supervision),
         )
+        .route(
+            "/v1/supervisions/{supervision}/events",
+            post(supervisor_event),
+        )
+        .route(
+            "/v1/supervisions/{supervision}/alerts",
+            get(supervision_alerts),
+        )
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/audit", get(list_audit))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // After routing, so the route template is known (MatchedPath).
@@ -146,9 +161,77 @@ impl<S: Send + Sync> FromRequestParts<S> for SupervisionPath {
     }
 }
 
+/// `?after=ID&limit=N` of the log listings.
+pub struct Page {
+    pub after: i64,
+    pub limit: u32,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid =
+            |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
+        let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| invalid(format!("invalid query: {}", e.body_text())))?;
+        let after = match raw.after.as_deref() {
+            None => 0,
+            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                invalid(format!("after: {} is not a non-negative integer", quote(s)))
+            })?,
+        };
+        let limit = match raw.limit.as_deref() {
+            None => PAGE_DEFAULT,
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "limit: {} is not in 1..={PAGE_LIMIT_MAX}",
+                        quote(s)
+                    ))
+                })?,
+        };
+        Ok(Page { after, limit })
+    }
+}
+
 // ---- handlers ----
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a state operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    state: AppState,
+    f: impl FnOnce(&AppState) -> Result<T, StateError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(err) => Err(ApiError::internal(format!(
+            "the request's task failed: {err}"
+        ))),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Alerts {
+    alerts: Vec<AlertView>,
+}
+
+#[derive(serde::Serialize)]
+struct Audit {
+    audit: Vec<AuditView>,
+}
 
 #[derive(serde::Serialize)]
 struct Calls {
@@ -160,31 +243,31 @@ struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
 
-async fn list_calls(State(state): State<AppState>) -> Json<Calls> {
-    Json(Calls {
-        calls: state.calls(),
-    })
+async fn list_calls(State(state): State<AppState>) -> ApiResult<Json<Calls>> {
+    let calls = blocking(state, |s| Ok(s.calls())).await?;
+    Ok(Json(Calls { calls }))
 }
 
 async fn create_call(
     State(state): State<AppState>,
     Body(req): Body<NewCall>,
 ) -> ApiResult<(StatusCode, Json<CallView>)> {
-    Ok((StatusCode::CREATED, Json(state.create_call(req)?)))
+    let call = blocking(state, move |s| s.create_call(req)).await?;
+    Ok((StatusCode::CREATED, Json(call)))
 }
 
 async fn get_call(
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<Json<CallView>> {
-    Ok(Json(state.call(id)?))
+    Ok(Json(blocking(state, move |s| s.call(id)).await?))
 }
 
 async fn delete_call(
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<StatusCode> {
-    state.delete_call(id)?;
+    blocking(state, move |s| s.delete_call(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -193,7 +276,9 @@ async fn patch_leg(
     LegPath(id, party): LegPath,
     Body(req): Body<RemoteChange>,
 ) -> ApiResult<Json<LegView>> {
-    Ok(Json(state.set_remote(id, party, req.remote)?))
+    Ok(Json(
+        blocking(state, move |s| s.set_remote(id, party, req.remote)).await?,
+    ))
 }
 
 async fn call_event(
@@ -201,7 +286,9 @@ async fn call_event(
     CallPath(id): CallPath,
     Body(event): Body<CallEvent>,
 ) -> ApiResult<Json<CallView>> {
-    Ok(Json(state.call_event(id, event)?))
+    Ok(Json(
+        blocking(state, move |s| s.call_event(id, event)).await?,
+    ))
 }
 
 async fn create_supervision(
@@ -209,23 +296,20 @@ async fn create_supervision(
     CallPath(id): CallPath,
     Body(req): Body<NewSupervision>,
 ) -> ApiResult<(StatusCode, Json<SupervisionView>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.create_supervision(id, req)?),
-    ))
+    let sup = blocking(state, move |s| s.create_supervision(id, req)).await?;
+    Ok((StatusCode::CREATED, Json(sup)))
 }
 
-async fn list_supervisions(State(state): State<AppState>) -> Json<Supervisions> {
-    Json(Supervisions {
-        supervisions: state.supervisions(),
-    })
+async fn list_supervisions(State(state): State<AppState>) -> ApiResult<Json<Supervisions>> {
+    let supervisions = blocking(state, |s| Ok(s.supervisions())).await?;
+    Ok(Json(Supervisions { supervisions }))
 }
 
 async fn get_supervision(
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<SupervisionView>> {
-    Ok(Json(state.supervision(id)?))
+    Ok(Json(blocking(state, move |s| s.supervision(id)).await?))
 }
 
 async fn patch_supervision(
@@ -233,14 +317,46 @@ async fn patch_supervision(
     SupervisionPath(id): SupervisionPath,
     Body(req): Body<ModeChange>,
 ) -> ApiResult<Json<SupervisionView>> {
-    Ok(Json(state.set_mode(id, req.mode)?))
+    Ok(Json(
+        blocking(state, move |s| s.set_mode(id, req.mode)).await?,
+    ))
 }
 
 async fn delete_supervision(
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<SupervisionView>> {
-    Ok(Json(state.stop_supervision(id)?))
+    Ok(Json(
+        blocking(state, move |s| s.stop_supervision(id)).await?,
+    ))
+}
+
+async fn supervisor_event(
+    State(state): State<AppState>,
+    SupervisionPath(id): SupervisionPath,
+    Body(event): Body<SupervisorEvent>,
+) -> ApiResult<Json<SupervisionView>> {
+    Ok(Json(
+        blocking(state, move |s| s.supervisor_event(id, event)).await?,
+    ))
+}
+
+async fn supervision_alerts(
+    State(state): State<AppState>,
+    SupervisionPath(id): SupervisionPath,
+) -> ApiResult<Json<Alerts>> {
+    let alerts = blocking(state, move |s| s.alerts_of(id)).await?;
+    Ok(Json(Alerts { alerts }))
+}
+
+async fn list_alerts(State(state): State<AppState>, page: Page) -> ApiResult<Json<Alerts>> {
+    let alerts = blocking(state, move |s| s.alerts_after(page.after, page.limit)).await?;
+    Ok(Json(Alerts { alerts }))
+}
+
+async fn list_audit(State(state): State<AppState>, page: Page) -> ApiResult<Json<Audit>> {
+    let audit = blocking(state, move |s| s.audit_after(page.after, page.limit)).await?;
+    Ok(Json(Audit { audit }))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -12,6 +12,8 @@ use dataplane::media::matrix::{MAX_SUPERVISORS, Mode};
 use dataplane::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::lifecycle::{AnswerTimeout, AnswerTimeoutOutOfRange};
+
 /// Most data-plane workers one daemon runs; far above any real machine's core count, it only
 /// catches typos.
 const WORKERS_MAX: usize = 1024;
@@ -50,6 +52,53 @@ pub struct Config {
     pub http: HttpSection,
     pub media: MediaSection,
     pub engine: EngineSection,
+    pub store: StoreSection,
+    pub supervision: SupervisionSection,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// The SQLite database file (created if absent), relative to the working directory unless
+    /// absolute; `:memory:` keeps a private in-memory database (nothing survives the process).
+    pub path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: PathBuf::from(crate::store::SqliteStore::DEFAULT_PATH),
+        }
+    }
+}
+
+/// `[supervision]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionSection {
+    /// How long the supervisor's phone may ring before the session fails with
+    /// `failed_supervisor_didnt_answer` (SPEC §2: 30 s).
+    pub answer_timeout_secs: u64,
+}
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        SupervisionSection {
+            answer_timeout_secs: AnswerTimeout::DEFAULT.ms() / 1000,
+        }
+    }
+}
+
+impl SupervisionSection {
+    /// The answer timeout, if in range (validated by [`Config::validate`]).
+    pub fn answer_timeout(&self) -> Result<AnswerTimeout, ConfigError> {
+        self.answer_timeout_secs
+            .checked_mul(1000)
+            .ok_or(AnswerTimeoutOutOfRange { ms: u64::MAX })
+            .and_then(AnswerTimeout::from_ms)
+            .map_err(|e| invalid("supervision.answer_timeout_secs", e.to_string()))
+    }
 }
 
 /// `[http]`
@@ -287,6 +336,10 @@ pub struct Overrides {
     /// Interface for AF_XDP; default: the one holding the media IP [env: EARSHOT_INTERFACE]
     #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
+    /// SQLite database file, or :memory: [env: EARSHOT_DB] [default: earshot.db in the working
+    /// directory]
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -337,6 +390,9 @@ impl Overrides {
             cores,
             backend: var(&env, "EARSHOT_BACKEND")?,
             interface: env("EARSHOT_INTERFACE").filter(|v| !v.trim().is_empty()),
+            db: env("EARSHOT_DB")
+                .filter(|v| !v.trim().is_empty())
+                .map(PathBuf::from),
         })
     }
 
@@ -351,6 +407,7 @@ impl Overrides {
             cores,
             backend,
             interface,
+            db,
         } = self.clone();
         if let Some(v) = http_listen {
             config.http.listen = v;
@@ -375,6 +432,9 @@ impl Overrides {
         }
         if let Some(v) = interface {
             config.engine.interface = Some(v);
+        }
+        if let Some(v) = db {
+            config.store.path = v;
         }
     }
 }
@@ -402,7 +462,8 @@ pub enum LogFormat {
                   before. Logging is filtered by RUST_LOG (default: info)."
 )]
 pub struct Cli {
-    /// TOML configuration file (sections [http], [media], [engine]; unknown keys are errors)
+    /// TOML configuration file (sections [http], [media], [engine], [store], [supervision];
+    /// unknown keys are errors)
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -526,6 +587,13 @@ impl Config {
             return Err(invalid("media.max_calls", "must be at least 1"));
         }
         m.dtmf.validate()?;
+        if self.store.path.as_os_str().is_empty() {
+            return Err(invalid(
+                "store.path",
+                "must name a database file (or :memory:)",
+            ));
+        }
+        self.supervision.answer_timeout()?;
         let e = &self.engine;
         if !(1..=WORKERS_MAX).contains(&e.workers) {
             return Err(invalid(
@@ -614,6 +682,11 @@ mod tests {
         assert_eq!(c.media.ip, IpAddr::from([127, 0, 0, 1]));
         assert_eq!((c.media.port_min, c.media.port_max), (20000, 29999));
         assert_eq!(c.engine.backend, BackendKind::Uring);
+        assert_eq!(c.store.path, Path::new("earshot.db"));
+        assert_eq!(
+            c.supervision.answer_timeout().unwrap(),
+            AnswerTimeout::DEFAULT
+        );
         assert_eq!(toml("").unwrap(), c);
         let e = c.engine_config();
         assert_eq!(e.workers, vec![WorkerConfig { core: None }]);
@@ -641,6 +714,10 @@ mod tests {
             backend = "uring"
             workers = 2
             cores = [0, 1]
+            [store]
+            path = "/var/lib/earshot/earshot.db"
+            [supervision]
+            answer_timeout_secs = 45
             "#,
         )
         .unwrap();
@@ -661,6 +738,8 @@ mod tests {
             ]
         );
         assert_eq!((e.port_min, e.port_max, e.max_calls), (30000, 30099, 50));
+        assert_eq!(c.store.path, Path::new("/var/lib/earshot/earshot.db"));
+        assert_eq!(c.supervision.answer_timeout().unwrap().ms(), 45_000);
     }
 
     #[test]
@@ -732,6 +811,19 @@ mod tests {
         check(&|c| c.media.dtmf.stop = 'x', "media.dtmf");
         check(&|c| c.media.dtmf.stop = '4', "media.dtmf");
         check(&|c| c.engine.workers = 0, "engine.workers");
+        check(&|c| c.store.path = PathBuf::new(), "store.path");
+        check(
+            &|c| c.supervision.answer_timeout_secs = 0,
+            "supervision.answer_timeout_secs",
+        );
+        check(
+            &|c| c.supervision.answer_timeout_secs = 601,
+            "supervision.answer_timeout_secs",
+        );
+        check(
+            &|c| c.supervision.answer_timeout_secs = u64::MAX,
+            "supervision.answer_timeout_secs",
+        );
         check(&|c| c.engine.cores = Some(vec![1, 2]), "engine.cores");
         check(
             &|c| {
@@ -767,6 +859,7 @@ mod tests {
             ("EARSHOT_CORES", "0, 1"),
             ("EARSHOT_HTTP_LISTEN", "127.0.0.1:0"),
             ("EARSHOT_BACKEND", "uring"),
+            ("EARSHOT_DB", "/tmp/from-env.db"),
         ]);
         let cli =
             Cli::try_parse_from(["earshotd", "--port-max", "22500", "--media-ip", "127.0.0.3"])
@@ -782,6 +875,15 @@ mod tests {
         assert_eq!(c.engine.workers, 2);
         assert_eq!(c.engine.cores, Some(vec![0, 1]));
         assert_eq!(c.http.listen.port(), 0);
+        assert_eq!(c.store.path, Path::new("/tmp/from-env.db"));
+        let cli = Cli::try_parse_from(["earshotd", "--db", ":memory:"]).unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[("EARSHOT_DB", "/tmp/from-env.db")]),
+            &cli.overrides,
+        )
+        .unwrap();
+        assert_eq!(c.store.path, Path::new(":memory:"), "cli over env");
 
         let err = Config::load(
             Some(&path),

@@ -1,5 +1,6 @@
-//! The daemon in-process: [`spawn`] validates the configuration, starts the engine, binds the
-//! HTTP listener and runs axum and the engine-event pump on a tokio runtime of its own thread.
+//! The daemon in-process: [`spawn`] validates the configuration, opens the store (closing what
+//! a crashed run left open), starts the engine, binds the HTTP listener and runs axum, the
+//! engine-event pump and the answer-timeout timer on a tokio runtime of its own thread.
 //! Nothing is global (each daemon has its own registry and runtime; tracing is left to the
 //! caller), so tests can run several daemons in one process.
 
@@ -17,6 +18,8 @@ use crate::state::AppState;
 
 /// How often the pump drains the engine's events (DTMF, media timeouts).
 const PUMP_PERIOD: Duration = Duration::from_millis(5);
+/// How long the timer waits before firing again a timeout that could not be applied.
+const TIMER_RETRY: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for open HTTP connections before closing them.
 const DRAIN_MAX: Duration = Duration::from_secs(5);
 /// Threads of the control plane's runtime (HTTP and the pump; the data plane has its own).
@@ -140,6 +143,8 @@ async fn serve(
         tokio::net::TcpListener::from_std(listener).context("cannot register the HTTP listener")?;
     let (pump_stop, pump_stopped) = oneshot::channel();
     let pump = tokio::spawn(event_pump(state.clone(), pump_stopped));
+    let (timer_stop, timer_stopped) = oneshot::channel();
+    let timer = tokio::spawn(answer_timer(state.clone(), timer_stopped));
 
     let (draining_tx, mut draining) = watch::channel(false);
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
@@ -161,11 +166,17 @@ async fn serve(
     if let Err(err) = pump.await {
         tracing::error!(%err, "event pump failed");
     }
+    let _ = timer_stop.send(());
+    if let Err(err) = timer.await {
+        tracing::error!(%err, "answer timer failed");
+    }
     state.engine().shutdown();
     result
 }
 
-/// Drains the engine's events every [`PUMP_PERIOD`] and applies them until `stop`.
+/// Drains the engine's events every [`PUMP_PERIOD`] and applies them until `stop`. Draining
+/// never blocks; applying does (records lock, store commits), so it runs on the blocking pool,
+/// and only when there is something to apply.
 async fn event_pump(state: AppState, mut stop: oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(PUMP_PERIOD);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -173,7 +184,56 @@ async fn event_pump(state: AppState, mut stop: oneshot::Receiver<()>) {
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick() => state.process_engine_events(&mut events),
+            _ = tick.tick() => {
+                state.drain_engine_events(&mut events);
+                if events.is_empty() {
+                    continue;
+                }
+                let applier = state.clone();
+                events = match tokio::task::spawn_blocking(move || {
+                    applier.apply_engine_events(&mut events);
+                    events
+                })
+                .await
+                {
+                    Ok(left) => left,
+                    Err(err) => {
+                        tracing::error!(%err, "applying engine events failed");
+                        Vec::new()
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Fires the supervisions' answer timeouts: sleeps on the state's clock until the soonest
+/// deadline (re-armed whenever a new one is set), then fires the due ones, until `stop`.
+async fn answer_timer(state: AppState, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let armed = state.deadline_armed().notified();
+        tokio::pin!(armed);
+        armed.as_mut().enable();
+        let next = state.next_deadline_ms();
+        let due = async {
+            match next {
+                Some(at_ms) => state.clock().sleep_until(at_ms).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => break,
+            () = &mut armed => {}
+            () = due => {
+                state.run_due_timeouts().await;
+                // A timeout that could not be applied stays due: do not spin on it.
+                if state
+                    .next_deadline_ms()
+                    .is_some_and(|at_ms| at_ms <= state.clock().now_ms())
+                {
+                    tokio::time::sleep(TIMER_RETRY).await;
+                }
+            }
         }
     }
 }

@@ -13,9 +13,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
+use crate::lifecycle::{Direction, SupervisorNumber, validate_supervisor_number};
 
 /// Longest piece of client input quoted back in an error message.
 const QUOTE_LEN_MAX: usize = 64;
+/// Longest user identifier (a supervisor's or an agent's id as the softswitch names them).
+pub const IDENTITY_LEN_MAX: usize = 128;
+/// Longest calling number the softswitch may report (E.164 has 15 digits; room for a SIP user
+/// part, which then does not match).
+pub const CALLING_NUMBER_LEN_MAX: usize = 128;
 
 /// Client input as quoted in an error message: bounded, so an error never echoes a megabyte.
 pub(crate) fn quote(s: &str) -> String {
@@ -123,18 +129,57 @@ impl Default for LegRequest {
 }
 
 /// `POST /v1/calls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCall {
     pub customer: LegRequest,
     pub agent: LegRequest,
+    pub direction: Direction,
+    /// The agent's user id, as the softswitch names it.
+    pub agent_id: Option<String>,
+    /// Outbound: whether the agent has answered (inbound calls reach the agent answered).
+    pub agent_answered: bool,
+    /// A web call: never supervised (SPEC §2).
+    pub web: bool,
+}
+
+impl Default for NewCall {
+    /// An established inbound business call with two latching µ-law legs.
+    fn default() -> NewCall {
+        NewCall {
+            customer: LegRequest::default(),
+            agent: LegRequest::default(),
+            direction: Direction::Inbound,
+            agent_id: None,
+            agent_answered: true,
+            web: false,
+        }
+    }
 }
 
 /// `POST /v1/calls/{id}/supervisions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewSupervision {
     pub supervisor: LegRequest,
     /// `None`: the configured default (`media.agent_beep`).
     pub beep: Option<bool>,
+    /// Who supervises, as the softswitch names them.
+    pub supervisor_id: Option<String>,
+    /// The supervisor's registered number, validated (SPEC §2 `validation`); `None`: none
+    /// registered, and the session fails (`failed_supervisor_number_invalid`).
+    pub registered_number: Option<SupervisorNumber>,
+    /// The supervisor's leg is already up, answered from this calling number: the session is
+    /// created ringing and answered at once.
+    pub answered: Option<String>,
+}
+
+/// `POST /v1/supervisions/{id}/events`: what the softswitch reports about the supervisor's leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupervisorEvent {
+    Ringing,
+    Answered { calling_number: String },
+    Rejected,
+    Dnd,
+    Hangup,
 }
 
 /// `PATCH /v1/supervisions/{id}`.
@@ -174,10 +219,14 @@ impl Flag {
 pub enum CallEvent {
     /// `hold`, `consult_start`, … (`true`) and `resume`, `consult_end`, … (`false`).
     Flag { flag: Flag, set: bool },
-    /// The customer or the agent hung up: the call ends.
+    /// The customer or the agent hung up; the call ends when both have.
     Hangup(Party),
     /// A supervisor hung up: that supervision is aborted.
     SupervisorHangup(SupervisionId),
+    /// The agent released the call: it ends for everyone.
+    Release,
+    /// Outbound: the agent answered.
+    AgentAnswered,
 }
 
 /// The names of the flag events, in the order the error message lists them.
@@ -191,36 +240,6 @@ const FLAG_EVENTS: [(&str, Flag, bool); 8] = [
     ("conference_start", Flag::Conference, true),
     ("conference_end", Flag::Conference, false),
 ];
-
-/// Why a supervision was aborted (docs/api.md `end_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    AgentHeldCall,
-    Conference,
-    CallerHungUp,
-    AgentHungUp,
-    SupervisorHungUp,
-    CallDeleted,
-}
-
-impl EndReason {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EndReason::AgentHeldCall => "agent_held_call",
-            EndReason::Conference => "conference",
-            EndReason::CallerHungUp => "caller_hung_up",
-            EndReason::AgentHungUp => "agent_hung_up",
-            EndReason::SupervisorHungUp => "supervisor_hung_up",
-            EndReason::CallDeleted => "call_deleted",
-        }
-    }
-}
-
-impl Serialize for EndReason {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
 
 /// A request body: a JSON shape ([`FromBody::Raw`]) and its parse into a domain value.
 pub trait FromBody: Sized {
@@ -252,6 +271,40 @@ fn parse_codec(field: &str, s: &str) -> Result<Codec, ApiError> {
             quote(s)
         ))
     })
+}
+
+/// An identifier the softswitch chose (a supervisor's or an agent's): 1 to
+/// [`IDENTITY_LEN_MAX`] characters, none of them a control character.
+fn parse_identity(field: &str, s: String) -> Result<String, ApiError> {
+    if s.is_empty() || s.chars().count() > IDENTITY_LEN_MAX || s.chars().any(char::is_control) {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: {} is not an identifier (1 to {IDENTITY_LEN_MAX} characters, no control \
+             characters)",
+            quote(&s)
+        )));
+    }
+    Ok(s)
+}
+
+/// A calling number as reported: anything short (it is compared, never trusted).
+fn parse_calling_number(field: &str, s: String) -> Result<String, ApiError> {
+    if s.len() > CALLING_NUMBER_LEN_MAX {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: longer than {CALLING_NUMBER_LEN_MAX} bytes"
+        )));
+    }
+    Ok(s)
+}
+
+fn parse_direction(s: &str) -> Result<Direction, ApiError> {
+    match s {
+        "inbound" => Ok(Direction::Inbound),
+        "outbound" => Ok(Direction::Outbound),
+        _ => Err(ApiError::invalid_body(format!(
+            "direction: unknown direction {} (expected inbound or outbound)",
+            quote(s)
+        ))),
+    }
 }
 
 pub(crate) fn parse_mode(s: &str) -> Result<Mode, ApiError> {
@@ -308,6 +361,14 @@ pub struct RawNewCall {
     customer: Option<RawLeg>,
     #[serde(default, deserialize_with = "object")]
     agent: Option<RawLeg>,
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    agent_answered: Option<bool>,
+    #[serde(default)]
+    web: Option<bool>,
 }
 
 impl FromBody for NewCall {
@@ -316,8 +377,24 @@ impl FromBody for NewCall {
         Ok(NewCall {
             customer: RawLeg::parse(raw.customer, "customer")?,
             agent: RawLeg::parse(raw.agent, "agent")?,
+            direction: raw
+                .direction
+                .as_deref()
+                .map_or(Ok(Direction::Inbound), parse_direction)?,
+            agent_id: raw
+                .agent_id
+                .map(|id| parse_identity("agent_id", id))
+                .transpose()?,
+            agent_answered: raw.agent_answered.unwrap_or(true),
+            web: raw.web.unwrap_or(false),
         })
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnswered {
+    calling_number: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,15 +404,84 @@ pub struct RawNewSupervision {
     supervisor: Option<RawLeg>,
     #[serde(default)]
     beep: Option<bool>,
+    #[serde(default)]
+    supervisor_id: Option<String>,
+    #[serde(default)]
+    registered_number: Option<String>,
+    #[serde(default, deserialize_with = "object")]
+    answered: Option<RawAnswered>,
 }
 
 impl FromBody for NewSupervision {
     type Raw = RawNewSupervision;
     fn parse(raw: RawNewSupervision) -> Result<NewSupervision, ApiError> {
+        let registered_number = match raw.registered_number {
+            None => None,
+            // SPEC §2 `validation`: refused with its own code and the SPEC's words.
+            Some(number) => Some(validate_supervisor_number(&number).map_err(|alert| {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    crate::lifecycle::ValidationAlert::CODE,
+                    format!("registered_number: {alert}"),
+                )
+            })?),
+        };
         Ok(NewSupervision {
             supervisor: RawLeg::parse(raw.supervisor, "supervisor")?,
             beep: raw.beep,
+            supervisor_id: raw
+                .supervisor_id
+                .map(|id| parse_identity("supervisor_id", id))
+                .transpose()?,
+            registered_number,
+            answered: raw
+                .answered
+                .map(|a| parse_calling_number("answered.calling_number", a.calling_number))
+                .transpose()?,
         })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervisorEvent {
+    event: String,
+    #[serde(default)]
+    calling_number: Option<String>,
+}
+
+impl FromBody for SupervisorEvent {
+    type Raw = RawSupervisorEvent;
+    fn parse(raw: RawSupervisorEvent) -> Result<SupervisorEvent, ApiError> {
+        let event = match raw.event.as_str() {
+            "ringing" => SupervisorEvent::Ringing,
+            "answered" => {
+                let Some(calling_number) = raw.calling_number else {
+                    return Err(ApiError::invalid_event(
+                        "answered needs the calling_number the supervisor's leg was answered from",
+                    ));
+                };
+                return Ok(SupervisorEvent::Answered {
+                    calling_number: parse_calling_number("calling_number", calling_number)?,
+                });
+            }
+            "rejected" => SupervisorEvent::Rejected,
+            "dnd" => SupervisorEvent::Dnd,
+            "hangup" => SupervisorEvent::Hangup,
+            other => {
+                return Err(ApiError::invalid_event(format!(
+                    "unknown event {} (expected one of: ringing, answered, rejected, dnd, hangup)",
+                    quote(other)
+                )));
+            }
+        };
+        if raw.calling_number.is_some() {
+            return Err(ApiError::invalid_event(format!(
+                "event {} takes no calling_number",
+                raw.event
+            )));
+        }
+        Ok(event)
     }
 }
 
@@ -402,10 +548,18 @@ impl FromBody for CallEvent {
                 )),
             };
         }
-        let Some(&(_, flag, set)) = FLAG_EVENTS.iter().find(|(name, _, _)| *name == raw.event)
-        else {
+        let simple = match raw.event.as_str() {
+            "release" => Some(CallEvent::Release),
+            "agent_answered" => Some(CallEvent::AgentAnswered),
+            _ => None,
+        };
+        let found = FLAG_EVENTS
+            .iter()
+            .find(|(name, _, _)| *name == raw.event)
+            .map(|&(_, flag, set)| CallEvent::Flag { flag, set });
+        let Some(event) = simple.or(found) else {
             let mut valid: Vec<&str> = FLAG_EVENTS.iter().map(|(name, _, _)| *name).collect();
-            valid.push("hangup");
+            valid.extend(["hangup", "release", "agent_answered"]);
             return Err(ApiError::invalid_event(format!(
                 "unknown event {} (expected one of: {})",
                 quote(&raw.event),
@@ -418,7 +572,7 @@ impl FromBody for CallEvent {
                 raw.event
             )));
         }
-        Ok(CallEvent::Flag { flag, set })
+        Ok(event)
     }
 }
 
@@ -501,6 +655,126 @@ mod tests {
         ] {
             assert_eq!(event(bad).unwrap_err().code, "invalid_event", "{bad}");
         }
+    }
+
+    #[test]
+    fn call_events_of_the_lifecycle() {
+        assert_eq!(event(r#"{"event":"release"}"#).unwrap(), CallEvent::Release);
+        assert_eq!(
+            event(r#"{"event":"agent_answered"}"#).unwrap(),
+            CallEvent::AgentAnswered
+        );
+        let err = event(r#"{"event":"explode"}"#).unwrap_err();
+        assert!(err.message.contains("agent_answered"), "{}", err.message);
+        assert_eq!(
+            event(r#"{"event":"release","party":"agent"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_event"
+        );
+    }
+
+    fn supervisor_event(json: &str) -> Result<SupervisorEvent, ApiError> {
+        SupervisorEvent::parse(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn supervisor_events() {
+        assert_eq!(
+            supervisor_event(r#"{"event":"answered","calling_number":"+15550100"}"#).unwrap(),
+            SupervisorEvent::Answered {
+                calling_number: "+15550100".into()
+            }
+        );
+        for (json, expected) in [
+            (r#"{"event":"ringing"}"#, SupervisorEvent::Ringing),
+            (r#"{"event":"rejected"}"#, SupervisorEvent::Rejected),
+            (r#"{"event":"dnd"}"#, SupervisorEvent::Dnd),
+            (r#"{"event":"hangup"}"#, SupervisorEvent::Hangup),
+        ] {
+            assert_eq!(supervisor_event(json).unwrap(), expected, "{json}");
+        }
+        for bad in [
+            r#"{"event":"answered"}"#,
+            r#"{"event":"ringing","calling_number":"1"}"#,
+            r#"{"event":"Ringing"}"#,
+        ] {
+            assert_eq!(
+                supervisor_event(bad).unwrap_err().code,
+                "invalid_event",
+                "{bad}"
+            );
+        }
+        let long = format!(
+            r#"{{"event":"answered","calling_number":"{}"}}"#,
+            "1".repeat(CALLING_NUMBER_LEN_MAX + 1)
+        );
+        assert_eq!(supervisor_event(&long).unwrap_err().code, "invalid_body");
+    }
+
+    /// As the `Body` extractor does: a JSON shape error is `invalid_body` too.
+    fn new_supervision(json: &str) -> Result<NewSupervision, ApiError> {
+        let raw = serde_json::from_str(json).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+        NewSupervision::parse(raw)
+    }
+
+    #[test]
+    fn supervision_requests() {
+        let req = new_supervision(
+            r#"{"supervisor_id":"sup-1","registered_number":"+441632960000",
+                "answered":{"calling_number":"441632960000"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.supervisor_id.as_deref(), Some("sup-1"));
+        assert_eq!(
+            req.registered_number.map(|n| n.digits().to_owned()),
+            Some("441632960000".to_owned())
+        );
+        assert_eq!(req.answered.as_deref(), Some("441632960000"));
+        assert_eq!(new_supervision("{}").unwrap(), NewSupervision::default());
+        let err = new_supervision(r#"{"registered_number":"44 16"}"#).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (400, "validation"));
+        assert!(
+            err.message
+                .contains("the supervisor telephone number must be a number"),
+            "{}",
+            err.message
+        );
+        for bad in [
+            r#"{"supervisor_id":""}"#,
+            r#"{"supervisor_id":"a\nb"}"#,
+            r#"{"answered":{}}"#,
+            r#"{"answered":{"calling_number":"1","from":"x"}}"#,
+        ] {
+            assert_eq!(
+                new_supervision(bad).unwrap_err().code,
+                "invalid_body",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn call_requests() {
+        let call = NewCall::parse(
+            serde_json::from_str(
+                r#"{"direction":"outbound","agent_id":"agent-7","agent_answered":false,"web":true}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                call.direction,
+                call.agent_id.as_deref(),
+                call.agent_answered,
+                call.web
+            ),
+            (Direction::Outbound, Some("agent-7"), false, true)
+        );
+        let err = NewCall::parse(serde_json::from_str(r#"{"direction":"sideways"}"#).unwrap())
+            .unwrap_err();
+        assert_eq!(err.code, "invalid_body");
     }
 
     #[test]

@@ -111,18 +111,18 @@ impl From<StateError> for ApiError {
                 ApiError::not_found(message)
             }
             StateError::CallEnded(_) => ApiError::new(StatusCode::CONFLICT, "call_ended", message),
-            StateError::SupervisionEnded(_) => {
-                ApiError::new(StatusCode::CONFLICT, "supervision_ended", message)
-            }
-            StateError::NotSupervisable { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "call_not_supervisable", message)
+            // The lifecycle's own code: `supervision_ended`, `not_legal_now`, `web_call`, …
+            StateError::Refused { refused, .. } => {
+                ApiError::new(StatusCode::CONFLICT, refused.code(), message)
             }
             StateError::TooManySupervisors { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "too_many_supervisors", message)
             }
             StateError::AddressFamily { .. } => ApiError::invalid_address(message),
             StateError::Engine(err) => ApiError::from(err),
-            StateError::Random(_) => ApiError::internal(message),
+            StateError::Store(_) | StateError::Random(_) | StateError::Internal(_) => {
+                ApiError::internal(message)
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! earshot's control plane: the HTTP API of `docs/api.md` over the data-plane engine, as a
 //! library (STYLE.md 11) with the `earshotd` binary on top.
 //!
+//! - [`clock`]: the time source (system clock; a manual one for tests).
 //! - [`config`]: defaults, TOML file, `EARSHOT_*` environment, CLI flags; validation.
 //! - [`domain`]: identifiers and request bodies parsed into domain types.
 //! - [`state`]: calls and supervisions and their rules; the engine-event handling.
@@ -16,8 +17,9 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
-pub mod auth;
 pub mod api;
+pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -494,6 +494,24 @@ pub enum Refused {
     TimeoutDue { deadline_ms: u64 },
 }
 
+impl Refused {
+    /// The stable machine code the HTTP API answers a refusal with (409).
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Refused::NotStarted => "supervision_not_started",
+            Refused::AlreadyStarted => "supervision_already_started",
+            Refused::Ended { .. } => "supervision_ended",
+            Refused::WebCall => "web_call",
+            Refused::PersistentWithoutGrant => "grant_required",
+            Refused::NotLegal { .. } => "not_legal_now",
+            Refused::PartyGone { .. } => "party_gone",
+            Refused::NotAgentScope => "not_agent_scope",
+            Refused::AgentNotAnswered => "agent_not_answered",
+            Refused::TimeoutDue { .. } => "timeout_due",
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // States
 // ---------------------------------------------------------------------------------------------
@@ -699,6 +717,18 @@ impl Serialize for AlertKind {
 }
 
 impl FailReason {
+    /// The stable machine code (the API's `failure`).
+    pub const fn code(self) -> &'static str {
+        match self {
+            FailReason::AgentNotReady => "agent_not_ready",
+            FailReason::NoCallToMonitor => "no_call_to_monitor",
+            FailReason::SupervisorDidntAnswer => "supervisor_didnt_answer",
+            FailReason::SupervisorNumberInvalid => "supervisor_number_invalid",
+            FailReason::NoPermission => "no_permission",
+            FailReason::MonitoringFailed => "monitoring_failed",
+        }
+    }
+
     pub const fn alert(self) -> AlertKind {
         match self {
             FailReason::AgentNotReady => AlertKind::FailedAgentNotReady,
@@ -712,6 +742,16 @@ impl FailReason {
 }
 
 impl AbortReason {
+    /// The stable machine code (the API's `abort`).
+    pub const fn code(self) -> &'static str {
+        match self {
+            AbortReason::AgentHeldCall => "agent_held_call",
+            AbortReason::AgentHungUp => "agent_hung_up",
+            AbortReason::CallerHungUp => "caller_hung_up",
+            AbortReason::SupervisorHungUp => "supervisor_hung_up",
+        }
+    }
+
     pub const fn alert(self) -> AlertKind {
         match self {
             AbortReason::AgentHeldCall => AlertKind::AbortedAgentHeldCall,
@@ -2983,6 +3023,38 @@ mod tests {
     }
 
     // --- Codes and numbers ------------------------------------------------------------------------
+
+    #[test]
+    fn reason_codes_name_their_alerts_and_refusals_have_codes() {
+        use FailReason as F;
+        for reason in [
+            F::AgentNotReady,
+            F::NoCallToMonitor,
+            F::SupervisorDidntAnswer,
+            F::SupervisorNumberInvalid,
+            F::NoPermission,
+        ] {
+            assert_eq!(reason.alert().code(), format!("failed_{}", reason.code()));
+        }
+        assert_eq!(
+            F::MonitoringFailed.alert().code(),
+            F::MonitoringFailed.code()
+        );
+        use AbortReason as A;
+        for reason in [
+            A::AgentHeldCall,
+            A::AgentHungUp,
+            A::CallerHungUp,
+            A::SupervisorHungUp,
+        ] {
+            assert_eq!(reason.alert().code(), format!("aborted_{}", reason.code()));
+        }
+        assert_eq!(
+            Refused::Ended { state: "stopped" }.code(),
+            "supervision_ended"
+        );
+        assert_eq!(Refused::WebCall.code(), "web_call");
+    }
 
     #[test]
     fn alert_codes_are_stable_and_unique() {

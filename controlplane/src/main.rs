@@ -40,6 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         media_ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
         backend = daemon.state().engine().backend().as_str(),
         workers = config.engine.workers,
+        db = %config.store.path.display(),
         "listening"
     );
     wait_for_signal()?;

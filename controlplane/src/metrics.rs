@@ -4,9 +4,15 @@
 
 use dataplane::media::matrix::Mode;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::lifecycle::AlertKind;
+
+/// The alert kind of sessions the control plane closes itself (a deleted call, a restart),
+/// outside the lifecycle's table.
+pub const ALERT_KIND_ABORTED: &str = "aborted";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -19,6 +25,10 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     /// `earshot_api_request_duration_seconds{route,method}`.
     api_duration: HistogramVec,
+    /// `earshot_alerts_total{kind}`: session alerts raised, by kind (SPEC §2 codes, bounded).
+    alerts: IntCounterVec,
+    /// `earshot_supervision_setup_seconds`: from the supervision request to media connected.
+    setup: Histogram,
 }
 
 impl Metrics {
@@ -45,12 +55,37 @@ impl Metrics {
             ]),
             &["route", "method"],
         )?;
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "earshot_alerts_total",
+                "Supervision alerts raised, by kind (SPEC §2).",
+            ),
+            &["kind"],
+        )?;
+        let setup = Histogram::with_opts(
+            HistogramOpts::new(
+                "earshot_supervision_setup_seconds",
+                "Time from a supervision request to its media connected.",
+            )
+            .buckets(vec![
+                1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )?;
         registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(setup.clone()))?;
         registry.register(Box::new(supervisions.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(api_duration.clone()))?;
         for mode in Mode::ALL {
             supervisions.with_label_values(&[mode.as_str()]).set(0);
+        }
+        for kind in AlertKind::ALL
+            .map(AlertKind::code)
+            .iter()
+            .chain(&[ALERT_KIND_ABORTED])
+        {
+            alerts.with_label_values(&[kind]).reset();
         }
         Ok(Metrics {
             registry: registry.clone(),
@@ -58,6 +93,8 @@ impl Metrics {
             supervisions,
             api_requests,
             api_duration,
+            alerts,
+            setup,
         })
     }
 
@@ -84,6 +121,21 @@ impl Metrics {
     pub(crate) fn mode_changed(&self, from: Mode, to: Mode) {
         self.supervision_ended(from);
         self.supervision_started(to);
+    }
+
+    /// One alert raised. `kind` is an [`AlertKind`] code or [`ALERT_KIND_ABORTED`]: a bounded set.
+    pub(crate) fn alert(&self, kind: &str) {
+        self.alerts.with_label_values(&[kind]).inc();
+    }
+
+    /// A supervision's media connected `seconds` after it was requested.
+    pub(crate) fn supervision_setup(&self, seconds: f64) {
+        self.setup.observe(seconds);
+    }
+
+    /// `earshot_alerts_total{kind}`, for tests.
+    pub fn alerts(&self, kind: &str) -> u64 {
+        self.alerts.with_label_values(&[kind]).get()
     }
 
     /// Records one API request. `route` is the route template (e.g. `/v1/calls/{call}`), never

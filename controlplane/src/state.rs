@@ -1,31 +1,75 @@
-//! Calls and supervisions: the control plane's state and the rules of docs/api.md.
+//! Calls and supervisions: the control plane's state, the rules of docs/api.md, and the driver
+//! of each supervision's [`Session`] (SPEC §2).
 //!
-//! Every operation validates everything first, then asks the engine, then commits to the
-//! [`Store`], so a refused request changes nothing. The store is in memory for now behind a
-//! `std::sync::Mutex` (control path only; it is never held across an `.await`). The engine is
-//! called with the lock held: its calls are synchronous and short (they validate, bind sockets
-//! at admission, and push onto a ring), and holding the lock makes each operation atomic with
-//! respect to the others. Durable storage replaces [`Store`] in a later issue.
+//! # Layers
+//!
+//! - The **records** (in memory, behind one `std::sync::Mutex`) are what the API shows and what
+//!   the engine holds: calls, their legs, supervisions and their sessions.
+//! - Each supervision is a sans-IO [`Session`]; this module feeds it the API's requests, the
+//!   softswitch's reports and the data plane's events, and carries out its [`Output`]s **in
+//!   order**: audit records are committed to the [`Store`] before the media command that
+//!   follows them (SPEC §4: the audit precedes supervisor media), then the engine is told, then
+//!   the new state, the alerts and the events are committed in one transaction.
+//! - The **store** (SQLite by default) is the durable copy: every operation that changes
+//!   something commits before it returns, so an acknowledged request survives `kill -9`. At
+//!   start-up, [`AppState::new`] closes what a crashed run left open
+//!   ([`crate::store::StoreExt::recover_after_restart`]: not resumed, SPEC §7) and loads the
+//!   recent history.
+//!
+//! # Blocking
+//!
+//! Every method here may block (the records lock, the engine's command ring, an `fsync`): the
+//! HTTP handlers and the daemon's tasks call them through `spawn_blocking`. The lock is held
+//! for a whole operation, including its commits, which makes each operation atomic with respect
+//! to the others (validate, then engine, then commit: a refused request changes nothing).
+//!
+//! # Time
+//!
+//! Every `now` comes from the [`Clock`]; the answer timeouts are driven by
+//! [`AppState::run_due_timeouts`] at [`AppState::next_deadline_ms`] (the daemon's timer task,
+//! or a test after moving a [`crate::clock::ManualClock`]).
+//!
+//! # Media of a requested supervision
+//!
+//! The data plane has no supervisor leg that exists without hearing the call: its
+//! `add_supervisor` attaches the leg in `listen` at once. So the leg is added only when the
+//! session says [`Output::ConnectMedia`] (after its audit record is durable); until then the
+//! supervision has no local media address (`leg.local` is `null`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use dataplane::engine::{self, Engine, EngineError, EngineEvent, LegSpec, LegStats};
 use dataplane::media::matrix::{LegId, Mode};
 use dataplane::wire::g711::Codec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DtmfAction, DtmfKeys};
 use crate::domain::{
-    CallEvent, CallId, EndReason, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
+    CallEvent, CallId, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
+    SupervisorEvent,
 };
-use crate::metrics::Metrics;
+use crate::lifecycle::{
+    self, AgentId, AnswerTimeout, AuditAction, CallFacts, CallKind, Direction, HangupParty, Input,
+    Output, Refused, Session, SessionScope, Start, SupervisorId,
+};
+use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
+use crate::store::{
+    self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
+    PAGE_LIMIT_MAX, SqliteStore, Store, StoreError, StoreExt as _, UnixMs, Writes,
+};
 
 /// Most engine events kept for retry while the engine's command ring is full (STYLE.md 4).
 const ENGINE_EVENTS_RETRY_MAX: usize = 4096;
+/// Rows a page of `GET /v1/alerts` or `GET /v1/audit` returns when the client does not say.
+pub const PAGE_DEFAULT: u32 = 100;
+/// The end reason of supervisions closed because their call was deleted.
+pub const CALL_DELETED: &str = "call_deleted";
 
 /// What the state needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +80,20 @@ pub struct Settings {
     /// Whether a supervision beeps to the agent when the request does not say.
     pub agent_beep: bool,
     pub dtmf: DtmfKeys,
+    /// How long the supervisor's phone may ring.
+    pub answer_timeout: AnswerTimeout,
 }
 
 impl Settings {
+    /// The configuration should have been validated (an out-of-range answer timeout is taken
+    /// as the default).
     pub fn from_config(config: &Config) -> Settings {
         Settings {
             media_ip: config.media.ip,
             max_supervisors_per_call: config.media.max_supervisors_per_call,
             agent_beep: config.media.agent_beep,
             dtmf: config.media.dtmf,
+            answer_timeout: config.supervision.answer_timeout().unwrap_or_default(),
         }
     }
 }
@@ -58,11 +107,7 @@ pub enum StateError {
     SupervisionNotFound(SupervisionId),
     #[error("call {0} has ended")]
     CallEnded(CallId),
-    #[error("supervision {0} has ended")]
-    SupervisionEnded(SupervisionId),
-    #[error("call {call} cannot be supervised while {flag} is set")]
-    NotSupervisable { call: CallId, flag: &'static str },
-    #[error("call {call} already has {max} active supervisions, the most allowed per call")]
+    #[error("call {call} already has {max} open supervisions, the most allowed per call")]
     TooManySupervisors { call: CallId, max: usize },
     #[error("{field}: {remote} is not of the media address's family ({media_ip})")]
     AddressFamily {
@@ -70,11 +115,25 @@ pub enum StateError {
         remote: SocketAddr,
         media_ip: IpAddr,
     },
+    /// The supervision's session refused the input (SPEC §2 lifecycle); nothing changed.
+    #[error("supervision {supervision}: {refused}")]
+    Refused {
+        supervision: SupervisionId,
+        refused: Refused,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
     #[error("no random identifier from the OS: {0}")]
     Random(getrandom::Error),
+    #[error("{0}")]
+    Internal(String),
 }
+
+// ---------------------------------------------------------------------------------------------
+// Views
+// ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,14 +142,78 @@ pub enum CallState {
     Ended,
 }
 
+/// A supervision's state as the API shows it (SPEC §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupervisionState {
+    /// The supervisor's leg is being connected (ringing, or waiting for the outbound agent).
+    Requested,
+    /// Media flows, in `mode`.
     Active,
-    /// Ended by the API or by the supervisor's stop key.
+    /// The supervisor answered but the call vanished while the phone rang: no media; the
+    /// session ends when the supervisor stops or hangs up.
+    NoCall,
+    /// Ended by the supervisor (API `DELETE`, or the stop key).
     Stopped,
-    /// Ended by something else; see the end reason.
+    /// See `failure`.
+    Failed,
+    /// See `abort`.
     Aborted,
+}
+
+impl SupervisionState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SupervisionState::Requested => "requested",
+            SupervisionState::Active => "active",
+            SupervisionState::NoCall => "no_call",
+            SupervisionState::Stopped => "stopped",
+            SupervisionState::Failed => "failed",
+            SupervisionState::Aborted => "aborted",
+        }
+    }
+
+    pub const fn is_open(self) -> bool {
+        matches!(
+            self,
+            SupervisionState::Requested | SupervisionState::Active | SupervisionState::NoCall
+        )
+    }
+
+    fn of(state: lifecycle::State) -> SupervisionState {
+        match state {
+            lifecycle::State::New | lifecycle::State::Requested { .. } => {
+                SupervisionState::Requested
+            }
+            lifecycle::State::Active { .. } => SupervisionState::Active,
+            lifecycle::State::NoCall { .. } => SupervisionState::NoCall,
+            lifecycle::State::Stopped => SupervisionState::Stopped,
+            lifecycle::State::Failed(_) => SupervisionState::Failed,
+            lifecycle::State::Aborted(_) => SupervisionState::Aborted,
+        }
+    }
+
+    /// The store's five states: `no_call` is stored as `active` (the session is open and the
+    /// supervisor's leg is up).
+    fn stored(self) -> store::SupervisionState {
+        match self {
+            SupervisionState::Requested => store::SupervisionState::Requested,
+            SupervisionState::Active | SupervisionState::NoCall => store::SupervisionState::Active,
+            SupervisionState::Stopped => store::SupervisionState::Stopped,
+            SupervisionState::Failed => store::SupervisionState::Failed,
+            SupervisionState::Aborted => store::SupervisionState::Aborted,
+        }
+    }
+
+    fn from_stored(state: store::SupervisionState) -> SupervisionState {
+        match state {
+            store::SupervisionState::Requested => SupervisionState::Requested,
+            store::SupervisionState::Active => SupervisionState::Active,
+            store::SupervisionState::Stopped => SupervisionState::Stopped,
+            store::SupervisionState::Failed => SupervisionState::Failed,
+            store::SupervisionState::Aborted => SupervisionState::Aborted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -110,21 +233,16 @@ impl Flags {
             Flag::Conference => &mut self.conference,
         }
     }
-
-    /// The first flag set, if any: such a call cannot be supervised.
-    pub fn first_set(self) -> Option<Flag> {
-        [
-            (self.on_hold, Flag::OnHold),
-            (self.consult, Flag::Consult),
-            (self.secure_payment, Flag::SecurePayment),
-            (self.conference, Flag::Conference),
-        ]
-        .into_iter()
-        .find_map(|(set, flag)| set.then_some(flag))
-    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Which parties of a call have hung up (the call ends when both have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct HungUp {
+    pub customer: bool,
+    pub agent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct StatsView {
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -151,7 +269,8 @@ impl From<LegStats> for StatsView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegView {
-    pub local: SocketAddr,
+    /// `null` for a supervisor's leg whose media is not connected (yet, or ever).
+    pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     pub codec: &'static str,
     pub stats: StatsView,
@@ -168,11 +287,17 @@ pub struct LegsView {
 pub struct CallView {
     pub id: CallId,
     pub state: CallState,
+    pub direction: &'static str,
+    pub agent_id: Option<String>,
+    pub web: bool,
+    pub agent_answered: bool,
     pub flags: Flags,
+    pub hung_up: HungUp,
     pub legs: LegsView,
-    /// Every supervision of the call, active and ended, oldest first.
+    /// Every supervision of the call, open and ended, oldest first.
     pub supervisions: Vec<SupervisionId>,
     pub created_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
 }
 
 /// A supervision as the API shows it.
@@ -181,24 +306,105 @@ pub struct SupervisionView {
     pub id: SupervisionId,
     pub call_id: CallId,
     pub state: SupervisionState,
+    /// The current mode (`listen` until media connects), or the last one once ended.
     pub mode: &'static str,
+    /// Why it failed (state `failed`): `agent_not_ready`, `no_call_to_monitor`, …
+    pub failure: Option<String>,
+    /// Why it was aborted (state `aborted`): `agent_held_call`, …, `call_deleted`, `restart`.
+    pub abort: Option<String>,
+    pub supervisor_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub registered_number: Option<String>,
+    pub beep: bool,
     pub leg: LegView,
-    pub end_reason: Option<EndReason>,
-    pub started_at_ms: u64,
+    pub created_at_ms: u64,
+    /// When the supervisor's leg was answered (media connected, or the no-call message).
+    pub started_at_ms: Option<u64>,
     pub ended_at_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+/// An alert record (SPEC §2) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub kind: String,
+    pub text: String,
+    pub reason: Option<String>,
+    pub supervision_id: Option<String>,
+    pub call_id: Option<String>,
+    pub at_ms: i64,
+}
+
+impl From<store::AlertRecord> for AlertView {
+    fn from(a: store::AlertRecord) -> AlertView {
+        AlertView {
+            id: a.id.0,
+            kind: a.kind,
+            text: a.text,
+            reason: a.reason,
+            supervision_id: a.supervision_id,
+            call_id: a.call_id,
+            at_ms: a.at.0,
+        }
+    }
+}
+
+/// An audit record (SPEC §4) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditView {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub supervision_id: Option<String>,
+    pub call_id: Option<String>,
+    pub mode: Option<&'static str>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl From<store::AuditRecord> for AuditView {
+    fn from(a: store::AuditRecord) -> AuditView {
+        AuditView {
+            id: a.id.0,
+            at_ms: a.at.0,
+            actor: a.actor,
+            action: a.action,
+            supervision_id: a.supervision_id,
+            call_id: a.call_id,
+            mode: a.mode.map(Mode::as_str),
+            outcome: a.outcome,
+            detail: a.detail,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// A leg as recorded, and as stored in the `media` JSON columns.
+#[derive(Debug, Clone, Copy)]
 struct LegRecord {
-    local: SocketAddr,
+    local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     codec: Codec,
     /// The statistics when the leg's media was released (the engine forgets them then).
-    final_stats: Option<LegStats>,
+    final_stats: Option<StatsView>,
+}
+
+/// [`LegRecord`]'s JSON form in the store.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredLeg {
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    codec: String,
+    #[serde(default)]
+    stats: Option<StatsView>,
 }
 
 impl LegRecord {
-    fn new(local: SocketAddr, req: LegRequest) -> LegRecord {
+    fn new(local: Option<SocketAddr>, req: LegRequest) -> LegRecord {
         LegRecord {
             local,
             remote: req.remote,
@@ -206,19 +412,55 @@ impl LegRecord {
             final_stats: None,
         }
     }
+
+    fn stored(&self) -> StoredLeg {
+        StoredLeg {
+            local: self.local,
+            remote: self.remote,
+            codec: self.codec.name().to_owned(),
+            stats: self.final_stats,
+        }
+    }
+
+    /// A leg from the store: whatever it holds, something to show.
+    fn from_stored(value: Option<&serde_json::Value>) -> LegRecord {
+        let stored = value.and_then(|v| StoredLeg::deserialize(v).ok());
+        match stored {
+            Some(s) => LegRecord {
+                local: s.local,
+                remote: s.remote,
+                codec: s.codec.parse().unwrap_or(Codec::Pcmu),
+                final_stats: Some(s.stats.unwrap_or_default()),
+            },
+            None => LegRecord {
+                local: None,
+                remote: None,
+                codec: Codec::Pcmu,
+                final_stats: Some(StatsView::default()),
+            },
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct CallRecord {
     /// Creation order, for listing.
     seq: u64,
-    engine: engine::CallId,
+    /// The engine's call while its media is anchored (`None` once ended, or when loaded from
+    /// the store).
+    engine: Option<engine::CallId>,
     state: CallState,
+    direction: Direction,
+    web: bool,
+    agent_id: Option<String>,
+    agent_answered: bool,
     flags: Flags,
+    hung_up: HungUp,
     customer: LegRecord,
     agent: LegRecord,
     supervisions: Vec<SupervisionId>,
     created_at_ms: u64,
+    ended_at_ms: Option<u64>,
 }
 
 impl CallRecord {
@@ -228,45 +470,216 @@ impl CallRecord {
             Party::Agent => &mut self.agent,
         }
     }
+
+    fn facts(&self, id: CallId) -> CallFacts {
+        CallFacts {
+            call: id,
+            kind: if self.web {
+                CallKind::Web
+            } else {
+                CallKind::Business
+            },
+            direction: self.direction,
+            on_hold: self.flags.on_hold,
+            in_consult: self.flags.consult,
+            secure_payment: self.flags.secure_payment,
+            conference: self.flags.conference,
+            agent_answered: self.agent_answered,
+        }
+    }
+
+    fn stored(&self, id: CallId, deleted_at_ms: Option<u64>) -> store::CallRecord {
+        store::CallRecord {
+            id: id.to_string(),
+            external_id: None,
+            agent_id: self.agent_id.clone(),
+            state: match self.state {
+                CallState::Active => store::CallState::Active,
+                CallState::Ended => store::CallState::Ended,
+            },
+            flags: store::CallFlags {
+                on_hold: self.flags.on_hold,
+                consult: self.flags.consult,
+                secure_payment: self.flags.secure_payment,
+                conference: self.flags.conference,
+            },
+            web: self.web,
+            created_at: unix(self.created_at_ms),
+            ended_at: self.ended_at_ms.map(unix),
+            direction: match self.direction {
+                Direction::Inbound => store::CallDirection::Inbound,
+                Direction::Outbound => store::CallDirection::Outbound,
+            },
+            agent_answered: self.agent_answered,
+            customer_hung_up: self.hung_up.customer,
+            agent_hung_up: self.hung_up.agent,
+            deleted_at: deleted_at_ms.map(unix),
+            media: serde_json::json!({
+                "customer": self.customer.stored(),
+                "agent": self.agent.stored(),
+            }),
+        }
+    }
+
+    /// A call from the store: history, with no media in the engine.
+    fn from_stored(c: &store::CallRecord, seq: u64) -> CallRecord {
+        CallRecord {
+            seq,
+            engine: None,
+            state: match c.state {
+                store::CallState::Active => CallState::Active,
+                store::CallState::Ended => CallState::Ended,
+            },
+            direction: match c.direction {
+                store::CallDirection::Inbound => Direction::Inbound,
+                store::CallDirection::Outbound => Direction::Outbound,
+            },
+            web: c.web,
+            agent_id: c.agent_id.clone(),
+            agent_answered: c.agent_answered,
+            flags: Flags {
+                on_hold: c.flags.on_hold,
+                consult: c.flags.consult,
+                secure_payment: c.flags.secure_payment,
+                conference: c.flags.conference,
+            },
+            hung_up: HungUp {
+                customer: c.customer_hung_up,
+                agent: c.agent_hung_up,
+            },
+            customer: LegRecord::from_stored(c.media.get("customer")),
+            agent: LegRecord::from_stored(c.media.get("agent")),
+            supervisions: Vec::new(),
+            created_at_ms: ms_of(c.created_at),
+            ended_at_ms: c.ended_at.map(ms_of),
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SupervisionRecord {
     seq: u64,
     call: CallId,
-    engine_call: engine::CallId,
-    /// The supervisor's leg in the engine; engine leg ids are reused once released, so this
-    /// names the leg only while the supervision is active.
-    engine_leg: LegId,
-    leg: LegRecord,
+    /// `Some` while the session is open.
+    session: Option<Session>,
     state: SupervisionState,
     mode: Mode,
-    end_reason: Option<EndReason>,
-    started_at_ms: u64,
+    failure: Option<String>,
+    abort: Option<String>,
+    supervisor_id: Option<String>,
+    agent_id: Option<String>,
+    registered_number: Option<String>,
+    beep: bool,
+    leg: LegRecord,
+    /// The supervisor's leg in the engine while media is connected; engine leg ids are reused
+    /// once released, so this names the leg only while it is `Some`.
+    media: Option<(engine::CallId, LegId)>,
+    /// The session's answer deadline as indexed in [`Inner::deadlines`].
+    deadline_ms: Option<u64>,
+    created_at_ms: u64,
+    started_at_ms: Option<u64>,
     ended_at_ms: Option<u64>,
+    /// When the request arrived, for `earshot_supervision_setup_seconds` (real time).
+    requested: Instant,
 }
 
-/// The records, and the metrics that count them: every transition goes through a method here,
-/// which keeps the gauges in step.
-struct Store {
+impl SupervisionRecord {
+    fn stored(&self, id: SupervisionId) -> store::SupervisionRecord {
+        store::SupervisionRecord {
+            id: id.to_string(),
+            call_id: Some(self.call.to_string()),
+            supervisor_id: self.supervisor_id.clone(),
+            agent_id: self.agent_id.clone(),
+            state: self.state.stored(),
+            mode: self.mode,
+            end_reason: self.failure.clone().or_else(|| self.abort.clone()),
+            scope: store::SupervisionScope::Call,
+            created_at: unix(self.created_at_ms),
+            started_at: self.started_at_ms.map(unix),
+            ended_at: self.ended_at_ms.map(unix),
+            media: serde_json::json!({
+                "leg": self.leg.stored(),
+                "beep": self.beep,
+                "registered_number": self.registered_number,
+            }),
+        }
+    }
+
+    /// A supervision from the store: history, with no session (recovery closed the open ones
+    /// before anything is loaded).
+    fn from_stored(s: &store::SupervisionRecord, call: CallId, seq: u64) -> SupervisionRecord {
+        let state = SupervisionState::from_stored(s.state);
+        SupervisionRecord {
+            seq,
+            call,
+            session: None,
+            state,
+            mode: s.mode,
+            failure: (state == SupervisionState::Failed)
+                .then(|| s.end_reason.clone())
+                .flatten(),
+            abort: (state == SupervisionState::Aborted)
+                .then(|| s.end_reason.clone())
+                .flatten(),
+            supervisor_id: s.supervisor_id.clone(),
+            agent_id: s.agent_id.clone(),
+            registered_number: s
+                .media
+                .get("registered_number")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned),
+            beep: s
+                .media
+                .get("beep")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            leg: LegRecord::from_stored(s.media.get("leg")),
+            media: None,
+            deadline_ms: None,
+            created_at_ms: ms_of(s.created_at),
+            started_at_ms: s.started_at.map(ms_of),
+            ended_at_ms: s.ended_at.map(ms_of),
+            requested: Instant::now(),
+        }
+    }
+
+    fn scope(&self) -> EventScope {
+        EventScope {
+            groups: Vec::new(),
+            users: self
+                .supervisor_id
+                .iter()
+                .chain(&self.agent_id)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn event_payload(&self, id: SupervisionId) -> serde_json::Value {
+        serde_json::json!({
+            "supervision_id": id,
+            "call_id": self.call,
+            "state": self.state.as_str(),
+            "mode": self.mode.as_str(),
+            "failure": self.failure,
+            "abort": self.abort,
+            "supervisor_id": self.supervisor_id,
+            "agent_id": self.agent_id,
+        })
+    }
+}
+
+/// Everything in memory. Every transition goes through [`AppState`] methods, which keep the
+/// gauges in step.
+#[derive(Default)]
+struct Records {
     calls: HashMap<CallId, CallRecord>,
     supervisions: HashMap<SupervisionId, SupervisionRecord>,
     by_engine_call: HashMap<engine::CallId, CallId>,
     next_seq: u64,
-    metrics: Metrics,
 }
 
-impl Store {
-    fn new(metrics: Metrics) -> Store {
-        Store {
-            calls: HashMap::new(),
-            supervisions: HashMap::new(),
-            by_engine_call: HashMap::new(),
-            next_seq: 0,
-            metrics,
-        }
-    }
-
+impl Records {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
@@ -274,6 +687,10 @@ impl Store {
 
     fn call(&self, id: CallId) -> Result<&CallRecord, StateError> {
         self.calls.get(&id).ok_or(StateError::CallNotFound(id))
+    }
+
+    fn call_mut(&mut self, id: CallId) -> Result<&mut CallRecord, StateError> {
+        self.calls.get_mut(&id).ok_or(StateError::CallNotFound(id))
     }
 
     fn active_call(&self, id: CallId) -> Result<&CallRecord, StateError> {
@@ -308,92 +725,30 @@ impl Store {
         }
     }
 
-    /// The active supervisions of a call, oldest first.
-    fn active_supervisions(&self, call: CallId) -> Vec<SupervisionId> {
+    /// The open supervisions of a call, oldest first.
+    fn open_supervisions(&self, call: CallId) -> Vec<SupervisionId> {
         self.calls.get(&call).map_or_else(Vec::new, |c| {
             c.supervisions
                 .iter()
                 .copied()
-                .filter(|s| {
-                    self.supervisions
-                        .get(s)
-                        .is_some_and(|s| s.state == SupervisionState::Active)
-                })
+                .filter(|s| self.supervisions.get(s).is_some_and(|s| s.state.is_open()))
                 .collect()
         })
     }
 
-    /// The active supervision on an engine leg, if any.
-    fn supervision_on_leg(&self, call: CallId, leg: LegId) -> Option<SupervisionId> {
-        self.active_supervisions(call)
-            .into_iter()
-            .find(|s| self.supervisions[s].engine_leg == leg)
-    }
-
-    fn insert_call(&mut self, id: CallId, record: CallRecord) {
-        self.by_engine_call.insert(record.engine, id);
-        self.calls.insert(id, record);
-        self.metrics.call_started();
-    }
-
-    /// Marks a call ended; its media is already released.
-    fn end_call(&mut self, id: CallId, customer: Option<LegStats>, agent: Option<LegStats>) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if call.state == CallState::Active {
-            call.state = CallState::Ended;
-            call.customer.final_stats = Some(customer.unwrap_or_default());
-            call.agent.final_stats = Some(agent.unwrap_or_default());
-            self.by_engine_call.remove(&call.engine);
-            self.metrics.call_ended();
-        }
-    }
-
-    /// Forgets an ended call. Its supervisions stay listed.
-    fn remove_call(&mut self, id: CallId) {
-        if let Some(call) = self.calls.remove(&id) {
-            debug_assert_eq!(call.state, CallState::Ended);
-        }
-    }
-
-    fn insert_supervision(&mut self, id: SupervisionId, record: SupervisionRecord) {
-        self.metrics.supervision_started(record.mode);
-        if let Some(call) = self.calls.get_mut(&record.call) {
-            call.supervisions.push(id);
-        }
-        self.supervisions.insert(id, record);
-    }
-
-    fn set_mode(&mut self, id: SupervisionId, mode: Mode) {
-        let Some(sup) = self.supervisions.get_mut(&id) else {
-            return;
-        };
-        if sup.state == SupervisionState::Active && sup.mode != mode {
-            self.metrics.mode_changed(sup.mode, mode);
-            sup.mode = mode;
-        }
-    }
-
-    /// Marks a supervision ended; its media is already released.
-    fn end_supervision(
-        &mut self,
-        id: SupervisionId,
-        state: SupervisionState,
-        reason: Option<EndReason>,
-        stats: Option<LegStats>,
-        now_ms: u64,
-    ) {
-        let Some(sup) = self.supervisions.get_mut(&id) else {
-            return;
-        };
-        if sup.state == SupervisionState::Active {
-            sup.state = state;
-            sup.end_reason = reason;
-            sup.ended_at_ms = Some(now_ms);
-            sup.leg.final_stats = Some(stats.unwrap_or_default());
-            self.metrics.supervision_ended(sup.mode);
-        }
+    /// The supervision whose media is on an engine leg, if any.
+    fn supervision_on_leg(&self, call: engine::CallId, leg: LegId) -> Option<SupervisionId> {
+        let call_id = self.by_engine_call.get(&call)?;
+        self.calls
+            .get(call_id)?
+            .supervisions
+            .iter()
+            .copied()
+            .find(|s| {
+                self.supervisions
+                    .get(s)
+                    .is_some_and(|s| s.media == Some((call, leg)))
+            })
     }
 }
 
@@ -409,10 +764,12 @@ fn released(result: Result<(), EngineError>, what: &str) -> Result<(), EngineErr
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn unix(ms: u64) -> UnixMs {
+    UnixMs(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+fn ms_of(at: UnixMs) -> u64 {
+    u64::try_from(at.0).unwrap_or(0)
 }
 
 fn leg_spec(req: LegRequest) -> LegSpec {
@@ -422,48 +779,146 @@ fn leg_spec(req: LegRequest) -> LegSpec {
     }
 }
 
-struct Inner {
-    engine: Engine,
-    store: Mutex<Store>,
-    metrics: Metrics,
-    settings: Settings,
+/// One step of a session: an input, or its answer timeout.
+enum Step {
+    Input(Input),
+    Timeout,
 }
 
-/// The control plane's shared state: the engine handle, the records, the metrics. Cheap to
-/// clone (one `Arc`).
+/// The audit record of a session's output, as stored.
+fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
+    let (action, outcome) = match a.action {
+        AuditAction::Start => ("start", "ok"),
+        AuditAction::ModeChange => ("mode_change", "ok"),
+        AuditAction::Stop => ("stop", "ok"),
+        AuditAction::Denial => ("denial", "denied"),
+        AuditAction::Failure => ("failure", "failed"),
+        AuditAction::Abort => ("abort", "aborted"),
+    };
+    let mut detail = Vec::new();
+    if !a.agent.0.is_empty() {
+        detail.push(format!("agent {}", a.agent.0));
+    }
+    if let Some(alert) = a.alert {
+        detail.push(format!("alert {}", alert.code()));
+    }
+    NewAudit {
+        at: unix(a.at_ms),
+        actor: actor(&a.supervisor.0),
+        action: format!("supervision.{action}"),
+        supervision_id: Some(a.session.to_string()),
+        call_id: Some(a.call.to_string()),
+        mode: a.mode,
+        outcome: outcome.to_owned(),
+        detail: (!detail.is_empty()).then(|| detail.join("; ")),
+    }
+}
+
+/// Who acted, in an audit record: the supervisor, when the request named them (there is no
+/// authentication yet: the request is taken at its word).
+fn actor(supervisor_id: &str) -> String {
+    if supervisor_id.is_empty() {
+        "api".to_owned()
+    } else {
+        format!("user:{supervisor_id}")
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    records: Mutex<Records>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    settings: Settings,
+    /// The open sessions' answer deadlines, soonest first. Its own lock, never held across
+    /// I/O, so the timer can read it without waiting for a commit.
+    deadlines: Mutex<BTreeSet<(u64, SupervisionId)>>,
+    /// Signalled when a deadline is added, so the timer re-arms.
+    deadline_armed: Notify,
+}
+
+/// The control plane's shared state: the engine handle, the records, the store, the clock, the
+/// metrics. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// A mutex whose holder panicked still guards consistent records (each step that can panic
+/// leaves them consistent), so keep serving.
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl AppState {
-    /// Wraps a running engine. `metrics` must be registered in the registry the engine was
-    /// started with, so `/metrics` shows both.
-    pub fn new(engine: Engine, metrics: Metrics, settings: Settings) -> AppState {
-        let store = Mutex::new(Store::new(metrics.clone()));
-        AppState {
+    /// Wraps a running engine and an opened store: closes what a previous run left open
+    /// (SPEC §7: stale sessions are closed with an alert, not resumed; open calls are ended)
+    /// and loads the most recent calls and supervisions ([`PAGE_LIMIT_MAX`] of each; older
+    /// ones are still answered by id). `metrics` must be registered in the registry the engine
+    /// was started with, so `/metrics` shows both.
+    pub fn new(
+        engine: Engine,
+        metrics: Metrics,
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<AppState> {
+        let recovery = store
+            .recover_after_restart(unix(clock.now_ms()))
+            .context("cannot close the sessions left open by the previous run")?;
+        for closed in &recovery.sessions {
+            metrics.alert(ALERT_KIND_ABORTED);
+            tracing::warn!(
+                supervision = %closed.supervision.id,
+                was = closed.previous_state.as_str(),
+                "supervision left open by the previous run closed (not resumed)"
+            );
+        }
+        if !recovery.calls.is_empty() {
+            tracing::warn!(
+                calls = recovery.calls.len(),
+                "calls left open by the previous run ended (their media did not survive)"
+            );
+        }
+        let records = load(store.as_ref()).context("cannot load the recent history")?;
+        Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
+                records: Mutex::new(records),
                 store,
+                clock,
                 metrics,
                 settings,
+                deadlines: Mutex::new(BTreeSet::new()),
+                deadline_armed: Notify::new(),
             }),
-        }
+        })
     }
 
-    /// A fresh registry, an engine started from `config`, and the state around them. The
-    /// configuration should have been validated.
+    /// A fresh registry, an engine started from `config`, the store it names, and the wall
+    /// clock. The configuration should have been validated.
     pub fn start(config: &Config) -> anyhow::Result<AppState> {
+        AppState::start_with(config, Arc::new(SystemClock))
+    }
+
+    /// [`AppState::start`] with another clock (tests: a [`crate::clock::ManualClock`]).
+    pub fn start_with(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        let path = &config.store.path;
+        let store = SqliteStore::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
         let registry = prometheus::Registry::new();
         let engine = Engine::start(config.engine_config(), &registry)
             .context("cannot start the data plane")?;
         let metrics =
             Metrics::new(&registry).context("cannot register the control plane's metrics")?;
-        Ok(AppState::new(
+        AppState::new(
             engine,
             metrics,
             Settings::from_config(config),
-        ))
+            Arc::new(store),
+            clock,
+        )
     }
 
     pub fn engine(&self) -> &Engine {
@@ -478,13 +933,21 @@ impl AppState {
         &self.inner.settings
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock is a bug, but the records stay consistent at every
-        // step that can panic, so keep serving.
-        self.inner
-            .store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    /// The durable store (tests read it directly).
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    fn records(&self) -> MutexGuard<'_, Records> {
+        relock(&self.inner.records)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
     }
 
     fn check_family(
@@ -507,30 +970,40 @@ impl AppState {
 
     // ---- views ----
 
-    fn leg_view(&self, engine_call: engine::CallId, leg: LegId, record: &LegRecord) -> LegView {
+    fn leg_view(&self, live: Option<(engine::CallId, LegId)>, record: &LegRecord) -> LegView {
         let stats = record
             .final_stats
-            .or_else(|| self.inner.engine.leg_stats(engine_call, leg))
+            .or_else(|| {
+                live.and_then(|(call, leg)| self.inner.engine.leg_stats(call, leg))
+                    .map(StatsView::from)
+            })
             .unwrap_or_default();
         LegView {
             local: record.local,
             remote: record.remote,
             codec: record.codec.name(),
-            stats: stats.into(),
+            stats,
         }
     }
 
     fn call_view(&self, id: CallId, call: &CallRecord) -> CallView {
+        let live = |leg| call.engine.map(|c| (c, leg));
         CallView {
             id,
             state: call.state,
+            direction: call.direction.as_str(),
+            agent_id: call.agent_id.clone(),
+            web: call.web,
+            agent_answered: call.agent_answered,
             flags: call.flags,
+            hung_up: call.hung_up,
             legs: LegsView {
-                customer: self.leg_view(call.engine, LegId::CUSTOMER, &call.customer),
-                agent: self.leg_view(call.engine, LegId::AGENT, &call.agent),
+                customer: self.leg_view(live(LegId::CUSTOMER), &call.customer),
+                agent: self.leg_view(live(LegId::AGENT), &call.agent),
             },
             supervisions: call.supervisions.clone(),
             created_at_ms: call.created_at_ms,
+            ended_at_ms: call.ended_at_ms,
         }
     }
 
@@ -540,31 +1013,38 @@ impl AppState {
             call_id: sup.call,
             state: sup.state,
             mode: sup.mode.as_str(),
-            leg: self.leg_view(sup.engine_call, sup.engine_leg, &sup.leg),
-            end_reason: sup.end_reason,
+            failure: sup.failure.clone(),
+            abort: sup.abort.clone(),
+            supervisor_id: sup.supervisor_id.clone(),
+            agent_id: sup.agent_id.clone(),
+            registered_number: sup.registered_number.clone(),
+            beep: sup.beep,
+            leg: self.leg_view(sup.media, &sup.leg),
+            created_at_ms: sup.created_at_ms,
             started_at_ms: sup.started_at_ms,
             ended_at_ms: sup.ended_at_ms,
         }
     }
 
-    fn call_view_of(&self, store: &Store, id: CallId) -> Result<CallView, StateError> {
-        Ok(self.call_view(id, store.call(id)?))
+    fn call_view_of(&self, r: &Records, id: CallId) -> Result<CallView, StateError> {
+        Ok(self.call_view(id, r.call(id)?))
     }
 
     fn supervision_view_of(
         &self,
-        store: &Store,
+        r: &Records,
         id: SupervisionId,
     ) -> Result<SupervisionView, StateError> {
-        Ok(self.supervision_view(id, store.supervision(id)?))
+        Ok(self.supervision_view(id, r.supervision(id)?))
     }
 
     // ---- calls ----
 
-    /// `GET /v1/calls`: every call, active and ended, oldest first.
+    /// `GET /v1/calls`: every call in memory (since start, and the recent history loaded at
+    /// start), active and ended, oldest first.
     pub fn calls(&self) -> Vec<CallView> {
-        let store = self.store();
-        let mut calls: Vec<(&CallId, &CallRecord)> = store.calls.iter().collect();
+        let r = self.records();
+        let mut calls: Vec<(&CallId, &CallRecord)> = r.calls.iter().collect();
         calls.sort_by_key(|(_, c)| c.seq);
         calls
             .into_iter()
@@ -572,45 +1052,111 @@ impl AppState {
             .collect()
     }
 
+    /// `GET /v1/calls/{id}`: from memory, else from the store's history (not if deleted).
     pub fn call(&self, id: CallId) -> Result<CallView, StateError> {
-        self.call_view_of(&self.store(), id)
+        if let Ok(view) = self.call_view_of(&self.records(), id) {
+            return Ok(view);
+        }
+        let key = id.to_string();
+        let found = self.inner.store.read(|r| {
+            let Some(call) = r.call(&key)? else {
+                return Ok(None);
+            };
+            let sups = r.supervisions_of_call(&key)?;
+            Ok(Some((call, sups)))
+        })?;
+        match found {
+            Some((call, sups)) if call.deleted_at.is_none() => {
+                let mut record = CallRecord::from_stored(&call, 0);
+                record.supervisions = sups.iter().filter_map(|s| s.id.parse().ok()).collect();
+                Ok(self.call_view(id, &record))
+            }
+            _ => Err(StateError::CallNotFound(id)),
+        }
     }
 
+    /// `POST /v1/calls`.
     pub fn create_call(&self, req: NewCall) -> Result<CallView, StateError> {
         self.check_family("customer.remote", req.customer.remote)?;
         self.check_family("agent.remote", req.agent.remote)?;
-        let mut store = self.store();
-        let id = store.fresh_call_id()?;
+        let mut r = self.records();
+        let id = r.fresh_call_id()?;
         let media = self
             .inner
             .engine
             .create_call(leg_spec(req.customer), leg_spec(req.agent))?;
-        let seq = store.seq();
-        store.insert_call(
-            id,
-            CallRecord {
-                seq,
-                engine: media.call,
-                state: CallState::Active,
-                flags: Flags::default(),
-                customer: LegRecord::new(media.customer, req.customer),
-                agent: LegRecord::new(media.agent, req.agent),
-                supervisions: Vec::new(),
-                created_at_ms: now_ms(),
-            },
-        );
+        let seq = r.seq();
+        let record = CallRecord {
+            seq,
+            engine: Some(media.call),
+            state: CallState::Active,
+            direction: req.direction,
+            web: req.web,
+            agent_id: req.agent_id,
+            agent_answered: req.agent_answered || req.direction == Direction::Inbound,
+            flags: Flags::default(),
+            hung_up: HungUp::default(),
+            customer: LegRecord::new(Some(media.customer), req.customer),
+            agent: LegRecord::new(Some(media.agent), req.agent),
+            supervisions: Vec::new(),
+            created_at_ms: self.now_ms(),
+            ended_at_ms: None,
+        };
+        let stored = record.stored(id, None);
+        let committed = self.inner.store.write(|w| {
+            w.create_call(&stored)?;
+            append_event(
+                w,
+                "call.created",
+                serde_json::json!({"call_id": id, "direction": record.direction.as_str(),
+                                   "agent_id": record.agent_id, "web": record.web}),
+                call_scope(&record),
+                record.created_at_ms,
+            )
+        });
+        if let Err(err) = committed {
+            // Not acknowledged: give the media back.
+            if let Err(e) = released(self.inner.engine.delete_call(media.call), "call") {
+                tracing::error!(err = %e, "cannot release an unrecorded call's media");
+            }
+            return Err(err.into());
+        }
+        r.by_engine_call.insert(media.call, id);
+        r.calls.insert(id, record);
+        self.inner.metrics.call_started();
         tracing::debug!(call = %id, customer = %media.customer, agent = %media.agent, "call created");
-        self.call_view_of(&store, id)
+        self.call_view_of(&r, id)
     }
 
-    /// `DELETE /v1/calls/{id}`: releases the media if the call is still active (its active
-    /// supervisions end `aborted`, `call_deleted`), then forgets the call.
+    /// `DELETE /v1/calls/{id}`: its open supervisions are closed (`aborted`, `call_deleted`),
+    /// its media released if still anchored, and the API forgets it (the store keeps it as
+    /// history, marked deleted).
     pub fn delete_call(&self, id: CallId) -> Result<(), StateError> {
-        let mut store = self.store();
-        if store.call(id)?.state == CallState::Active {
-            self.end_call(&mut store, id, EndReason::CallDeleted)?;
+        let mut r = self.records();
+        r.call(id)?;
+        let now = self.now_ms();
+        for sup in r.open_supervisions(id) {
+            self.close_supervision(&mut r, sup, now, CALL_DELETED, "the call was deleted")?;
         }
-        store.remove_call(id);
+        if r.call(id)?.state == CallState::Active {
+            self.end_call_media(&mut r, id, now)?;
+        }
+        let call = r.call(id)?;
+        let stored = call.stored(id, Some(now));
+        let scope = call_scope(call);
+        self.inner.store.write(|w| {
+            w.update_call(&stored)?;
+            append_event(
+                w,
+                "call.deleted",
+                serde_json::json!({"call_id": id}),
+                scope.clone(),
+                now,
+            )
+        })?;
+        if let Some(call) = r.calls.remove(&id) {
+            debug_assert_eq!(call.state, CallState::Ended);
+        }
         tracing::debug!(call = %id, "call deleted");
         Ok(())
     }
@@ -622,257 +1168,882 @@ impl AppState {
         party: Party,
         remote: SocketAddr,
     ) -> Result<LegView, StateError> {
-        let mut store = self.store();
-        let engine_call = store.active_call(id)?.engine;
+        let mut r = self.records();
+        let engine_call = r.active_call(id)?.engine.ok_or(StateError::CallEnded(id))?;
         self.check_family("remote", Some(remote))?;
         let leg = match party {
             Party::Customer => LegId::CUSTOMER,
             Party::Agent => LegId::AGENT,
         };
         self.inner.engine.set_remote(engine_call, leg, remote)?;
-        let call = store
-            .calls
-            .get_mut(&id)
-            .ok_or(StateError::CallNotFound(id))?;
-        let record = call.leg_mut(party);
-        record.remote = Some(remote);
-        Ok(self.leg_view(engine_call, leg, record))
+        let call = r.call_mut(id)?;
+        call.leg_mut(party).remote = Some(remote);
+        let stored = call.stored(id, None);
+        self.inner.store.write(|w| w.update_call(&stored))?;
+        let record = *r.call_mut(id)?.leg_mut(party);
+        Ok(self.leg_view(Some((engine_call, leg)), &record))
     }
 
     /// `POST /v1/calls/{id}/events`.
     pub fn call_event(&self, id: CallId, event: CallEvent) -> Result<CallView, StateError> {
-        let mut store = self.store();
-        store.active_call(id)?;
+        let mut r = self.records();
+        r.active_call(id)?;
+        let now = self.now_ms();
         match event {
             CallEvent::Flag { flag, set } => {
-                if set {
-                    let reason = if flag == Flag::Conference {
-                        EndReason::Conference
-                    } else {
-                        EndReason::AgentHeldCall
+                let was = *r.call_mut(id)?.flags.slot(flag);
+                if set && !was {
+                    let input = || match flag {
+                        Flag::OnHold => Input::CallHeld,
+                        Flag::Consult => Input::ConsultStarted,
+                        Flag::SecurePayment => Input::SecurePaymentStarted,
+                        Flag::Conference => Input::ConferenceStarted,
                     };
-                    for sup in store.active_supervisions(id) {
-                        // Each release is committed as it happens: if a later one fails (engine
-                        // ring full), the ones already released are truthfully recorded as
-                        // aborted and the flag stays clear, so a retry finishes the job.
-                        self.end_supervision(
-                            &mut store,
-                            sup,
-                            SupervisionState::Aborted,
-                            Some(reason),
-                        )?;
-                    }
+                    // Each session's step is committed as it happens: if a later one fails
+                    // (engine ring full), the flag stays clear and a retry finishes the job
+                    // (the sessions already ended refuse the input, which is ignored).
+                    self.feed_call_sessions(&mut r, id, now, input)?;
                 }
-                if let Some(call) = store.calls.get_mut(&id) {
-                    *call.flags.slot(flag) = set;
-                }
+                *r.call_mut(id)?.flags.slot(flag) = set;
                 tracing::debug!(call = %id, flag = flag.as_str(), set, "call flag");
+                self.persist_call(&r, id, "call.updated", now)?;
             }
-            CallEvent::Hangup(party) => {
-                let reason = match party {
-                    Party::Customer => EndReason::CallerHungUp,
-                    Party::Agent => EndReason::AgentHungUp,
-                };
-                self.end_call(&mut store, id, reason)?;
-            }
+            CallEvent::Hangup(party) => self.party_hung_up(&mut r, id, party, now)?,
             CallEvent::SupervisorHangup(sup) => {
-                if store.supervision(sup)?.call != id {
+                if r.supervision(sup)?.call != id {
                     return Err(StateError::SupervisionNotFound(sup));
                 }
-                self.end_supervision(
-                    &mut store,
+                match self.step(
+                    &mut r,
                     sup,
-                    SupervisionState::Aborted,
-                    Some(EndReason::SupervisorHungUp),
-                )?;
+                    now,
+                    Step::Input(Input::Hangup {
+                        party: HangupParty::Supervisor,
+                    }),
+                ) {
+                    // Ended already: nothing to do (docs/api.md).
+                    Err(StateError::Refused {
+                        refused: Refused::Ended { .. },
+                        ..
+                    }) => {}
+                    other => other?,
+                }
+            }
+            CallEvent::Release => {
+                self.feed_call_sessions(&mut r, id, now, || Input::CallReleasedByAgent)?;
+                self.end_call_media(&mut r, id, now)?;
+                self.persist_call(&r, id, "call.ended", now)?;
+            }
+            CallEvent::AgentAnswered => {
+                if !r.call(id)?.agent_answered {
+                    self.feed_call_sessions(&mut r, id, now, || Input::AgentAnswered)?;
+                    r.call_mut(id)?.agent_answered = true;
+                    self.persist_call(&r, id, "call.updated", now)?;
+                }
             }
         }
-        self.call_view_of(&store, id)
+        self.call_view_of(&r, id)
     }
 
-    /// Releases an active call's media and marks it ended; its active supervisions end
-    /// `aborted` with `reason`.
-    fn end_call(&self, store: &mut Store, id: CallId, reason: EndReason) -> Result<(), StateError> {
-        let engine_call = store.call(id)?.engine;
+    /// A party's leg ended (BYE reported, or media timeout): the sessions hear of it; the call
+    /// ends when both parties have gone. A party already gone: nothing.
+    fn party_hung_up(
+        &self,
+        r: &mut Records,
+        id: CallId,
+        party: Party,
+        now: u64,
+    ) -> Result<(), StateError> {
+        let gone = match party {
+            Party::Customer => r.call(id)?.hung_up.customer,
+            Party::Agent => r.call(id)?.hung_up.agent,
+        };
+        if gone {
+            return Ok(());
+        }
+        let hangup = match party {
+            Party::Customer => HangupParty::Customer,
+            Party::Agent => HangupParty::Agent,
+        };
+        self.feed_call_sessions(r, id, now, || Input::Hangup { party: hangup })?;
+        let call = r.call_mut(id)?;
+        match party {
+            Party::Customer => call.hung_up.customer = true,
+            Party::Agent => call.hung_up.agent = true,
+        }
+        tracing::debug!(call = %id, party = party.as_str(), "party hung up");
+        if call.hung_up.customer && call.hung_up.agent {
+            self.end_call_media(r, id, now)?;
+            self.persist_call(r, id, "call.ended", now)
+        } else {
+            self.persist_call(r, id, "call.updated", now)
+        }
+    }
+
+    /// Feeds a call event to every open session of the call, in order. A session that refuses
+    /// it (it does not fit its state: e.g. a supervisor already in the no-call message) is left
+    /// as it is.
+    fn feed_call_sessions(
+        &self,
+        r: &mut Records,
+        id: CallId,
+        now: u64,
+        input: impl Fn() -> Input,
+    ) -> Result<(), StateError> {
+        for sup in r.open_supervisions(id) {
+            match self.step(r, sup, now, Step::Input(input())) {
+                Err(StateError::Refused {
+                    supervision,
+                    refused,
+                }) => {
+                    tracing::debug!(%supervision, %refused, "call event not for this session");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases an active call's media (the engine drops the legs still attached) and marks it
+    /// ended. Its sessions have been told first.
+    fn end_call_media(&self, r: &mut Records, id: CallId, now: u64) -> Result<(), StateError> {
+        let call = r.call(id)?;
+        if call.state == CallState::Ended {
+            return Ok(());
+        }
+        let Some(engine_call) = call.engine else {
+            return Ok(());
+        };
         let engine = &self.inner.engine;
         // The engine forgets the statistics with the call: keep them first.
         let customer = engine.leg_stats(engine_call, LegId::CUSTOMER);
         let agent = engine.leg_stats(engine_call, LegId::AGENT);
-        let sups: Vec<(SupervisionId, Option<LegStats>)> = store
-            .active_supervisions(id)
-            .into_iter()
-            .map(|s| {
-                (
-                    s,
-                    engine.leg_stats(engine_call, store.supervisions[&s].engine_leg),
-                )
-            })
-            .collect();
         released(engine.delete_call(engine_call), "call")?;
-        let now = now_ms();
-        for (sup, stats) in sups {
-            store.end_supervision(sup, SupervisionState::Aborted, Some(reason), stats, now);
-            tracing::info!(supervision = %sup, call = %id, reason = reason.as_str(), "supervision aborted");
+        for sup in r.call(id)?.supervisions.clone() {
+            // A leg still attached went with the call (no session should have one by now).
+            if let Some(s) = r.supervisions.get_mut(&sup)
+                && let Some((_, leg)) = s.media.take()
+            {
+                tracing::warn!(supervision = %sup, leg = leg.0, "supervisor leg released with its call");
+                s.leg.final_stats = Some(StatsView::default());
+                self.inner.metrics.supervision_ended(s.mode);
+            }
         }
-        store.end_call(id, customer, agent);
-        tracing::debug!(call = %id, reason = reason.as_str(), "call ended");
+        r.by_engine_call.remove(&engine_call);
+        let call = r.call_mut(id)?;
+        call.state = CallState::Ended;
+        call.engine = None;
+        call.ended_at_ms = Some(now);
+        call.customer.final_stats = Some(customer.unwrap_or_default().into());
+        call.agent.final_stats = Some(agent.unwrap_or_default().into());
+        self.inner.metrics.call_ended();
+        tracing::debug!(call = %id, "call ended");
+        Ok(())
+    }
+
+    fn persist_call(
+        &self,
+        r: &Records,
+        id: CallId,
+        event_type: &str,
+        now: u64,
+    ) -> Result<(), StateError> {
+        let call = r.call(id)?;
+        let stored = call.stored(id, None);
+        let payload = serde_json::json!({
+            "call_id": id,
+            "state": match call.state { CallState::Active => "active", CallState::Ended => "ended" },
+            "flags": call.flags,
+            "hung_up": call.hung_up,
+            "agent_answered": call.agent_answered,
+        });
+        let scope = call_scope(call);
+        self.inner.store.write(|w| {
+            w.update_call(&stored)?;
+            append_event(w, event_type, payload.clone(), scope.clone(), now)
+        })?;
         Ok(())
     }
 
     // ---- supervisions ----
 
-    /// `GET /v1/supervisions`: every supervision, active and ended, oldest first.
+    /// `GET /v1/supervisions`: every supervision in memory, open and ended, oldest first.
     pub fn supervisions(&self) -> Vec<SupervisionView> {
-        let store = self.store();
-        let mut sups: Vec<(&SupervisionId, &SupervisionRecord)> =
-            store.supervisions.iter().collect();
+        let r = self.records();
+        let mut sups: Vec<(&SupervisionId, &SupervisionRecord)> = r.supervisions.iter().collect();
         sups.sort_by_key(|(_, s)| s.seq);
         sups.into_iter()
             .map(|(id, s)| self.supervision_view(*id, s))
             .collect()
     }
 
+    /// `GET /v1/supervisions/{id}`: from memory, else from the store's history.
     pub fn supervision(&self, id: SupervisionId) -> Result<SupervisionView, StateError> {
-        self.supervision_view_of(&self.store(), id)
+        if let Ok(view) = self.supervision_view_of(&self.records(), id) {
+            return Ok(view);
+        }
+        let key = id.to_string();
+        let found = self.inner.store.read(|r| r.supervision(&key))?;
+        let record = found.and_then(|s| {
+            let call = s.call_id.as_deref()?.parse().ok()?;
+            Some(SupervisionRecord::from_stored(&s, call, 0))
+        });
+        match record {
+            Some(record) => Ok(self.supervision_view(id, &record)),
+            None => Err(StateError::SupervisionNotFound(id)),
+        }
     }
 
-    /// `POST /v1/calls/{id}/supervisions`: a new supervisor leg, in `listen`.
+    /// `POST /v1/calls/{id}/supervisions`: a new session, started (SPEC §2 start checks); with
+    /// `answered`, the supervisor's leg is reported ringing and answered at once.
     pub fn create_supervision(
         &self,
-        call: CallId,
+        call_id: CallId,
         req: NewSupervision,
     ) -> Result<SupervisionView, StateError> {
-        let mut store = self.store();
-        let record = store.active_call(call)?;
-        let engine_call = record.engine;
-        if let Some(flag) = record.flags.first_set() {
-            return Err(StateError::NotSupervisable {
-                call,
-                flag: flag.as_str(),
-            });
-        }
+        let mut r = self.records();
+        let call = r.active_call(call_id)?;
         let max = self.inner.settings.max_supervisors_per_call;
-        if store.active_supervisions(call).len() >= max {
-            return Err(StateError::TooManySupervisors { call, max });
+        if r.open_supervisions(call_id).len() >= max {
+            return Err(StateError::TooManySupervisors { call: call_id, max });
         }
         self.check_family("supervisor.remote", req.supervisor.remote)?;
-        let id = store.fresh_supervision_id()?;
-        let beep = req.beep.unwrap_or(self.inner.settings.agent_beep);
-        let media =
-            self.inner
-                .engine
-                .add_supervisor(engine_call, leg_spec(req.supervisor), beep)?;
-        let seq = store.seq();
-        store.insert_supervision(
-            id,
-            SupervisionRecord {
-                seq,
-                call,
-                engine_call,
-                engine_leg: media.leg,
-                leg: LegRecord::new(media.local, req.supervisor),
-                state: SupervisionState::Active,
-                mode: Mode::Listen,
-                end_reason: None,
-                started_at_ms: now_ms(),
-                ended_at_ms: None,
+        let id = r.fresh_supervision_id()?;
+        let now = self.now_ms();
+        let facts = call.facts(call_id);
+        let agent_id = call.agent_id.clone();
+        let engine_call = call.engine;
+        let registered_number = req.registered_number.as_ref().map(|n| n.to_string());
+        let mut session = Session::new(id, self.inner.settings.answer_timeout);
+        let start = Start {
+            supervisor: SupervisorId(req.supervisor_id.clone().unwrap_or_default()),
+            agent: AgentId(agent_id.clone().unwrap_or_default()),
+            scope: SessionScope::Call,
+            call: facts,
+            // Rights come with access control (SPEC §4); until then every request may listen.
+            supervisor_may_listen: true,
+            registered_number: registered_number.clone().unwrap_or_default(),
+            answer_timeout: None,
+        };
+        let before = session.clone();
+        let mut outputs = match session.handle(now, Input::Start(start)) {
+            Ok(outputs) => outputs,
+            Err(refused) => {
+                // A web call: a denial, audited (SPEC §4) though nothing else is recorded.
+                self.inner.store.write(|w| {
+                    w.append_audit(&NewAudit {
+                        at: unix(now),
+                        actor: actor(req.supervisor_id.as_deref().unwrap_or_default()),
+                        action: "supervision.denial".to_owned(),
+                        supervision_id: Some(id.to_string()),
+                        call_id: Some(call_id.to_string()),
+                        mode: None,
+                        outcome: "denied".to_owned(),
+                        detail: Some(refused.to_string()),
+                    })
+                })?;
+                return Err(StateError::Refused {
+                    supervision: id,
+                    refused,
+                });
+            }
+        };
+        if let Some(calling_number) = req.answered.clone() {
+            // The leg is already up: ringing, then answered (nothing to do if the start
+            // failed: the session has ended).
+            if !session.state().is_terminal() {
+                for input in [
+                    Input::SupervisorRinging,
+                    Input::SupervisorAnswered { calling_number },
+                ] {
+                    outputs.extend(session.handle(now, input).map_err(|refused| {
+                        StateError::Refused {
+                            supervision: id,
+                            refused,
+                        }
+                    })?);
+                }
+            }
+        }
+        let seq = r.seq();
+        let mut sup = SupervisionRecord {
+            seq,
+            call: call_id,
+            session: Some(session),
+            state: SupervisionState::Requested,
+            mode: Mode::Listen,
+            failure: None,
+            abort: None,
+            supervisor_id: req.supervisor_id,
+            agent_id,
+            registered_number,
+            beep: req.beep.unwrap_or(self.inner.settings.agent_beep),
+            leg: LegRecord::new(None, req.supervisor),
+            media: None,
+            deadline_ms: None,
+            created_at_ms: now,
+            started_at_ms: None,
+            ended_at_ms: None,
+            requested: Instant::now(),
+        };
+        if let Err(err) = self.carry_out(engine_call, id, &mut sup, before, outputs, now, true) {
+            // Not recorded, so not acknowledged: nothing of it may stay in the engine.
+            if let Some((call, leg)) = sup.media.take() {
+                if let Err(e) = released(
+                    self.inner.engine.remove_supervisor(call, leg),
+                    "supervisor leg",
+                ) {
+                    tracing::error!(supervision = %id, err = %e, "cannot release an unrecorded supervisor leg");
+                }
+                self.inner.metrics.supervision_ended(sup.mode);
+            }
+            return Err(err);
+        }
+        r.call_mut(call_id)?.supervisions.push(id);
+        r.supervisions.insert(id, sup);
+        self.sync_deadline(&mut r, id);
+        tracing::info!(supervision = %id, call = %call_id, state = r.supervision(id)?.state.as_str(), "supervision requested");
+        self.supervision_view_of(&r, id)
+    }
+
+    /// `POST /v1/supervisions/{id}/events`: the softswitch reports the supervisor's leg.
+    pub fn supervisor_event(
+        &self,
+        id: SupervisionId,
+        event: SupervisorEvent,
+    ) -> Result<SupervisionView, StateError> {
+        let input = match event {
+            SupervisorEvent::Ringing => Input::SupervisorRinging,
+            SupervisorEvent::Answered { calling_number } => {
+                Input::SupervisorAnswered { calling_number }
+            }
+            SupervisorEvent::Rejected => Input::SupervisorRejected,
+            SupervisorEvent::Dnd => Input::SupervisorDnd,
+            SupervisorEvent::Hangup => Input::Hangup {
+                party: HangupParty::Supervisor,
             },
-        );
-        tracing::info!(supervision = %id, %call, local = %media.local, beep, "supervision started");
-        self.supervision_view_of(&store, id)
+        };
+        let mut r = self.records();
+        let now = self.now_ms();
+        self.step(&mut r, id, now, Step::Input(input))?;
+        self.supervision_view_of(&r, id)
     }
 
     /// `PATCH /v1/supervisions/{id}`.
     pub fn set_mode(&self, id: SupervisionId, mode: Mode) -> Result<SupervisionView, StateError> {
-        let mut store = self.store();
-        self.change_mode(&mut store, id, mode)?;
-        self.supervision_view_of(&store, id)
+        let mut r = self.records();
+        let now = self.now_ms();
+        self.step(&mut r, id, now, Step::Input(Input::SetMode(mode)))?;
+        self.supervision_view_of(&r, id)
     }
 
-    fn change_mode(
-        &self,
-        store: &mut Store,
-        id: SupervisionId,
-        mode: Mode,
-    ) -> Result<(), StateError> {
-        let sup = store.supervision(id)?;
-        if sup.state != SupervisionState::Active {
-            return Err(StateError::SupervisionEnded(id));
-        }
-        if sup.mode != mode {
-            self.inner
-                .engine
-                .set_mode(sup.engine_call, sup.engine_leg, mode)?;
-            tracing::info!(supervision = %id, from = sup.mode.as_str(), to = mode.as_str(), "supervision mode");
-            store.set_mode(id, mode);
-        }
-        Ok(())
-    }
-
-    /// `DELETE /v1/supervisions/{id}`: stops it and releases its leg. Stopping an ended
-    /// supervision changes nothing and answers it as it is.
+    /// `DELETE /v1/supervisions/{id}`: stops it. Stopping an ended supervision changes nothing
+    /// and answers it as it is.
     pub fn stop_supervision(&self, id: SupervisionId) -> Result<SupervisionView, StateError> {
-        let mut store = self.store();
-        self.end_supervision(&mut store, id, SupervisionState::Stopped, None)?;
-        self.supervision_view_of(&store, id)
+        let mut r = self.records();
+        let now = self.now_ms();
+        match self.step(&mut r, id, now, Step::Input(Input::Stop)) {
+            Err(StateError::Refused {
+                refused: Refused::Ended { .. },
+                ..
+            }) => {}
+            other => other?,
+        }
+        self.supervision_view_of(&r, id)
     }
 
-    /// Releases a supervision's leg and marks it ended; nothing if it has ended already.
-    fn end_supervision(
+    /// Feeds one step to a session and carries out its outputs; keeps the deadline index in
+    /// step. A refused input changes nothing.
+    fn step(
         &self,
-        store: &mut Store,
+        r: &mut Records,
         id: SupervisionId,
-        state: SupervisionState,
-        reason: Option<EndReason>,
+        now: u64,
+        step: Step,
     ) -> Result<(), StateError> {
-        let sup = store.supervision(id)?;
-        if sup.state != SupervisionState::Active {
+        let mut sup = r
+            .supervisions
+            .remove(&id)
+            .ok_or(StateError::SupervisionNotFound(id))?;
+        let engine_call = r.calls.get(&sup.call).and_then(|c| c.engine);
+        let result = self.step_on(engine_call, id, &mut sup, now, step);
+        r.supervisions.insert(id, sup);
+        self.sync_deadline(r, id);
+        result
+    }
+
+    fn step_on(
+        &self,
+        engine_call: Option<engine::CallId>,
+        id: SupervisionId,
+        sup: &mut SupervisionRecord,
+        now: u64,
+        step: Step,
+    ) -> Result<(), StateError> {
+        let refused = |refused| StateError::Refused {
+            supervision: id,
+            refused,
+        };
+        let Some(session) = sup.session.as_mut() else {
+            return Err(refused(Refused::Ended {
+                state: sup.state.as_str(),
+            }));
+        };
+        // The session takes events in the order of time: a due answer timeout fires first
+        // (the timer may be a little late), and is carried out even if the input is then
+        // refused.
+        if matches!(step, Step::Input(_)) && session.next_deadline().is_some_and(|d| now >= d) {
+            self.step_on(engine_call, id, sup, now, Step::Timeout)?;
+            return self.step_on(engine_call, id, sup, now, step);
+        }
+        let before = session.clone();
+        let outputs = match step {
+            Step::Input(input) => session.handle(now, input).map_err(refused)?,
+            Step::Timeout => session.on_timeout(now),
+        };
+        if outputs.is_empty() {
+            // Ringing, an outbound agent answering, a party leaving while the session goes
+            // on: nothing the API shows or the store keeps.
             return Ok(());
         }
-        let stats = self.inner.engine.leg_stats(sup.engine_call, sup.engine_leg);
-        released(
-            self.inner
-                .engine
-                .remove_supervisor(sup.engine_call, sup.engine_leg),
-            "supervisor leg",
-        )?;
-        tracing::info!(
-            supervision = %id,
-            call = %sup.call,
-            reason = reason.map_or("stopped", EndReason::as_str),
-            "supervision ended"
-        );
-        store.end_supervision(id, state, reason, stats, now_ms());
+        self.carry_out(engine_call, id, sup, before, outputs, now, false)
+    }
+
+    /// Carries out a session's outputs in order (the lifecycle's contract): audit records are
+    /// committed before the media command after them; then the engine; then the new state,
+    /// the remaining audit records, the alerts and the events, in one transaction.
+    ///
+    /// If the engine refuses the media command, the session goes back to `before` (the
+    /// request is refused, nothing changed), and the audit log says the command failed.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out(
+        &self,
+        engine_call: Option<engine::CallId>,
+        id: SupervisionId,
+        sup: &mut SupervisionRecord,
+        before: Session,
+        outputs: Vec<Output>,
+        now: u64,
+        new: bool,
+    ) -> Result<(), StateError> {
+        let mut audits: Vec<NewAudit> = Vec::new();
+        let mut alerts: Vec<lifecycle::Alert> = Vec::new();
+        let mut mode_changed = false;
+        for output in outputs {
+            let media = match &output {
+                Output::Audit(a) => {
+                    audits.push(new_audit(a));
+                    continue;
+                }
+                Output::Alert(a) => {
+                    alerts.push(a.clone());
+                    continue;
+                }
+                Output::AnnounceNoCall => {
+                    // The data plane has no announcement player yet: say so in the log.
+                    tracing::info!(supervision = %id, "no call to supervise (announcement not played)");
+                    continue;
+                }
+                Output::Ended { .. } => continue,
+                Output::ConnectMedia { .. }
+                | Output::SetMedia { .. }
+                | Output::DisconnectMedia { .. } => output,
+            };
+            // SPEC §4: the audit is durable before supervisor media changes.
+            if !audits.is_empty() {
+                if let Err(err) = self.inner.store.write(|w| {
+                    for a in &audits {
+                        w.append_audit(a)?;
+                    }
+                    Ok(())
+                }) {
+                    sup.session = Some(before);
+                    return Err(err.into());
+                }
+                audits.clear();
+            }
+            if let Err(err) = self.media(engine_call, id, sup, &media) {
+                let what = match media {
+                    Output::ConnectMedia { .. } => "start",
+                    Output::SetMedia { .. } => "mode_change",
+                    _ => "disconnect",
+                };
+                self.audit_failed_media(id, sup, now, what, &err);
+                sup.session = Some(before);
+                return Err(err);
+            }
+            mode_changed |= matches!(media, Output::SetMedia { .. });
+        }
+        // A session that ended with its media still attached (none should): release it.
+        let state = sup.session.as_ref().map(Session::state);
+        let disconnect = Output::DisconnectMedia { call: sup.call };
+        if state.is_some_and(|s| s.is_terminal())
+            && sup.media.is_some()
+            && let Err(err) = self.media(engine_call, id, sup, &disconnect)
+        {
+            tracing::error!(supervision = %id, %err, "cannot release an ended supervision's leg");
+        }
+
+        let previous = sup.state;
+        if let Some(state) = state {
+            sup.state = SupervisionState::of(state);
+            if let Some(mode) = state.mode() {
+                sup.mode = mode;
+            }
+            match state {
+                lifecycle::State::Failed(reason) => sup.failure = Some(reason.code().to_owned()),
+                lifecycle::State::Aborted(reason) => sup.abort = Some(reason.code().to_owned()),
+                _ => {}
+            }
+            if matches!(
+                state,
+                lifecycle::State::Active { .. } | lifecycle::State::NoCall { .. }
+            ) && sup.started_at_ms.is_none()
+            {
+                sup.started_at_ms = Some(now);
+            }
+            if state.is_terminal() {
+                sup.ended_at_ms = Some(now);
+                sup.session = None;
+            }
+        }
+        let stored = sup.stored(id);
+        let scope = sup.scope();
+        let payload = sup.event_payload(id);
+        let state_changed = new || previous != sup.state;
+        let result = self.inner.store.write(|w| {
+            for a in &audits {
+                w.append_audit(a)?;
+            }
+            if new {
+                w.create_supervision(&stored)?;
+            } else {
+                w.update_supervision(&stored)?;
+            }
+            if state_changed {
+                let event_type = if new {
+                    "supervision.created".to_owned()
+                } else {
+                    format!("supervision.{}", sup.state.as_str())
+                };
+                append_event(w, &event_type, payload.clone(), scope.clone(), now)?;
+            }
+            if mode_changed {
+                append_event(
+                    w,
+                    "supervision.mode_changed",
+                    payload.clone(),
+                    scope.clone(),
+                    now,
+                )?;
+            }
+            for alert in &alerts {
+                let record = NewAlert {
+                    supervision_id: Some(alert.session.to_string()),
+                    kind: alert.kind.code().to_owned(),
+                    text: alert.kind.text().to_owned(),
+                    at: unix(alert.at_ms),
+                    call_id: Some(alert.call.to_string()),
+                    reason: Some(alert.reason.clone()),
+                };
+                let alert_id = w.append_alert(&record)?;
+                append_event(
+                    w,
+                    "alert.raised",
+                    serde_json::json!({
+                        "alert_id": alert_id.0, "kind": record.kind, "text": record.text,
+                        "reason": record.reason, "supervision_id": id, "call_id": record.call_id,
+                    }),
+                    scope.clone(),
+                    alert.at_ms,
+                )?;
+            }
+            Ok(())
+        });
+        if result.is_ok() {
+            for alert in &alerts {
+                self.inner.metrics.alert(alert.kind.code());
+                tracing::info!(supervision = %id, alert = alert.kind.code(), reason = %alert.reason, "alert");
+            }
+        }
+        // The engine has done what it was told: memory says so even if the commit failed
+        // (then the request is not acknowledged: an error).
+        result.map_err(StateError::from)
+    }
+
+    /// One media command of a session, on the engine.
+    fn media(
+        &self,
+        engine_call: Option<engine::CallId>,
+        id: SupervisionId,
+        sup: &mut SupervisionRecord,
+        command: &Output,
+    ) -> Result<(), StateError> {
+        let engine = &self.inner.engine;
+        match *command {
+            Output::ConnectMedia { .. } => {
+                let engine_call = engine_call.ok_or(StateError::CallEnded(sup.call))?;
+                let media = engine.add_supervisor(
+                    engine_call,
+                    LegSpec {
+                        remote: sup.leg.remote,
+                        codec: sup.leg.codec,
+                    },
+                    sup.beep,
+                )?;
+                sup.media = Some((engine_call, media.leg));
+                sup.leg.local = Some(media.local);
+                sup.leg.final_stats = None;
+                self.inner.metrics.supervision_started(Mode::Listen);
+                self.inner
+                    .metrics
+                    .supervision_setup(sup.requested.elapsed().as_secs_f64());
+                tracing::info!(supervision = %id, local = %media.local, beep = sup.beep, "supervisor media connected");
+            }
+            Output::SetMedia { mode, .. } => {
+                let (call, leg) = sup.media.ok_or_else(|| {
+                    StateError::Internal(format!("supervision {id} has no media to set"))
+                })?;
+                engine.set_mode(call, leg, mode)?;
+                self.inner.metrics.mode_changed(sup.mode, mode);
+                tracing::info!(supervision = %id, from = sup.mode.as_str(), to = mode.as_str(), "supervision mode");
+            }
+            Output::DisconnectMedia { .. } => {
+                if let Some((call, leg)) = sup.media {
+                    let stats = engine.leg_stats(call, leg);
+                    released(engine.remove_supervisor(call, leg), "supervisor leg")?;
+                    sup.media = None;
+                    sup.leg.final_stats = Some(stats.unwrap_or_default().into());
+                    self.inner.metrics.supervision_ended(sup.mode);
+                    tracing::info!(supervision = %id, "supervisor media disconnected");
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 
-    /// The engine's id of a call, while it is active (diagnostics, tests).
-    pub fn engine_call(&self, id: CallId) -> Option<engine::CallId> {
-        let store = self.store();
-        store
-            .calls
-            .get(&id)
-            .filter(|c| c.state == CallState::Active)
-            .map(|c| c.engine)
+    /// Best effort: the media command after a committed audit record did not happen.
+    fn audit_failed_media(
+        &self,
+        id: SupervisionId,
+        sup: &SupervisionRecord,
+        now: u64,
+        what: &str,
+        err: &StateError,
+    ) {
+        let record = NewAudit {
+            at: unix(now),
+            actor: "system".to_owned(),
+            action: format!("supervision.{what}"),
+            supervision_id: Some(id.to_string()),
+            call_id: Some(sup.call.to_string()),
+            mode: None,
+            outcome: "failed".to_owned(),
+            detail: Some(format!("the media command was not carried out: {err}")),
+        };
+        if let Err(e) = self.inner.store.write(|w| w.append_audit(&record)) {
+            tracing::error!(supervision = %id, err = %e, "cannot audit a failed media command");
+        }
     }
 
-    /// The engine's call and leg of a supervision, while it is active (diagnostics, tests).
+    /// Ends an open supervision outside the lifecycle (its call was deleted): `aborted` with
+    /// `reason`, its leg released, an alert (`aborted`), an audit record and an event.
+    fn close_supervision(
+        &self,
+        r: &mut Records,
+        id: SupervisionId,
+        now: u64,
+        reason: &str,
+        why: &str,
+    ) -> Result<(), StateError> {
+        let engine_call = r.calls.get(&r.supervision(id)?.call).and_then(|c| c.engine);
+        let Some(sup) = r.supervisions.get_mut(&id) else {
+            return Err(StateError::SupervisionNotFound(id));
+        };
+        if !sup.state.is_open() {
+            return Ok(());
+        }
+        let mode = sup.media.map(|_| sup.mode);
+        let record = NewAudit {
+            at: unix(now),
+            actor: "system".to_owned(),
+            action: "supervision.abort".to_owned(),
+            supervision_id: Some(id.to_string()),
+            call_id: Some(sup.call.to_string()),
+            mode,
+            outcome: "aborted".to_owned(),
+            detail: Some(format!("reason {reason}; was {}", sup.state.as_str())),
+        };
+        self.inner.store.write(|w| w.append_audit(&record))?;
+        let disconnect = Output::DisconnectMedia { call: sup.call };
+        self.media(engine_call, id, sup, &disconnect)?;
+        sup.state = SupervisionState::Aborted;
+        sup.abort = Some(reason.to_owned());
+        sup.ended_at_ms = Some(now);
+        sup.session = None;
+        let stored = sup.stored(id);
+        let scope = sup.scope();
+        let payload = sup.event_payload(id);
+        let alert = NewAlert {
+            supervision_id: Some(id.to_string()),
+            kind: ALERT_KIND_ABORTED.to_owned(),
+            text: format!("aborted – {}", reason.replace('_', " ")),
+            at: unix(now),
+            call_id: Some(sup.call.to_string()),
+            reason: Some(why.to_owned()),
+        };
+        self.inner.store.write(|w| {
+            w.update_supervision(&stored)?;
+            append_event(
+                w,
+                "supervision.aborted",
+                payload.clone(),
+                scope.clone(),
+                now,
+            )?;
+            let alert_id = w.append_alert(&alert)?;
+            append_event(
+                w,
+                "alert.raised",
+                serde_json::json!({"alert_id": alert_id.0, "kind": alert.kind, "text": alert.text,
+                                   "reason": alert.reason, "supervision_id": id,
+                                   "call_id": alert.call_id}),
+                scope.clone(),
+                now,
+            )
+        })?;
+        self.inner.metrics.alert(ALERT_KIND_ABORTED);
+        self.sync_deadline(r, id);
+        tracing::info!(supervision = %id, reason, "supervision closed");
+        Ok(())
+    }
+
+    // ---- timeouts ----
+
+    /// Brings the deadline index in step with a supervision's session.
+    fn sync_deadline(&self, r: &mut Records, id: SupervisionId) {
+        let Some(sup) = r.supervisions.get_mut(&id) else {
+            return;
+        };
+        let next = sup.session.as_ref().and_then(Session::next_deadline);
+        if next == sup.deadline_ms {
+            return;
+        }
+        let mut deadlines = relock(&self.inner.deadlines);
+        if let Some(old) = sup.deadline_ms {
+            deadlines.remove(&(old, id));
+        }
+        if let Some(new) = next {
+            deadlines.insert((new, id));
+        }
+        drop(deadlines);
+        sup.deadline_ms = next;
+        if next.is_some() {
+            self.inner.deadline_armed.notify_one();
+        }
+    }
+
+    /// The soonest answer deadline of an open session, if any.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        relock(&self.inner.deadlines).first().map(|&(at, _)| at)
+    }
+
+    /// Signalled whenever a deadline is armed (the timer sleeps until the soonest one).
+    pub fn deadline_armed(&self) -> &Notify {
+        &self.inner.deadline_armed
+    }
+
+    /// Fires every answer timeout due at the clock's `now`; returns how many fired. Blocking:
+    /// see [`AppState::run_due_timeouts`].
+    pub fn fire_due_timeouts(&self) -> usize {
+        let mut r = self.records();
+        let now = self.now_ms();
+        let due: Vec<SupervisionId> = relock(&self.inner.deadlines)
+            .iter()
+            .take_while(|&&(at, _)| at <= now)
+            .map(|&(_, id)| id)
+            .collect();
+        let mut fired = 0;
+        for id in due {
+            match self.step(&mut r, id, now, Step::Timeout) {
+                Ok(()) => fired += 1,
+                Err(err) => tracing::error!(supervision = %id, %err, "answer timeout not applied"),
+            }
+        }
+        fired
+    }
+
+    /// Fires every answer timeout due now, off the async runtime. Tests call it after moving
+    /// their [`crate::clock::ManualClock`]; the daemon's timer calls it at each deadline.
+    pub async fn run_due_timeouts(&self) -> usize {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.fire_due_timeouts())
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(%err, "the timeout task failed");
+                0
+            })
+    }
+
+    // ---- alerts and audit ----
+
+    /// `GET /v1/alerts?after=`: alerts with an id above `after`, oldest first.
+    pub fn alerts_after(&self, after: i64, limit: u32) -> Result<Vec<AlertView>, StateError> {
+        let alerts = self
+            .inner
+            .store
+            .read(|r| r.alerts_after(AlertId(after), limit))?;
+        Ok(alerts.into_iter().map(AlertView::from).collect())
+    }
+
+    /// `GET /v1/supervisions/{id}/alerts`.
+    pub fn alerts_of(&self, id: SupervisionId) -> Result<Vec<AlertView>, StateError> {
+        let key = id.to_string();
+        let known = self.records().supervisions.contains_key(&id);
+        let (exists, alerts) = self.inner.store.read(|r| {
+            let exists = known || r.supervision(&key)?.is_some();
+            Ok((exists, r.alerts_of_supervision(&key)?))
+        })?;
+        if !exists {
+            return Err(StateError::SupervisionNotFound(id));
+        }
+        Ok(alerts.into_iter().map(AlertView::from).collect())
+    }
+
+    /// `GET /v1/audit?after=`: audit records with an id above `after`, oldest first.
+    pub fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditView>, StateError> {
+        let records = self
+            .inner
+            .store
+            .read(|r| r.audit_after(AuditId(after), limit))?;
+        Ok(records.into_iter().map(AuditView::from).collect())
+    }
+
+    // ---- diagnostics ----
+
+    /// The engine's id of a call, while its media is anchored (diagnostics, tests).
+    pub fn engine_call(&self, id: CallId) -> Option<engine::CallId> {
+        self.records().calls.get(&id).and_then(|c| c.engine)
+    }
+
+    /// The engine's call and leg of a supervision, while its media is connected (diagnostics,
+    /// tests).
     pub fn engine_leg(&self, id: SupervisionId) -> Option<(engine::CallId, LegId)> {
-        let store = self.store();
-        store
-            .supervisions
-            .get(&id)
-            .filter(|s| s.state == SupervisionState::Active)
-            .map(|s| (s.engine_call, s.engine_leg))
+        self.records().supervisions.get(&id).and_then(|s| s.media)
     }
 
     // ---- engine events ----
 
-    /// Moves the engine's pending events into `events` and handles them all. An event that
-    /// failed only because the engine's command ring was full stays in `events` for the next
-    /// round; the rest are consumed (failures logged).
-    pub fn process_engine_events(&self, events: &mut Vec<EngineEvent>) {
+    /// Moves the engine's pending events into `events`, without blocking.
+    pub fn drain_engine_events(&self, events: &mut Vec<EngineEvent>) {
         self.inner.engine.drain_events(events);
+    }
+
+    /// Handles `events` (blocking). An event that failed only because the engine's command
+    /// ring was full stays in `events` for the next round; the rest are consumed (failures
+    /// logged).
+    pub fn apply_engine_events(&self, events: &mut Vec<EngineEvent>) {
         events.retain(|&event| match self.engine_event(event) {
             Ok(()) => false,
             Err(StateError::Engine(EngineError::Busy)) => true,
@@ -891,44 +2062,59 @@ impl AppState {
         }
     }
 
-    /// One event from the data plane: supervisor DTMF switches mode or stops (the same logic
-    /// as the API); a media timeout is a hangup of that party.
+    /// [`AppState::drain_engine_events`] then [`AppState::apply_engine_events`].
+    pub fn process_engine_events(&self, events: &mut Vec<EngineEvent>) {
+        self.drain_engine_events(events);
+        self.apply_engine_events(events);
+    }
+
+    /// One event from the data plane: supervisor DTMF switches mode or stops (through the
+    /// session, like the API); a media timeout is a hangup of that party.
     pub fn engine_event(&self, event: EngineEvent) -> Result<(), StateError> {
-        let mut store = self.store();
+        let mut r = self.records();
+        let now = self.now_ms();
+        let ignore_refusal = |result: Result<(), StateError>| match result {
+            Err(StateError::Refused {
+                supervision,
+                refused,
+            }) => {
+                tracing::debug!(%supervision, %refused, "data-plane event not for this session");
+                Ok(())
+            }
+            other => other,
+        };
         match event {
             EngineEvent::Dtmf { call, leg, digit } => {
-                let Some(&call_id) = store.by_engine_call.get(&call) else {
+                let Some(sup) = r.supervision_on_leg(call, leg) else {
                     return Ok(());
                 };
-                let Some(sup) = store.supervision_on_leg(call_id, leg) else {
-                    return Ok(());
-                };
-                match self.inner.settings.dtmf.action(digit) {
-                    Some(DtmfAction::Mode(mode)) => self.change_mode(&mut store, sup, mode),
-                    Some(DtmfAction::Stop) => {
-                        self.end_supervision(&mut store, sup, SupervisionState::Stopped, None)
-                    }
+                let input = match self.inner.settings.dtmf.action(digit) {
+                    Some(DtmfAction::Mode(mode)) => Input::SetMode(mode),
+                    Some(DtmfAction::Stop) => Input::Stop,
                     None => {
                         tracing::debug!(supervision = %sup, %digit, "supervisor key with no action");
-                        Ok(())
+                        return Ok(());
                     }
-                }
+                };
+                ignore_refusal(self.step(&mut r, sup, now, Step::Input(input)))
             }
             EngineEvent::MediaTimeout { call, leg } => {
-                let Some(&call_id) = store.by_engine_call.get(&call) else {
+                let Some(&call_id) = r.by_engine_call.get(&call) else {
                     return Ok(());
                 };
                 tracing::info!(call = %call_id, leg = leg.0, "media timeout");
                 match leg {
-                    LegId::CUSTOMER => self.end_call(&mut store, call_id, EndReason::CallerHungUp),
-                    LegId::AGENT => self.end_call(&mut store, call_id, EndReason::AgentHungUp),
-                    leg => match store.supervision_on_leg(call_id, leg) {
-                        Some(sup) => self.end_supervision(
-                            &mut store,
+                    LegId::CUSTOMER => self.party_hung_up(&mut r, call_id, Party::Customer, now),
+                    LegId::AGENT => self.party_hung_up(&mut r, call_id, Party::Agent, now),
+                    leg => match r.supervision_on_leg(call, leg) {
+                        Some(sup) => ignore_refusal(self.step(
+                            &mut r,
                             sup,
-                            SupervisionState::Aborted,
-                            Some(EndReason::SupervisorHungUp),
-                        ),
+                            now,
+                            Step::Input(Input::Hangup {
+                                party: HangupParty::Supervisor,
+                            }),
+                        )),
                         None => Ok(()),
                     },
                 }
@@ -937,21 +2123,83 @@ impl AppState {
     }
 
     /// Counts recomputed from the records, to check the gauges against: (`earshot_calls`,
-    /// active supervisions per mode in [`Mode::ALL`] order).
+    /// supervisions with media connected per mode in [`Mode::ALL`] order).
     pub fn recount(&self) -> (i64, [i64; 5]) {
-        let store = self.store();
-        let calls = store
+        let r = self.records();
+        let calls = r
             .calls
             .values()
             .filter(|c| c.state == CallState::Active)
             .count();
         let per_mode = Mode::ALL.map(|m| {
-            store
-                .supervisions
+            r.supervisions
                 .values()
-                .filter(|s| s.state == SupervisionState::Active && s.mode == m)
+                .filter(|s| s.media.is_some() && s.mode == m)
                 .count() as i64
         });
         (calls as i64, per_mode)
     }
+}
+
+/// Who may see a call's events: its agent (admins see everything).
+fn call_scope(call: &CallRecord) -> EventScope {
+    EventScope {
+        groups: Vec::new(),
+        users: call.agent_id.iter().cloned().collect(),
+    }
+}
+
+fn append_event(
+    w: &mut dyn Writes,
+    event_type: &str,
+    payload: serde_json::Value,
+    scope: EventScope,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    w.append_event(&NewEvent {
+        event_type: event_type.to_owned(),
+        payload,
+        scope,
+        at: unix(at_ms),
+    })
+    .map(|_| ())
+}
+
+/// The recent history, oldest first: calls not deleted, and supervisions (linked to their
+/// calls when those are loaded).
+fn load(store: &dyn Store) -> Result<Records, StoreError> {
+    let (mut calls, mut sups) = store.read(|r| {
+        Ok((
+            r.recent_calls(PAGE_LIMIT_MAX)?,
+            r.recent_supervisions(PAGE_LIMIT_MAX)?,
+        ))
+    })?;
+    calls.reverse();
+    sups.reverse();
+    let mut records = Records::default();
+    for call in calls.iter().filter(|c| c.deleted_at.is_none()) {
+        let Ok(id) = call.id.parse::<CallId>() else {
+            tracing::warn!(call = %call.id, "stored call id not of this appliance's form; skipped");
+            continue;
+        };
+        let seq = records.seq();
+        records.calls.insert(id, CallRecord::from_stored(call, seq));
+    }
+    for sup in &sups {
+        let (Ok(id), Some(Ok(call))) = (
+            sup.id.parse::<SupervisionId>(),
+            sup.call_id.as_deref().map(str::parse::<CallId>),
+        ) else {
+            tracing::warn!(supervision = %sup.id, "stored supervision not of this appliance's form; skipped");
+            continue;
+        };
+        let seq = records.seq();
+        if let Some(c) = records.calls.get_mut(&call) {
+            c.supervisions.push(id);
+        }
+        records
+            .supervisions
+            .insert(id, SupervisionRecord::from_stored(sup, call, seq));
+    }
+    Ok(records)
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{Harness, config};
+use common::{Harness, NUMBER, T0_MS, config};
 use controlplane::domain::{CallId, SupervisionId};
 use dataplane::engine::EngineEvent;
 use dataplane::media::matrix::{LegId, MAX_SUPERVISORS};
@@ -430,22 +430,40 @@ async fn supervision_lifecycle() {
     let h = Harness::slot(4);
     let cfg = config(4);
     let call = h.new_call().await;
+    let body = json!({
+        "supervisor": {"remote": "192.0.2.10:5004"},
+        "beep": false,
+        "supervisor_id": "sup-1",
+        "registered_number": NUMBER,
+        "answered": {"calling_number": NUMBER},
+    });
     let (status, sup) = h
-        .post(
-            &format!("/v1/calls/{call}/supervisions"),
-            r#"{"supervisor": {"remote": "192.0.2.10:5004"}, "beep": false}"#,
-        )
+        .post(&format!("/v1/calls/{call}/supervisions"), &body.to_string())
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sup}");
     let id = sup["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("s_") && id.len() == 18, "{id}");
     assert_eq!(sup["call_id"], call.as_str());
     assert_eq!(
-        (&sup["state"], &sup["mode"], &sup["end_reason"]),
-        (&json!("active"), &json!("listen"), &Value::Null)
+        (&sup["state"], &sup["mode"], &sup["failure"], &sup["abort"]),
+        (
+            &json!("active"),
+            &json!("listen"),
+            &Value::Null,
+            &Value::Null
+        )
+    );
+    assert_eq!(
+        (
+            &sup["supervisor_id"],
+            &sup["registered_number"],
+            &sup["beep"]
+        ),
+        (&json!("sup-1"), &json!("15550100"), &json!(false))
     );
     assert_eq!(sup["ended_at_ms"], Value::Null);
-    assert!(sup["started_at_ms"].as_u64().is_some());
+    assert_eq!(sup["created_at_ms"], T0_MS);
+    assert_eq!(sup["started_at_ms"], T0_MS);
     assert_eq!(sup["leg"]["remote"], "192.0.2.10:5004");
     assert_eq!(sup["leg"]["codec"], "pcmu");
     let local = addr(&sup["leg"]["local"]);
@@ -501,10 +519,24 @@ async fn supervision_lifecycle() {
     let (status, stopped) = h.delete(&uri).await;
     assert_eq!(status, StatusCode::OK, "{stopped}");
     assert_eq!(
-        (&stopped["state"], &stopped["mode"], &stopped["end_reason"]),
-        (&json!("stopped"), &json!("barge"), &Value::Null)
+        (
+            &stopped["state"],
+            &stopped["mode"],
+            &stopped["failure"],
+            &stopped["abort"]
+        ),
+        (
+            &json!("stopped"),
+            &json!("barge"),
+            &Value::Null,
+            &Value::Null
+        )
     );
     assert!(stopped["ended_at_ms"].as_u64().is_some());
+    assert_eq!(
+        stopped["leg"]["local"], sup["leg"]["local"],
+        "kept for history"
+    );
     assert_eq!(h.state.metrics().snapshot(), (1, [0; 5]));
     assert_eq!(h.state.engine_leg(id.parse().unwrap()), None);
     let (_, got) = h.get(&uri).await;
@@ -533,22 +565,136 @@ async fn supervision_lifecycle() {
 }
 
 #[tokio::test]
-async fn flagged_calls_cannot_be_supervised_and_flags_abort() {
+async fn a_requested_supervision_has_no_media_until_answered() {
+    let h = Harness::slot(41);
+    let call = h.new_call().await;
+    let calls_before = h.state.engine().calls();
+    let body = json!({"supervisor_id": "sup-1", "registered_number": NUMBER});
+    let (status, sup) = h
+        .post(&format!("/v1/calls/{call}/supervisions"), &body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sup}");
+    assert_eq!(
+        (&sup["state"], &sup["leg"]["local"], &sup["started_at_ms"]),
+        (&json!("requested"), &Value::Null, &Value::Null)
+    );
+    let id = sup["id"].as_str().unwrap().to_owned();
+    assert_eq!(h.state.engine_leg(id.parse().unwrap()), None);
+    assert_eq!(h.state.engine().calls(), calls_before);
+    assert_eq!(h.state.metrics().snapshot().1, [0; 5]);
+    let uri = format!("/v1/supervisions/{id}");
+    // No mode change before media flows; unknown or malformed reports are refused.
+    h.refused(
+        Method::PATCH,
+        &uri,
+        Some(r#"{"mode": "whisper"}"#),
+        CONFLICT,
+        "not_legal_now",
+    )
+    .await;
+    let events = format!("{uri}/events");
+    for body in [
+        json!({"event": "picked_up"}),
+        json!({"event": "answered"}),
+        json!({"event": "ringing", "calling_number": NUMBER}),
+    ] {
+        h.refused(
+            Method::POST,
+            &events,
+            Some(&body.to_string()),
+            BAD,
+            "invalid_event",
+        )
+        .await;
+    }
+    h.refused(
+        Method::POST,
+        &events,
+        Some(r#"{"event": "ringing", "loud": true}"#),
+        BAD,
+        "invalid_body",
+    )
+    .await;
+    let (status, got) = h.post(&events, r#"{"event": "ringing"}"#).await;
+    assert_eq!(
+        (status, &got["state"]),
+        (StatusCode::OK, &json!("requested"))
+    );
+    // Ringing twice does not fit the session: refused, nothing changed.
+    h.refused(
+        Method::POST,
+        &events,
+        Some(r#"{"event": "ringing"}"#),
+        CONFLICT,
+        "not_legal_now",
+    )
+    .await;
+    h.clock.advance(std::time::Duration::from_millis(1_500));
+    let (status, got) = h
+        .post(
+            &events,
+            &json!({"event": "answered", "calling_number": NUMBER}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, &got["state"]),
+        (StatusCode::OK, &json!("active")),
+        "{got}"
+    );
+    assert_eq!(got["started_at_ms"], T0_MS + 1_500);
+    addr(&got["leg"]["local"]);
+    assert!(h.state.engine_leg(id.parse().unwrap()).is_some());
+    assert_eq!(h.state.metrics().snapshot().1, [1, 0, 0, 0, 0]);
+    let text = h.metrics_text().await;
+    assert!(
+        text.contains("earshot_supervision_setup_seconds_count 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("earshot_alerts_total{kind=\"monitoring_initiated\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&id) && !text.contains(&call),
+        "no ids as labels"
+    );
+}
+
+#[tokio::test]
+async fn flagged_calls_fail_new_supervisions_and_abort_active_ones() {
     let h = Harness::slot(5);
-    for (start, end, flag, reason) in [
-        ("hold", "resume", "on_hold", "agent_held_call"),
-        ("consult_start", "consult_end", "consult", "agent_held_call"),
+    for (start, end, flag, ended, reason, refused_as) in [
+        (
+            "hold",
+            "resume",
+            "on_hold",
+            ("aborted", "abort"),
+            "agent_held_call",
+            "monitoring_failed",
+        ),
+        (
+            "consult_start",
+            "consult_end",
+            "consult",
+            ("aborted", "abort"),
+            "agent_held_call",
+            "agent_not_ready",
+        ),
         (
             "secure_payment_start",
             "secure_payment_end",
             "secure_payment",
+            ("aborted", "abort"),
             "agent_held_call",
+            "agent_not_ready",
         ),
         (
             "conference_start",
             "conference_end",
             "conference",
-            "conference",
+            ("failed", "failure"),
+            "no_permission",
+            "no_permission",
         ),
     ] {
         let call = h.new_call().await;
@@ -566,30 +712,49 @@ async fn flagged_calls_cannot_be_supervised_and_flags_abort() {
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["flags"][flag], true);
         assert_eq!(view["state"], "active");
+        let (state, field) = ended;
         for sup in &sups {
             let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
             assert_eq!(
-                (&s["state"], &s["end_reason"]),
-                (&json!("aborted"), &json!(reason)),
+                (&s["state"], &s[field]),
+                (&json!(state), &json!(reason)),
                 "{start}: {s}"
             );
+            assert!(s["leg"]["local"].as_str().is_some(), "{s}");
         }
         assert_eq!(h.state.metrics().snapshot().1, [0; 5]);
 
+        // A new attempt on the flagged call is a session that fails at once, with its alert.
         let sup_uri = format!("/v1/calls/{call}/supervisions");
-        let err = h
-            .refused(
-                Method::POST,
-                &sup_uri,
-                Some("{}"),
-                CONFLICT,
-                "call_not_supervisable",
-            )
-            .await;
-        assert!(
-            err["error"]["message"].as_str().unwrap().contains(flag),
-            "{err}"
+        let (status, failed) = h.post(&sup_uri, &common::answered_body()).await;
+        assert_eq!(status, StatusCode::CREATED, "{failed}");
+        assert_eq!(
+            (
+                &failed["state"],
+                &failed["failure"],
+                &failed["leg"]["local"]
+            ),
+            (&json!("failed"), &json!(refused_as), &Value::Null),
+            "{start}: {failed}"
         );
+        let (_, alerts) = h
+            .get(&format!(
+                "/v1/supervisions/{}/alerts",
+                failed["id"].as_str().unwrap()
+            ))
+            .await;
+        let kinds: Vec<&str> = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        let expected = if refused_as == "monitoring_failed" {
+            "monitoring_failed".to_owned()
+        } else {
+            format!("failed_{refused_as}")
+        };
+        assert_eq!(kinds, [expected.as_str()], "{start}: {alerts}");
         // Repeating the start changes nothing more.
         let (status, again) = h.post(&events, &json!({"event": start}).to_string()).await;
         assert_eq!((status, &again["flags"]), (StatusCode::OK, &view["flags"]));
@@ -605,16 +770,12 @@ async fn flagged_calls_cannot_be_supervised_and_flags_abort() {
     let events = format!("/v1/calls/{call}/events");
     h.post(&events, r#"{"event": "hold"}"#).await;
     h.post(&events, r#"{"event": "consult_start"}"#).await;
-    h.post(&events, r#"{"event": "resume"}"#).await;
     let sup_uri = format!("/v1/calls/{call}/supervisions");
-    h.refused(
-        Method::POST,
-        &sup_uri,
-        Some("{}"),
-        CONFLICT,
-        "call_not_supervisable",
-    )
-    .await;
+    let (_, s) = h.post(&sup_uri, &common::answered_body()).await;
+    assert_eq!(s["failure"], "monitoring_failed", "consulting agent: {s}");
+    h.post(&events, r#"{"event": "resume"}"#).await;
+    let (_, s) = h.post(&sup_uri, &common::answered_body()).await;
+    assert_eq!(s["failure"], "agent_not_ready", "consulted agent: {s}");
     h.post(&events, r#"{"event": "consult_end"}"#).await;
     h.new_supervision(&call).await;
 }
@@ -648,13 +809,23 @@ async fn supervisor_cap() {
     )
     .await;
 
-    // At the engine's own maximum.
+    // At the engine's own maximum; requested sessions count too.
     let h = Harness::slot(7);
     let call = h.new_call().await;
-    for _ in 0..MAX_SUPERVISORS {
+    for _ in 0..MAX_SUPERVISORS - 1 {
         h.new_supervision(&call).await;
     }
-    assert_eq!(h.state.metrics().snapshot().1[0], MAX_SUPERVISORS as i64);
+    let (status, _) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            &json!({"registered_number": NUMBER}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        h.state.metrics().snapshot().1[0],
+        MAX_SUPERVISORS as i64 - 1
+    );
     let uri = format!("/v1/calls/{call}/supervisions");
     h.refused(
         Method::POST,
@@ -695,30 +866,57 @@ async fn invalid_events() {
 #[tokio::test]
 async fn hangups_end_calls_and_supervisions() {
     let h = Harness::slot(9);
-    for (party, reason) in [("customer", "caller_hung_up"), ("agent", "agent_hung_up")] {
+    let sup_state = |s: &Value| (s["state"].clone(), s["abort"].clone());
+    // Inbound: the caller leaving leaves the agent monitored (wrap-up); the agent's hang-up
+    // ends it all. The agent hanging up first ends the supervision at once.
+    for (first, second, reason_after_first, reason) in [
+        ("customer", "agent", None, "caller_hung_up"),
+        ("agent", "customer", Some("agent_hung_up"), "agent_hung_up"),
+    ] {
         let call = h.new_call().await;
         let sup = h.new_supervision(&call).await;
         let stopped = h.new_supervision(&call).await;
         h.delete(&format!("/v1/supervisions/{stopped}")).await;
         let calls_before = h.state.engine().calls();
+        let events = format!("/v1/calls/{call}/events");
         let (status, view) = h
             .post(
-                &format!("/v1/calls/{call}/events"),
-                &json!({"event": "hangup", "party": party}).to_string(),
+                &events,
+                &json!({"event": "hangup", "party": first}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["state"], "active", "one party is still there");
+        assert_eq!(view["hung_up"][first], true);
+        let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+        match reason_after_first {
+            None => assert_eq!(sup_state(&s), (json!("active"), Value::Null), "{s}"),
+            Some(r) => assert_eq!(sup_state(&s), (json!("aborted"), json!(r)), "{s}"),
+        }
+        // Reported again: nothing more.
+        let (status, again) = h
+            .post(
+                &events,
+                &json!({"event": "hangup", "party": first}).to_string(),
+            )
+            .await;
+        assert_eq!((status, &again), (StatusCode::OK, &view));
+        let (status, view) = h
+            .post(
+                &events,
+                &json!({"event": "hangup", "party": second}).to_string(),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{view}");
         assert_eq!(view["state"], "ended");
+        assert!(view["ended_at_ms"].as_u64().is_some());
         assert_eq!(h.state.engine().calls(), calls_before - 1, "media released");
         let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
-        assert_eq!(
-            (&s["state"], &s["end_reason"]),
-            (&json!("aborted"), &json!(reason))
-        );
+        assert_eq!(sup_state(&s), (json!("aborted"), json!(reason)), "{s}");
         let (_, s) = h.get(&format!("/v1/supervisions/{stopped}")).await;
         assert_eq!(
-            (&s["state"], &s["end_reason"]),
-            (&json!("stopped"), &Value::Null),
+            sup_state(&s),
+            (json!("stopped"), Value::Null),
             "ended ones keep their end"
         );
         let (status, got) = h.get(&format!("/v1/calls/{call}")).await;
@@ -729,6 +927,7 @@ async fn hangups_end_calls_and_supervisions() {
         for event in [
             json!({"event": "hold"}),
             json!({"event": "hangup", "party": "agent"}),
+            json!({"event": "hangup", "party": "supervisor", "supervision_id": sup}),
         ] {
             h.refused(
                 Method::POST,
@@ -739,16 +938,6 @@ async fn hangups_end_calls_and_supervisions() {
             )
             .await;
         }
-        let body =
-            json!({"event": "hangup", "party": "supervisor", "supervision_id": sup}).to_string();
-        h.refused(
-            Method::POST,
-            &format!("{uri}/events"),
-            Some(&body),
-            CONFLICT,
-            "call_ended",
-        )
-        .await;
         h.refused(
             Method::POST,
             &format!("{uri}/supervisions"),
@@ -782,8 +971,37 @@ async fn hangups_end_calls_and_supervisions() {
             .await;
         // Its supervisions stay listed, as they ended.
         let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
-        assert_eq!(s["end_reason"], reason);
+        assert_eq!(s["abort"], reason);
     }
+
+    // Outbound: the first hang-up leaves the other party monitored; the second ends it, as
+    // the agent's (an outbound call is the agent's call).
+    let (_, call) = h.post("/v1/calls", r#"{"direction": "outbound"}"#).await;
+    assert_eq!(call["direction"], "outbound");
+    let call = call["id"].as_str().unwrap().to_owned();
+    let sup = h.new_supervision(&call).await;
+    let events = format!("/v1/calls/{call}/events");
+    h.post(&events, r#"{"event": "hangup", "party": "agent"}"#)
+        .await;
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(s["state"], "active", "the customer remains: {s}");
+    h.post(&events, r#"{"event": "hangup", "party": "customer"}"#)
+        .await;
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(sup_state(&s), (json!("aborted"), json!("agent_hung_up")));
+
+    // The agent releases the call: it ends for everyone.
+    let call = h.new_call().await;
+    let sup = h.new_supervision(&call).await;
+    let (status, view) = h
+        .post(
+            &format!("/v1/calls/{call}/events"),
+            r#"{"event": "release"}"#,
+        )
+        .await;
+    assert_eq!((status, &view["state"]), (StatusCode::OK, &json!("ended")));
+    let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
+    assert_eq!(sup_state(&s), (json!("aborted"), json!("agent_held_call")));
 
     // A supervisor hangs up: only that supervision ends.
     let call = h.new_call().await;
@@ -797,8 +1015,8 @@ async fn hangups_end_calls_and_supervisions() {
     assert_eq!((status, &view["state"]), (StatusCode::OK, &json!("active")));
     let (_, s) = h.get(&format!("/v1/supervisions/{gone}")).await;
     assert_eq!(
-        (&s["state"], &s["end_reason"]),
-        (&json!("aborted"), &json!("supervisor_hung_up"))
+        sup_state(&s),
+        (json!("aborted"), json!("supervisor_hung_up"))
     );
     let (_, s) = h.get(&format!("/v1/supervisions/{kept}")).await;
     assert_eq!(s["state"], "active");
@@ -819,19 +1037,44 @@ async fn deleting_a_call_aborts_its_supervisions() {
         r#"{"mode": "takeover"}"#,
     )
     .await;
+    let (_, requested) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            &json!({"registered_number": NUMBER}).to_string(),
+        )
+        .await;
     let (status, _) = h.delete(&format!("/v1/calls/{call}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(h.state.engine().calls(), 0);
     let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
     assert_eq!(
-        (&s["state"], &s["end_reason"], &s["mode"]),
+        (&s["state"], &s["abort"], &s["mode"]),
         (
             &json!("aborted"),
             &json!("call_deleted"),
             &json!("takeover")
         )
     );
+    let (_, s) = h
+        .get(&format!(
+            "/v1/supervisions/{}",
+            requested["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (&s["state"], &s["abort"]),
+        (&json!("aborted"), &json!("call_deleted"))
+    );
+    let (_, alerts) = h.get(&format!("/v1/supervisions/{sup}/alerts")).await;
+    let kinds: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["monitoring_initiated", "aborted"], "{alerts}");
     assert_eq!(h.state.metrics().snapshot(), (0, [0; 5]));
+    assert_eq!(h.state.next_deadline_ms(), None, "no timer left for them");
 }
 
 #[tokio::test]
@@ -849,15 +1092,42 @@ async fn capacity_errors_change_nothing() {
         "ports_exhausted",
     )
     .await;
+    // The supervisor's leg is allocated when its media connects: answered at creation, the
+    // request is refused whole.
     let uri = format!("/v1/calls/{call}/supervisions");
     h.refused(
         Method::POST,
         &uri,
-        Some("{}"),
+        Some(&common::answered_body()),
         StatusCode::SERVICE_UNAVAILABLE,
         "ports_exhausted",
     )
     .await;
+    // Answered later: that report is refused, and the session still waits.
+    let (_, sup) = h
+        .post(&uri, &json!({"registered_number": NUMBER}).to_string())
+        .await;
+    let events = format!("/v1/supervisions/{}/events", sup["id"].as_str().unwrap());
+    h.refused(
+        Method::POST,
+        &events,
+        Some(&json!({"event": "answered", "calling_number": NUMBER}).to_string()),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ports_exhausted",
+    )
+    .await;
+    let (_, audit) = h.get("/v1/audit").await;
+    let failed: Vec<&Value> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "failed" && a["action"] == "supervision.start")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "each start that could not connect is audited: {audit}"
+    );
 
     let mut cfg = config(12);
     cfg.media.max_calls = 1;
@@ -916,8 +1186,8 @@ async fn supervisor_keys_and_media_timeouts() {
         .unwrap();
     let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
     assert_eq!(
-        (&s["state"], &s["end_reason"]),
-        (&json!("stopped"), &Value::Null)
+        (&s["state"], &s["abort"], &s["failure"]),
+        (&json!("stopped"), &Value::Null, &Value::Null)
     );
     // A late key after the stop is ignored.
     h.state
@@ -929,7 +1199,8 @@ async fn supervisor_keys_and_media_timeouts() {
         .unwrap();
     assert_eq!(mode(&h).mode, "barge");
 
-    // Media timeouts: a supervisor, then a party.
+    // Media timeouts: a supervisor, then the parties (inbound: the customer first leaves the
+    // agent monitored; the agent's timeout then ends the call).
     let sup = h.new_supervision(&call).await;
     let (_, leg) = h.state.engine_leg(sup.parse().unwrap()).unwrap();
     h.state
@@ -940,12 +1211,12 @@ async fn supervisor_keys_and_media_timeouts() {
         .unwrap();
     let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
     assert_eq!(
-        (&s["state"], &s["end_reason"]),
+        (&s["state"], &s["abort"]),
         (&json!("aborted"), &json!("supervisor_hung_up"))
     );
-    for (party, reason) in [
-        (LegId::CUSTOMER, "caller_hung_up"),
-        (LegId::AGENT, "agent_hung_up"),
+    for (parties, reason) in [
+        ([LegId::CUSTOMER, LegId::AGENT], "caller_hung_up"),
+        ([LegId::AGENT, LegId::CUSTOMER], "agent_hung_up"),
     ] {
         let call = h.new_call().await;
         let sup = h.new_supervision(&call).await;
@@ -953,24 +1224,26 @@ async fn supervisor_keys_and_media_timeouts() {
             .state
             .engine_call(call.parse::<CallId>().unwrap())
             .unwrap();
-        h.state
-            .engine_event(EngineEvent::MediaTimeout {
-                call: engine_call,
-                leg: party,
-            })
-            .unwrap();
+        for party in parties {
+            h.state
+                .engine_event(EngineEvent::MediaTimeout {
+                    call: engine_call,
+                    leg: party,
+                })
+                .unwrap();
+        }
         let (_, c) = h.get(&format!("/v1/calls/{call}")).await;
         assert_eq!(c["state"], "ended");
         let (_, s) = h.get(&format!("/v1/supervisions/{sup}")).await;
         assert_eq!(
-            (&s["state"], &s["end_reason"]),
+            (&s["state"], &s["abort"]),
             (&json!("aborted"), &json!(reason))
         );
         // Reported again (or late): nothing more.
         h.state
             .engine_event(EngineEvent::MediaTimeout {
                 call: engine_call,
-                leg: party,
+                leg: parties[0],
             })
             .unwrap();
     }

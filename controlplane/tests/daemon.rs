@@ -129,8 +129,11 @@ fn supervisor_keys_switch_modes_through_the_pump() {
     let (_, call) = http(addr, "POST", "/v1/calls", Some("{}"));
     let call: Value = serde_json::from_str(&call).unwrap();
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let body =
-        serde_json::json!({"supervisor": {"remote": phone.local_addr().unwrap().to_string()}});
+    let body = serde_json::json!({
+        "supervisor": {"remote": phone.local_addr().unwrap().to_string()},
+        "registered_number": common::NUMBER,
+        "answered": {"calling_number": common::NUMBER},
+    });
     let (status, sup) = http(
         addr,
         "POST",
@@ -159,7 +162,11 @@ fn supervisor_keys_switch_modes_through_the_pump() {
         } else {
             wait_for(addr, &path, |s| s["mode"] == done)
         };
-        assert_eq!(got["end_reason"], Value::Null, "{got}");
+        assert_eq!(
+            (&got["failure"], &got["abort"]),
+            (&Value::Null, &Value::Null),
+            "{got}"
+        );
     }
     daemon.shutdown().unwrap();
 }
@@ -177,20 +184,52 @@ fn silent_legs_time_out_as_hangups() {
         addr,
         "POST",
         &format!("/v1/calls/{id}/supervisions"),
-        Some("{}"),
+        Some(&common::answered_body()),
     );
     let sup: Value = serde_json::from_str(&sup).unwrap();
     wait_for(addr, &format!("/v1/calls/{id}"), |c| c["state"] == "ended");
-    // Every leg fell silent together; the customer's comes first.
+    // Every leg fell silent together; the customer's comes first, then the agent's, which
+    // ends the (inbound) call and the supervision as the caller's hang-up.
     let sup = wait_for(
         addr,
         &format!("/v1/supervisions/{}", sup["id"].as_str().unwrap()),
         |s| s["state"] != "active",
     );
     assert_eq!(
-        (&sup["state"], &sup["end_reason"]),
+        (&sup["state"], &sup["abort"]),
         (&Value::from("aborted"), &Value::from("caller_hung_up"))
     );
     assert_eq!(daemon.state().engine().calls(), 0);
+    daemon.shutdown().unwrap();
+}
+
+#[test]
+fn the_timer_fires_the_answer_timeout_on_the_system_clock() {
+    let mut config = common::config(28);
+    config.supervision.answer_timeout_secs = 1;
+    let daemon = spawn(config).unwrap();
+    let addr = daemon.http_addr;
+    let (_, call) = http(addr, "POST", "/v1/calls", Some("{}"));
+    let call: Value = serde_json::from_str(&call).unwrap();
+    let body = serde_json::json!({"registered_number": common::NUMBER}).to_string();
+    let (status, sup) = http(
+        addr,
+        "POST",
+        &format!("/v1/calls/{}/supervisions", call["id"].as_str().unwrap()),
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{sup}");
+    let sup: Value = serde_json::from_str(&sup).unwrap();
+    assert_eq!(sup["state"], "requested");
+    let path = format!("/v1/supervisions/{}", sup["id"].as_str().unwrap());
+    let got = wait_for(addr, &path, |s| s["state"] != "requested");
+    assert_eq!(
+        (&got["state"], &got["failure"]),
+        (
+            &Value::from("failed"),
+            &Value::from("supervisor_didnt_answer")
+        ),
+        "{got}"
+    );
     daemon.shutdown().unwrap();
 }

@@ -15,10 +15,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use controlplane::store::{
-    AlertId, AuditId, AuditRecord, BeepPolicy, CallFlags, CallRecord, CallState, EventId, GrantId,
-    GroupKind, GroupRecord, NewAlert, NewAudit, NewGrant, PAGE_LIMIT_MAX, RESTART_REASON, Reads,
-    Role, SqliteStore, StoreError, StoreExt, SupervisionRecord, SupervisionScope, SupervisionState,
-    UnixMs, UserRecord,
+    AlertId, AuditId, AuditRecord, BeepPolicy, CallDirection, CallFlags, CallRecord, CallState,
+    EventId, GrantId, GroupKind, GroupRecord, NewAlert, NewAudit, NewGrant, PAGE_LIMIT_MAX,
+    RESTART_REASON, Reads, Role, SqliteStore, StoreError, StoreExt, SupervisionRecord,
+    SupervisionScope, SupervisionState, UnixMs, UserRecord,
 };
 
 /// Selects the writer role in the child process; its value is the database path.
@@ -66,6 +66,12 @@ fn writer_process() {
                 web: false,
                 created_at: now,
                 ended_at: None,
+                direction: CallDirection::Inbound,
+                agent_answered: true,
+                customer_hung_up: false,
+                agent_hung_up: false,
+                deleted_at: None,
+                media: serde_json::json!({}),
             })?;
             w.create_supervision(&SupervisionRecord {
                 id: "s-live".to_owned(),
@@ -79,6 +85,7 @@ fn writer_process() {
                 created_at: now,
                 started_at: Some(now),
                 ended_at: None,
+                media: serde_json::json!({}),
             })
         })
         .expect("writer: seed");
@@ -128,6 +135,8 @@ fn writer_process() {
                     kind: "monitoring_initiated".to_owned(),
                     text: format!("round {round}"),
                     at: now,
+                    call_id: None,
+                    reason: None,
                 })
             })
             .expect("writer: alert");
@@ -144,6 +153,8 @@ fn writer_process() {
                     kind: "pair".to_owned(),
                     text: format!("pair {round}"),
                     at: now,
+                    call_id: None,
+                    reason: None,
                 })
             })
             .expect("writer: pair");

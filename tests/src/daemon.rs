@@ -25,8 +25,9 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// A daemon with the test defaults: HTTP on an ephemeral loopback port, and a media
-    /// timeout far longer than any test so a deliberately silent leg is not hung up.
+    /// A daemon with the test defaults: HTTP on an ephemeral loopback port, an in-memory
+    /// database, and a media timeout far longer than any test so a deliberately silent leg is
+    /// not hung up.
     pub fn start() -> TestDaemon {
         TestDaemon::start_with(|_| {})
     }
@@ -50,6 +51,8 @@ impl TestDaemon {
     ) -> anyhow::Result<TestDaemon> {
         let mut config = Config::default();
         config.media.timeout_secs = 60;
+        // A private database per daemon (several run in one test process).
+        config.store.path = ":memory:".into();
         setup.configure(&mut config);
         adjust(&mut config);
         let started_at = Instant::now();

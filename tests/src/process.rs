@@ -20,7 +20,8 @@ use crate::netns::Veth;
 pub const HTTP_PORT: u16 = 18080;
 
 /// Starts `bin` (the `earshotd` binary) in `veth`'s appliance namespace through
-/// `ip netns exec`, on the appliance address (`--media-ip`, `--http-listen` on [`HTTP_PORT`]),
+/// `ip netns exec`, on the appliance address (`--media-ip`, `--http-listen` on [`HTTP_PORT`])
+/// with an in-memory database (`--db :memory:`: nothing written to the working directory),
 /// with `args` after those. `wrapper` (e.g. `setpriv …`) runs it, when not empty.
 pub fn earshotd(bin: &str, veth: &Veth, wrapper: &[&str], args: &[&str]) -> DaemonProcess {
     let ip = veth.appliance_ip.to_string();
@@ -34,6 +35,8 @@ pub fn earshotd(bin: &str, veth: &Veth, wrapper: &[&str], args: &[&str]) -> Daem
             &ip,
             "--http-listen",
             &format!("{ip}:{HTTP_PORT}"),
+            "--db",
+            ":memory:",
         ])
         .args(args);
     DaemonProcess::spawn(format!("earshotd in {}", veth.appliance), command)

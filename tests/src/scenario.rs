@@ -29,6 +29,9 @@ pub enum Party {
 
 pub const PARTIES: [Party; 3] = [Party::Customer, Party::Agent, Party::Supervisor];
 
+/// The supervisor number a [`Rig`] registers and answers from (any valid one).
+pub const SUPERVISOR_NUMBER: &str = "+15550100";
+
 impl Party {
     pub const fn name(self) -> &'static str {
         match self {
@@ -313,7 +316,14 @@ impl Rig {
 
     /// Starts a supervision (always in `listen`) and the supervisor's sender.
     pub fn supervise(&mut self) -> SupervisionInfo {
-        let mut body = json!({"supervisor": leg_body(self.options.supervisor, &self.supervisor)});
+        // The supervisor's leg is up already (the test is its phone): answered at creation,
+        // so media flows at once.
+        let mut body = json!({
+            "supervisor": leg_body(self.options.supervisor, &self.supervisor),
+            "supervisor_id": "supervisor",
+            "registered_number": SUPERVISOR_NUMBER,
+            "answered": {"calling_number": SUPERVISOR_NUMBER},
+        });
         if let Some(beep) = self.options.beep {
             body["beep"] = json!(beep);
         }

@@ -223,6 +223,11 @@ pub trait Writes: Reads {
                 kind: "aborted".to_owned(),
                 text: format!("aborted – {reason}"),
                 at: now,
+                call_id: session.call_id.clone(),
+                reason: Some(format!(
+                    "the process stopped while the session was {}; it is not resumed",
+                    previous.state.as_str()
+                )),
             })?;
             let audit_id = self.append_audit(&NewAudit {
                 at: now,

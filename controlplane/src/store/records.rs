@@ -142,6 +142,16 @@ column_enum!(
 );
 
 column_enum!(
+    /// Who placed the call: the lifecycle's hang-up rules differ (SPEC §2).
+    pub enum CallDirection {
+        /// The customer called in.
+        Inbound = "inbound",
+        /// The agent (or a dialer for the agent) called the customer.
+        Outbound = "outbound",
+    }
+);
+
+column_enum!(
     /// SPEC §2 lifecycle; `active` carries its mode in [`SupervisionRecord::mode`].
     pub enum SupervisionState {
         Requested = "requested",
@@ -332,6 +342,15 @@ pub struct CallRecord {
     pub created_at: UnixMs,
     /// Present exactly when `state` is `ended`.
     pub ended_at: Option<UnixMs>,
+    pub direction: CallDirection,
+    /// Outbound: the agent answered (inbound calls reach the agent answered).
+    pub agent_answered: bool,
+    pub customer_hung_up: bool,
+    pub agent_hung_up: bool,
+    /// When the API forgot the call (`DELETE`); the row stays as history.
+    pub deleted_at: Option<UnixMs>,
+    /// The media legs as the API shows them, shaped by the control plane; valid JSON.
+    pub media: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +371,9 @@ pub struct SupervisionRecord {
     pub started_at: Option<UnixMs>,
     /// Present exactly when `state` is terminal.
     pub ended_at: Option<UnixMs>,
+    /// The supervisor's leg and options as the API shows them, shaped by the control plane;
+    /// valid JSON.
+    pub media: serde_json::Value,
 }
 
 /// An alert to append (SPEC §2 table); append-only.
@@ -363,6 +385,10 @@ pub struct NewAlert {
     /// The human text as the SPEC words it.
     pub text: String,
     pub at: UnixMs,
+    /// The call the supervision watched (or was asked to), if any.
+    pub call_id: Option<String>,
+    /// What happened, in words.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,6 +398,8 @@ pub struct AlertRecord {
     pub kind: String,
     pub text: String,
     pub at: UnixMs,
+    pub call_id: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// An audit record to append (SPEC §4); append-only (the schema refuses UPDATE and DELETE).

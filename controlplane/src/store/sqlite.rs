@@ -33,11 +33,18 @@ pub(crate) struct Migration {
 
 /// Every schema step this binary knows, oldest first. Append only: a released migration is
 /// never edited (its name is checked against the database's record of it).
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lifecycle",
+        sql: include_str!("migrations/0002_lifecycle.sql"),
+    },
+];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or
 /// `:memory:` (tests).
@@ -541,7 +548,8 @@ fn subscription_row(row: &Row<'_>) -> Sql<Subscription> {
 macro_rules! call_cols {
     () => {
         "id, external_id, agent_id, state, on_hold, consult, secure_payment, conference, web, \
-         created_at_ms, ended_at_ms"
+         created_at_ms, ended_at_ms, direction, agent_answered, customer_hung_up, agent_hung_up, \
+         deleted_at_ms, media"
     };
 }
 fn call_row(row: &Row<'_>) -> Sql<CallRecord> {
@@ -559,13 +567,19 @@ fn call_row(row: &Row<'_>) -> Sql<CallRecord> {
         web: row.get(8)?,
         created_at: ms(row, 9)?,
         ended_at: opt_ms(row, 10)?,
+        direction: text_enum(row, 11, "calls.direction")?,
+        agent_answered: row.get(12)?,
+        customer_hung_up: row.get(13)?,
+        agent_hung_up: row.get(14)?,
+        deleted_at: opt_ms(row, 15)?,
+        media: json(row, 16, "calls.media")?,
     })
 }
 
 macro_rules! supervision_cols {
     () => {
         "id, call_id, supervisor_id, agent_id, state, mode, end_reason, scope, created_at_ms, \
-         started_at_ms, ended_at_ms"
+         started_at_ms, ended_at_ms, media"
     };
 }
 fn supervision_row(row: &Row<'_>) -> Sql<SupervisionRecord> {
@@ -581,12 +595,13 @@ fn supervision_row(row: &Row<'_>) -> Sql<SupervisionRecord> {
         created_at: ms(row, 8)?,
         started_at: opt_ms(row, 9)?,
         ended_at: opt_ms(row, 10)?,
+        media: json(row, 11, "supervisions.media")?,
     })
 }
 
 macro_rules! alert_cols {
     () => {
-        "id, supervision_id, kind, text, at_ms"
+        "id, supervision_id, kind, text, at_ms, call_id, reason"
     };
 }
 fn alert_row(row: &Row<'_>) -> Sql<AlertRecord> {
@@ -596,6 +611,8 @@ fn alert_row(row: &Row<'_>) -> Sql<AlertRecord> {
         kind: row.get(2)?,
         text: row.get(3)?,
         at: ms(row, 4)?,
+        call_id: row.get(5)?,
+        reason: row.get(6)?,
     })
 }
 
@@ -1489,7 +1506,8 @@ impl Writes for Db<'_> {
                 concat!(
                     "INSERT INTO calls (",
                     call_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17)"
                 ),
                 params![
                     c.id,
@@ -1502,7 +1520,13 @@ impl Writes for Db<'_> {
                     c.flags.conference,
                     c.web,
                     c.created_at.0,
-                    c.ended_at.map(|at| at.0)
+                    c.ended_at.map(|at| at.0),
+                    c.direction.as_str(),
+                    c.agent_answered,
+                    c.customer_hung_up,
+                    c.agent_hung_up,
+                    c.deleted_at.map(|at| at.0),
+                    to_json(&c.media, "calls.media")?
                 ],
             )?;
             Ok(())
@@ -1513,8 +1537,9 @@ impl Writes for Db<'_> {
         run("updating a call", || {
             self.exec_found(
                 "UPDATE calls SET external_id = ?2, agent_id = ?3, state = ?4, on_hold = ?5, \
-                 consult = ?6, secure_payment = ?7, conference = ?8, web = ?9, ended_at_ms = ?10 \
-                 WHERE id = ?1",
+                 consult = ?6, secure_payment = ?7, conference = ?8, web = ?9, ended_at_ms = ?10, \
+                 direction = ?11, agent_answered = ?12, customer_hung_up = ?13, \
+                 agent_hung_up = ?14, deleted_at_ms = ?15, media = ?16 WHERE id = ?1",
                 params![
                     c.id,
                     c.external_id,
@@ -1525,7 +1550,13 @@ impl Writes for Db<'_> {
                     c.flags.secure_payment,
                     c.flags.conference,
                     c.web,
-                    c.ended_at.map(|at| at.0)
+                    c.ended_at.map(|at| at.0),
+                    c.direction.as_str(),
+                    c.agent_answered,
+                    c.customer_hung_up,
+                    c.agent_hung_up,
+                    c.deleted_at.map(|at| at.0),
+                    to_json(&c.media, "calls.media")?
                 ],
                 || format!("no call {:?}", c.id),
             )
@@ -1538,7 +1569,7 @@ impl Writes for Db<'_> {
                 concat!(
                     "INSERT INTO supervisions (",
                     supervision_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     s.id,
@@ -1551,7 +1582,8 @@ impl Writes for Db<'_> {
                     s.scope.as_str(),
                     s.created_at.0,
                     s.started_at.map(|at| at.0),
-                    s.ended_at.map(|at| at.0)
+                    s.ended_at.map(|at| at.0),
+                    to_json(&s.media, "supervisions.media")?
                 ],
             )?;
             Ok(())
@@ -1563,7 +1595,7 @@ impl Writes for Db<'_> {
             self.exec_found(
                 "UPDATE supervisions SET call_id = ?2, supervisor_id = ?3, agent_id = ?4, \
                  state = ?5, mode = ?6, end_reason = ?7, scope = ?8, started_at_ms = ?9, \
-                 ended_at_ms = ?10 WHERE id = ?1",
+                 ended_at_ms = ?10, media = ?11 WHERE id = ?1",
                 params![
                     s.id,
                     s.call_id,
@@ -1574,7 +1606,8 @@ impl Writes for Db<'_> {
                     s.end_reason,
                     s.scope.as_str(),
                     s.started_at.map(|at| at.0),
-                    s.ended_at.map(|at| at.0)
+                    s.ended_at.map(|at| at.0),
+                    to_json(&s.media, "supervisions.media")?
                 ],
                 || format!("no supervision {:?}", s.id),
             )
@@ -1584,8 +1617,16 @@ impl Writes for Db<'_> {
     fn append_alert(&mut self, a: &NewAlert) -> Result<AlertId> {
         run("appending an alert", || {
             self.insert_returning_id(
-                "INSERT INTO alerts (supervision_id, kind, text, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![a.supervision_id, a.kind, a.text, a.at.0],
+                "INSERT INTO alerts (supervision_id, kind, text, at_ms, call_id, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    a.supervision_id,
+                    a.kind,
+                    a.text,
+                    a.at.0,
+                    a.call_id,
+                    a.reason
+                ],
             )
             .map(AlertId)
         })

@@ -46,6 +46,12 @@ fn call(id: &str) -> CallRecord {
         web: false,
         created_at: UnixMs(2_000),
         ended_at: None,
+        direction: CallDirection::Inbound,
+        agent_answered: true,
+        customer_hung_up: false,
+        agent_hung_up: false,
+        deleted_at: None,
+        media: serde_json::json!({}),
     }
 }
 
@@ -62,6 +68,7 @@ fn supervision(id: &str, call_id: &str, state: SupervisionState) -> SupervisionR
         created_at: UnixMs(3_000),
         started_at: Some(UnixMs(3_100)),
         ended_at: state.is_terminal().then_some(UnixMs(3_500)),
+        media: serde_json::json!({}),
     }
 }
 
@@ -127,20 +134,29 @@ fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) {
 
 // --- Opening and migrations --------------------------------------------------------------------
 
+fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// A database at schema version 1 only, for the tests that stage their own migrations after it.
+fn open_at_version_1(path: &std::path::Path) {
+    drop(SqliteStore::open_with(path, &MIGRATIONS[..1]).unwrap());
+}
+
 #[test]
 fn migrations_apply_once_and_reopening_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("earshot.db");
     {
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), latest_version());
         store
             .write(|w| w.create_group(&group("g1", "Sales")))
             .unwrap();
     }
     for _ in 0..2 {
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), latest_version());
         let rows: i64 = {
             let guard = store.lock().unwrap();
             guard
@@ -195,7 +211,7 @@ fn a_newer_schema_is_refused() {
 fn a_migration_recorded_under_another_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("earshot.db");
-    drop(SqliteStore::open(&path).unwrap());
+    open_at_version_1(&path);
     let other = [Migration {
         version: 1,
         name: "something_else",
@@ -225,16 +241,16 @@ fn a_failed_migration_rolls_back_the_whole_upgrade() {
         matches!(&err, StoreError::Schema(m) if m.contains("migration 2 (broken) failed")),
         "{err:?}"
     );
-    // Nothing of version 1 stayed either: applying it again succeeds from scratch.
+    // Nothing of version 1 stayed either: applying the real ones succeeds from scratch.
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), latest_version());
 }
 
 #[test]
 fn migrations_are_applied_in_order_and_only_the_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("earshot.db");
-    drop(SqliteStore::open(&path).unwrap());
+    open_at_version_1(&path);
     let next = [
         MIGRATIONS[0],
         Migration {
@@ -824,6 +840,8 @@ fn alerts_and_audit_are_append_only_logs() {
         kind: "monitoring_initiated".to_owned(),
         text: "monitoring initiated".to_owned(),
         at: UnixMs(1),
+        call_id: None,
+        reason: None,
     };
     let a1 = store.write(|w| w.append_alert(&alert)).unwrap();
     let a2 = store
@@ -833,6 +851,8 @@ fn alerts_and_audit_are_append_only_logs() {
                 kind: "validation".to_owned(),
                 text: "the supervisor telephone number must be a number".to_owned(),
                 at: UnixMs(2),
+                call_id: None,
+                reason: None,
             })
         })
         .unwrap();
@@ -847,6 +867,8 @@ fn alerts_and_audit_are_append_only_logs() {
             kind: alert.kind.clone(),
             text: alert.text.clone(),
             at: alert.at,
+            call_id: None,
+            reason: None,
         }
     );
     assert_eq!(store.read(|r| r.alerts_after(a1, 10)).unwrap().len(), 1);

@@ -2,41 +2,72 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use controlplane::clock::ManualClock;
 use controlplane::{AppState, Config, app};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+/// The supervisor's registered number in the tests, and the calling number their leg answers
+/// from.
+pub const NUMBER: &str = "+15550100";
+/// Where the manual clock starts (2025-11-21, in ms since the epoch).
+pub const T0_MS: u64 = 1_763_700_000_000;
+
 /// A configuration whose media ports are `61000 + 40 * slot ..+ 39`: each test its own range, so
-/// tests running in parallel never compete for ports.
+/// tests running in parallel never compete for ports; and a private in-memory database.
 pub fn config(slot: u16) -> Config {
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.media.port_min = 61000 + 40 * slot;
     config.media.port_max = config.media.port_min + 39;
+    config.store.path = ":memory:".into();
     config
+}
+
+/// A supervision body whose supervisor's leg is already answered: media flows at once.
+pub fn answered_body() -> String {
+    serde_json::json!({
+        "supervisor_id": "sup-1",
+        "registered_number": NUMBER,
+        "answered": {"calling_number": NUMBER},
+    })
+    .to_string()
 }
 
 pub struct Harness {
     pub state: AppState,
     pub app: Router,
+    /// The state's clock: it moves only with [`Harness::advance`].
+    pub clock: Arc<ManualClock>,
 }
 
 impl Harness {
     pub fn new(config: &Config) -> Harness {
         config.validate().unwrap();
-        let state = AppState::start(config).unwrap();
+        let clock = Arc::new(ManualClock::new(T0_MS));
+        let state = AppState::start_with(config, clock.clone()).unwrap();
         Harness {
             app: app(state.clone()),
             state,
+            clock,
         }
     }
 
     pub fn slot(slot: u16) -> Harness {
         Harness::new(&config(slot))
+    }
+
+    /// Moves the clock by `ms` and runs the answer timeouts then due.
+    pub async fn advance(&self, ms: u64) -> usize {
+        self.clock.advance(Duration::from_millis(ms));
+        self.state.run_due_timeouts().await
     }
 
     /// Sends a request; a body is sent as `application/json`.
@@ -92,12 +123,14 @@ impl Harness {
         call["id"].as_str().unwrap().to_owned()
     }
 
-    /// Starts a supervision and returns its id.
+    /// Starts a supervision whose supervisor's leg is already answered (media flows, in
+    /// listen) and returns its id.
     pub async fn new_supervision(&self, call: &str) -> String {
         let (status, sup) = self
-            .post(&format!("/v1/calls/{call}/supervisions"), "{}")
+            .post(&format!("/v1/calls/{call}/supervisions"), &answered_body())
             .await;
         assert_eq!(status, StatusCode::CREATED, "{sup}");
+        assert_eq!(sup["state"], "active", "{sup}");
         sup["id"].as_str().unwrap().to_owned()
     }
 
