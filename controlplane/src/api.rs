@@ -12,9 +12,10 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 
+use crate::access::{self, Administration, Authorized, Principal, Read, Signalling, Supervision};
 use crate::domain::{
     CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
     SupervisionId, SupervisorEvent, quote,
@@ -24,6 +25,7 @@ use crate::state::{
     AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
 };
 use crate::store::PAGE_LIMIT_MAX;
+use dataplane::media::matrix::Mode;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
 pub const BODY_LEN_MAX: usize = 64 * 1024;
@@ -52,6 +54,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{token}", delete(revoke_token))
+        .route("/v1/groups", post(create_group))
+        .route(
+            "/v1/groups/{group}/supervisors/{user}",
+            put(set_group_supervisor),
+        )
+        .route("/v1/groups/{group}/members/{user}", put(set_group_member))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // After routing, so the route template is known (MatchedPath).
@@ -223,6 +233,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// [`blocking`] for operations that answer in the API's errors.
+async fn blocking_api<T: Send + 'static>(
+    state: AppState,
+    f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(result) => result,
+        Err(err) => Err(ApiError::internal(format!(
+            "the request's task failed: {err}"
+        ))),
+    }
+}
+
 #[derive(serde::Serialize)]
 struct Alerts {
     alerts: Vec<AlertView>,
@@ -243,12 +266,16 @@ struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
 
-async fn list_calls(State(state): State<AppState>) -> ApiResult<Json<Calls>> {
+async fn list_calls(
+    Authorized(_, _): Authorized<Read>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Calls>> {
     let calls = blocking(state, |s| Ok(s.calls())).await?;
     Ok(Json(Calls { calls }))
 }
 
 async fn create_call(
+    Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
     Body(req): Body<NewCall>,
 ) -> ApiResult<(StatusCode, Json<CallView>)> {
@@ -257,6 +284,7 @@ async fn create_call(
 }
 
 async fn get_call(
+    Authorized(_, _): Authorized<Read>,
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<Json<CallView>> {
@@ -264,6 +292,7 @@ async fn get_call(
 }
 
 async fn delete_call(
+    Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<StatusCode> {
@@ -272,6 +301,7 @@ async fn delete_call(
 }
 
 async fn patch_leg(
+    Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
     LegPath(id, party): LegPath,
     Body(req): Body<RemoteChange>,
@@ -282,6 +312,7 @@ async fn patch_leg(
 }
 
 async fn call_event(
+    Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
     CallPath(id): CallPath,
     Body(event): Body<CallEvent>,
@@ -292,20 +323,91 @@ async fn call_event(
 }
 
 async fn create_supervision(
+    Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
     CallPath(id): CallPath,
-    Body(req): Body<NewSupervision>,
+    Body(mut req): Body<NewSupervision>,
 ) -> ApiResult<(StatusCode, Json<SupervisionView>)> {
-    let sup = blocking(state, move |s| s.create_supervision(id, req)).await?;
+    if !principal.is_admin() {
+        // A supervisor supervises as themself.
+        match (&req.supervisor_id, &principal.user_id) {
+            (Some(named), Some(user)) if named != user => {
+                let detail = format!("forbidden: supervisor_id {named} is not the caller");
+                let who = principal.clone();
+                blocking_api(state, move |s| {
+                    access::audit(s, &who, Some(&id.to_string()), detail)
+                })
+                .await?;
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "supervisor_id: {} is not you ({}); only admins supervise on behalf of \
+                         another",
+                        quote(named),
+                        quote(user)
+                    ),
+                ));
+            }
+            (None, Some(user)) => req.supervisor_id = Some(user.clone()),
+            _ => {}
+        }
+    }
+    let sup = blocking_api(state, move |s| {
+        let call = s.call(id)?;
+        access::check_supervision(
+            s,
+            &principal,
+            call.agent_id.as_deref(),
+            Mode::Listen,
+            &id.to_string(),
+            None,
+            "start",
+        )?;
+        Ok(s.create_supervision(id, req)?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(sup)))
 }
 
-async fn list_supervisions(State(state): State<AppState>) -> ApiResult<Json<Supervisions>> {
+/// Refuses, audited, a supervisor without the rights over a supervision's agent for `mode`.
+fn check_existing(
+    s: &AppState,
+    principal: &Principal,
+    id: SupervisionId,
+    mode: Option<Mode>,
+    action: &str,
+) -> ApiResult<()> {
+    if principal.is_admin() {
+        return Ok(());
+    }
+    let sup = s.supervision(id)?;
+    // Stopping needs some right over the agent, or to be the session's supervisor.
+    if mode.is_none() && sup.supervisor_id.is_some() && sup.supervisor_id == principal.user_id {
+        return Ok(());
+    }
+    let mode = mode.unwrap_or(Mode::Listen);
+    access::check_supervision(
+        s,
+        principal,
+        sup.agent_id.as_deref(),
+        mode,
+        &sup.call_id.to_string(),
+        Some(&id.to_string()),
+        action,
+    )
+}
+
+async fn list_supervisions(
+    Authorized(_, _): Authorized<Read>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Supervisions>> {
     let supervisions = blocking(state, |s| Ok(s.supervisions())).await?;
     Ok(Json(Supervisions { supervisions }))
 }
 
 async fn get_supervision(
+    Authorized(_, _): Authorized<Read>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<SupervisionView>> {
@@ -313,25 +415,36 @@ async fn get_supervision(
 }
 
 async fn patch_supervision(
+    Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
     Body(req): Body<ModeChange>,
 ) -> ApiResult<Json<SupervisionView>> {
     Ok(Json(
-        blocking(state, move |s| s.set_mode(id, req.mode)).await?,
+        blocking_api(state, move |s| {
+            check_existing(s, &principal, id, Some(req.mode), "mode_change")?;
+            Ok(s.set_mode(id, req.mode)?)
+        })
+        .await?,
     ))
 }
 
 async fn delete_supervision(
+    Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<SupervisionView>> {
     Ok(Json(
-        blocking(state, move |s| s.stop_supervision(id)).await?,
+        blocking_api(state, move |s| {
+            check_existing(s, &principal, id, None, "stop")?;
+            Ok(s.stop_supervision(id)?)
+        })
+        .await?,
     ))
 }
 
 async fn supervisor_event(
+    Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
     Body(event): Body<SupervisorEvent>,
@@ -342,6 +455,7 @@ async fn supervisor_event(
 }
 
 async fn supervision_alerts(
+    Authorized(_, _): Authorized<Read>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<Alerts>> {
@@ -349,14 +463,124 @@ async fn supervision_alerts(
     Ok(Json(Alerts { alerts }))
 }
 
-async fn list_alerts(State(state): State<AppState>, page: Page) -> ApiResult<Json<Alerts>> {
+async fn list_alerts(
+    Authorized(_, _): Authorized<Read>,
+    State(state): State<AppState>,
+    page: Page,
+) -> ApiResult<Json<Alerts>> {
     let alerts = blocking(state, move |s| s.alerts_after(page.after, page.limit)).await?;
     Ok(Json(Alerts { alerts }))
 }
 
-async fn list_audit(State(state): State<AppState>, page: Page) -> ApiResult<Json<Audit>> {
+async fn list_audit(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    page: Page,
+) -> ApiResult<Json<Audit>> {
     let audit = blocking(state, move |s| s.audit_after(page.after, page.limit)).await?;
     Ok(Json(Audit { audit }))
+}
+
+// ---- administration (docs/api.md, Authentication) ----
+
+#[derive(serde::Serialize)]
+struct Tokens {
+    tokens: Vec<access::TokenView>,
+}
+
+async fn create_token(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    Body(req): Body<access::NewToken>,
+) -> ApiResult<(StatusCode, Json<access::NewTokenView>)> {
+    let token = blocking_api(state, move |s| {
+        access::create_token(s, req.role, req.user_id, req.display_name)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+async fn list_tokens(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Tokens>> {
+    let tokens = blocking_api(state, access::tokens).await?;
+    Ok(Json(Tokens { tokens }))
+}
+
+/// Two path segments, by name.
+async fn two_params(parts: &mut Parts, a: &str, b: &str) -> Result<(String, String), ApiError> {
+    let params = path_params(parts).await?;
+    Ok((param(&params, a)?.to_owned(), param(&params, b)?.to_owned()))
+}
+
+/// `{token}` in the path.
+pub struct TokenPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = path_params(parts).await?;
+        Ok(TokenPath(param(&params, "token")?.to_owned()))
+    }
+}
+
+/// `{group}/…/{user}` in the path.
+pub struct GroupUserPath(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for GroupUserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let (group, user) = two_params(parts, "group", "user").await?;
+        Ok(GroupUserPath(group, user))
+    }
+}
+
+async fn revoke_token(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    TokenPath(id): TokenPath,
+) -> ApiResult<Json<access::TokenView>> {
+    Ok(Json(
+        blocking_api(state, move |s| access::revoke_token(s, &id)).await?,
+    ))
+}
+
+async fn create_group(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    Body(req): Body<access::NewGroup>,
+) -> ApiResult<(StatusCode, Json<access::GroupView>)> {
+    let group = blocking_api(state, move |s| access::create_group(s, req)).await?;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+async fn set_group_supervisor(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    GroupUserPath(group, user): GroupUserPath,
+    Body(rights): Body<access::Rights>,
+) -> ApiResult<Json<access::Rights>> {
+    blocking_api(state, move |s| {
+        access::set_supervisor(s, &group, &user, rights)
+    })
+    .await?;
+    Ok(Json(rights))
+}
+
+async fn set_group_member(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    GroupUserPath(group, user): GroupUserPath,
+    Body(membership): Body<access::Membership>,
+) -> ApiResult<Json<access::Membership>> {
+    blocking_api(state, move |s| {
+        access::set_member(s, &group, &user, membership)
+    })
+    .await?;
+    Ok(Json(membership))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

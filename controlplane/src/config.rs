@@ -54,6 +54,27 @@ pub struct Config {
     pub engine: EngineSection,
     pub store: StoreSection,
     pub supervision: SupervisionSection,
+    pub auth: AuthSection,
+}
+
+/// `[auth]`
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The bootstrap admin token (at least 32 printable characters), stored (as its hash) as
+    /// an admin token at start. `None`: the daemon generates one at first start, when the
+    /// database holds no admin token, and logs it once. Never serialized (the effective
+    /// configuration is logged).
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSection")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// `[store]`
@@ -340,6 +361,10 @@ pub struct Overrides {
     /// directory]
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// The bootstrap admin token, at least 32 characters [env: EARSHOT_ADMIN_TOKEN] [default:
+    /// generated at first start and logged once]
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
 }
 
 impl Overrides {
@@ -393,6 +418,7 @@ impl Overrides {
             db: env("EARSHOT_DB")
                 .filter(|v| !v.trim().is_empty())
                 .map(PathBuf::from),
+            admin_token: env("EARSHOT_ADMIN_TOKEN").filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -408,6 +434,7 @@ impl Overrides {
             backend,
             interface,
             db,
+            admin_token,
         } = self.clone();
         if let Some(v) = http_listen {
             config.http.listen = v;
@@ -436,6 +463,9 @@ impl Overrides {
         if let Some(v) = db {
             config.store.path = v;
         }
+        if let Some(v) = admin_token {
+            config.auth.admin_token = Some(v);
+        }
     }
 }
 
@@ -462,8 +492,8 @@ pub enum LogFormat {
                   before. Logging is filtered by RUST_LOG (default: info)."
 )]
 pub struct Cli {
-    /// TOML configuration file (sections [http], [media], [engine], [store], [supervision];
-    /// unknown keys are errors)
+    /// TOML configuration file (sections [http], [media], [engine], [store], [supervision],
+    /// [auth]; unknown keys are errors)
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -527,6 +557,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.auth.admin_token {
+            crate::auth::Token::from_config(token)
+                .map_err(|e| invalid("auth.admin_token", e.to_string()))?;
+        }
         let m = &self.media;
         if m.ip.is_unspecified() || m.ip.is_multicast() {
             return Err(invalid(

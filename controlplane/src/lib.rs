@@ -13,9 +13,11 @@
 //! - [`lifecycle`]: a supervision session's lifecycle and its alerts (SPEC §2), sans-IO.
 //! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
 //! - [`auth`], [`webhooks`]: tokens, roles and rights; webhook signing and retry policy.
+//! - [`access`]: access control at the HTTP boundary (principal, endpoint classes, rights).
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod agents;
 pub mod api;
 pub mod auth;

@@ -48,6 +48,7 @@ use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::access::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DtmfAction, DtmfKeys};
 use crate::domain::{
@@ -814,8 +815,8 @@ fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
     }
 }
 
-/// Who acted, in an audit record: the supervisor, when the request named them (there is no
-/// authentication yet: the request is taken at its word).
+/// Who acted, in an audit record: the supervisor the request named (access control makes it
+/// the caller's own id for supervisors; admins may act on behalf of anyone).
 fn actor(supervisor_id: &str) -> String {
     if supervisor_id.is_empty() {
         "api".to_owned()
@@ -836,6 +837,8 @@ struct Inner {
     deadlines: Mutex<BTreeSet<(u64, SupervisionId)>>,
     /// Signalled when a deadline is added, so the timer re-arms.
     deadline_armed: Notify,
+    /// Every token's hash (access control looks requests up here, not in the store).
+    tokens: TokenCache,
 }
 
 /// The control plane's shared state: the engine handle, the records, the store, the clock, the
@@ -882,6 +885,7 @@ impl AppState {
             );
         }
         let records = load(store.as_ref()).context("cannot load the recent history")?;
+        let tokens = TokenCache::load(store.as_ref())?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -892,6 +896,7 @@ impl AppState {
                 settings,
                 deadlines: Mutex::new(BTreeSet::new()),
                 deadline_armed: Notify::new(),
+                tokens,
             }),
         })
     }
@@ -912,13 +917,29 @@ impl AppState {
             .context("cannot start the data plane")?;
         let metrics =
             Metrics::new(&registry).context("cannot register the control plane's metrics")?;
-        AppState::new(
+        let state = AppState::new(
             engine,
             metrics,
             Settings::from_config(config),
             Arc::new(store),
             clock,
-        )
+        )?;
+        if let Some(token) =
+            crate::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
+        {
+            // Shown this once: only its hash is stored.
+            tracing::warn!(
+                "no admin token configured: generated one, shown only now; use it as \
+                 `Authorization: Bearer {}` (or set [auth] admin_token / EARSHOT_ADMIN_TOKEN)",
+                token.expose()
+            );
+        }
+        Ok(state)
+    }
+
+    /// The token cache (access control).
+    pub fn tokens(&self) -> &TokenCache {
+        &self.inner.tokens
     }
 
     pub fn engine(&self) -> &Engine {
@@ -1420,7 +1441,8 @@ impl AppState {
             agent: AgentId(agent_id.clone().unwrap_or_default()),
             scope: SessionScope::Call,
             call: facts,
-            // Rights come with access control (SPEC §4); until then every request may listen.
+            // Rights are checked, and a denial audited, by access control before this
+            // (`access::check_supervision`).
             supervisor_may_listen: true,
             registered_number: registered_number.clone().unwrap_or_default(),
             answer_timeout: None,

@@ -77,6 +77,7 @@ async fn no_supervisor_media_without_a_durable_audit_record() {
         clock.clone(),
     )
     .unwrap();
+    controlplane::access::bootstrap_admin(&state, Some(common::ADMIN_TOKEN)).unwrap();
     let h = Harness {
         app: app(state.clone()),
         state,

@@ -20,7 +20,9 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16,
     };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{body_headers}\r\n{}",
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
+         authorization: Bearer {}\r\n{body_headers}\r\n{}",
+        common::ADMIN_TOKEN,
         body.unwrap_or("")
     )
     .unwrap();

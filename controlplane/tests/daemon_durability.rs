@@ -34,6 +34,8 @@ fn start(dir: &std::path::Path, which: &str) -> DaemonProcess {
         PORT_MIN,
         "--port-max",
         PORT_MAX,
+        "--admin-token",
+        earshot_tests::api::ADMIN_TOKEN,
         "--db",
     ]);
     command.arg(dir.join("earshot.db"));

@@ -7,6 +7,14 @@ use serde_json::Value;
 
 use crate::netns::NsId;
 
+/// `req` with an `Authorization` header, when there is one.
+fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(value) => req.header("authorization", value),
+        None => req,
+    }
+}
+
 /// One HTTP exchange's outcome. Non-2xx answers are values, not errors: tests assert on them.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -30,8 +38,14 @@ impl Reply {
     }
 }
 
+/// The bootstrap admin token the test daemons are configured with (`[auth] admin_token`,
+/// `--admin-token`); every [`Api`] sends it unless given another.
+pub const ADMIN_TOKEN: &str = "es_e2e-admin-token-0123456789abcdefghijkl";
+
 pub struct Api {
     base: String,
+    /// Sent as `Authorization: Bearer …` (none: no header).
+    token: Option<String>,
     agent: ureq::Agent,
     /// When set, requests may only be made from a thread in one of these network namespaces
     /// (the daemon's address exists only there; anywhere else it would be routed off the
@@ -58,9 +72,16 @@ impl Api {
             .into();
         Api {
             base: format!("http://{http_addr}"),
+            token: Some(ADMIN_TOKEN.to_owned()),
             agent,
             namespaces,
         }
+    }
+
+    /// This client with another bearer token (none: no `Authorization` header).
+    pub fn with_token(mut self, token: Option<&str>) -> Api {
+        self.token = token.map(str::to_owned);
+        self
     }
 
     /// One exchange; panics on a transport error (no connection, timeout).
@@ -84,17 +105,15 @@ impl Api {
             );
         }
         let sent_at = Instant::now();
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let auth = auth.as_deref();
         let result = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("POST", b) => self
-                .agent
-                .post(&url)
+            ("GET", _) => with_auth(self.agent.get(&url), auth).call(),
+            ("DELETE", _) => with_auth(self.agent.delete(&url), auth).call(),
+            ("POST", b) => with_auth(self.agent.post(&url), auth)
                 .content_type("application/json")
                 .send(b.map_or_else(|| "{}".to_owned(), Value::to_string)),
-            ("PATCH", b) => self
-                .agent
-                .patch(&url)
+            ("PATCH", b) => with_auth(self.agent.patch(&url), auth)
                 .content_type("application/json")
                 .send(b.map_or_else(|| "{}".to_owned(), Value::to_string)),
             _ => panic!("unsupported method {method}"),

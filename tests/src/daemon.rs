@@ -53,6 +53,7 @@ impl TestDaemon {
         config.media.timeout_secs = 60;
         // A private database per daemon (several run in one test process).
         config.store.path = ":memory:".into();
+        config.auth.admin_token = Some(crate::api::ADMIN_TOKEN.to_owned());
         setup.configure(&mut config);
         adjust(&mut config);
         let started_at = Instant::now();

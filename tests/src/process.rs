@@ -37,6 +37,8 @@ pub fn earshotd(bin: &str, veth: &Veth, wrapper: &[&str], args: &[&str]) -> Daem
             &format!("{ip}:{HTTP_PORT}"),
             "--db",
             ":memory:",
+            "--admin-token",
+            crate::api::ADMIN_TOKEN,
         ])
         .args(args);
     DaemonProcess::spawn(format!("earshotd in {}", veth.appliance), command)

@@ -17,6 +17,9 @@ use tower::ServiceExt as _;
 /// The supervisor's registered number in the tests, and the calling number their leg answers
 /// from.
 pub const NUMBER: &str = "+15550100";
+/// The bootstrap admin token every test daemon is configured with.
+pub const ADMIN_TOKEN: &str = "es_test-admin-token-0123456789abcdefghij";
+
 /// Where the manual clock starts (2025-11-21, in ms since the epoch).
 pub const T0_MS: u64 = 1_763_700_000_000;
 
@@ -28,6 +31,7 @@ pub fn config(slot: u16) -> Config {
     config.media.port_min = 61000 + 40 * slot;
     config.media.port_max = config.media.port_min + 39;
     config.store.path = ":memory:".into();
+    config.auth.admin_token = Some(ADMIN_TOKEN.to_owned());
     config
 }
 
@@ -70,9 +74,24 @@ impl Harness {
         self.state.run_due_timeouts().await
     }
 
-    /// Sends a request; a body is sent as `application/json`.
+    /// Sends a request as the admin; a body is sent as `application/json`.
     pub async fn call(&self, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.call_as(Some(ADMIN_TOKEN), method, uri, body).await
+    }
+
+    /// Sends a request with `token` (none: no `Authorization` header).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(uri);
+        req = match token {
+            Some(t) => req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+            None => req,
+        };
         let body = match body {
             Some(b) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -83,7 +102,15 @@ impl Harness {
         self.send(req.body(body).unwrap()).await
     }
 
+    /// Sends `req`, as the admin unless it carries an `Authorization` header.
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let mut req = req;
+        if !req.headers().contains_key(header::AUTHORIZATION) {
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+            );
+        }
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -98,6 +125,17 @@ impl Harness {
             })
         };
         (status, value)
+    }
+
+    /// Mints a token of `role` for `user` (admin: `POST /v1/tokens`) and returns it.
+    pub async fn token(&self, role: &str, user: Option<&str>) -> String {
+        let body = match user {
+            Some(u) => serde_json::json!({"role": role, "user_id": u}),
+            None => serde_json::json!({"role": role}),
+        };
+        let (status, t) = self.post("/v1/tokens", &body.to_string()).await;
+        assert_eq!(status, StatusCode::CREATED, "{t}");
+        t["token"].as_str().unwrap().to_owned()
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {

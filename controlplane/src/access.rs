@@ -1,0 +1,805 @@
+//! Access control at the HTTP boundary (SPEC §4): the bearer-token [`Principal`], the per-route
+//! endpoint-class guard [`Authorized`], the in-memory token cache, the bootstrap admin token,
+//! and the supervision-rights check with its audited denials. The rules themselves are
+//! [`crate::auth`]'s (pure); this module looks things up and answers in the API's errors.
+//!
+//! Every handler but `/healthz` and `/metrics` takes an [`Authorized<C>`] first, `C` naming its
+//! [`EndpointClass`]: a route without one is unauthenticated, so the route table of
+//! `tests/authz.rs` checks that every route answers 401 without a token.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{PoisonError, RwLock};
+
+use anyhow::Context as _;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dataplane::media::matrix::Mode;
+
+use crate::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
+use crate::domain::{FromBody, quote};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{
+    self, ColumnEnum as _, NewAudit, Reads, Store, StoreError, StoreExt as _, TokenRecord, UnixMs,
+    UserRecord, Writes,
+};
+
+// ---- roles between the store's column and the rules ----
+
+pub fn role_from_store(role: store::Role) -> Role {
+    match role {
+        store::Role::Admin => Role::Admin,
+        store::Role::Supervisor => Role::Supervisor,
+        store::Role::Agent => Role::Agent,
+        store::Role::Softswitch => Role::Softswitch,
+    }
+}
+
+pub fn role_to_store(role: Role) -> store::Role {
+    match role {
+        Role::Admin => store::Role::Admin,
+        Role::Supervisor => store::Role::Supervisor,
+        Role::Agent => store::Role::Agent,
+        Role::Softswitch => store::Role::Softswitch,
+    }
+}
+
+// ---- the token cache ----
+
+/// What a request's token resolves to.
+#[derive(Debug, Clone)]
+struct Cached {
+    id: String,
+    role: Role,
+    user_id: Option<String>,
+    revoked: bool,
+}
+
+/// Every token's hash, in memory, so authenticating a request takes no store access (the store
+/// lock may be held across a durable commit). Only this process writes tokens, and every write
+/// goes through [`TokenCache`] under its write lock, so the cache never disagrees with the store
+/// once a write is acknowledged: a revocation takes effect with its answer.
+#[derive(Default)]
+pub struct TokenCache {
+    by_hash: RwLock<HashMap<[u8; 32], Cached>>,
+}
+
+fn cached(t: &TokenRecord) -> Cached {
+    Cached {
+        id: t.id.clone(),
+        role: role_from_store(t.role),
+        user_id: t.user_id.clone(),
+        revoked: !t.is_active(),
+    }
+}
+
+impl TokenCache {
+    /// Every token of the store.
+    pub fn load(store: &dyn Store) -> anyhow::Result<TokenCache> {
+        let tokens = store
+            .read(|r| r.tokens())
+            .context("cannot load the tokens")?;
+        let by_hash = tokens.iter().map(|t| (t.token_hash.0, cached(t))).collect();
+        Ok(TokenCache {
+            by_hash: RwLock::new(by_hash),
+        })
+    }
+
+    fn lookup(&self, hash: &auth::TokenHash) -> Option<Cached> {
+        let map = self.by_hash.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&hash.0).cloned()
+    }
+
+    /// Runs `f` (a store write of tokens) with the cache locked, then refreshes the tokens it
+    /// names from the store.
+    fn write<R>(
+        &self,
+        store: &dyn Store,
+        f: impl FnMut(&mut dyn Writes) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut map = self.by_hash.write().unwrap_or_else(PoisonError::into_inner);
+        let out = store.write(f)?;
+        for t in store.read(|r| r.tokens())? {
+            map.insert(t.token_hash.0, cached(&t));
+        }
+        Ok(out)
+    }
+}
+
+// ---- the principal ----
+
+/// Who is calling: the token's user (none for service and bootstrap tokens), its roles and the
+/// token's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Option<String>,
+    /// A token acts with its own role only.
+    pub roles: Vec<Role>,
+    pub token_id: String,
+}
+
+impl Principal {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has(Role::Admin)
+    }
+
+    /// The audit log's actor: `user:<id>`, else `token:<id>`.
+    pub fn actor(&self) -> String {
+        match &self.user_id {
+            Some(user) => format!("user:{user}"),
+            None => format!("token:{}", self.token_id),
+        }
+    }
+}
+
+/// A 401: the error body and `WWW-Authenticate: Bearer` (RFC 6750 §3).
+#[derive(Debug)]
+pub struct Unauthorized(ApiError);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let error = match self.0.code {
+            "invalid_token" => r#"Bearer error="invalid_token""#,
+            _ => "Bearer",
+        };
+        let mut response = self.0.into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(error));
+        response
+    }
+}
+
+/// Why a request was not let through: 401 or 403.
+#[derive(Debug)]
+pub enum Rejection {
+    Unauthenticated(Unauthorized),
+    Forbidden(ApiError),
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Rejection::Unauthenticated(e) => e.into_response(),
+            Rejection::Forbidden(e) => e.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Unauthorized> {
+        let value = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Unauthorized(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    auth::Unauthenticated::Malformed.to_string(),
+                ))
+            })?),
+        };
+        let hash = auth::bearer(value).map_err(|e| {
+            Unauthorized(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                e.to_string(),
+            ))
+        })?;
+        match state.tokens().lookup(&hash) {
+            Some(t) if !t.revoked => Ok(Principal {
+                user_id: t.user_id,
+                roles: vec![t.role],
+                token_id: t.id,
+            }),
+            Some(_) => Err(Unauthorized(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token has been revoked",
+            ))),
+            None => Err(Unauthorized(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "unknown token",
+            ))),
+        }
+    }
+}
+
+/// A route's endpoint class, as a type: `Authorized<Signalling>`.
+pub trait Class: Send + Sync {
+    const CLASS: EndpointClass;
+}
+
+macro_rules! classes {
+    ($($name:ident),+) => {$(
+        #[doc = concat!("[`EndpointClass::", stringify!($name), "`].")]
+        pub struct $name;
+        impl Class for $name {
+            const CLASS: EndpointClass = EndpointClass::$name;
+        }
+    )+};
+}
+classes!(
+    Administration,
+    Signalling,
+    Supervision,
+    Console,
+    AgentSelf,
+    Read
+);
+
+/// The guard of a route of class `C`: an authenticated principal one of whose roles may call
+/// `C` (else 403 `forbidden`).
+pub struct Authorized<C>(pub Principal, pub PhantomData<C>);
+
+impl<C: Class> FromRequestParts<AppState> for Authorized<C> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Rejection> {
+        let principal = Principal::from_request_parts(parts, state)
+            .await
+            .map_err(Rejection::Unauthenticated)?;
+        if principal.roles.iter().any(|r| auth::allowed(*r, C::CLASS)) {
+            Ok(Authorized(principal, PhantomData))
+        } else {
+            let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+            let error = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "role {} may not call this endpoint ({:?} endpoints)",
+                    roles.join(", "),
+                    C::CLASS
+                ),
+            );
+            if C::CLASS == EndpointClass::Supervision {
+                // SPEC §4: every denial of a supervision is audited, this one too.
+                let detail = format!(
+                    "forbidden: role {}; {} {}",
+                    roles.join(", "),
+                    parts.method,
+                    parts.uri.path()
+                );
+                audit_denial(state.clone(), principal.clone(), detail)
+                    .await
+                    .map_err(Rejection::Forbidden)?;
+            }
+            Err(Rejection::Forbidden(error))
+        }
+    }
+}
+
+/// [`audit`] off the async runtime (a durable commit).
+async fn audit_denial(
+    state: AppState,
+    principal: Principal,
+    detail: String,
+) -> Result<(), ApiError> {
+    tokio::task::spawn_blocking(move || audit(&state, &principal, None, detail))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+}
+
+/// Appends a `supervision.denial` record of `principal` (SPEC §4: every denial is audited).
+pub fn audit(
+    state: &AppState,
+    principal: &Principal,
+    call_id: Option<&str>,
+    detail: String,
+) -> Result<(), ApiError> {
+    let record = NewAudit {
+        at: now(state),
+        actor: principal.actor(),
+        action: "supervision.denial".to_owned(),
+        supervision_id: None,
+        call_id: call_id.map(str::to_owned),
+        mode: None,
+        outcome: "denied".to_owned(),
+        detail: Some(detail),
+    };
+    state
+        .store()
+        .write(|w| w.append_audit(&record))
+        .map(|_| ())
+        .map_err(store_error)
+}
+
+// ---- bootstrap ----
+
+/// At start: the configured admin token is stored (its hash) as an admin token if it is not
+/// yet; with none configured and no active admin token in the store, one is generated, stored
+/// and returned (the caller shows it once). A configured token that was revoked is an error.
+pub fn bootstrap_admin(
+    state: &AppState,
+    configured: Option<&str>,
+) -> anyhow::Result<Option<Token>> {
+    let now = UnixMs(i64::try_from(state.clock().now_ms()).unwrap_or(i64::MAX));
+    let store = state.store();
+    if let Some(text) = configured {
+        let token = Token::from_config(text).context("auth.admin_token")?;
+        let hash = store::TokenHash(token.hash().0);
+        match store.read(|r| r.token_by_hash(&hash))? {
+            Some(t) if t.is_active() => return Ok(None),
+            Some(t) => anyhow::bail!(
+                "the configured admin token (token {}) was revoked: configure another",
+                t.id
+            ),
+            None => {}
+        }
+        // A fresh id: a token configured before (and since replaced) keeps its own.
+        let id = new_token_id()?.replacen("tok-", "tok-cfg-", 1);
+        state.tokens().write(store, |w| {
+            w.create_token(&TokenRecord {
+                id: id.clone(),
+                token_hash: hash,
+                role: store::Role::Admin,
+                user_id: None,
+                created_at: now,
+                revoked_at: None,
+            })
+        })?;
+        return Ok(None);
+    }
+    let has_admin = store.read(|r| {
+        Ok(r.tokens()?
+            .iter()
+            .any(|t| t.is_active() && t.role == store::Role::Admin))
+    })?;
+    if has_admin {
+        return Ok(None);
+    }
+    let token = Token::generate();
+    let id = new_token_id()?;
+    state.tokens().write(store, |w| {
+        w.create_token(&TokenRecord {
+            id: id.clone(),
+            token_hash: store::TokenHash(token.hash().0),
+            role: store::Role::Admin,
+            user_id: None,
+            created_at: now,
+            revoked_at: None,
+        })
+    })?;
+    Ok(Some(token))
+}
+
+fn new_token_id() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!(
+        "tok-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+// ---- token administration ----
+
+/// A token as `GET /v1/tokens` shows it: never the secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub role: &'static str,
+    pub user_id: Option<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl From<&TokenRecord> for TokenView {
+    fn from(t: &TokenRecord) -> TokenView {
+        TokenView {
+            id: t.id.clone(),
+            role: role_from_store(t.role).as_str(),
+            user_id: t.user_id.clone(),
+            created_at_ms: t.created_at.0,
+            revoked_at_ms: t.revoked_at.map(|at| at.0),
+        }
+    }
+}
+
+/// `POST /v1/tokens`'s answer: the token in the clear, this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewTokenView {
+    #[serde(flatten)]
+    pub meta: TokenView,
+    pub token: String,
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        StoreError::Conflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+fn now(state: &AppState) -> UnixMs {
+    UnixMs(i64::try_from(state.clock().now_ms()).unwrap_or(i64::MAX))
+}
+
+/// Creates a token for `user_id` (the user is created, or given the role, as needed).
+pub fn create_token(
+    state: &AppState,
+    role: Role,
+    user_id: Option<String>,
+    display_name: Option<String>,
+) -> Result<NewTokenView, ApiError> {
+    let token = Token::generate();
+    let id = new_token_id().map_err(|e| ApiError::internal(e.to_string()))?;
+    let record = TokenRecord {
+        id,
+        token_hash: store::TokenHash(token.hash().0),
+        role: role_to_store(role),
+        user_id: user_id.clone(),
+        created_at: now(state),
+        revoked_at: None,
+    };
+    state
+        .tokens()
+        .write(state.store(), |w| {
+            if let Some(user) = &user_id {
+                match w.user(user)? {
+                    None => w.create_user(&UserRecord {
+                        id: user.clone(),
+                        display_name: display_name.clone().unwrap_or_else(|| user.clone()),
+                        phone_number: None,
+                        roles: vec![role_to_store(role)],
+                    })?,
+                    Some(mut u) => {
+                        if !u.roles.contains(&role_to_store(role)) || display_name.is_some() {
+                            if !u.roles.contains(&role_to_store(role)) {
+                                u.roles.push(role_to_store(role));
+                            }
+                            if let Some(name) = &display_name {
+                                u.display_name = name.clone();
+                            }
+                            w.update_user(&u)?;
+                        }
+                    }
+                }
+            }
+            w.create_token(&record)
+        })
+        .map_err(store_error)?;
+    Ok(NewTokenView {
+        meta: TokenView::from(&record),
+        token: token.expose().to_owned(),
+    })
+}
+
+pub fn tokens(state: &AppState) -> Result<Vec<TokenView>, ApiError> {
+    let tokens = state.store().read(|r| r.tokens()).map_err(store_error)?;
+    Ok(tokens.iter().map(TokenView::from).collect())
+}
+
+/// Revokes a token: refused from then on, at once.
+pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenView, ApiError> {
+    let at = now(state);
+    state
+        .tokens()
+        .write(state.store(), |w| w.revoke_token(id, at))
+        .map_err(store_error)?;
+    let token = state
+        .store()
+        .read(|r| r.token(id))
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no token with id {id}")))?;
+    Ok(TokenView::from(&token))
+}
+
+// ---- supervision rights ----
+
+/// A supervisor's rights over an agent: the union over the groups they supervise that the
+/// agent is a member of; `None`: no such group.
+pub fn rights_over(
+    r: &dyn Reads,
+    supervisor: &str,
+    agent: &str,
+) -> Result<Option<GroupRights>, StoreError> {
+    let groups: Vec<String> = r
+        .memberships(agent)?
+        .into_iter()
+        .map(|m| m.group_id)
+        .collect();
+    let mut union: Option<GroupRights> = None;
+    for s in r.supervised_groups(supervisor)? {
+        if groups.contains(&s.group_id) {
+            let u = union.get_or_insert_with(GroupRights::default);
+            u.listen |= s.listen_right;
+            u.intervene |= s.intervene_right;
+            u.admin |= s.group_admin;
+        }
+    }
+    Ok(union)
+}
+
+/// Whether `principal` may supervise `agent` in `mode`: admins always; supervisors by their
+/// group rights ([`auth::may_supervise`]). A denial is audited (SPEC §4), then answered 403
+/// with the [`Denied`] code.
+pub fn check_supervision(
+    state: &AppState,
+    principal: &Principal,
+    agent: Option<&str>,
+    mode: Mode,
+    call_id: &str,
+    supervision_id: Option<&str>,
+    action: &str,
+) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        return Ok(());
+    }
+    let store = state.store();
+    let rights = match (principal.user_id.as_deref(), agent) {
+        (Some(user), Some(agent)) => store
+            .read(|r| rights_over(r, user, agent))
+            .map_err(store_error)?,
+        _ => None,
+    };
+    let Err(denied) = auth::may_supervise(rights, mode) else {
+        return Ok(());
+    };
+    let record = NewAudit {
+        at: now(state),
+        actor: principal.actor(),
+        action: "supervision.denial".to_owned(),
+        supervision_id: supervision_id.map(str::to_owned),
+        call_id: Some(call_id.to_owned()),
+        mode: Some(mode),
+        outcome: "denied".to_owned(),
+        detail: Some(format!(
+            "{action}: {}; agent {}",
+            denied.code(),
+            agent.unwrap_or("(none)")
+        )),
+    };
+    store
+        .write(|w| w.append_audit(&record))
+        .map_err(store_error)?;
+    Err(denied_error(denied))
+}
+
+pub fn denied_error(denied: Denied) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, denied.code(), denied.to_string())
+}
+
+// ---- request bodies of the administration endpoints ----
+
+/// An identifier given by a client (user, group): 1..=64 of `[A-Za-z0-9._@-]`.
+fn parse_id(field: &str, s: &str) -> Result<String, ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(ApiError::invalid_body(format!(
+            "{field}: {} is not an identifier (1 to 64 of A-Z a-z 0-9 . _ @ -)",
+            quote(s)
+        )))
+    }
+}
+
+/// `POST /v1/tokens`.
+pub struct NewToken {
+    pub role: Role,
+    pub user_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewToken {
+    role: String,
+    user_id: Option<String>,
+    display_name: Option<String>,
+}
+
+impl FromBody for NewToken {
+    type Raw = RawNewToken;
+    fn parse(raw: RawNewToken) -> Result<NewToken, ApiError> {
+        let role: Role = raw
+            .role
+            .parse()
+            .map_err(|e: auth::UnknownRole| ApiError::invalid_body(format!("role: {e}")))?;
+        let user_id = raw
+            .user_id
+            .as_deref()
+            .map(|u| parse_id("user_id", u))
+            .transpose()?;
+        if user_id.is_none() && matches!(role, Role::Supervisor | Role::Agent) {
+            return Err(ApiError::invalid_body(format!(
+                "user_id: required for a {role} token"
+            )));
+        }
+        if let Some(name) = &raw.display_name
+            && (name.trim().is_empty() || name.len() > 200)
+        {
+            return Err(ApiError::invalid_body("display_name: 1 to 200 characters"));
+        }
+        Ok(NewToken {
+            role,
+            user_id,
+            display_name: raw.display_name,
+        })
+    }
+}
+
+/// `POST /v1/groups`.
+pub struct NewGroup {
+    pub id: Option<String>,
+    pub name: String,
+    pub kind: store::GroupKind,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewGroup {
+    id: Option<String>,
+    name: String,
+    kind: Option<String>,
+}
+
+impl FromBody for NewGroup {
+    type Raw = RawNewGroup;
+    fn parse(raw: RawNewGroup) -> Result<NewGroup, ApiError> {
+        let kind = match raw.kind.as_deref() {
+            None | Some("standard") => store::GroupKind::Standard,
+            Some("mutual_aid") => store::GroupKind::MutualAid,
+            Some(other) => {
+                return Err(ApiError::invalid_body(format!(
+                    "kind: {} is not standard or mutual_aid",
+                    quote(other)
+                )));
+            }
+        };
+        if raw.name.trim().is_empty() || raw.name.len() > 200 {
+            return Err(ApiError::invalid_body("name: 1 to 200 characters"));
+        }
+        Ok(NewGroup {
+            id: raw.id.as_deref().map(|i| parse_id("id", i)).transpose()?,
+            name: raw.name,
+            kind,
+        })
+    }
+}
+
+/// `PUT /v1/groups/{id}/supervisors/{user}`: the rights (each `false` when absent).
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rights {
+    #[serde(default)]
+    pub listen: bool,
+    #[serde(default)]
+    pub intervene: bool,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl FromBody for Rights {
+    type Raw = Rights;
+    fn parse(raw: Rights) -> Result<Rights, ApiError> {
+        Ok(raw)
+    }
+}
+
+/// `PUT /v1/groups/{id}/members/{user}`.
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    #[serde(default)]
+    pub can_leave: bool,
+}
+
+impl FromBody for Membership {
+    type Raw = Membership;
+    fn parse(raw: Membership) -> Result<Membership, ApiError> {
+        Ok(raw)
+    }
+}
+
+/// A group as `POST /v1/groups` answers it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+}
+
+pub fn create_group(state: &AppState, req: NewGroup) -> Result<GroupView, ApiError> {
+    let id = match req.id {
+        Some(id) => id,
+        None => new_token_id()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .replacen("tok-", "grp-", 1),
+    };
+    let group = store::GroupRecord {
+        id: id.clone(),
+        name: req.name.clone(),
+        kind: req.kind,
+        lock_last_member: false,
+        agent_beep: store::BeepPolicy::None,
+        max_monitors_per_agent: None,
+        created_at: now(state),
+    };
+    state
+        .store()
+        .write(|w| w.create_group(&group))
+        .map_err(store_error)?;
+    Ok(GroupView {
+        id,
+        name: req.name,
+        kind: req.kind.as_str(),
+    })
+}
+
+fn existing_user(r: &dyn Reads, user: &str) -> Result<(), StoreError> {
+    match r.user(user)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound {
+            context: "user".to_owned(),
+            detail: format!("no user {user} (users come with their first token)"),
+        }),
+    }
+}
+
+pub fn set_supervisor(
+    state: &AppState,
+    group: &str,
+    user: &str,
+    rights: Rights,
+) -> Result<(), ApiError> {
+    state
+        .store()
+        .write(|w| {
+            existing_user(w, user)?;
+            w.set_group_supervisor(&store::GroupSupervisor {
+                group_id: group.to_owned(),
+                user_id: user.to_owned(),
+                group_admin: rights.admin,
+                listen_right: rights.listen,
+                intervene_right: rights.intervene,
+            })
+        })
+        .map_err(store_error)
+}
+
+pub fn set_member(
+    state: &AppState,
+    group: &str,
+    user: &str,
+    membership: Membership,
+) -> Result<(), ApiError> {
+    state
+        .store()
+        .write(|w| {
+            existing_user(w, user)?;
+            let existing = w
+                .group_members(group)?
+                .into_iter()
+                .find(|m| m.user_id == user);
+            match existing {
+                Some(mut m) => {
+                    m.can_leave = membership.can_leave;
+                    w.update_group_member(&m)
+                }
+                None => w.add_group_member(&store::GroupMember {
+                    group_id: group.to_owned(),
+                    user_id: user.to_owned(),
+                    can_leave: membership.can_leave,
+                    logged_in: false,
+                }),
+            }
+        })
+        .map_err(store_error)
+}
