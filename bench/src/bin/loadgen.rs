@@ -19,6 +19,15 @@
 //! `--netns-subnet` (a private IPv4 range, e.g. `10.99.0.0/24`), and only while this process
 //! runs in a network namespace other than pid 1's, does it accept addresses of that range (the
 //! API, `--bind-ip` and the legs the appliance returns); anything else is refused.
+//!
+//! With `--target rtpengine` it offers the same relay load to rtpengine instead, setting calls
+//! up over rtpengine's NG protocol (`--ng`; module `rtpengine`), for the side-by-side
+//! comparison of `bench/compare-rtpengine.sh`.
+
+// A crate root's modules resolve beside it; this one lives in `loadgen/` so that cargo does
+// not take it for a binary of its own (every `src/bin/*.rs` is one).
+#[path = "loadgen/rtpengine.rs"]
+mod rtpengine;
 
 use std::collections::HashMap;
 use std::io;
@@ -32,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 use earshot_bench::hist::Histogram;
 use earshot_bench::mmsg::{self, RecvBatch, SendBatch};
+use earshot_bench::ng::NgClient;
 use serde_json::{Value, json};
 
 /// Packets per second per stream (20 ms PCMU).
@@ -94,6 +104,32 @@ impl LoadMode {
             (self, role),
             (_, Role::Supervisor) | (LoadMode::Barge, _) | (LoadMode::Whisper, Role::Agent)
         )
+    }
+}
+
+/// What is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// earshotd, calls set up over its HTTP API (`--api`).
+    Earshot,
+    /// rtpengine, calls set up over its NG protocol (`--ng`); relay mode only.
+    Rtpengine,
+}
+
+impl Target {
+    fn as_str(self) -> &'static str {
+        match self {
+            Target::Earshot => "earshot",
+            Target::Rtpengine => "rtpengine",
+        }
+    }
+
+    /// The process name `--pid` defaults to.
+    fn process_name(self) -> &'static str {
+        match self {
+            Target::Earshot => "earshotd",
+            Target::Rtpengine => "rtpengine",
+        }
     }
 }
 
@@ -287,6 +323,13 @@ fn parse_ramp(s: &str) -> Result<Ramp, String> {
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// What to load: earshotd (over its HTTP API) or rtpengine (over NG, relay mode only).
+    #[arg(long, value_enum, default_value_t = Target::Earshot)]
+    target: Target,
+    /// rtpengine's NG control address, with --target rtpengine (loopback, or an address of
+    /// --netns-subnet).
+    #[arg(long, default_value = "127.0.0.1:2223")]
+    ng: SocketAddr,
     /// The appliance's HTTP API (loopback, or an address of --netns-subnet).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     api: String,
@@ -319,7 +362,7 @@ struct Args {
     /// Pin the load generator (all its threads) to this core.
     #[arg(long)]
     core: Option<usize>,
-    /// The earshotd process, for its CPU time; found by name when absent.
+    /// The earshotd (or rtpengine) process, for its CPU time; found by name when absent.
     #[arg(long)]
     pid: Option<u32>,
     /// Loss (percent) below which a load passes.
@@ -368,17 +411,46 @@ fn run(args: &Args) -> Result<()> {
             scope.describe()
         ));
     }
-    let api = Api::new(&args.api, scope)?;
-    let health = api.request("GET", "/healthz", None)?;
-    if health.0 != 200 {
-        return Err(format!("GET /healthz: HTTP {}", health.0));
+    let mut api = Api::new(&args.api, scope)?;
+    let mut ng = None;
+    match args.target {
+        Target::Earshot => {
+            let health = api.request("GET", "/healthz", None)?;
+            if health.0 != 200 {
+                return Err(format!("GET /healthz: HTTP {}", health.0));
+            }
+        }
+        Target::Rtpengine => {
+            if args.mode != LoadMode::Relay {
+                return Err("--target rtpengine: only --mode relay".into());
+            }
+            let allowed = match args.ng.ip() {
+                IpAddr::V4(ip) => scope.allows(ip),
+                IpAddr::V6(ip) => ip.is_loopback(),
+            };
+            if !allowed {
+                return Err(format!(
+                    "--ng {}: not allowed here: {}",
+                    args.ng,
+                    scope.describe()
+                ));
+            }
+            let mut client = NgClient::connect(args.ng).map_err(|e| e.to_string())?;
+            client
+                .ping()
+                .map_err(|e| format!("{e} (is rtpengine listening on {}?)", args.ng))?;
+            ng = Some(rtpengine::Rtpengine::new(client));
+            // No HTTP API: no /metrics to read.
+            api.serves_metrics = false;
+        }
     }
+    let process = args.target.process_name();
     let pid = match args.pid {
         Some(pid) => Some(pid),
-        None => find_pid("earshotd")?,
+        None => find_pid(process)?,
     };
     if pid.is_none() {
-        eprintln!("loadgen: no earshotd process found (use --pid); appliance CPU is not reported");
+        eprintln!("loadgen: no {process} process found (use --pid); appliance CPU is not reported");
     }
     let sockets = Arc::new(Sockets::open(args.bind_ip)?);
     let loads: Vec<u32> = match (args.calls, args.ramp) {
@@ -391,6 +463,7 @@ fn run(args: &Args) -> Result<()> {
         scope,
         calls: Vec::new(),
         streams: Vec::new(),
+        ng,
     };
     let mut results = Vec::new();
     let mut stopped_by = None;
@@ -469,6 +542,7 @@ fn run(args: &Args) -> Result<()> {
     );
     if args.json {
         let line = json!({
+            "target": args.target.as_str(),
             "mode": args.mode.as_str(),
             "duration_secs": args.duration_secs,
             "warmup_secs": args.warmup_secs,
@@ -490,6 +564,11 @@ fn run(args: &Args) -> Result<()> {
 struct Api {
     base: String,
     agent: ureq::Agent,
+    /// Whether `/metrics` is read (not when loading rtpengine).
+    serves_metrics: bool,
+    /// `Authorization` header value: `Bearer $EARSHOT_TOKEN`, else `$EARSHOT_ADMIN_TOKEN` (the
+    /// daemon's configured admin token).
+    auth: String,
 }
 
 impl Api {
@@ -528,6 +607,13 @@ impl Api {
         Ok(Api {
             base: format!("http://{addr}"),
             agent,
+            serves_metrics: true,
+            auth: format!(
+                "Bearer {}",
+                std::env::var("EARSHOT_TOKEN")
+                    .or_else(|_| std::env::var("EARSHOT_ADMIN_TOKEN"))
+                    .unwrap_or_default()
+            ),
         })
     }
 
@@ -535,17 +621,20 @@ impl Api {
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
         let url = format!("{}{path}", self.base);
         let body = body.map_or_else(|| "{}".to_owned(), Value::to_string);
+        let auth = self.auth.as_str();
         let result = match method {
-            "GET" => self.agent.get(&url).call(),
-            "DELETE" => self.agent.delete(&url).call(),
+            "GET" => self.agent.get(&url).header("authorization", auth).call(),
+            "DELETE" => self.agent.delete(&url).header("authorization", auth).call(),
             "POST" => self
                 .agent
                 .post(&url)
+                .header("authorization", auth)
                 .content_type("application/json")
                 .send(body),
             "PATCH" => self
                 .agent
                 .patch(&url)
+                .header("authorization", auth)
                 .content_type("application/json")
                 .send(body),
             _ => unreachable!("{method}"),
@@ -558,6 +647,9 @@ impl Api {
 
     /// Every sample of `GET /metrics`, keyed by name and labels as written.
     fn metrics(&self) -> Option<HashMap<String, f64>> {
+        if !self.serves_metrics {
+            return None;
+        }
         let url = format!("{}/metrics", self.base);
         let mut response = self.agent.get(&url).call().ok()?;
         let text = response.body_mut().read_to_string().ok()?;
@@ -663,16 +755,24 @@ struct Stream {
     ts: u32,
 }
 
+/// The supervisor number the load tool registers and answers from (any valid one).
+const SUPERVISOR_NUMBER: &str = "+15550100";
+
 struct Fleet<'a> {
     api: &'a Api,
     scope: Scope,
     calls: Vec<String>,
     streams: Vec<Stream>,
+    /// With `--target rtpengine`: its NG client and calls (`calls` stays empty).
+    ng: Option<rtpengine::Rtpengine>,
 }
 
 impl Fleet<'_> {
     /// Adds calls (and their supervisions) until there are `n`.
     fn grow(&mut self, n: u32, mode: LoadMode, sockets: &Sockets) -> Result<()> {
+        if self.ng.is_some() {
+            return self.grow_ng(n, sockets);
+        }
         let leg = |role| json!({"remote": sockets.addr(role).to_string(), "codec": "pcmu"});
         while self.calls.len() < n as usize {
             let body = json!({"customer": leg(Role::Customer), "agent": leg(Role::Agent)});
@@ -688,7 +788,15 @@ impl Fleet<'_> {
             let agent = local_addr(leg_of("/legs/agent"), self.scope)?;
             let mut legs = vec![(Role::Customer, customer), (Role::Agent, agent)];
             if mode.supervised() {
-                let body = json!({"supervisor": leg(Role::Supervisor), "beep": false});
+                // The supervisor's leg is up already (the load tool is its phone): answered at
+                // creation, so media flows at once.
+                let body = json!({
+                    "supervisor": leg(Role::Supervisor),
+                    "beep": false,
+                    "supervisor_id": "loadgen",
+                    "registered_number": SUPERVISOR_NUMBER,
+                    "answered": {"calling_number": SUPERVISOR_NUMBER},
+                });
                 let sup = self.api.expect(
                     "POST",
                     &format!("/v1/calls/{id}/supervisions"),
@@ -730,6 +838,9 @@ impl Fleet<'_> {
 
     /// Deletes every call; returns how many the appliance acknowledged.
     fn delete_all(&mut self) -> usize {
+        if self.ng.is_some() {
+            return self.delete_all_ng();
+        }
         let mut deleted = 0;
         for id in self.calls.drain(..) {
             match self.api.request("DELETE", &format!("/v1/calls/{id}"), None) {
@@ -1230,7 +1341,7 @@ fn run_load(
 
     let (sent, sent_streams) = sender.join().map_err(|_| "the sender panicked")?;
     let mut r = LoadResult {
-        calls: fleet.calls.len() as u32,
+        calls: fleet.call_count() as u32,
         streams: sent_streams.len(),
         sender_max_lag_us: sent.max_lag_ns as f64 / 1000.0,
         send_errors: sent.send_errors,
@@ -1546,8 +1657,9 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 
 fn print_table(args: &Args, results: &[LoadResult]) {
     println!(
-        "mode {} — window {} s after {} s warm-up; latency = relayed flows (one way through the appliance), \
+        "{}, mode {} — window {} s after {} s warm-up; latency = relayed flows (one way through the appliance), \
          jitter = |D| of RFC 3550 on mixed flows; µs",
+        args.target.as_str(),
         args.mode.as_str(),
         args.duration_secs,
         args.warmup_secs
