@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/events", get(crate::events::stream))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{token}", delete(revoke_token))
         .route("/v1/groups", post(create_group))

@@ -7,6 +7,7 @@
 //! - [`state`]: calls and supervisions and their rules; the engine-event handling.
 //! - [`api`]: `app(state) -> Router`, every route of the contract.
 //! - [`error`]: the one HTTP error type.
+//! - [`events`]: `GET /v1/events`, the event log as Server-Sent Events.
 //! - [`metrics`]: the control plane's gauges in a per-daemon registry.
 //! - [`daemon`]: [`daemon::spawn`] runs a whole daemon in-process.
 //! - [`agents`], [`groups`]: the contact-center rules (SPEC §3) as pure state machines.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod groups;
 pub mod lifecycle;
 pub mod metrics;

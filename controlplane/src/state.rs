@@ -839,6 +839,9 @@ struct Inner {
     deadline_armed: Notify,
     /// Every token's hash (access control looks requests up here, not in the store).
     tokens: TokenCache,
+    /// Bumped after every committed write (`store` is wrapped in a
+    /// [`crate::events::Notifying`]): wakes the SSE streams, which then read the event log.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// The control plane's shared state: the engine handle, the records, the store, the clock, the
@@ -886,6 +889,8 @@ impl AppState {
         }
         let records = load(store.as_ref()).context("cannot load the recent history")?;
         let tokens = TokenCache::load(store.as_ref())?;
+        let (commits, _) = tokio::sync::watch::channel(0);
+        let store: Arc<dyn Store> = Arc::new(crate::events::Notifying::new(store, commits.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -897,6 +902,7 @@ impl AppState {
                 deadlines: Mutex::new(BTreeSet::new()),
                 deadline_armed: Notify::new(),
                 tokens,
+                commits,
             }),
         })
     }
@@ -961,6 +967,11 @@ impl AppState {
     /// The durable store (tests read it directly).
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// Changes after every committed write to the store (the SSE streams wait on it).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 
     fn records(&self) -> MutexGuard<'_, Records> {
