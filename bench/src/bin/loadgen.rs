@@ -767,6 +767,21 @@ struct Fleet<'a> {
     ng: Option<rtpengine::Rtpengine>,
 }
 
+impl Stream {
+    /// The stream toward one leg, with its SSRC, first sequence number and timestamp derived
+    /// from its index (distinct per stream, reproducible across runs and targets).
+    fn new(index: usize, role: Role, local: SocketAddrV4) -> Stream {
+        let r = (index as u32).wrapping_mul(2_654_435_761);
+        Stream {
+            role,
+            local,
+            ssrc: r ^ 0x5eed_0000,
+            seq: r as u16,
+            ts: r.rotate_left(7),
+        }
+    }
+}
+
 impl Fleet<'_> {
     /// Adds calls (and their supervisions) until there are `n`.
     fn grow(&mut self, n: u32, mode: LoadMode, sockets: &Sockets) -> Result<()> {
@@ -822,15 +837,8 @@ impl Fleet<'_> {
                 }
             }
             for (role, local) in legs {
-                let k = self.streams.len() as u32;
-                let r = k.wrapping_mul(2_654_435_761);
-                self.streams.push(Stream {
-                    role,
-                    local,
-                    ssrc: r ^ 0x5eed_0000,
-                    seq: r as u16,
-                    ts: r.rotate_left(7),
-                });
+                self.streams
+                    .push(Stream::new(self.streams.len(), role, local));
             }
         }
         Ok(())

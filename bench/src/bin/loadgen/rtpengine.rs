@@ -83,15 +83,8 @@ impl Fleet<'_> {
             let for_customer = rtpengine_addr(&answered, scope, "answer")?;
             // Stream state as `grow` gives earshot's legs, so both targets carry the same load.
             for (role, local) in [(Role::Customer, for_customer), (Role::Agent, for_agent)] {
-                let k = self.streams.len() as u32;
-                let r = k.wrapping_mul(2_654_435_761);
-                self.streams.push(Stream {
-                    role,
-                    local,
-                    ssrc: r ^ 0x5eed_0000,
-                    seq: r as u16,
-                    ts: r.rotate_left(7),
-                });
+                self.streams
+                    .push(Stream::new(self.streams.len(), role, local));
             }
         }
         Ok(())
