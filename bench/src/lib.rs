@@ -1,8 +1,11 @@
-//! earshot's benchmarks (`benches/media.rs`, criterion) and its load generator
-//! (`src/bin/loadgen.rs`); see `bench/README.md`. This library holds what the load generator
-//! needs below the application level: batched UDP I/O, a latency histogram, and a client of
-//! rtpengine's NG control protocol (to drive rtpengine with the same load, for comparison).
+//! earshot's benchmarks (`benches/media.rs`, criterion) and its load generator ([`loadgen`],
+//! whose `main` is `src/bin/loadgen.rs`); see `bench/README.md`. The load generator lives in the
+//! library so that the end-to-end tests can run its smoke check in-process
+//! (`tests/tests/loadgen_smoke.rs`), built by the same cargo invocation as the test itself.
+//! Below it: batched UDP I/O, a latency histogram, and a client of rtpengine's NG control
+//! protocol (to drive rtpengine with the same load, for comparison).
 
 pub mod hist;
+pub mod loadgen;
 pub mod mmsg;
 pub mod ng;

@@ -9,9 +9,9 @@
 //! of the load generator: where a role's stream goes, and where the relay of the other role's
 //! stream comes from. `delete` ends the call.
 
-use earshot_bench::ng::{self, NgClient};
+use crate::ng::{self, NgClient};
 
-use super::{Fleet, Result, Role, Scope, SocketAddrV4, Sockets, Stream};
+use super::{Fleet, LoadMode, Result, Role, Scope, SocketAddrV4, Sockets, Stream};
 
 /// An rtpengine call's id and the customer's tag (its `from-tag`, which `delete` needs).
 pub(super) struct NgCall {
@@ -82,10 +82,11 @@ impl Fleet<'_> {
                 .map_err(|e| e.to_string())?;
             let for_customer = rtpengine_addr(&answered, scope, "answer")?;
             // Stream state as `grow` gives earshot's legs, so both targets carry the same load.
-            for (role, local) in [(Role::Customer, for_customer), (Role::Agent, for_agent)] {
-                self.streams
-                    .push(Stream::new(self.streams.len(), role, local));
-            }
+            Stream::push_call(
+                &mut self.streams,
+                LoadMode::Relay,
+                &[(Role::Customer, for_customer), (Role::Agent, for_agent)],
+            );
         }
         Ok(())
     }
