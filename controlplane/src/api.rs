@@ -63,6 +63,7 @@ pub fn app(state: AppState) -> Router {
             put(set_group_supervisor),
         )
         .route("/v1/groups/{group}/members/{user}", put(set_group_member))
+        .merge(crate::webhook_delivery::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // After routing, so the route template is known (MatchedPath).

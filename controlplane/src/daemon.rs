@@ -1,6 +1,7 @@
 //! The daemon in-process: [`spawn`] validates the configuration, opens the store (closing what
 //! a crashed run left open), starts the engine, binds the HTTP listener and runs axum, the
-//! engine-event pump and the answer-timeout timer on a tokio runtime of its own thread.
+//! engine-event pump, the answer-timeout timer and the webhook delivery on a tokio runtime of
+//! its own thread.
 //! Nothing is global (each daemon has its own registry and runtime; tracing is left to the
 //! caller), so tests can run several daemons in one process.
 
@@ -145,6 +146,8 @@ async fn serve(
     let pump = tokio::spawn(event_pump(state.clone(), pump_stopped));
     let (timer_stop, timer_stopped) = oneshot::channel();
     let timer = tokio::spawn(answer_timer(state.clone(), timer_stopped));
+    let (hooks_stop, hooks_stopped) = oneshot::channel();
+    let hooks = tokio::spawn(crate::webhook_delivery::run(state.clone(), hooks_stopped));
 
     let (draining_tx, mut draining) = watch::channel(false);
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
@@ -169,6 +172,10 @@ async fn serve(
     let _ = timer_stop.send(());
     if let Err(err) = timer.await {
         tracing::error!(%err, "answer timer failed");
+    }
+    let _ = hooks_stop.send(());
+    if let Err(err) = hooks.await {
+        tracing::error!(%err, "webhook delivery failed");
     }
     state.engine().shutdown();
     result

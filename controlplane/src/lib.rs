@@ -14,6 +14,7 @@
 //! - [`lifecycle`]: a supervision session's lifecycle and its alerts (SPEC §2), sans-IO.
 //! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
 //! - [`auth`], [`webhooks`]: tokens, roles and rights; webhook signing and retry policy.
+//! - [`webhook_delivery`]: the `/v1/webhooks` routes and the task delivering the event log.
 //! - [`access`]: access control at the HTTP boundary (principal, endpoint classes, rights).
 
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod state;
 pub mod store;
+pub mod webhook_delivery;
 pub mod webhooks;
 
 pub use api::app;

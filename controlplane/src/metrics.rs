@@ -14,6 +14,11 @@ use crate::lifecycle::AlertKind;
 /// outside the lifecycle's table.
 pub const ALERT_KIND_ABORTED: &str = "aborted";
 
+/// The outcomes of a webhook delivery attempt, the `outcome` label of
+/// `earshot_webhook_deliveries_total`: delivered (2xx), failed (to be retried), given up (the
+/// event's last attempt failed).
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "given_up"];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -29,6 +34,9 @@ pub struct Metrics {
     alerts: IntCounterVec,
     /// `earshot_supervision_setup_seconds`: from the supervision request to media connected.
     setup: Histogram,
+    /// `earshot_webhook_deliveries_total{outcome}`: webhook delivery attempts, by
+    /// [`WEBHOOK_OUTCOMES`].
+    webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -71,6 +79,17 @@ impl Metrics {
                 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
         )?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "earshot_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (delivered, failed, given_up).",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        for outcome in WEBHOOK_OUTCOMES {
+            webhook_deliveries.with_label_values(&[outcome]).reset();
+        }
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(setup.clone()))?;
@@ -95,6 +114,7 @@ impl Metrics {
             api_duration,
             alerts,
             setup,
+            webhook_deliveries,
         })
     }
 
@@ -131,6 +151,16 @@ impl Metrics {
     /// A supervision's media connected `seconds` after it was requested.
     pub(crate) fn supervision_setup(&self, seconds: f64) {
         self.setup.observe(seconds);
+    }
+
+    /// One webhook delivery attempt; `outcome` is one of [`WEBHOOK_OUTCOMES`].
+    pub(crate) fn webhook_delivery(&self, outcome: &'static str) {
+        self.webhook_deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// `earshot_webhook_deliveries_total{outcome}`, for tests.
+    pub fn webhook_deliveries(&self, outcome: &str) -> u64 {
+        self.webhook_deliveries.with_label_values(&[outcome]).get()
     }
 
     /// `earshot_alerts_total{kind}`, for tests.

@@ -8,6 +8,10 @@
 //!
 //! Delivery: a failed attempt is retried with exponential backoff; an endpoint that fails
 //! [`DISABLE_AFTER`] deliveries in a row is disabled, and says so in its state.
+//!
+//! Messages: [`body`] is the JSON an event is delivered as, [`message_id`] its stable
+//! `webhook-id`, and [`wants`] says whether an endpoint's event-type filter takes it. The I/O
+//! (the store, HTTP) is [`crate::webhook_delivery`]'s.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -153,9 +157,162 @@ pub fn backoff_ms(attempt: u32) -> u64 {
         .min(MAX_BACKOFF_MS)
 }
 
+/// The `webhook-id` of an event's message: the same for every attempt and every endpoint, so
+/// a receiver can drop a message it has already processed (delivery is at least once).
+pub fn message_id(event_id: i64) -> String {
+    format!("evt_{event_id}")
+}
+
+/// Longest event type or pattern an endpoint's filter may hold.
+pub const EVENT_TYPE_LEN_MAX: usize = 64;
+
+/// Whether `s` is an event type (`call.created`: dot-separated segments of `a-z 0-9 _`) or a
+/// prefix pattern (`call.*`: such a type, then `.*`), as an endpoint's filter lists them.
+pub fn is_event_type_pattern(s: &str) -> bool {
+    let name = s.strip_suffix(".*").unwrap_or(s);
+    s.len() <= EVENT_TYPE_LEN_MAX
+        && name.split('.').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// Whether an endpoint whose filter is `event_types` (empty: every event) takes an event of
+/// `event_type`: an exact match, or a `prefix.*` pattern whose prefix is the type's start at a
+/// dot (`call.*` takes `call.created`, not `callback.x` nor `call` itself).
+pub fn wants(event_types: &[String], event_type: &str) -> bool {
+    event_types.is_empty()
+        || event_types
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => event_type.starts_with(prefix),
+                None => pattern == event_type,
+            })
+}
+
+/// `unix_ms` as RFC 3339 in UTC with milliseconds (`2025-11-21T04:40:00.123Z`). Times before
+/// 1970 read as the epoch (the store's clock never gives one).
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let ms = unix_ms.max(0);
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let secs = ms_of_day / 1000;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant, "chrono-Compatible
+/// Low-Level Date Algorithms", `civil_from_days`), for days ≥ 0.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The request body an event is delivered as (the Standard Webhooks payload shape, plus the
+/// event's id in the log): `{"type", "timestamp" (RFC 3339, the event's time), "data" (the
+/// event's payload), "id"}`.
+pub fn body(event_id: i64, event_type: &str, at_ms: i64, data: &serde_json::Value) -> Vec<u8> {
+    let message = serde_json::json!({
+        "type": event_type,
+        "timestamp": rfc3339_ms(at_ms),
+        "data": data,
+        "id": event_id,
+    });
+    // A `Value` always serialises.
+    serde_json::to_vec(&message).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        // Expected values from Python's datetime.
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (1_763_700_000_123, "2025-11-21T04:40:00.123Z"),
+            (1_735_689_599_999, "2024-12-31T23:59:59.999Z"),
+            (4_102_444_800_000, "2100-01-01T00:00:00.000Z"),
+            (-5, "1970-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(rfc3339_ms(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
+    fn filters_take_exact_types_and_prefixes_at_a_dot() {
+        let filter = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(wants(&[], "anything.at_all"));
+        let f = filter(&["call.*", "alert.raised"]);
+        for (event_type, taken) in [
+            ("call.created", true),
+            ("call.media.updated", true),
+            ("alert.raised", true),
+            ("alert.cleared", false),
+            ("callback.created", false),
+            ("call", false),
+            ("supervision.active", false),
+        ] {
+            assert_eq!(wants(&f, event_type), taken, "{event_type}");
+        }
+        for good in ["call.created", "call.*", "a", "a.b_c.d9", "webhook.*"] {
+            assert!(is_event_type_pattern(good), "{good}");
+        }
+        let long = format!("{}.*", "a".repeat(EVENT_TYPE_LEN_MAX));
+        for bad in [
+            "",
+            "*",
+            ".*",
+            "call.",
+            "call..x",
+            "Call.created",
+            "call.*.x",
+            "call*",
+            "call.x-y",
+            " call",
+            &long,
+        ] {
+            assert!(!is_event_type_pattern(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_message_is_the_event_as_standard_webhooks_json() {
+        let body = body(
+            42,
+            "call.created",
+            1_763_700_000_123,
+            &serde_json::json!({"call_id": "c_1"}),
+        );
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "type": "call.created",
+                "timestamp": "2025-11-21T04:40:00.123Z",
+                "data": {"call_id": "c_1"},
+                "id": 42,
+            })
+        );
+        assert_eq!(message_id(42), "evt_42");
+    }
 
     /// A signature computed independently (Python's `hmac` over the same content) for the
     /// Standard Webhooks example message.

@@ -138,6 +138,12 @@ pub trait Reads {
     fn delivery(&self, event_id: EventId, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
     /// Unfinished deliveries whose next attempt is at or before `now`, soonest first.
     fn due_deliveries(&self, now: UnixMs, limit: u32) -> Result<Vec<DeliveryRecord>>;
+    /// The unfinished delivery of `webhook_id` with the lowest event id (due or not): the only
+    /// one that may be attempted, since a webhook's deliveries go in event order.
+    fn next_delivery(&self, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
+    /// How far the event log has been fanned out to the webhooks (see
+    /// [`Writes::set_webhook_cursor`]).
+    fn webhook_cursor(&self) -> Result<EventId>;
 }
 
 /// Every mutation. `create_*` answers [`StoreError::Conflict`] when the key is taken;
@@ -203,6 +209,12 @@ pub trait Writes: Reads {
     /// Conflict when the (event, webhook) delivery exists.
     fn enqueue_delivery(&mut self, delivery: &DeliveryRecord) -> Result<()>;
     fn update_delivery(&mut self, delivery: &DeliveryRecord) -> Result<()>;
+    /// Finishes every unfinished delivery of `webhook_id` (a disabled webhook gets nothing),
+    /// recording `reason` as its last error; returns how many.
+    fn cancel_deliveries(&mut self, webhook_id: &str, reason: &str) -> Result<u64>;
+    /// Every event up to `after` has been fanned out: it has its delivery rows, one per webhook
+    /// it was due to. Never moves back.
+    fn set_webhook_cursor(&mut self, after: EventId) -> Result<()>;
 
     /// SPEC §7: after a crash, sessions that were live are closed, not resumed. Every
     /// supervision not in a terminal state becomes `aborted` with `reason` at `now`, and gets

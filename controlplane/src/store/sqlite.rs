@@ -44,6 +44,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "lifecycle",
         sql: include_str!("migrations/0002_lifecycle.sql"),
     },
+    Migration {
+        version: 3,
+        name: "webhooks",
+        sql: include_str!("migrations/0003_webhooks.sql"),
+    },
 ];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or
@@ -1212,6 +1217,33 @@ impl Reads for Db<'_> {
             )
         })
     }
+
+    fn next_delivery(&self, webhook_id: &str) -> Result<Option<DeliveryRecord>> {
+        run("reading a webhook's next delivery", || {
+            self.one(
+                concat!(
+                    "SELECT ",
+                    delivery_cols!(),
+                    " FROM webhook_deliveries WHERE webhook_id = ?1 \
+                     AND next_attempt_at_ms IS NOT NULL ORDER BY event_id LIMIT 1"
+                ),
+                [webhook_id],
+                delivery_row,
+            )
+        })
+    }
+
+    fn webhook_cursor(&self) -> Result<EventId> {
+        run("reading the webhook cursor", || {
+            let after: Option<i64> = self.one(
+                "SELECT after_event_id FROM webhook_cursor WHERE id = 1",
+                [],
+                |r| Ok(r.get(0)?),
+            )?;
+            // The migration inserts the row; without it, nothing was fanned out yet.
+            Ok(EventId(after.unwrap_or(0)))
+        })
+    }
 }
 
 impl Writes for Db<'_> {
@@ -1761,6 +1793,29 @@ impl Writes for Db<'_> {
                     )
                 },
             )
+        })
+    }
+
+    fn cancel_deliveries(&mut self, webhook_id: &str, reason: &str) -> Result<u64> {
+        run("cancelling a webhook's deliveries", || {
+            let n = self.exec(
+                "UPDATE webhook_deliveries SET next_attempt_at_ms = NULL, last_error = ?2 \
+                 WHERE webhook_id = ?1 AND next_attempt_at_ms IS NOT NULL",
+                params![webhook_id, reason],
+            )?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+    }
+
+    fn set_webhook_cursor(&mut self, after: EventId) -> Result<()> {
+        run("moving the webhook cursor", || {
+            self.exec(
+                "INSERT INTO webhook_cursor (id, after_event_id) VALUES (1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                 after_event_id = MAX(after_event_id, excluded.after_event_id)",
+                [after.0],
+            )?;
+            Ok(())
         })
     }
 }

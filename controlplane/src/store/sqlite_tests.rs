@@ -1070,6 +1070,103 @@ fn webhooks_and_deliveries_round_trip() {
     assert_not_found(store.write(|w| w.update_webhook(&hook)));
 }
 
+#[test]
+fn a_webhooks_next_delivery_is_its_oldest_unfinished_and_the_cursor_only_moves_on() {
+    let store = mem();
+    assert_eq!(store.read(|r| r.webhook_cursor()).unwrap(), EventId::ZERO);
+    let hook = WebhookRecord {
+        id: "w1".to_owned(),
+        url: "https://example.net/hook".to_owned(),
+        secret: "whsec_abc".to_owned(),
+        event_types: Vec::new(),
+        enabled: true,
+        consecutive_failures: 0,
+        disabled_at: None,
+        created_at: UnixMs(1),
+    };
+    store.write(|w| w.create_webhook(&hook)).unwrap();
+    assert_eq!(store.read(|r| r.next_delivery("w1")).unwrap(), None);
+    let ids: Vec<EventId> = (0..3)
+        .map(|n| store.write(|w| w.append_event(&event(n))).unwrap())
+        .collect();
+    let pending = |event_id: EventId, at: i64| DeliveryRecord {
+        event_id,
+        webhook_id: "w1".to_owned(),
+        attempts: 0,
+        next_attempt_at: Some(UnixMs(at)),
+        last_status: None,
+        last_error: None,
+    };
+    // Enqueued out of order, the later ones due sooner: the oldest event still comes first.
+    store
+        .write(|w| {
+            w.enqueue_delivery(&pending(ids[2], 10))?;
+            w.enqueue_delivery(&pending(ids[1], 10))?;
+            w.enqueue_delivery(&pending(ids[0], 500))
+        })
+        .unwrap();
+    assert_eq!(
+        store.read(|r| r.next_delivery("w1")).unwrap(),
+        Some(pending(ids[0], 500))
+    );
+    let done = DeliveryRecord {
+        attempts: 1,
+        next_attempt_at: None,
+        last_status: Some(204),
+        ..pending(ids[0], 500)
+    };
+    store.write(|w| w.update_delivery(&done)).unwrap();
+    assert_eq!(
+        store.read(|r| r.next_delivery("w1")).unwrap(),
+        Some(pending(ids[1], 10))
+    );
+    assert_eq!(store.read(|r| r.next_delivery("w2")).unwrap(), None);
+
+    assert_eq!(
+        store
+            .write(|w| w.cancel_deliveries("w1", "the webhook is disabled"))
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.read(|r| r.next_delivery("w1")).unwrap(), None);
+    let cancelled = store.read(|r| r.delivery(ids[2], "w1")).unwrap().unwrap();
+    assert_eq!(cancelled.next_attempt_at, None);
+    assert_eq!(
+        cancelled.last_error.as_deref(),
+        Some("the webhook is disabled")
+    );
+    assert_eq!(
+        store.read(|r| r.delivery(ids[0], "w1")).unwrap(),
+        Some(done),
+        "a finished delivery keeps its outcome"
+    );
+
+    store.write(|w| w.set_webhook_cursor(ids[1])).unwrap();
+    assert_eq!(store.read(|r| r.webhook_cursor()).unwrap(), ids[1]);
+    store.write(|w| w.set_webhook_cursor(ids[0])).unwrap();
+    assert_eq!(
+        store.read(|r| r.webhook_cursor()).unwrap(),
+        ids[1],
+        "never back"
+    );
+}
+
+#[test]
+fn the_webhook_cursor_starts_at_the_tail_of_an_upgraded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let store = SqliteStore::open_with(&path, &MIGRATIONS[..2]).unwrap();
+    let last = store
+        .write(|w| {
+            w.append_event(&event(1))?;
+            w.append_event(&event(2))
+        })
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.read(|r| r.webhook_cursor()).unwrap(), last);
+}
+
 // --- Transactions ------------------------------------------------------------------------------
 
 #[test]
