@@ -23,8 +23,8 @@ use crate::domain::{FromBody, quote};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
-    self, ColumnEnum as _, NewAudit, Reads, Store, StoreError, StoreExt as _, TokenRecord, UnixMs,
-    UserRecord, Writes,
+    self, NewAudit, Reads, Store, StoreError, StoreExt as _, TokenRecord, UnixMs, UserRecord,
+    Writes,
 };
 
 // ---- roles between the store's column and the rules ----
@@ -414,13 +414,7 @@ pub struct NewTokenView {
 }
 
 fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-        StoreError::Conflict { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-        }
-        _ => ApiError::internal(e.to_string()),
-    }
+    ApiError::from(e)
 }
 
 fn now(state: &AppState) -> UnixMs {
@@ -471,6 +465,11 @@ pub fn create_token(
             w.create_token(&record)
         })
         .map_err(store_error)?;
+    if let Some(user) = &user_id
+        && let Some(record) = state.store().read(|r| r.user(user)).map_err(store_error)?
+    {
+        state.center().user_changed(&record);
+    }
     Ok(NewTokenView {
         meta: TokenView::from(&record),
         token: token.expose().to_owned(),
@@ -635,45 +634,6 @@ impl FromBody for NewToken {
     }
 }
 
-/// `POST /v1/groups`.
-pub struct NewGroup {
-    pub id: Option<String>,
-    pub name: String,
-    pub kind: store::GroupKind,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNewGroup {
-    id: Option<String>,
-    name: String,
-    kind: Option<String>,
-}
-
-impl FromBody for NewGroup {
-    type Raw = RawNewGroup;
-    fn parse(raw: RawNewGroup) -> Result<NewGroup, ApiError> {
-        let kind = match raw.kind.as_deref() {
-            None | Some("standard") => store::GroupKind::Standard,
-            Some("mutual_aid") => store::GroupKind::MutualAid,
-            Some(other) => {
-                return Err(ApiError::invalid_body(format!(
-                    "kind: {} is not standard or mutual_aid",
-                    quote(other)
-                )));
-            }
-        };
-        if raw.name.trim().is_empty() || raw.name.len() > 200 {
-            return Err(ApiError::invalid_body("name: 1 to 200 characters"));
-        }
-        Ok(NewGroup {
-            id: raw.id.as_deref().map(|i| parse_id("id", i)).transpose()?,
-            name: raw.name,
-            kind,
-        })
-    }
-}
-
 /// `PUT /v1/groups/{id}/supervisors/{user}`: the rights (each `false` when absent).
 #[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -706,100 +666,4 @@ impl FromBody for Membership {
     fn parse(raw: Membership) -> Result<Membership, ApiError> {
         Ok(raw)
     }
-}
-
-/// A group as `POST /v1/groups` answers it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GroupView {
-    pub id: String,
-    pub name: String,
-    pub kind: &'static str,
-}
-
-pub fn create_group(state: &AppState, req: NewGroup) -> Result<GroupView, ApiError> {
-    let id = match req.id {
-        Some(id) => id,
-        None => new_token_id()
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .replacen("tok-", "grp-", 1),
-    };
-    let group = store::GroupRecord {
-        id: id.clone(),
-        name: req.name.clone(),
-        kind: req.kind,
-        lock_last_member: false,
-        agent_beep: store::BeepPolicy::None,
-        max_monitors_per_agent: None,
-        created_at: now(state),
-    };
-    state
-        .store()
-        .write(|w| w.create_group(&group))
-        .map_err(store_error)?;
-    Ok(GroupView {
-        id,
-        name: req.name,
-        kind: req.kind.as_str(),
-    })
-}
-
-fn existing_user(r: &dyn Reads, user: &str) -> Result<(), StoreError> {
-    match r.user(user)? {
-        Some(_) => Ok(()),
-        None => Err(StoreError::NotFound {
-            context: "user".to_owned(),
-            detail: format!("no user {user} (users come with their first token)"),
-        }),
-    }
-}
-
-pub fn set_supervisor(
-    state: &AppState,
-    group: &str,
-    user: &str,
-    rights: Rights,
-) -> Result<(), ApiError> {
-    state
-        .store()
-        .write(|w| {
-            existing_user(w, user)?;
-            w.set_group_supervisor(&store::GroupSupervisor {
-                group_id: group.to_owned(),
-                user_id: user.to_owned(),
-                group_admin: rights.admin,
-                listen_right: rights.listen,
-                intervene_right: rights.intervene,
-            })
-        })
-        .map_err(store_error)
-}
-
-pub fn set_member(
-    state: &AppState,
-    group: &str,
-    user: &str,
-    membership: Membership,
-) -> Result<(), ApiError> {
-    state
-        .store()
-        .write(|w| {
-            existing_user(w, user)?;
-            let existing = w
-                .group_members(group)?
-                .into_iter()
-                .find(|m| m.user_id == user);
-            match existing {
-                Some(mut m) => {
-                    m.can_leave = membership.can_leave;
-                    w.update_group_member(&m)
-                }
-                None => w.add_group_member(&store::GroupMember {
-                    group_id: group.to_owned(),
-                    user_id: user.to_owned(),
-                    can_leave: membership.can_leave,
-                    logged_in: false,
-                }),
-            }
-        })
-        .map_err(store_error)
 }

@@ -659,7 +659,8 @@ pub struct PauseFigures {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dashboard {
     pub agent: UserId,
-    /// Serialized flat: `{"state": "pause", "reason": "lunch"}`.
+    /// Serialized flat: `{"state": "pause", "reason": "lunch", …}`.
+    #[serde(flatten)]
     pub state: AgentState,
     pub state_since_ms: u64,
     pub time_in_state_ms: u64,

@@ -12,7 +12,7 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::access::{self, Administration, Authorized, Principal, Read, Signalling, Supervision};
@@ -57,12 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", get(crate::events::stream))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{token}", delete(revoke_token))
-        .route("/v1/groups", post(create_group))
-        .route(
-            "/v1/groups/{group}/supervisors/{user}",
-            put(set_group_supervisor),
-        )
-        .route("/v1/groups/{group}/members/{user}", put(set_group_member))
+        .merge(crate::center_api::routes())
         .merge(crate::webhook_delivery::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -236,7 +231,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// [`blocking`] for operations that answer in the API's errors.
-async fn blocking_api<T: Send + 'static>(
+pub(crate) async fn blocking_api<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -510,12 +505,6 @@ async fn list_tokens(
     Ok(Json(Tokens { tokens }))
 }
 
-/// Two path segments, by name.
-async fn two_params(parts: &mut Parts, a: &str, b: &str) -> Result<(String, String), ApiError> {
-    let params = path_params(parts).await?;
-    Ok((param(&params, a)?.to_owned(), param(&params, b)?.to_owned()))
-}
-
 /// `{token}` in the path.
 pub struct TokenPath(pub String);
 
@@ -528,18 +517,6 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
     }
 }
 
-/// `{group}/…/{user}` in the path.
-pub struct GroupUserPath(pub String, pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for GroupUserPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let (group, user) = two_params(parts, "group", "user").await?;
-        Ok(GroupUserPath(group, user))
-    }
-}
-
 async fn revoke_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -548,41 +525,6 @@ async fn revoke_token(
     Ok(Json(
         blocking_api(state, move |s| access::revoke_token(s, &id)).await?,
     ))
-}
-
-async fn create_group(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    Body(req): Body<access::NewGroup>,
-) -> ApiResult<(StatusCode, Json<access::GroupView>)> {
-    let group = blocking_api(state, move |s| access::create_group(s, req)).await?;
-    Ok((StatusCode::CREATED, Json(group)))
-}
-
-async fn set_group_supervisor(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    GroupUserPath(group, user): GroupUserPath,
-    Body(rights): Body<access::Rights>,
-) -> ApiResult<Json<access::Rights>> {
-    blocking_api(state, move |s| {
-        access::set_supervisor(s, &group, &user, rights)
-    })
-    .await?;
-    Ok(Json(rights))
-}
-
-async fn set_group_member(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    GroupUserPath(group, user): GroupUserPath,
-    Body(membership): Body<access::Membership>,
-) -> ApiResult<Json<access::Membership>> {
-    blocking_api(state, move |s| {
-        access::set_member(s, &group, &user, membership)
-    })
-    .await?;
-    Ok(Json(membership))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -170,6 +170,8 @@ pub struct NewSupervision {
     /// The supervisor's leg is already up, answered from this calling number: the session is
     /// created ringing and answered at once.
     pub answered: Option<String>,
+    /// Follow the agent to their next calls until stopped (SPEC §2); needs a grant.
+    pub persistent: bool,
 }
 
 /// `POST /v1/supervisions/{id}/events`: what the softswitch reports about the supervisor's leg.
@@ -410,6 +412,8 @@ pub struct RawNewSupervision {
     registered_number: Option<String>,
     #[serde(default, deserialize_with = "object")]
     answered: Option<RawAnswered>,
+    #[serde(default)]
+    persistent: Option<bool>,
 }
 
 impl FromBody for NewSupervision {
@@ -438,6 +442,7 @@ impl FromBody for NewSupervision {
                 .answered
                 .map(|a| parse_calling_number("answered.calling_number", a.calling_number))
                 .transpose()?,
+            persistent: raw.persistent.unwrap_or(false),
         })
     }
 }

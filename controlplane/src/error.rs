@@ -8,7 +8,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dataplane::engine::EngineError;
 
+use crate::center::CenterError;
+use crate::groups::GroupError;
+use crate::lifecycle::Refused;
 use crate::state::StateError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -112,6 +116,11 @@ impl From<StateError> for ApiError {
             }
             StateError::CallEnded(_) => ApiError::new(StatusCode::CONFLICT, "call_ended", message),
             // The lifecycle's own code: `supervision_ended`, `not_legal_now`, `web_call`, …
+            // Denials (SPEC §4): the caller may not, whatever the session's state.
+            StateError::Refused {
+                refused: refused @ Refused::PersistentWithoutGrant,
+                ..
+            } => ApiError::new(StatusCode::FORBIDDEN, refused.code(), message),
             StateError::Refused { refused, .. } => {
                 ApiError::new(StatusCode::CONFLICT, refused.code(), message)
             }
@@ -119,11 +128,67 @@ impl From<StateError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "too_many_supervisors", message)
             }
             StateError::AddressFamily { .. } => ApiError::invalid_address(message),
+            StateError::MonitorLimit { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "monitor_limit", message)
+            }
             StateError::Engine(err) => ApiError::from(err),
             StateError::Store(_) | StateError::Random(_) | StateError::Internal(_) => {
                 ApiError::internal(message)
             }
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        match err {
+            StoreError::NotFound { .. } => ApiError::not_found(err.to_string()),
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
+            _ => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<CenterError> for ApiError {
+    fn from(err: CenterError) -> ApiError {
+        let message = err.to_string();
+        let status = match &err {
+            CenterError::Group(e) => match e {
+                GroupError::InvalidValue(_) => StatusCode::BAD_REQUEST,
+                GroupError::UnknownGroup { .. }
+                | GroupError::UnknownUser { .. }
+                | GroupError::UnknownCall { .. }
+                | GroupError::NotAMember { .. }
+                | GroupError::NotASupervisor { .. } => StatusCode::NOT_FOUND,
+                GroupError::AdminRightRequired { .. }
+                | GroupError::NotYourGroup { .. }
+                | GroupError::GroupNotSupervised { .. }
+                | GroupError::WebCallNotSupervisable { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
+            },
+            CenterError::Agent(_) => StatusCode::CONFLICT,
+            CenterError::Chat(_) | CenterError::Invalid(_) => StatusCode::BAD_REQUEST,
+            CenterError::UnknownAgent(_) | CenterError::UnknownUser(_) => StatusCode::NOT_FOUND,
+            CenterError::NotYourAgent(_) => StatusCode::FORBIDDEN,
+            CenterError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            CenterError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
+            CenterError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let code = match &err {
+            CenterError::Group(e) => e.code(),
+            CenterError::Agent(e) => e.code(),
+            CenterError::Chat(e) => e.code(),
+            CenterError::Invalid(e) => e.code(),
+            CenterError::UnknownAgent(_) => "unknown_agent",
+            CenterError::UnknownUser(_) => "unknown_user",
+            CenterError::NotYourAgent(_) => "not_your_group",
+            CenterError::Store(StoreError::NotFound { .. }) => "not_found",
+            CenterError::Store(StoreError::Conflict { .. }) => "conflict",
+            CenterError::Store(_) => "internal",
+        };
+        ApiError::new(status, code, message)
     }
 }
 

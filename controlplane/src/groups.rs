@@ -161,7 +161,7 @@ pub struct Group {
     name: String,
     kind: GroupKind,
     lock_last_member: bool,
-    /// Never empty.
+    /// Never emptied once a supervisor is named (see [`Directory::create_unsupervised_group`]).
     supervisors: BTreeSet<UserId>,
     members: BTreeMap<UserId, Membership>,
 }
@@ -234,7 +234,8 @@ enum Line {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct User {
     display_name: String,
-    number: String,
+    /// `None` until the platform registers one.
+    number: Option<String>,
     presence: Presence,
     line: Line,
 }
@@ -263,7 +264,7 @@ pub struct MemberView {
     pub group_name: String,
     pub user: UserId,
     pub display_name: String,
-    pub number: String,
+    pub number: Option<String>,
     /// Also a supervisor of this group (seed 000: a supervisor is a full member).
     pub is_supervisor: bool,
     pub can_leave: bool,
@@ -278,7 +279,7 @@ pub struct RingingCallView {
     pub call_id: String,
     pub member: UserId,
     pub display_name: String,
-    pub number: String,
+    pub number: Option<String>,
     pub caller: String,
     /// The groups, among the supervisor's, that the member is logged in to.
     pub groups: Vec<GroupId>,
@@ -569,7 +570,10 @@ impl Directory {
                 };
                 let missed = needle.as_ref().is_some_and(|n| {
                     !user.display_name.to_lowercase().contains(n)
-                        && !user.number.to_lowercase().contains(n)
+                        && !user
+                            .number
+                            .as_ref()
+                            .is_some_and(|number| number.to_lowercase().contains(n))
                 });
                 if missed {
                     continue;
@@ -644,15 +648,16 @@ impl Directory {
     // ----- configuration (company admin) -----
 
     /// Adds a user or updates their display name and number (seed 000: members are shown and
-    /// searched by both). A new user is `offline` with an idle line.
+    /// searched by both; `None`: no number registered). A new user is `offline` with an idle
+    /// line.
     pub fn upsert_user(
         &mut self,
         user: UserId,
         display_name: &str,
-        number: &str,
+        number: Option<&str>,
     ) -> Result<(), GroupError> {
         let display_name = label("display name", display_name)?;
-        let number = label("number", number)?;
+        let number = number.map(|n| label("number", n)).transpose()?;
         match self.users.get_mut(&user) {
             Some(u) => {
                 u.display_name = display_name;
@@ -746,6 +751,53 @@ impl Directory {
                 user: supervisor,
             },
         ])
+    }
+
+    /// Creates a group before its supervisors are named (the API configures a group, then its
+    /// supervisors): until [`Directory::add_supervisor`] names one, nobody supervises it.
+    pub fn create_unsupervised_group(
+        &mut self,
+        id: GroupId,
+        name: &str,
+        kind: GroupKind,
+        lock_last_member: bool,
+    ) -> Result<Vec<GroupEvent>, GroupError> {
+        let name = label("group name", name)?;
+        if self.groups.contains_key(&id) {
+            return Err(GroupError::GroupExists { group: id });
+        }
+        if self.groups.len() >= GROUPS_MAX {
+            return Err(GroupError::LimitReached {
+                what: "groups",
+                max: GROUPS_MAX,
+            });
+        }
+        self.groups.insert(
+            id.clone(),
+            Group {
+                id: id.clone(),
+                name,
+                kind,
+                lock_last_member,
+                supervisors: BTreeSet::new(),
+                members: BTreeMap::new(),
+            },
+        );
+        Ok(vec![GroupEvent::GroupCreated { group: id, kind }])
+    }
+
+    /// Puts back a membership as it was stored, login included, without the join rules: the
+    /// start-up load of what earlier, accepted changes left.
+    pub fn restore_member(
+        &mut self,
+        group: &GroupId,
+        user: UserId,
+        membership: Membership,
+    ) -> Result<(), GroupError> {
+        self.group_ref(group)?;
+        self.check_user(&user)?;
+        self.group_mut(group)?.members.insert(user, membership);
+        Ok(())
     }
 
     /// Removes a group; subscriptions it alone justified are dropped.
@@ -1090,6 +1142,41 @@ impl Directory {
         self.set_logged_in(group, member, false, Some(actor.clone()))
     }
 
+    /// The company admin logs `member` in to (`true`) or out of `group`: the forced change
+    /// without the supervisor scope (the admin configures every group). `lock_last_member`
+    /// still applies to a logoff.
+    pub fn admin_set_logged_in(
+        &mut self,
+        group: &GroupId,
+        member: &UserId,
+        logged_in: bool,
+        actor: &UserId,
+    ) -> Result<Vec<GroupEvent>, GroupError> {
+        let g = self.group_ref(group)?;
+        if !g.members.contains_key(member) {
+            return Err(GroupError::NotAMember {
+                group: group.clone(),
+                user: member.clone(),
+            });
+        }
+        match (logged_in, g.has_logged_in(member)) {
+            (true, true) => Err(GroupError::AlreadyLoggedIn {
+                group: group.clone(),
+                user: member.clone(),
+            }),
+            (false, false) => Err(GroupError::AlreadyLoggedOut {
+                group: group.clone(),
+                user: member.clone(),
+            }),
+            _ => {
+                if !logged_in {
+                    g.check_not_last_locked(member)?;
+                }
+                self.set_logged_in(group, member, logged_in, Some(actor.clone()))
+            }
+        }
+    }
+
     /// `supervisor` takes ringing call `call_id` on behalf of its member: the first taker wins,
     /// every later attempt gets `already_taken` naming the winner. Refused for web calls and for
     /// a supervisor of no group the member is logged in to. The check and the take are this one
@@ -1397,7 +1484,7 @@ mod tests {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut d = Directory::new();
             for u in &users {
-                d.upsert_user(u.clone(), u.as_str(), "100").unwrap();
+                d.upsert_user(u.clone(), u.as_str(), Some("100")).unwrap();
             }
             for _ in 0..200 {
                 let (g, a, b) = (

@@ -11,6 +11,7 @@
 //! - [`metrics`]: the control plane's gauges in a per-daemon registry.
 //! - [`daemon`]: [`daemon::spawn`] runs a whole daemon in-process.
 //! - [`agents`], [`groups`]: the contact-center rules (SPEC §3) as pure state machines.
+//! - [`center`], [`center_api`]: groups and agents over the store, and their routes.
 //! - [`lifecycle`]: a supervision session's lifecycle and its alerts (SPEC §2), sans-IO.
 //! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
 //! - [`auth`], [`webhooks`]: tokens, roles and rights; webhook signing and retry policy.
@@ -23,6 +24,8 @@ pub mod access;
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod center;
+pub mod center_api;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -122,6 +122,11 @@ pub enum StateError {
         supervision: SupervisionId,
         refused: Refused,
     },
+    #[error(
+        "agent {agent} is already monitored by {max} supervisors, the most their groups allow \
+         (max_monitors_per_agent)"
+    )]
+    MonitorLimit { agent: String, max: u32 },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("storage: {0}")]
@@ -317,6 +322,8 @@ pub struct SupervisionView {
     pub agent_id: Option<String>,
     pub registered_number: Option<String>,
     pub beep: bool,
+    /// Follows the agent to their next calls; `call_id` is the call attached last.
+    pub persistent: bool,
     pub leg: LegView,
     pub created_at_ms: u64,
     /// When the supervisor's leg was answered (media connected, or the no-call message).
@@ -571,6 +578,8 @@ struct SupervisionRecord {
     agent_id: Option<String>,
     registered_number: Option<String>,
     beep: bool,
+    /// Follows the agent to their next calls (SPEC §2 persistent supervision).
+    persistent: bool,
     leg: LegRecord,
     /// The supervisor's leg in the engine while media is connected; engine leg ids are reused
     /// once released, so this names the leg only while it is `Some`.
@@ -594,7 +603,11 @@ impl SupervisionRecord {
             state: self.state.stored(),
             mode: self.mode,
             end_reason: self.failure.clone().or_else(|| self.abort.clone()),
-            scope: store::SupervisionScope::Call,
+            scope: if self.persistent {
+                store::SupervisionScope::Persistent
+            } else {
+                store::SupervisionScope::Call
+            },
             created_at: unix(self.created_at_ms),
             started_at: self.started_at_ms.map(unix),
             ended_at: self.ended_at_ms.map(unix),
@@ -634,6 +647,7 @@ impl SupervisionRecord {
                 .get("beep")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
+            persistent: s.scope == store::SupervisionScope::Persistent,
             leg: LegRecord::from_stored(s.media.get("leg")),
             media: None,
             deadline_ms: None,
@@ -842,6 +856,8 @@ struct Inner {
     /// Bumped after every committed write (`store` is wrapped in a
     /// [`crate::events::Notifying`]): wakes the SSE streams, which then read the event log.
     commits: tokio::sync::watch::Sender<u64>,
+    /// Groups and agents (SPEC §3).
+    center: crate::center::Center,
 }
 
 /// The control plane's shared state: the engine handle, the records, the store, the clock, the
@@ -889,6 +905,8 @@ impl AppState {
         }
         let records = load(store.as_ref()).context("cannot load the recent history")?;
         let tokens = TokenCache::load(store.as_ref())?;
+        let center = crate::center::Center::load(store.as_ref(), clock.now_ms())
+            .context("cannot load the groups and agents")?;
         let (commits, _) = tokio::sync::watch::channel(0);
         let store: Arc<dyn Store> = Arc::new(crate::events::Notifying::new(store, commits.clone()));
         Ok(AppState {
@@ -903,6 +921,7 @@ impl AppState {
                 deadline_armed: Notify::new(),
                 tokens,
                 commits,
+                center,
             }),
         })
     }
@@ -946,6 +965,11 @@ impl AppState {
     /// The token cache (access control).
     pub fn tokens(&self) -> &TokenCache {
         &self.inner.tokens
+    }
+
+    /// Groups and agents.
+    pub fn center(&self) -> &crate::center::Center {
+        &self.inner.center
     }
 
     pub fn engine(&self) -> &Engine {
@@ -1051,6 +1075,7 @@ impl AppState {
             agent_id: sup.agent_id.clone(),
             registered_number: sup.registered_number.clone(),
             beep: sup.beep,
+            persistent: sup.persistent,
             leg: self.leg_view(sup.media, &sup.leg),
             created_at_ms: sup.created_at_ms,
             started_at_ms: sup.started_at_ms,
@@ -1144,7 +1169,17 @@ impl AppState {
                                    "agent_id": record.agent_id, "web": record.web}),
                 call_scope(&record),
                 record.created_at_ms,
-            )
+            )?;
+            // SPEC §3 subscriptions: a business call is a service call (web calls are not).
+            match &record.agent_id {
+                Some(agent) if !record.web => self.inner.center.notify_service_call(
+                    w,
+                    agent,
+                    &id.to_string(),
+                    record.created_at_ms,
+                ),
+                _ => Ok(()),
+            }
         });
         if let Err(err) = committed {
             // Not acknowledged: give the media back.
@@ -1154,8 +1189,12 @@ impl AppState {
             return Err(err.into());
         }
         r.by_engine_call.insert(media.call, id);
+        let follow = record.agent_id.clone().filter(|_| !record.web);
         r.calls.insert(id, record);
         self.inner.metrics.call_started();
+        if let Some(agent) = follow {
+            self.attach_followers(&mut r, id, &agent, self.now_ms());
+        }
         tracing::debug!(call = %id, customer = %media.customer, agent = %media.agent, "call created");
         self.call_view_of(&r, id)
     }
@@ -1336,6 +1375,58 @@ impl AppState {
         Ok(())
     }
 
+    /// SPEC §2 persistent supervision: the sessions following `agent` and waiting for a call
+    /// are given the agent's new call `call`. Whether the supervisor may still listen is their
+    /// grant, checked again. A session that cannot take the call now (an outbound call the
+    /// agent has not answered) keeps waiting.
+    fn attach_followers(&self, r: &mut Records, call: CallId, agent: &str, now: u64) {
+        let waiting: Vec<SupervisionId> = r
+            .supervisions
+            .iter()
+            .filter(|(_, s)| {
+                s.persistent
+                    && s.state == SupervisionState::NoCall
+                    && s.agent_id.as_deref() == Some(agent)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let Ok(facts) = r.call(call).map(|c| c.facts(call)) else {
+            return;
+        };
+        for id in waiting {
+            let Some(sup) = r.supervisions.get_mut(&id) else {
+                continue;
+            };
+            let may_listen = match &sup.supervisor_id {
+                Some(supervisor) => self
+                    .inner
+                    .store
+                    .read(|rd| rd.active_grant(supervisor, agent))
+                    .is_ok_and(|g| g.is_some()),
+                None => false,
+            };
+            let previous = std::mem::replace(&mut sup.call, call);
+            let input = Input::AgentNextCall {
+                call: facts,
+                supervisor_may_listen: may_listen,
+            };
+            match self.step(r, id, now, Step::Input(input)) {
+                Ok(()) => {
+                    if let Ok(c) = r.call_mut(call) {
+                        c.supervisions.push(id);
+                    }
+                    tracing::info!(supervision = %id, %call, "persistent supervision follows the agent to a new call");
+                }
+                Err(err) => {
+                    if let Some(sup) = r.supervisions.get_mut(&id) {
+                        sup.call = previous;
+                    }
+                    tracing::info!(supervision = %id, %call, %err, "persistent supervision keeps waiting");
+                }
+            }
+        }
+    }
+
     /// Releases an active call's media (the engine drops the legs still attached) and marks it
     /// ended. Its sessions have been told first.
     fn end_call_media(&self, r: &mut Records, id: CallId, now: u64) -> Result<(), StateError> {
@@ -1445,12 +1536,52 @@ impl AppState {
         let facts = call.facts(call_id);
         let agent_id = call.agent_id.clone();
         let engine_call = call.engine;
-        let registered_number = req.registered_number.as_ref().map(|n| n.to_string());
+        // The agent's groups' policies (SPEC §2): a cap on simultaneous monitors, the beep.
+        let policy = agent_id
+            .as_deref()
+            .map(|agent| self.inner.center.supervision_policy(agent))
+            .unwrap_or_default();
+        if let (Some(max), Some(agent)) = (policy.max_monitors, agent_id.as_deref()) {
+            let monitoring = r
+                .supervisions
+                .values()
+                .filter(|s| s.state.is_open() && s.agent_id.as_deref() == Some(agent))
+                .count();
+            if monitoring >= max as usize {
+                return Err(StateError::MonitorLimit {
+                    agent: agent.to_owned(),
+                    max,
+                });
+            }
+        }
+        // Without a number in the request, the supervisor's registered one (their settings).
+        let registered_number = match (&req.registered_number, &req.supervisor_id) {
+            (Some(n), _) => Some(n.to_string()),
+            (None, Some(sup)) => self
+                .inner
+                .store
+                .read(|r| crate::center::registered_number(r, sup))?,
+            (None, None) => None,
+        };
+        // Persistent: only with the supervisor's grant over the agent (else refused, audited).
+        let scope = if req.persistent {
+            let grant = match (&req.supervisor_id, &agent_id) {
+                (Some(sup), Some(agent)) => self
+                    .inner
+                    .store
+                    .read(|r| r.active_grant(sup, agent))?
+                    .map(|g| lifecycle::GrantId(u64::try_from(g.id.0).unwrap_or_default())),
+                _ => None,
+            };
+            SessionScope::Agent { grant_id: grant }
+        } else {
+            SessionScope::Call
+        };
         let mut session = Session::new(id, self.inner.settings.answer_timeout);
         let start = Start {
             supervisor: SupervisorId(req.supervisor_id.clone().unwrap_or_default()),
             agent: AgentId(agent_id.clone().unwrap_or_default()),
-            scope: SessionScope::Call,
+            scope,
             call: facts,
             // Rights are checked, and a denial audited, by access control before this
             // (`access::check_supervision`).
@@ -1510,7 +1641,11 @@ impl AppState {
             supervisor_id: req.supervisor_id,
             agent_id,
             registered_number,
-            beep: req.beep.unwrap_or(self.inner.settings.agent_beep),
+            beep: req
+                .beep
+                .or(policy.beep)
+                .unwrap_or(self.inner.settings.agent_beep),
+            persistent: req.persistent,
             leg: LegRecord::new(None, req.supervisor),
             media: None,
             deadline_ms: None,

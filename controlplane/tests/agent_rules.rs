@@ -337,7 +337,7 @@ fn dashboard_on_a_scripted_day() {
 
     // The JSON the API will return.
     let json = serde_json::to_value(&d).unwrap();
-    assert_eq!(json["state"]["state"], "standby");
+    assert_eq!(json["state"], "standby");
     assert_eq!(json["states"][3]["state"], "pause");
     assert_eq!(json["pause_by_reason"][1]["reason"], "lunch");
     assert_eq!(json["platform"], "app");

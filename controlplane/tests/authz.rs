@@ -65,8 +65,8 @@ async fn denials(h: &Harness) -> Vec<Value> {
         .collect()
 }
 
-/// Each role against one representative route per endpoint class that has routes (the Console
-/// and AgentSelf classes have none yet): 2xx where `auth::allowed` says so, else 403.
+/// Each role against one representative route per endpoint class: 2xx where `auth::allowed`
+/// says so, else 403.
 #[tokio::test]
 async fn each_role_against_each_endpoint_class() {
     let h = Harness::slot(70);
@@ -82,22 +82,41 @@ async fn each_role_against_each_endpoint_class() {
     )
     .await;
 
-    // (role, token, [Administration, Signalling, Supervision, Read])
+    // (role, token, [Administration, Signalling, Supervision, Read, Console, AgentSelf])
     let table = [
-        ("admin", ADMIN_TOKEN.to_owned(), [true, true, true, true]),
-        ("supervisor", supervisor, [false, false, true, true]),
-        ("agent", agent, [false, false, false, true]),
-        ("softswitch", softswitch, [false, true, false, true]),
+        (
+            "admin",
+            ADMIN_TOKEN.to_owned(),
+            [true, true, true, true, true, false],
+        ),
+        (
+            "supervisor",
+            supervisor,
+            [false, false, true, true, true, false],
+        ),
+        ("agent", agent, [false, false, false, true, false, true]),
+        (
+            "softswitch",
+            softswitch,
+            [false, true, false, true, false, false],
+        ),
     ];
     for (role, token, expected) in table {
         let call = call_of(&h, "ag-1").await;
         let supervisions = format!("/v1/calls/{call}/supervisions");
         let body = own_supervision();
-        let routes: [(&str, Method, &str, Option<&str>); 4] = [
+        let routes: [(&str, Method, &str, Option<&str>); 6] = [
             ("administration", Method::GET, "/v1/tokens", None),
             ("signalling", Method::POST, "/v1/calls", Some("{}")),
             ("supervision", Method::POST, &supervisions, Some(&body)),
             ("read", Method::GET, "/v1/calls", None),
+            (
+                "console",
+                Method::PATCH,
+                "/v1/agents/ag-1",
+                Some(r#"{"auto_assignment": true}"#),
+            ),
+            ("agent_self", Method::GET, "/v1/me", None),
         ];
         for ((class, method, uri, body), allowed) in routes.into_iter().zip(expected) {
             let (status, answer) = h.call_as(Some(&token), method, uri, body).await;
@@ -164,6 +183,47 @@ async fn every_route_needs_a_token_and_says_so() {
         (Method::POST, "/v1/groups".to_owned()),
         (Method::PUT, "/v1/groups/g/supervisors/u".to_owned()),
         (Method::PUT, "/v1/groups/g/members/u".to_owned()),
+        (Method::GET, "/v1/groups".to_owned()),
+        (Method::GET, "/v1/groups/g".to_owned()),
+        (Method::PATCH, "/v1/groups/g".to_owned()),
+        (Method::DELETE, "/v1/groups/g".to_owned()),
+        (Method::DELETE, "/v1/groups/g/supervisors/u".to_owned()),
+        (Method::DELETE, "/v1/groups/g/members/u".to_owned()),
+        (Method::POST, "/v1/groups/g/members/u/logon".to_owned()),
+        (Method::POST, "/v1/groups/g/members/u/logoff".to_owned()),
+        (Method::GET, "/v1/users".to_owned()),
+        (Method::PATCH, "/v1/users/u".to_owned()),
+        (Method::PUT, "/v1/users/u/presence".to_owned()),
+        (Method::PUT, "/v1/users/u/forwarding".to_owned()),
+        (Method::GET, "/v1/grants".to_owned()),
+        (Method::POST, "/v1/grants".to_owned()),
+        (Method::DELETE, "/v1/grants/1".to_owned()),
+        (Method::GET, "/v1/console/members".to_owned()),
+        (Method::GET, "/v1/console/ringing-calls".to_owned()),
+        (Method::POST, "/v1/console/ringing-calls/c/take".to_owned()),
+        (
+            Method::POST,
+            "/v1/console/members/u/cancel-forwarding".to_owned(),
+        ),
+        (Method::GET, "/v1/console/subscriptions".to_owned()),
+        (Method::PUT, "/v1/console/subscriptions/u".to_owned()),
+        (Method::DELETE, "/v1/console/subscriptions/u".to_owned()),
+        (Method::GET, "/v1/console/settings".to_owned()),
+        (Method::PUT, "/v1/console/settings".to_owned()),
+        (Method::POST, "/v1/console/groups/g/join".to_owned()),
+        (Method::POST, "/v1/console/groups/g/leave".to_owned()),
+        (Method::GET, "/v1/agents".to_owned()),
+        (Method::GET, "/v1/agents/u".to_owned()),
+        (Method::PATCH, "/v1/agents/u".to_owned()),
+        (Method::PUT, "/v1/agents/u/state".to_owned()),
+        (Method::POST, "/v1/agents/u/messages".to_owned()),
+        (Method::GET, "/v1/me".to_owned()),
+        (Method::PATCH, "/v1/me".to_owned()),
+        (Method::PUT, "/v1/me/state".to_owned()),
+        (Method::POST, "/v1/me/groups/g/join".to_owned()),
+        (Method::POST, "/v1/me/groups/g/leave".to_owned()),
+        (Method::POST, "/v1/ringing".to_owned()),
+        (Method::DELETE, "/v1/ringing/c".to_owned()),
     ];
     let cases: [(Option<&str>, &str); 5] = [
         (None, "unauthenticated"),

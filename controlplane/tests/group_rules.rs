@@ -39,7 +39,7 @@ fn fixture() -> Directory {
         ("dave", "Dave Leroy", "2004"),
         ("erin", "Erin Blanc", "2005"),
     ] {
-        d.upsert_user(u(id), name, number).unwrap();
+        d.upsert_user(u(id), name, Some(number)).unwrap();
         d.report_presence(&u(id), Presence::Online).unwrap();
     }
     d.create_group(
@@ -866,10 +866,11 @@ fn group_size_is_bounded() {
         .unwrap();
     for i in 0..MEMBERS_PER_GROUP_MAX {
         let id = u(&format!("m-{i}"));
-        d.upsert_user(id.clone(), "Member", "3000").unwrap();
+        d.upsert_user(id.clone(), "Member", Some("3000")).unwrap();
         d.add_member(&g("big"), id, true).unwrap();
     }
-    d.upsert_user(u("one-more"), "One more", "3001").unwrap();
+    d.upsert_user(u("one-more"), "One more", Some("3001"))
+        .unwrap();
     let before = d.clone();
     let e = d.add_member(&g("big"), u("one-more"), true).unwrap_err();
     assert_eq!(e.code(), "limit_reached");
@@ -886,7 +887,7 @@ fn values_are_validated() {
         ("A\u{7}", "1"),
         (&"n".repeat(129), "1"),
     ] {
-        let e = d.upsert_user(u("zed"), name, number).unwrap_err();
+        let e = d.upsert_user(u("zed"), name, Some(number)).unwrap_err();
         assert_eq!(e.code(), "invalid_value");
     }
     assert_eq!(
