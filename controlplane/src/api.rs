@@ -59,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tokens/{token}", delete(revoke_token))
         .merge(crate::center_api::routes())
         .merge(crate::webhook_delivery::routes())
+        .merge(crate::openapi::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // After routing, so the route template is known (MatchedPath).

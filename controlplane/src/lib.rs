@@ -17,6 +17,7 @@
 //! - [`auth`], [`webhooks`]: tokens, roles and rights; webhook signing and retry policy.
 //! - [`webhook_delivery`]: the `/v1/webhooks` routes and the task delivering the event log.
 //! - [`access`]: access control at the HTTP boundary (principal, endpoint classes, rights).
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI 3.1 document, and `GET /docs`, a page over it.
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod events;
 pub mod groups;
 pub mod lifecycle;
 pub mod metrics;
+pub mod openapi;
 pub mod state;
 pub mod store;
 pub mod webhook_delivery;
