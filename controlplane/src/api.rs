@@ -264,11 +264,64 @@ struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
 
+/// What a caller may read (SPEC §4): admins and the softswitch everything; a supervisor the
+/// calls of agents in the groups they supervise and the supervisions of those agents or their
+/// own; an agent their own calls and the supervisions of them. What is not visible answers as
+/// if it did not exist.
+struct Visibility {
+    all: bool,
+    me: Option<crate::agents::UserId>,
+    supervisor: bool,
+}
+
+impl Visibility {
+    fn of(p: &Principal) -> Visibility {
+        use crate::auth::Role;
+        Visibility {
+            all: p.has(Role::Admin) || p.has(Role::Softswitch),
+            me: p
+                .user_id
+                .as_deref()
+                .and_then(|u| crate::agents::UserId::parse(u).ok()),
+            supervisor: p.has(Role::Supervisor),
+        }
+    }
+
+    fn agent(&self, s: &AppState, agent: Option<&str>) -> bool {
+        if self.all {
+            return true;
+        }
+        let (Some(me), Some(agent)) = (&self.me, agent) else {
+            return false;
+        };
+        me.as_str() == agent
+            || (self.supervisor
+                && crate::agents::UserId::parse(agent)
+                    .is_ok_and(|a| s.center().supervises_member(me, &a)))
+    }
+
+    fn call(&self, s: &AppState, c: &CallView) -> bool {
+        self.agent(s, c.agent_id.as_deref())
+    }
+
+    fn supervision(&self, s: &AppState, v: &SupervisionView) -> bool {
+        let own = self
+            .me
+            .as_ref()
+            .is_some_and(|me| v.supervisor_id.as_deref() == Some(me.as_str()));
+        own || self.agent(s, v.agent_id.as_deref())
+    }
+}
+
 async fn list_calls(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Calls>> {
-    let calls = blocking(state, |s| Ok(s.calls())).await?;
+    let seen = Visibility::of(&principal);
+    let calls = blocking(state, move |s| {
+        Ok(s.calls().into_iter().filter(|c| seen.call(s, c)).collect())
+    })
+    .await?;
     Ok(Json(Calls { calls }))
 }
 
@@ -282,11 +335,22 @@ async fn create_call(
 }
 
 async fn get_call(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<Json<CallView>> {
-    Ok(Json(blocking(state, move |s| s.call(id)).await?))
+    let seen = Visibility::of(&principal);
+    Ok(Json(
+        blocking_api(state, move |s| {
+            let call = s.call(id)?;
+            if seen.call(s, &call) {
+                Ok(call)
+            } else {
+                Err(StateError::CallNotFound(id).into())
+            }
+        })
+        .await?,
+    ))
 }
 
 async fn delete_call(
@@ -397,19 +461,43 @@ fn check_existing(
 }
 
 async fn list_supervisions(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Supervisions>> {
-    let supervisions = blocking(state, |s| Ok(s.supervisions())).await?;
+    let seen = Visibility::of(&principal);
+    let supervisions = blocking(state, move |s| {
+        Ok(s.supervisions()
+            .into_iter()
+            .filter(|v| seen.supervision(s, v))
+            .collect())
+    })
+    .await?;
     Ok(Json(Supervisions { supervisions }))
 }
 
+/// The supervision `id` if `seen` lets the caller read it.
+fn visible_supervision(
+    s: &AppState,
+    seen: &Visibility,
+    id: SupervisionId,
+) -> ApiResult<SupervisionView> {
+    let sup = s.supervision(id)?;
+    if seen.supervision(s, &sup) {
+        Ok(sup)
+    } else {
+        Err(StateError::SupervisionNotFound(id).into())
+    }
+}
+
 async fn get_supervision(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<SupervisionView>> {
-    Ok(Json(blocking(state, move |s| s.supervision(id)).await?))
+    let seen = Visibility::of(&principal);
+    Ok(Json(
+        blocking_api(state, move |s| visible_supervision(s, &seen, id)).await?,
+    ))
 }
 
 async fn patch_supervision(
@@ -453,20 +541,47 @@ async fn supervisor_event(
 }
 
 async fn supervision_alerts(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
     SupervisionPath(id): SupervisionPath,
 ) -> ApiResult<Json<Alerts>> {
-    let alerts = blocking(state, move |s| s.alerts_of(id)).await?;
+    let seen = Visibility::of(&principal);
+    let alerts = blocking_api(state, move |s| {
+        visible_supervision(s, &seen, id)?;
+        Ok(s.alerts_of(id)?)
+    })
+    .await?;
     Ok(Json(Alerts { alerts }))
 }
 
 async fn list_alerts(
-    Authorized(_, _): Authorized<Read>,
+    Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
     page: Page,
 ) -> ApiResult<Json<Alerts>> {
-    let alerts = blocking(state, move |s| s.alerts_after(page.after, page.limit)).await?;
+    let seen = Visibility::of(&principal);
+    let alerts = blocking(state, move |s| {
+        let alerts = s.alerts_after(page.after, page.limit)?;
+        if seen.all {
+            return Ok(alerts);
+        }
+        // The alerts of the supervisions the caller may read (of the recent history).
+        let visible: std::collections::HashSet<String> = s
+            .supervisions()
+            .into_iter()
+            .filter(|v| seen.supervision(s, v))
+            .map(|v| v.id.to_string())
+            .collect();
+        Ok(alerts
+            .into_iter()
+            .filter(|a| {
+                a.supervision_id
+                    .as_ref()
+                    .is_some_and(|id| visible.contains(id))
+            })
+            .collect())
+    })
+    .await?;
     Ok(Json(Alerts { alerts }))
 }
 

@@ -1337,3 +1337,72 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
         "{sup}"
     );
 }
+
+/// SPEC §4: reads are scoped. A supervisor reads the calls and supervisions of the agents in
+/// their groups (and their own supervisions), an agent their own; the rest answers 404.
+#[tokio::test]
+async fn reads_are_scoped_to_what_the_caller_may_see() {
+    let f = fixture(104).await;
+    let h = &f.h;
+    let c2 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-2"})).await;
+    let c5 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-5"})).await;
+    let (c2, c5) = (c2["id"].as_str().unwrap(), c5["id"].as_str().unwrap());
+    let sup = ok(
+        h,
+        Method::POST,
+        &format!("/v1/calls/{c2}/supervisions"),
+        json!({"supervisor_id": "sup-9", "registered_number": NUMBER,
+               "answered": {"calling_number": NUMBER}}),
+    )
+    .await;
+    let sup = sup["id"].as_str().unwrap();
+    let ids = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // (token, calls seen, may read the supervision)
+    let rows = [
+        (ADMIN_TOKEN.to_owned(), vec![c2, c5], true),
+        (f.softswitch.clone(), vec![c2, c5], true),
+        (f.sup1.clone(), vec![c2], true),
+        (f.sup2.clone(), vec![c5], false),
+        (f.agents["ag-2"].clone(), vec![c2], true),
+        (f.agents["ag-5"].clone(), vec![c5], false),
+    ];
+    for (token, calls, sees_sup) in rows {
+        let (_, list) = get(h, &token, "/v1/calls").await;
+        let mut seen = ids(&list, "calls");
+        seen.sort();
+        let mut want: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
+        want.sort();
+        assert_eq!(seen, want, "{list}");
+        for c in [c2, c5] {
+            let (s, _) = get(h, &token, &format!("/v1/calls/{c}")).await;
+            let visible = calls.contains(&c);
+            assert_eq!(s.is_success(), visible, "{c}: {s}");
+            if !visible {
+                assert_eq!(s, StatusCode::NOT_FOUND);
+            }
+        }
+        let (_, sups) = get(h, &token, "/v1/supervisions").await;
+        assert_eq!(
+            ids(&sups, "supervisions").len(),
+            usize::from(sees_sup),
+            "{sups}"
+        );
+        let (s, _) = get(h, &token, &format!("/v1/supervisions/{sup}")).await;
+        assert_eq!(s.is_success(), sees_sup);
+        let (s, _) = get(h, &token, &format!("/v1/supervisions/{sup}/alerts")).await;
+        assert_eq!(s.is_success(), sees_sup);
+        let (_, alerts) = get(h, &token, "/v1/alerts").await;
+        assert_eq!(
+            !alerts["alerts"].as_array().unwrap().is_empty(),
+            sees_sup,
+            "{alerts}"
+        );
+    }
+}
