@@ -670,12 +670,7 @@ impl Center {
                 m.persist(w, events, now_ms)
             },
         )
-        .map_err(|e| match e {
-            CenterError::Group(GroupError::UnknownUser { user }) => {
-                CenterError::UnknownUser(user.to_string())
-            }
-            e => e,
-        })
+        .map_err(configured_user)
         .map(|_| ())
     }
 
@@ -718,12 +713,7 @@ impl Center {
                 d.add_member(group, user.clone(), can_leave)
             }
         })
-        .map_err(|e| match e {
-            CenterError::Group(GroupError::UnknownUser { user }) => {
-                CenterError::UnknownUser(user.to_string())
-            }
-            e => e,
-        })
+        .map_err(configured_user)
         .map(|_| ())
     }
 
@@ -1244,6 +1234,16 @@ impl Center {
             at: unix(now_ms),
         })
         .map(|_| ())
+    }
+}
+
+/// A configuration naming a user the appliance does not know: users come with their tokens.
+fn configured_user(e: CenterError) -> CenterError {
+    match e {
+        CenterError::Group(GroupError::UnknownUser { user }) => {
+            CenterError::UnknownUser(user.to_string())
+        }
+        e => e,
     }
 }
 
