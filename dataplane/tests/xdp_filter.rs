@@ -640,16 +640,7 @@ struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ip_output(args);
 }
 
 fn ip_output(args: &[&str]) -> String {
@@ -711,6 +702,25 @@ impl Netns {
     /// What `ip -d link show` says about the appliance side's veth.
     fn link_details(&self) -> String {
         ip_output(&["-n", &self.a, "-d", "link", "show", "dev", &self.veth_a])
+    }
+
+    /// Attaches the XDP program in `object` to the appliance side's veth through iproute2
+    /// (netlink), in `mode` (`xdpgeneric` or `xdpdrv`): what another tool, or a run killed
+    /// while attached through netlink, leaves behind.
+    fn attach_with_ip(&self, mode: &str, object: &TempFile) {
+        ip(&[
+            "-n",
+            &self.a,
+            "link",
+            "set",
+            "dev",
+            &self.veth_a,
+            mode,
+            "obj",
+            object.path(),
+            "sec",
+            "xdp",
+        ]);
     }
 }
 
@@ -1206,19 +1216,7 @@ fn a_netlink_attached_leftover_is_removed_and_a_foreign_program_is_refused() {
     let object = TempFile::new("earshot_xdp.o", OBJECT);
     // What a run killed while attached through netlink (generic mode) leaves behind.
     for mode in ["xdpgeneric", "xdpdrv"] {
-        ip(&[
-            "-n",
-            &ns.a,
-            "link",
-            "set",
-            "dev",
-            &ns.veth_a,
-            mode,
-            "obj",
-            object.path(),
-            "sec",
-            "xdp",
-        ]);
+        ns.attach_with_ip(mode, &object);
         assert!(
             ns.link_details().contains(PROGRAM_NAME),
             "{}",
@@ -1232,19 +1230,7 @@ fn a_netlink_attached_leftover_is_removed_and_a_foreign_program_is_refused() {
         });
     }
     // A start finds the leftover and removes it by itself.
-    ip(&[
-        "-n",
-        &ns.a,
-        "link",
-        "set",
-        "dev",
-        &ns.veth_a,
-        "xdpgeneric",
-        "obj",
-        object.path(),
-        "sec",
-        "xdp",
-    ]);
+    ns.attach_with_ip("xdpgeneric", &object);
     let veth = ns.veth_a.clone();
     in_netns(&ns.a, move || {
         let filter =
@@ -1256,20 +1242,7 @@ fn a_netlink_attached_leftover_is_removed_and_a_foreign_program_is_refused() {
     });
 
     // Another tool's program is neither replaced nor removed.
-    let foreign = foreign_object();
-    ip(&[
-        "-n",
-        &ns.a,
-        "link",
-        "set",
-        "dev",
-        &ns.veth_a,
-        "xdpgeneric",
-        "obj",
-        foreign.path(),
-        "sec",
-        "xdp",
-    ]);
+    ns.attach_with_ip("xdpgeneric", &foreign_object());
     let veth = ns.veth_a.clone();
     in_netns(&ns.a, move || {
         let err =
@@ -1342,71 +1315,38 @@ fn nic_setup_dry_run_prints_the_commands() {
 
 #[test]
 fn nic_setup_refuses_bad_arguments() {
+    // A command line that is accepted, and variants of it that each get one thing wrong.
+    let valid = [
+        "lo",
+        "--queues",
+        "2",
+        "--cores",
+        "1",
+        "--ports",
+        "20000-29999",
+        "--dry-run",
+    ];
+    let (ok, stdout, stderr) = run_nic_setup(&valid);
+    assert!(
+        ok,
+        "{valid:?} refused: stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let with = |at: usize, value: &'static str| {
+        let mut args = valid.to_vec();
+        args[at] = value;
+        args
+    };
     for args in [
-        &[][..],
-        &["lo"][..],
-        &[
-            "lo",
-            "--queues",
-            "0",
-            "--cores",
-            "1",
-            "--ports",
-            "20000-29999",
-            "--dry-run",
-        ][..],
-        &[
-            "lo",
-            "--queues",
-            "2",
-            "--cores",
-            "x",
-            "--ports",
-            "20000-29999",
-            "--dry-run",
-        ][..],
-        &[
-            "lo",
-            "--queues",
-            "2",
-            "--cores",
-            "1",
-            "--ports",
-            "29999-20000",
-            "--dry-run",
-        ][..],
-        &[
-            "lo",
-            "--queues",
-            "2",
-            "--cores",
-            "1",
-            "--ports",
-            "20000",
-            "--dry-run",
-        ][..],
-        &[
-            "lo",
-            "--queues",
-            "2",
-            "--cores",
-            "1",
-            "--ports",
-            "20000-29999",
-            "--bogus",
-        ][..],
-        &[
-            "earshot-nope0",
-            "--queues",
-            "2",
-            "--cores",
-            "1",
-            "--ports",
-            "20000-29999",
-            "--dry-run",
-        ][..],
+        vec![],
+        vec!["lo"],
+        with(2, "0"),             // no queues
+        with(4, "x"),             // cores that are not CPU numbers
+        with(6, "29999-20000"),   // an empty port range
+        with(6, "20000"),         // a port, not a range
+        with(7, "--bogus"),       // an unknown option
+        with(0, "earshot-nope0"), // no such interface
     ] {
-        let (ok, _, stderr) = run_nic_setup(args);
+        let (ok, _, stderr) = run_nic_setup(&args);
         assert!(!ok, "{args:?} accepted");
         assert!(stderr.contains("nic-setup:"), "{args:?}: {stderr}");
     }

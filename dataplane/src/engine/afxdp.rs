@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use prometheus::IntCounter;
 use rtrb::{Consumer, Producer};
 use xsk_rs::config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::socket::XdpStatistics;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
@@ -300,18 +301,53 @@ struct QueueSocket {
     /// Scratch for descriptors moving through the RX and completion rings.
     batch: Vec<FrameDesc>,
     stats: XskCounters,
-    last_stats: xsk_rs::socket::XdpStatistics,
+    last_stats: XdpStatistics,
 }
 
-/// Prometheus children of one queue's kernel XDP statistics (`earshot_xsk_*`).
-pub struct XskCounters {
-    pub rx_dropped: IntCounter,
-    pub rx_ring_full: IntCounter,
-    pub fill_ring_empty: IntCounter,
-    pub tx_ring_empty: IntCounter,
-    pub rx_invalid_descs: IntCounter,
-    pub tx_invalid_descs: IntCounter,
+/// One of the kernel's XDP statistics of an XSK, exported per queue.
+pub struct XskStat {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Reads it from the kernel's figures.
+    read: fn(&XdpStatistics) -> u64,
 }
+
+/// The kernel's XDP statistics of an XSK that are exported.
+pub const XSK_STATS: [XskStat; 6] = [
+    XskStat {
+        name: "earshot_xsk_rx_dropped_total",
+        help: "Frames the kernel dropped for an AF_XDP socket (e.g. larger than a frame).",
+        read: XdpStatistics::rx_dropped,
+    },
+    XskStat {
+        name: "earshot_xsk_rx_ring_full_total",
+        help: "Frames dropped because the AF_XDP RX ring was full.",
+        read: XdpStatistics::rx_ring_full,
+    },
+    XskStat {
+        name: "earshot_xsk_fill_ring_empty_total",
+        help: "Times the kernel found the fill ring empty.",
+        read: XdpStatistics::rx_fill_ring_empty_descs,
+    },
+    XskStat {
+        name: "earshot_xsk_tx_ring_empty_total",
+        help: "Times the kernel found the TX ring empty when woken.",
+        read: XdpStatistics::tx_ring_empty_descs,
+    },
+    XskStat {
+        name: "earshot_xsk_rx_invalid_descs_total",
+        help: "Invalid RX descriptors.",
+        read: XdpStatistics::rx_invalid_descs,
+    },
+    XskStat {
+        name: "earshot_xsk_tx_invalid_descs_total",
+        help: "Invalid TX descriptors.",
+        read: XdpStatistics::tx_invalid_descs,
+    },
+];
+
+/// Prometheus children of one queue's kernel XDP statistics, one per [`XSK_STATS`] entry.
+pub type XskCounters = [IntCounter; XSK_STATS.len()];
 
 /// A leg's entry, indexed by its local port.
 struct PortEntry {
@@ -344,7 +380,8 @@ pub struct AfXdp {
     mesh: Mesh,
     neighbours: Neighbours,
     wake: OwnedFd,
-    /// Scratch for `ppoll`, one entry per XSK plus the waker.
+    /// What `ppoll` waits on: every XSK's RX, then the waker. Built once (the fds never
+    /// change); the kernel rewrites only the `revents`.
     pollfds: Vec<libc::pollfd>,
 }
 
@@ -429,7 +466,16 @@ impl AfXdp {
                 last_stats: Default::default(),
             });
         }
-        let pollfds = Vec::with_capacity(xsks.len() + 1);
+        let pollfds = xsks
+            .iter()
+            .map(|xsk| xsk.rx.fd().as_raw_fd())
+            .chain([wake.as_raw_fd()])
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let backend = AfXdp {
             neighbours: Neighbours::new(interface.index),
             interface,
@@ -446,33 +492,14 @@ impl AfXdp {
     }
 
     /// Publishes the kernel's XDP statistics of every queue as deltas to the counters.
-    pub fn publish_stats(&mut self) {
+    fn publish_stats(&mut self) {
         for xsk in &mut self.xsks {
             let Ok(now) = xsk.rx.fd().xdp_statistics() else {
                 continue;
             };
-            let before = &xsk.last_stats;
-            let delta = |a: u64, b: u64| a.saturating_sub(b);
-            xsk.stats
-                .rx_dropped
-                .inc_by(delta(now.rx_dropped(), before.rx_dropped()));
-            xsk.stats
-                .rx_ring_full
-                .inc_by(delta(now.rx_ring_full(), before.rx_ring_full()));
-            xsk.stats.fill_ring_empty.inc_by(delta(
-                now.rx_fill_ring_empty_descs(),
-                before.rx_fill_ring_empty_descs(),
-            ));
-            xsk.stats.tx_ring_empty.inc_by(delta(
-                now.tx_ring_empty_descs(),
-                before.tx_ring_empty_descs(),
-            ));
-            xsk.stats
-                .rx_invalid_descs
-                .inc_by(delta(now.rx_invalid_descs(), before.rx_invalid_descs()));
-            xsk.stats
-                .tx_invalid_descs
-                .inc_by(delta(now.tx_invalid_descs(), before.tx_invalid_descs()));
+            for (stat, counter) in XSK_STATS.iter().zip(&xsk.stats) {
+                counter.inc_by((stat.read)(&now).saturating_sub((stat.read)(&xsk.last_stats)));
+            }
             xsk.last_stats = now;
         }
     }
@@ -828,32 +855,20 @@ impl PacketIo for AfXdp {
                     };
                     neighbours.learn(inbound.src.ip(), inbound.src_mac);
                     let data = &frame[inbound.payload.clone()];
-                    match ports[usize::from(inbound.dst_port)].as_ref() {
-                        Some(entry) => {
-                            let io = LegIo {
-                                index: u32::from(inbound.dst_port),
-                                generation: entry.generation,
-                            };
-                            let mut tx = XskSender {
-                                umem,
-                                pool: &mut *pool,
-                                ports,
-                                neighbours: &mut *neighbours,
-                                interface,
-                            };
-                            on(Polled::Datagram {
-                                io,
-                                src: inbound.src,
-                                data,
-                                tx: &mut tx,
-                            });
-                        }
-                        None => match owners.get(inbound.dst_port) {
+                    let tx = XskSender {
+                        umem,
+                        pool: &mut *pool,
+                        ports,
+                        neighbours: &mut *neighbours,
+                        interface,
+                    };
+                    if !deliver(inbound.dst_port, inbound.src, data, tx, on) {
+                        match owners.get(inbound.dst_port) {
                             Some(owner) if owner != *worker => {
                                 hand_over(mesh, owner, inbound.dst_port, inbound.src, data, on)
                             }
                             _ => on(Polled::UnknownPort),
-                        },
+                        }
                     }
                 }
                 // SAFETY: the frames were received and are no longer read; the fill ring
@@ -868,55 +883,34 @@ impl PacketIo for AfXdp {
                 }
             }
         }
-        // Datagrams other workers received for our legs.
+        // Datagrams other workers received for our legs, read in the ring's slots.
         let Some(first) = xsks.first_mut() else {
             return Ok(());
         };
         for from in &mut mesh.from {
-            while let Ok(h) = from.pop() {
-                match ports[usize::from(h.port)].as_ref() {
-                    Some(entry) => {
-                        let io = LegIo {
-                            index: u32::from(h.port),
-                            generation: entry.generation,
-                        };
-                        let mut tx = XskSender {
-                            umem: &first.umem,
-                            pool: &mut first.pool,
-                            ports,
-                            neighbours: &mut *neighbours,
-                            interface,
-                        };
-                        let data = &h.data[..usize::from(h.len)];
-                        on(Polled::Datagram {
-                            io,
-                            src: h.src,
-                            data,
-                            tx: &mut tx,
-                        });
-                    }
-                    None => on(Polled::UnknownPort),
+            let Ok(chunk) = from.read_chunk(from.slots()) else {
+                continue;
+            };
+            let (older, newer) = chunk.as_slices();
+            for h in older.iter().chain(newer) {
+                let tx = XskSender {
+                    umem: &first.umem,
+                    pool: &mut first.pool,
+                    ports,
+                    neighbours: &mut *neighbours,
+                    interface,
+                };
+                if !deliver(h.port, h.src, &h.data[..usize::from(h.len)], tx, on) {
+                    on(Polled::UnknownPort);
                 }
             }
+            chunk.commit_all();
         }
         Ok(())
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         self.flush();
-        self.pollfds.clear();
-        for xsk in &self.xsks {
-            self.pollfds.push(libc::pollfd {
-                fd: xsk.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        self.pollfds.push(libc::pollfd {
-            fd: self.wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
@@ -951,12 +945,42 @@ impl PacketIo for AfXdp {
         Ok(())
     }
 
+    /// Exports the kernel's XDP statistics of every queue (`earshot_xsk_*`).
+    fn housekeeping(&mut self) {
+        self.publish_stats();
+    }
+
     fn shutdown(&mut self) {
         // Let queued sends go out; the sockets and UMEMs are released when the backend drops
         // (xsk-rs closes each socket before unmapping its UMEM).
         self.flush();
         self.publish_stats();
     }
+}
+
+/// Hands a datagram for local `port` to the leg of this worker that holds it, with `tx` to
+/// answer it; false when no leg here holds the port.
+fn deliver(
+    port: u16,
+    src: SocketAddr,
+    data: &[u8],
+    mut tx: XskSender<'_>,
+    on: &mut dyn FnMut(Polled<'_>),
+) -> bool {
+    let Some(entry) = tx.ports[usize::from(port)].as_ref() else {
+        return false;
+    };
+    let io = LegIo {
+        index: u32::from(port),
+        generation: entry.generation,
+    };
+    on(Polled::Datagram {
+        io,
+        src,
+        data,
+        tx: &mut tx,
+    });
+    true
 }
 
 /// Copies a datagram into the ring toward the worker that holds its port.
@@ -979,14 +1003,13 @@ fn hand_over(
         return on(Polled::UnknownPort);
     };
     let (first, _) = chunk.as_mut_slices();
-    let mut h = Handover {
+    let h = first[0].write(Handover {
         port,
         src,
         len: data.len() as u16,
         data: [0; MAX_DATAGRAM],
-    };
+    });
     h.data[..data.len()].copy_from_slice(data);
-    first[0].write(h);
     // SAFETY: the one slot of the chunk was initialised just above.
     unsafe { chunk.commit_all() };
     on(Polled::HandedOver);
@@ -1211,21 +1234,34 @@ mod tests {
         let mut frame = vec![0u8; 60];
         frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
         assert!(parse(&frame).is_none());
-        for len in 0..64 {
-            let mut headers = [0u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN];
-            let hlen = emit_headers(
-                &mut headers,
-                [1; 6],
-                [2; 6],
-                "10.0.0.1:1".parse().unwrap(),
-                "10.0.0.2:2".parse().unwrap(),
-                &[0; 16],
-            )
-            .unwrap();
-            let mut f = headers[..hlen].to_vec();
-            f.extend_from_slice(&[0; 16]);
-            let _ = parse(&f[..len.min(f.len())]);
+        let mut headers = [0u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN];
+        let hlen = emit_headers(
+            &mut headers,
+            [1; 6],
+            [2; 6],
+            "10.0.0.1:1".parse().unwrap(),
+            "10.0.0.2:2".parse().unwrap(),
+            &[0; 16],
+        )
+        .unwrap();
+        let mut f = headers[..hlen].to_vec();
+        f.extend_from_slice(&[0; 16]);
+        // Every prefix short of the whole datagram is refused, without a panic.
+        for len in 0..=f.len() {
+            assert_eq!(parse(&f[..len]).is_some(), len == f.len(), "length {len}");
         }
+    }
+
+    #[test]
+    fn checksum_matches_rfc_1071_example() {
+        // RFC 1071 §3: these bytes sum to 0xddf2 (folded), so the checksum is its complement.
+        let bytes = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum_finish(checksum_sum(&[&bytes])), !0xddf2);
+        // An odd trailing byte is the high half of a zero-padded word.
+        assert_eq!(
+            checksum_sum(&[&bytes, &[0xab]]),
+            checksum_sum(&[&bytes]) + 0xab00
+        );
     }
 
     #[test]

@@ -271,15 +271,12 @@ impl Uring {
     /// The datagram of an [`Event::Received`] (valid until [`Uring::rearm`]), read in place,
     /// with a [`Sender`] to answer it: the two borrow different parts of the backend.
     pub fn received(&mut self, id: LegIo, len: usize) -> (&[u8], Sender<'_>) {
-        let datagram = match self.sockets.get(id.index as usize).and_then(Option::as_ref) {
+        let sender = self.sender();
+        // The sender only reads the socket table, so the datagram may borrow it too.
+        let sockets = sender.sockets;
+        let datagram = match sockets.get(id.index as usize).and_then(Option::as_ref) {
             Some(e) if e.generation == id.generation => &e.slot.buf[..len.min(RECV_BUF)],
             _ => &[][..],
-        };
-        let sender = Sender {
-            ring: &mut self.ring,
-            sockets: &self.sockets,
-            send_slots: &mut self.send_slots,
-            free_sends: &mut self.free_sends,
         };
         (datagram, sender)
     }

@@ -16,7 +16,7 @@ use prometheus::{
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::Backend;
-use super::afxdp::{self, AfXdp, AfXdpSetup, Interface, PortOwners, XskCounters};
+use super::afxdp::{self, AfXdp, AfXdpSetup, Interface, PortOwners, XSK_STATS, XskCounters};
 use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
 use super::command::{Command, WorkerEvent};
 use super::ports::PortAllocator;
@@ -157,43 +157,18 @@ impl Metrics {
     }
 }
 
-/// The kernel's XDP statistics per AF_XDP queue (`earshot_xsk_*_total{queue}`).
+/// The kernel's XDP statistics per AF_XDP queue (`earshot_xsk_*_total{queue}`), one family per
+/// [`XSK_STATS`] entry, in its order.
 struct XskMetrics {
-    vecs: [IntCounterVec; 6],
+    vecs: Vec<IntCounterVec>,
 }
 
 impl XskMetrics {
-    const NAMES: [(&str, &str); 6] = [
-        (
-            "earshot_xsk_rx_dropped_total",
-            "Frames the kernel dropped for an AF_XDP socket (e.g. larger than a frame).",
-        ),
-        (
-            "earshot_xsk_rx_ring_full_total",
-            "Frames dropped because the AF_XDP RX ring was full.",
-        ),
-        (
-            "earshot_xsk_fill_ring_empty_total",
-            "Times the kernel found the fill ring empty.",
-        ),
-        (
-            "earshot_xsk_tx_ring_empty_total",
-            "Times the kernel found the TX ring empty when woken.",
-        ),
-        (
-            "earshot_xsk_rx_invalid_descs_total",
-            "Invalid RX descriptors.",
-        ),
-        (
-            "earshot_xsk_tx_invalid_descs_total",
-            "Invalid TX descriptors.",
-        ),
-    ];
-
     fn register(registry: &Registry) -> Result<XskMetrics, EngineError> {
-        let mut vecs = Vec::with_capacity(6);
-        for (name, help) in Self::NAMES {
-            let v = IntCounterVec::new(Opts::new(name, help), &["queue"]).map_err(metrics_error)?;
+        let mut vecs = Vec::with_capacity(XSK_STATS.len());
+        for stat in &XSK_STATS {
+            let v = IntCounterVec::new(Opts::new(stat.name, stat.help), &["queue"])
+                .map_err(metrics_error)?;
             // Registering twice (an `auto` start that retried) keeps the first registration.
             match registry.register(Box::new(v.clone())) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
@@ -201,23 +176,12 @@ impl XskMetrics {
             }
             vecs.push(v);
         }
-        let vecs = vecs
-            .try_into()
-            .map_err(|_| EngineError::Config("xsk metrics".into()))?;
         Ok(XskMetrics { vecs })
     }
 
     fn for_queue(&self, queue: u32) -> XskCounters {
         let q = queue.to_string();
-        let c = |i: usize| self.vecs[i].with_label_values(&[q.as_str()]);
-        XskCounters {
-            rx_dropped: c(0),
-            rx_ring_full: c(1),
-            fill_ring_empty: c(2),
-            tx_ring_empty: c(3),
-            rx_invalid_descs: c(4),
-            tx_invalid_descs: c(5),
-        }
+        std::array::from_fn(|i| self.vecs[i].with_label_values(&[q.as_str()]))
     }
 }
 
@@ -484,21 +448,24 @@ fn start_afxdp(
     shared: &Shared,
 ) -> Result<Started, EngineError> {
     let afxdp = |m: String| EngineError::AfXdp(m);
-    let ifname = match &cfg.interface {
-        Some(name) => name.clone(),
-        None => Interface::holding(cfg.media_ip)
-            .map_err(|e| afxdp(format!("listing interfaces: {e}")))?
-            .ok_or_else(|| afxdp(format!("no interface holds the media IP {}", cfg.media_ip)))?,
-    };
-    let interface = Interface::lookup(&ifname, cfg.media_ip).map_err(|e| afxdp(e.to_string()))?;
-    match Interface::holding(cfg.media_ip) {
-        Ok(Some(holder)) if holder == ifname => {}
-        _ => {
+    let holder =
+        Interface::holding(cfg.media_ip).map_err(|e| afxdp(format!("listing interfaces: {e}")))?;
+    let ifname = match (&cfg.interface, &holder) {
+        (Some(name), _) => name.clone(),
+        (None, Some(holder)) => holder.clone(),
+        (None, None) => {
             return Err(afxdp(format!(
-                "the media IP {} is not an address of {ifname}",
+                "no interface holds the media IP {}",
                 cfg.media_ip
             )));
         }
+    };
+    let interface = Interface::lookup(&ifname, cfg.media_ip).map_err(|e| afxdp(e.to_string()))?;
+    if holder.as_deref() != Some(ifname.as_str()) {
+        return Err(afxdp(format!(
+            "the media IP {} is not an address of {ifname}",
+            cfg.media_ip
+        )));
     }
     let queues = xdp::queue_count(&ifname).map_err(|e| afxdp(e.to_string()))?;
     let workers_n = cfg.workers.len();
@@ -1019,7 +986,7 @@ impl<B: PacketIo> Worker<B> {
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_commands();
             if let Err(e) = self.reap() {
-                tracing::error!(worker = self.index, error = %e, "io_uring completion handling failed");
+                tracing::error!(worker = self.index, error = %e, "polling the packet I/O failed");
             }
             let now = self.now();
             if tick.is_none() && now >= next_tick {
@@ -1052,7 +1019,7 @@ impl<B: PacketIo> Worker<B> {
                     .max(Duration::from_micros(50))
             };
             if let Err(e) = self.io.wait(wait) {
-                tracing::error!(worker = self.index, error = %e, "io_uring submit failed");
+                tracing::error!(worker = self.index, error = %e, "waiting on the packet I/O failed");
             }
         }
         self.io.shutdown();

@@ -189,12 +189,12 @@ struct OutputStream {
     ssrc: Ssrc,
     /// The sequence number of the next packet of our making.
     next_seq: u16,
-    /// The timestamp of the newest packet sent, and when it was sent.
+    /// The timestamp of the newest packet sent.
     last_ts: u32,
-    last_sent: Option<Instant>,
-    /// The stream's first packet: its send time and timestamp. From it, the timestamp that
-    /// wall-clock time says a packet sent now should carry ([`OutputStream::clock_ts`]).
-    anchor: Option<(Instant, u32)>,
+    /// The stream's first packet: the media clock when it was sent, and its timestamp. From
+    /// it, the timestamp that wall-clock time says a packet sent now should carry
+    /// ([`OutputStream::clock_ts`]). `None` until a packet has been sent.
+    anchor: Option<(u32, u32)>,
     /// The next packet starts a new segment (after a switch): rebase and set the marker.
     rebase: bool,
     /// Relay mapping, valid after the first relayed packet of a segment: output = input + offset.
@@ -214,7 +214,6 @@ impl OutputStream {
             ssrc,
             next_seq: initial_seq,
             last_ts: initial_ts,
-            last_sent: None,
             anchor: None,
             rebase: true,
             seq_offset: 0,
@@ -227,9 +226,24 @@ impl OutputStream {
     /// The timestamp wall-clock time gives a packet sent at `now`: the anchor's plus the
     /// elapsed time at 8 kHz. `None` before the first packet.
     fn clock_ts(&self, now: Instant) -> Option<u32> {
-        let (t0, ts0) = self.anchor?;
-        let samples = now.saturating_since(t0).as_micros() * u128::from(CLOCK_RATE_HZ) / 1_000_000;
-        Some(ts0.wrapping_add(samples as u32))
+        let (clock0, ts0) = self.anchor?;
+        let samples = now.to_media_clock(CLOCK_RATE_HZ).wrapping_sub(clock0);
+        Some(ts0.wrapping_add(samples))
+    }
+
+    /// The whole number of frames from the last packet's timestamp to the wall-clock one,
+    /// rounded to the nearest (negative when the stream is ahead). `None` before the first
+    /// packet.
+    fn frames_to_clock(&self, now: Instant) -> Option<i64> {
+        let frame = FRAME_SAMPLES as i64;
+        let ahead = i64::from(self.clock_ts(now)?.wrapping_sub(self.last_ts) as i32);
+        Some((ahead + frame / 2).div_euclid(frame))
+    }
+
+    /// The timestamp `frames` whole frames after the last packet's.
+    fn frames_after_last(&self, frames: i64) -> u32 {
+        self.last_ts
+            .wrapping_add((frames * FRAME_SAMPLES as i64) as u32)
     }
 
     /// The timestamp a new segment (after a relay ⇄ mix switch) starts at: the whole number
@@ -240,13 +254,10 @@ impl OutputStream {
     /// mixed one), and this one is skipped rather than overlap the last or push the stream
     /// ahead of the clock; at most one frame per switch, only when the two paths bunch.
     fn segment_start_ts(&self, now: Instant) -> Option<u32> {
-        let Some(clock) = self.clock_ts(now) else {
-            return Some(self.last_ts);
-        };
-        let frame = FRAME_SAMPLES as i64;
-        let ahead = i64::from(clock.wrapping_sub(self.last_ts) as i32);
-        let frames = (ahead + frame / 2).div_euclid(frame);
-        (frames >= 1).then(|| self.last_ts.wrapping_add((frames * frame) as u32))
+        match self.frames_to_clock(now) {
+            None => Some(self.last_ts),
+            Some(frames) => (frames >= 1).then(|| self.frames_after_last(frames)),
+        }
     }
 
     /// Header fields for the next mixed (or generated) frame, or `None` to skip this tick
@@ -254,17 +265,13 @@ impl OutputStream {
     /// the whole frames of wall-clock time since the last one: one, unless ticks were missed
     /// under load, which then shows as a gap rather than as a slowed clock.
     fn next_mixed(&mut self, now: Instant, payload_type: u8) -> Option<RtpHeader> {
-        let (ts, marker) = if self.rebase || self.last_sent.is_none() {
+        let (ts, marker) = if self.rebase || self.anchor.is_none() {
             let ts = self.segment_start_ts(now)?;
             self.rebase = false;
             (ts, true)
         } else {
-            let frame = FRAME_SAMPLES as i64;
-            let behind = self
-                .clock_ts(now)
-                .map_or(frame, |c| i64::from(c.wrapping_sub(self.last_ts) as i32));
-            let frames = ((behind + frame / 2).div_euclid(frame)).max(1);
-            (self.last_ts.wrapping_add((frames * frame) as u32), false)
+            let frames = self.frames_to_clock(now).map_or(1, |f| f.max(1));
+            (self.frames_after_last(frames), false)
         };
         Some(self.emit(now, payload_type, marker, self.next_seq, ts))
     }
@@ -301,7 +308,7 @@ impl OutputStream {
         let ts = match self.event_map {
             Some((seen, mapped)) if seen == in_ts => mapped,
             _ => {
-                let mapped = if self.last_sent.is_some() {
+                let mapped = if self.anchor.is_some() {
                     self.last_ts
                 } else {
                     self.segment_start_ts(now).unwrap_or(self.last_ts)
@@ -334,13 +341,12 @@ impl OutputStream {
         if seq.wrapping_sub(self.next_seq) < 0x8000 {
             self.next_seq = seq.wrapping_add(1);
         }
-        if ts_not_before(ts, self.last_ts) || self.last_sent.is_none() {
+        if ts_not_before(ts, self.last_ts) || self.anchor.is_none() {
             self.last_ts = ts;
         }
         if self.anchor.is_none() {
-            self.anchor = Some((now, ts));
+            self.anchor = Some((now.to_media_clock(CLOCK_RATE_HZ), ts));
         }
-        self.last_sent = Some(now);
         RtpHeader {
             marker,
             payload_type,
