@@ -18,7 +18,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataplane::media::matrix::Mode;
 
+use crate::agents::UserId;
 use crate::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
+use crate::clock::to_unix_ms;
 use crate::domain::{FromBody, quote};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -269,24 +271,14 @@ impl<C: Class> FromRequestParts<AppState> for Authorized<C> {
                     parts.method,
                     parts.uri.path()
                 );
-                audit_denial(state.clone(), principal.clone(), detail)
+                let who = principal.clone();
+                crate::api::blocking_api(state.clone(), move |s| audit(s, &who, None, detail))
                     .await
                     .map_err(Rejection::Forbidden)?;
             }
             Err(Rejection::Forbidden(error))
         }
     }
-}
-
-/// [`audit`] off the async runtime (a durable commit).
-async fn audit_denial(
-    state: AppState,
-    principal: Principal,
-    detail: String,
-) -> Result<(), ApiError> {
-    tokio::task::spawn_blocking(move || audit(&state, &principal, None, detail))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 /// Appends a `supervision.denial` record of `principal` (SPEC §4: every denial is audited).
@@ -296,21 +288,30 @@ pub fn audit(
     call_id: Option<&str>,
     detail: String,
 ) -> Result<(), ApiError> {
+    audit_denial(state, principal, None, call_id, None, detail)
+}
+
+/// [`audit`], with the supervision and the mode when the denial is of one.
+fn audit_denial(
+    state: &AppState,
+    principal: &Principal,
+    supervision_id: Option<&str>,
+    call_id: Option<&str>,
+    mode: Option<Mode>,
+    detail: String,
+) -> Result<(), ApiError> {
     let record = NewAudit {
         at: now(state),
         actor: principal.actor(),
         action: "supervision.denial".to_owned(),
-        supervision_id: None,
+        supervision_id: supervision_id.map(str::to_owned),
         call_id: call_id.map(str::to_owned),
-        mode: None,
+        mode,
         outcome: "denied".to_owned(),
         detail: Some(detail),
     };
-    state
-        .store()
-        .write(|w| w.append_audit(&record))
-        .map(|_| ())
-        .map_err(store_error)
+    state.store().write(|w| w.append_audit(&record))?;
+    Ok(())
 }
 
 // ---- bootstrap ----
@@ -322,8 +323,18 @@ pub fn bootstrap_admin(
     state: &AppState,
     configured: Option<&str>,
 ) -> anyhow::Result<Option<Token>> {
-    let now = UnixMs(i64::try_from(state.clock().now_ms()).unwrap_or(i64::MAX));
     let store = state.store();
+    let create_admin = |id: String, token: &Token| {
+        let record = TokenRecord {
+            id,
+            token_hash: store::TokenHash(token.hash().0),
+            role: store::Role::Admin,
+            user_id: None,
+            created_at: now(state),
+            revoked_at: None,
+        };
+        state.tokens().write(store, |w| w.create_token(&record))
+    };
     if let Some(text) = configured {
         let token = Token::from_config(text).context("auth.admin_token")?;
         let hash = store::TokenHash(token.hash().0);
@@ -336,17 +347,7 @@ pub fn bootstrap_admin(
             None => {}
         }
         // A fresh id: a token configured before (and since replaced) keeps its own.
-        let id = new_token_id()?.replacen("tok-", "tok-cfg-", 1);
-        state.tokens().write(store, |w| {
-            w.create_token(&TokenRecord {
-                id: id.clone(),
-                token_hash: hash,
-                role: store::Role::Admin,
-                user_id: None,
-                created_at: now,
-                revoked_at: None,
-            })
-        })?;
+        create_admin(new_token_id()?.replacen("tok-", "tok-cfg-", 1), &token)?;
         return Ok(None);
     }
     let has_admin = store.read(|r| {
@@ -358,17 +359,7 @@ pub fn bootstrap_admin(
         return Ok(None);
     }
     let token = Token::generate();
-    let id = new_token_id()?;
-    state.tokens().write(store, |w| {
-        w.create_token(&TokenRecord {
-            id: id.clone(),
-            token_hash: store::TokenHash(token.hash().0),
-            role: store::Role::Admin,
-            user_id: None,
-            created_at: now,
-            revoked_at: None,
-        })
-    })?;
+    create_admin(new_token_id()?, &token)?;
     Ok(Some(token))
 }
 
@@ -413,12 +404,8 @@ pub struct NewTokenView {
     pub token: String,
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    ApiError::from(e)
-}
-
 fn now(state: &AppState) -> UnixMs {
-    UnixMs(i64::try_from(state.clock().now_ms()).unwrap_or(i64::MAX))
+    to_unix_ms(state.clock().now_ms())
 }
 
 /// Creates a token for `user_id` (the user is created, or given the role, as needed).
@@ -438,35 +425,33 @@ pub fn create_token(
         created_at: now(state),
         revoked_at: None,
     };
-    state
-        .tokens()
-        .write(state.store(), |w| {
-            if let Some(user) = &user_id {
-                match w.user(user)? {
-                    None => w.create_user(&UserRecord {
-                        id: user.clone(),
-                        display_name: display_name.clone().unwrap_or_else(|| user.clone()),
-                        phone_number: None,
-                        roles: vec![role_to_store(role)],
-                    })?,
-                    Some(mut u) => {
-                        if !u.roles.contains(&role_to_store(role)) || display_name.is_some() {
-                            if !u.roles.contains(&role_to_store(role)) {
-                                u.roles.push(role_to_store(role));
-                            }
-                            if let Some(name) = &display_name {
-                                u.display_name = name.clone();
-                            }
-                            w.update_user(&u)?;
-                        }
+    state.tokens().write(state.store(), |w| {
+        if let Some(user) = &user_id {
+            match w.user(user)? {
+                None => w.create_user(&UserRecord {
+                    id: user.clone(),
+                    display_name: display_name.clone().unwrap_or_else(|| user.clone()),
+                    phone_number: None,
+                    roles: vec![role_to_store(role)],
+                })?,
+                Some(mut u) => {
+                    let new_role = !u.roles.contains(&role_to_store(role));
+                    if new_role {
+                        u.roles.push(role_to_store(role));
+                    }
+                    if let Some(name) = &display_name {
+                        u.display_name = name.clone();
+                    }
+                    if new_role || display_name.is_some() {
+                        w.update_user(&u)?;
                     }
                 }
             }
-            w.create_token(&record)
-        })
-        .map_err(store_error)?;
+        }
+        w.create_token(&record)
+    })?;
     if let Some(user) = &user_id
-        && let Some(record) = state.store().read(|r| r.user(user)).map_err(store_error)?
+        && let Some(record) = state.store().read(|r| r.user(user))?
     {
         state.center().user_changed(&record);
     }
@@ -477,7 +462,7 @@ pub fn create_token(
 }
 
 pub fn tokens(state: &AppState) -> Result<Vec<TokenView>, ApiError> {
-    let tokens = state.store().read(|r| r.tokens()).map_err(store_error)?;
+    let tokens = state.store().read(|r| r.tokens())?;
     Ok(tokens.iter().map(TokenView::from).collect())
 }
 
@@ -486,12 +471,10 @@ pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenView, ApiError> {
     let at = now(state);
     state
         .tokens()
-        .write(state.store(), |w| w.revoke_token(id, at))
-        .map_err(store_error)?;
+        .write(state.store(), |w| w.revoke_token(id, at))?;
     let token = state
         .store()
-        .read(|r| r.token(id))
-        .map_err(store_error)?
+        .read(|r| r.token(id))?
         .ok_or_else(|| ApiError::not_found(format!("no token with id {id}")))?;
     Ok(TokenView::from(&token))
 }
@@ -537,33 +520,26 @@ pub fn check_supervision(
     if principal.is_admin() {
         return Ok(());
     }
-    let store = state.store();
     let rights = match (principal.user_id.as_deref(), agent) {
-        (Some(user), Some(agent)) => store
-            .read(|r| rights_over(r, user, agent))
-            .map_err(store_error)?,
+        (Some(user), Some(agent)) => state.store().read(|r| rights_over(r, user, agent))?,
         _ => None,
     };
     let Err(denied) = auth::may_supervise(rights, mode) else {
         return Ok(());
     };
-    let record = NewAudit {
-        at: now(state),
-        actor: principal.actor(),
-        action: "supervision.denial".to_owned(),
-        supervision_id: supervision_id.map(str::to_owned),
-        call_id: Some(call_id.to_owned()),
-        mode: Some(mode),
-        outcome: "denied".to_owned(),
-        detail: Some(format!(
-            "{action}: {}; agent {}",
-            denied.code(),
-            agent.unwrap_or("(none)")
-        )),
-    };
-    store
-        .write(|w| w.append_audit(&record))
-        .map_err(store_error)?;
+    let detail = format!(
+        "{action}: {}; agent {}",
+        denied.code(),
+        agent.unwrap_or("(none)")
+    );
+    audit_denial(
+        state,
+        principal,
+        supervision_id,
+        Some(call_id),
+        Some(mode),
+        detail,
+    )?;
     Err(denied_error(denied))
 }
 
@@ -572,22 +548,6 @@ pub fn denied_error(denied: Denied) -> ApiError {
 }
 
 // ---- request bodies of the administration endpoints ----
-
-/// An identifier given by a client (user, group): 1..=64 of `[A-Za-z0-9._@-]`.
-fn parse_id(field: &str, s: &str) -> Result<String, ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(ApiError::invalid_body(format!(
-            "{field}: {} is not an identifier (1 to 64 of A-Z a-z 0-9 . _ @ -)",
-            quote(s)
-        )))
-    }
-}
 
 /// `POST /v1/tokens`.
 pub struct NewToken {
@@ -613,8 +573,13 @@ impl FromBody for NewToken {
             .map_err(|e: auth::UnknownRole| ApiError::invalid_body(format!("role: {e}")))?;
         let user_id = raw
             .user_id
-            .as_deref()
-            .map(|u| parse_id("user_id", u))
+            .map(|u| match UserId::parse(&u) {
+                Ok(_) => Ok(u),
+                Err(e) => Err(ApiError::invalid_body(format!(
+                    "user_id: {}: {e}",
+                    quote(&u)
+                ))),
+            })
             .transpose()?;
         if user_id.is_none() && matches!(role, Role::Supervisor | Role::Agent) {
             return Err(ApiError::invalid_body(format!(

@@ -186,16 +186,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let invalid =
-            |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message);
-        let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| invalid(format!("invalid query: {}", e.body_text())))?;
+        let Query(raw) = Query::<RawPage>::from_request_parts(parts, state).await?;
         let after = match raw.after.as_deref() {
             None => 0,
-            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                invalid(format!("after: {} is not a non-negative integer", quote(s)))
-            })?,
+            Some(s) => log_id("after", s)?,
         };
         let limit = match raw.limit.as_deref() {
             None => PAGE_DEFAULT,
@@ -204,7 +198,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
                 .ok()
                 .filter(|n| (1..=PAGE_LIMIT_MAX).contains(n))
                 .ok_or_else(|| {
-                    invalid(format!(
+                    ApiError::invalid_query(format!(
                         "limit: {} is not in 1..={PAGE_LIMIT_MAX}",
                         quote(s)
                     ))
@@ -214,34 +208,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
+/// A position in an append-only log (`?after=`, `Last-Event-ID`): a non-negative integer.
+pub(crate) fn log_id(what: &str, s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+        ApiError::invalid_query(format!(
+            "{what}: {} is not a non-negative integer",
+            quote(s)
+        ))
+    })
+}
+
 // ---- handlers ----
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Runs a state operation on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    state: AppState,
-    f: impl FnOnce(&AppState) -> Result<T, StateError> + Send + 'static,
-) -> ApiResult<T> {
-    match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(err) => Err(ApiError::internal(format!(
-            "the request's task failed: {err}"
-        ))),
-    }
-}
-
-/// [`blocking`] for operations that answer in the API's errors.
+/// Runs an operation on the blocking pool (it may take the records lock, the engine's ring
+/// and the store's commits). Operations of [`AppState`] answer in [`StateError`]: `Ok(op?)`.
 pub(crate) async fn blocking_api<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result,
-        Err(err) => Err(ApiError::internal(format!(
-            "the request's task failed: {err}"
-        ))),
-    }
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 #[derive(serde::Serialize)]
@@ -318,7 +307,7 @@ async fn list_calls(
     State(state): State<AppState>,
 ) -> ApiResult<Json<Calls>> {
     let seen = Visibility::of(&principal);
-    let calls = blocking(state, move |s| {
+    let calls = blocking_api(state, move |s| {
         Ok(s.calls().into_iter().filter(|c| seen.call(s, c)).collect())
     })
     .await?;
@@ -330,7 +319,7 @@ async fn create_call(
     State(state): State<AppState>,
     Body(req): Body<NewCall>,
 ) -> ApiResult<(StatusCode, Json<CallView>)> {
-    let call = blocking(state, move |s| s.create_call(req)).await?;
+    let call = blocking_api(state, move |s| Ok(s.create_call(req)?)).await?;
     Ok((StatusCode::CREATED, Json(call)))
 }
 
@@ -358,7 +347,7 @@ async fn delete_call(
     State(state): State<AppState>,
     CallPath(id): CallPath,
 ) -> ApiResult<StatusCode> {
-    blocking(state, move |s| s.delete_call(id)).await?;
+    blocking_api(state, move |s| Ok(s.delete_call(id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -369,7 +358,7 @@ async fn patch_leg(
     Body(req): Body<RemoteChange>,
 ) -> ApiResult<Json<LegView>> {
     Ok(Json(
-        blocking(state, move |s| s.set_remote(id, party, req.remote)).await?,
+        blocking_api(state, move |s| Ok(s.set_remote(id, party, req.remote)?)).await?,
     ))
 }
 
@@ -380,7 +369,7 @@ async fn call_event(
     Body(event): Body<CallEvent>,
 ) -> ApiResult<Json<CallView>> {
     Ok(Json(
-        blocking(state, move |s| s.call_event(id, event)).await?,
+        blocking_api(state, move |s| Ok(s.call_event(id, event)?)).await?,
     ))
 }
 
@@ -465,7 +454,7 @@ async fn list_supervisions(
     State(state): State<AppState>,
 ) -> ApiResult<Json<Supervisions>> {
     let seen = Visibility::of(&principal);
-    let supervisions = blocking(state, move |s| {
+    let supervisions = blocking_api(state, move |s| {
         Ok(s.supervisions()
             .into_iter()
             .filter(|v| seen.supervision(s, v))
@@ -536,7 +525,7 @@ async fn supervisor_event(
     Body(event): Body<SupervisorEvent>,
 ) -> ApiResult<Json<SupervisionView>> {
     Ok(Json(
-        blocking(state, move |s| s.supervisor_event(id, event)).await?,
+        blocking_api(state, move |s| Ok(s.supervisor_event(id, event)?)).await?,
     ))
 }
 
@@ -560,7 +549,7 @@ async fn list_alerts(
     page: Page,
 ) -> ApiResult<Json<Alerts>> {
     let seen = Visibility::of(&principal);
-    let alerts = blocking(state, move |s| {
+    let alerts = blocking_api(state, move |s| {
         let alerts = s.alerts_after(page.after, page.limit)?;
         if seen.all {
             return Ok(alerts);
@@ -590,7 +579,7 @@ async fn list_audit(
     State(state): State<AppState>,
     page: Page,
 ) -> ApiResult<Json<Audit>> {
-    let audit = blocking(state, move |s| s.audit_after(page.after, page.limit)).await?;
+    let audit = blocking_api(state, move |s| Ok(s.audit_after(page.after, page.limit)?)).await?;
     Ok(Json(Audit { audit }))
 }
 

@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
+use crate::store::UnixMs;
+
 /// A boxed future, as [`Clock::sleep_until`] returns it (the trait stays dyn-compatible).
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -24,6 +26,17 @@ pub trait Clock: Send + Sync + 'static {
 
     /// Resolves once [`Clock::now_ms`] has reached `deadline_ms` (at once if it has).
     fn sleep_until(&self, deadline_ms: u64) -> Sleep<'_>;
+}
+
+/// `ms` from a [`Clock`] as the store's [`UnixMs`] (saturating: `i64::MAX` ms is 292 million
+/// years away).
+pub(crate) fn to_unix_ms(ms: u64) -> UnixMs {
+    UnixMs(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// A stored [`UnixMs`] back in a [`Clock`]'s terms (a time before 1970 reads as 0).
+pub(crate) fn from_unix_ms(at: UnixMs) -> u64 {
+    u64::try_from(at.0).unwrap_or(0)
 }
 
 /// The wall clock. A clock before 1970 reads as 0.

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
-use crate::lifecycle::{Direction, SupervisorNumber, validate_supervisor_number};
+use crate::lifecycle::{Direction, SupervisorNumber, ValidationAlert, validate_supervisor_number};
 
 /// Longest piece of client input quoted back in an error message.
 const QUOTE_LEN_MAX: usize = 64;
@@ -298,6 +298,18 @@ fn parse_calling_number(field: &str, s: String) -> Result<String, ApiError> {
     Ok(s)
 }
 
+/// A supervisor's `registered_number`. SPEC §2 `validation`: refused with its own code and the
+/// SPEC's words.
+pub(crate) fn parse_registered_number(s: &str) -> Result<SupervisorNumber, ApiError> {
+    validate_supervisor_number(s).map_err(|alert| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            ValidationAlert::CODE,
+            format!("registered_number: {alert}"),
+        )
+    })
+}
+
 fn parse_direction(s: &str) -> Result<Direction, ApiError> {
     match s {
         "inbound" => Ok(Direction::Inbound),
@@ -419,17 +431,11 @@ pub struct RawNewSupervision {
 impl FromBody for NewSupervision {
     type Raw = RawNewSupervision;
     fn parse(raw: RawNewSupervision) -> Result<NewSupervision, ApiError> {
-        let registered_number = match raw.registered_number {
-            None => None,
-            // SPEC §2 `validation`: refused with its own code and the SPEC's words.
-            Some(number) => Some(validate_supervisor_number(&number).map_err(|alert| {
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    crate::lifecycle::ValidationAlert::CODE,
-                    format!("registered_number: {alert}"),
-                )
-            })?),
-        };
+        let registered_number = raw
+            .registered_number
+            .as_deref()
+            .map(parse_registered_number)
+            .transpose()?;
         Ok(NewSupervision {
             supervisor: RawLeg::parse(raw.supervisor, "supervisor")?,
             beep: raw.beep,

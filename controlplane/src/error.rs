@@ -3,7 +3,7 @@
 //! lower error (engine, state, JSON rejection) is mapped to it here, once.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dataplane::engine::EngineError;
@@ -44,6 +44,10 @@ impl ApiError {
 
     pub fn invalid_event(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", message)
+    }
+
+    pub fn invalid_query(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
@@ -218,5 +222,11 @@ impl From<JsonRejection> for ApiError {
             // The body could not be read at all (client went away, transport error).
             _ => ApiError::invalid_body(rejection.body_text()),
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        ApiError::invalid_query(format!("invalid query: {}", rejection.body_text()))
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -24,7 +23,6 @@ use tokio::sync::watch;
 
 use crate::access::{Authorized, Principal, Read};
 use crate::auth::Role;
-use crate::domain::quote;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
@@ -136,42 +134,15 @@ struct RawResume {
     after: Option<String>,
 }
 
-fn event_id(what: &str, s: &str) -> Result<EventId, ApiError> {
-    s.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
-        .map(EventId)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                format!("{what}: {} is not a non-negative integer", quote(s)),
-            )
-        })
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for Resume {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(raw) = Query::<RawResume>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    format!("invalid query: {}", e.body_text()),
-                )
-            })?;
+        let Query(raw) = Query::<RawResume>::from_request_parts(parts, state).await?;
         if let Some(value) = parts.headers.get(LAST_EVENT_ID) {
-            let text = value.to_str().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    "Last-Event-ID: not visible ASCII",
-                )
-            })?;
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::invalid_query("Last-Event-ID: not visible ASCII"))?;
             return Ok(Resume(Some(event_id("Last-Event-ID", text)?)));
         }
         match raw.after.as_deref() {
@@ -179,6 +150,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
             None => Ok(Resume(None)),
         }
     }
+}
+
+fn event_id(what: &str, s: &str) -> Result<EventId, ApiError> {
+    crate::api::log_id(what, s.trim()).map(EventId)
 }
 
 /// `GET /v1/events`.
@@ -191,14 +166,13 @@ pub async fn stream(
     let commits = state.commits();
     let cursor = match after {
         Some(id) => id,
-        None => {
-            let s = state.clone();
-            tokio::task::spawn_blocking(move || s.store().read(|r| r.last_event_id()))
-                .await
-                .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
-                .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))?
-                .unwrap_or(EventId::ZERO)
-        }
+        None => crate::api::blocking_api(state.clone(), |s| {
+            s.store()
+                .read(|r| r.last_event_id())
+                .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))
+        })
+        .await?
+        .unwrap_or(EventId::ZERO),
     };
     let cursor = Cursor {
         state,

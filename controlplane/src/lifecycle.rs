@@ -902,8 +902,6 @@ pub struct Session {
     binding: Option<Binding>,
     /// The latest time the session accepted.
     last_ms: u64,
-    /// Calls whose media was connected to the supervisor.
-    monitored_calls: u32,
 }
 
 impl Session {
@@ -916,12 +914,7 @@ impl Session {
             state: State::New,
             binding: None,
             last_ms: 0,
-            monitored_calls: 0,
         }
-    }
-
-    pub fn id(&self) -> SupervisionId {
-        self.id
     }
 
     pub fn state(&self) -> State {
@@ -931,11 +924,6 @@ impl Session {
     /// The call attached, or last attached, once started.
     pub fn call(&self) -> Option<CallId> {
         self.binding.as_ref().map(|b| b.call.call)
-    }
-
-    /// How many calls the supervisor's media was connected to.
-    pub fn monitored_calls(&self) -> u32 {
-        self.monitored_calls
     }
 
     /// When [`Session::on_timeout`] has something to do: the answer deadline while requested.
@@ -1471,7 +1459,6 @@ impl Session {
             customer_gone: false,
             agent_gone: false,
         };
-        self.monitored_calls = self.monitored_calls.saturating_add(1);
         outputs.extend(self.alert(
             at_ms,
             AlertKind::MonitoringInitiated,
@@ -1732,6 +1719,17 @@ mod tests {
             .iter()
             .filter_map(|o| match o {
                 Output::Alert(a) => Some(a.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The calls the supervisor's media was connected to.
+    fn connected(outputs: &[Output]) -> Vec<CallId> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::ConnectMedia { call, .. } => Some(*call),
                 _ => None,
             })
             .collect()
@@ -2532,12 +2530,12 @@ mod tests {
         );
         assert!(matches!(&outputs[2], Output::Alert(a)
             if a.kind == K::MonitoringInitiated && a.at_ms == 5_000 && a.session == session_id() && a.call == call_id(1)));
-        assert_eq!(session.monitored_calls(), 1);
     }
 
     #[test]
     fn no_audit_and_no_media_when_the_call_vanished() {
-        let (mut session, _) = run(start(inbound()), vec![hangup(1_000, Customer)]);
+        let (mut session, setup) = run(start(inbound()), vec![hangup(1_000, Customer)]);
+        assert!(connected(&setup).is_empty());
         let outputs = session
             .handle(
                 5_000,
@@ -2558,7 +2556,7 @@ mod tests {
                 .iter()
                 .any(|o| matches!(o, Output::DisconnectMedia { .. }))
         );
-        assert_eq!(session.monitored_calls(), 0);
+        assert!(connected(&outputs).is_empty());
     }
 
     #[test]
@@ -2832,7 +2830,8 @@ mod tests {
 
     #[test]
     fn a_granted_session_follows_the_agent_to_the_next_call() {
-        let (mut session, _) = run(persistent(inbound()), vec![answered(5_000)]);
+        let (mut session, first) = run(persistent(inbound()), vec![answered(5_000)]);
+        assert_eq!(connected(&first), [call_id(1)]);
 
         // The first call ends: reported, media disconnected, no end of the session.
         let outputs = session
@@ -2863,7 +2862,7 @@ mod tests {
         assert_eq!(alerts(&outputs), [K::MonitoringInitiated]);
         assert_eq!(session.state(), active(Mode::Listen));
         assert_eq!(session.call(), Some(call_id(2)));
-        assert_eq!(session.monitored_calls(), 2);
+        assert_eq!(connected(&outputs), [call_id(2)]);
 
         // Held: reported, then the third call; then stop ends it.
         let outputs = session.handle(21_000, Input::CallHeld).expect("held");

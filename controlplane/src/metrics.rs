@@ -118,10 +118,6 @@ impl Metrics {
         })
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     pub(crate) fn call_started(&self) {
         self.calls.inc();
     }
@@ -161,11 +157,6 @@ impl Metrics {
     /// `earshot_webhook_deliveries_total{outcome}`, for tests.
     pub fn webhook_deliveries(&self, outcome: &str) -> u64 {
         self.webhook_deliveries.with_label_values(&[outcome]).get()
-    }
-
-    /// `earshot_alerts_total{kind}`, for tests.
-    pub fn alerts(&self, kind: &str) -> u64 {
-        self.alerts.with_label_values(&[kind]).get()
     }
 
     /// Records one API request. `route` is the route template (e.g. `/v1/calls/{call}`), never

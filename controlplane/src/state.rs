@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::access::TokenCache;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, from_unix_ms, to_unix_ms};
 use crate::config::{Config, DtmfAction, DtmfKeys};
 use crate::domain::{
     CallEvent, CallId, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
@@ -62,7 +62,7 @@ use crate::lifecycle::{
 use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
 use crate::store::{
     self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
-    PAGE_LIMIT_MAX, SqliteStore, Store, StoreError, StoreExt as _, UnixMs, Writes,
+    PAGE_LIMIT_MAX, SqliteStore, Store, StoreError, StoreExt as _, Writes,
 };
 
 /// Most engine events kept for retry while the engine's command ring is full (STYLE.md 4).
@@ -512,8 +512,8 @@ impl CallRecord {
                 conference: self.flags.conference,
             },
             web: self.web,
-            created_at: unix(self.created_at_ms),
-            ended_at: self.ended_at_ms.map(unix),
+            created_at: to_unix_ms(self.created_at_ms),
+            ended_at: self.ended_at_ms.map(to_unix_ms),
             direction: match self.direction {
                 Direction::Inbound => store::CallDirection::Inbound,
                 Direction::Outbound => store::CallDirection::Outbound,
@@ -521,7 +521,7 @@ impl CallRecord {
             agent_answered: self.agent_answered,
             customer_hung_up: self.hung_up.customer,
             agent_hung_up: self.hung_up.agent,
-            deleted_at: deleted_at_ms.map(unix),
+            deleted_at: deleted_at_ms.map(to_unix_ms),
             media: serde_json::json!({
                 "customer": self.customer.stored(),
                 "agent": self.agent.stored(),
@@ -558,8 +558,8 @@ impl CallRecord {
             customer: LegRecord::from_stored(c.media.get("customer")),
             agent: LegRecord::from_stored(c.media.get("agent")),
             supervisions: Vec::new(),
-            created_at_ms: ms_of(c.created_at),
-            ended_at_ms: c.ended_at.map(ms_of),
+            created_at_ms: from_unix_ms(c.created_at),
+            ended_at_ms: c.ended_at.map(from_unix_ms),
         }
     }
 }
@@ -608,9 +608,9 @@ impl SupervisionRecord {
             } else {
                 store::SupervisionScope::Call
             },
-            created_at: unix(self.created_at_ms),
-            started_at: self.started_at_ms.map(unix),
-            ended_at: self.ended_at_ms.map(unix),
+            created_at: to_unix_ms(self.created_at_ms),
+            started_at: self.started_at_ms.map(to_unix_ms),
+            ended_at: self.ended_at_ms.map(to_unix_ms),
             media: serde_json::json!({
                 "leg": self.leg.stored(),
                 "beep": self.beep,
@@ -651,9 +651,9 @@ impl SupervisionRecord {
             leg: LegRecord::from_stored(s.media.get("leg")),
             media: None,
             deadline_ms: None,
-            created_at_ms: ms_of(s.created_at),
-            started_at_ms: s.started_at.map(ms_of),
-            ended_at_ms: s.ended_at.map(ms_of),
+            created_at_ms: from_unix_ms(s.created_at),
+            started_at_ms: s.started_at.map(from_unix_ms),
+            ended_at_ms: s.ended_at.map(from_unix_ms),
             requested: Instant::now(),
         }
     }
@@ -779,14 +779,6 @@ fn released(result: Result<(), EngineError>, what: &str) -> Result<(), EngineErr
     }
 }
 
-fn unix(ms: u64) -> UnixMs {
-    UnixMs(i64::try_from(ms).unwrap_or(i64::MAX))
-}
-
-fn ms_of(at: UnixMs) -> u64 {
-    u64::try_from(at.0).unwrap_or(0)
-}
-
 fn leg_spec(req: LegRequest) -> LegSpec {
     LegSpec {
         remote: req.remote,
@@ -818,7 +810,7 @@ fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
         detail.push(format!("alert {}", alert.code()));
     }
     NewAudit {
-        at: unix(a.at_ms),
+        at: to_unix_ms(a.at_ms),
         actor: actor(&a.supervisor.0),
         action: format!("supervision.{action}"),
         supervision_id: Some(a.session.to_string()),
@@ -887,7 +879,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<AppState> {
         let recovery = store
-            .recover_after_restart(unix(clock.now_ms()))
+            .recover_after_restart(to_unix_ms(clock.now_ms()))
             .context("cannot close the sessions left open by the previous run")?;
         for closed in &recovery.sessions {
             metrics.alert(ALERT_KIND_ABORTED);
@@ -1596,7 +1588,7 @@ impl AppState {
                 // A web call: a denial, audited (SPEC §4) though nothing else is recorded.
                 self.inner.store.write(|w| {
                     w.append_audit(&NewAudit {
-                        at: unix(now),
+                        at: to_unix_ms(now),
                         actor: actor(req.supervisor_id.as_deref().unwrap_or_default()),
                         action: "supervision.denial".to_owned(),
                         supervision_id: Some(id.to_string()),
@@ -1910,21 +1902,11 @@ impl AppState {
                     supervision_id: Some(alert.session.to_string()),
                     kind: alert.kind.code().to_owned(),
                     text: alert.kind.text().to_owned(),
-                    at: unix(alert.at_ms),
+                    at: to_unix_ms(alert.at_ms),
                     call_id: Some(alert.call.to_string()),
                     reason: Some(alert.reason.clone()),
                 };
-                let alert_id = w.append_alert(&record)?;
-                append_event(
-                    w,
-                    "alert.raised",
-                    serde_json::json!({
-                        "alert_id": alert_id.0, "kind": record.kind, "text": record.text,
-                        "reason": record.reason, "supervision_id": id, "call_id": record.call_id,
-                    }),
-                    scope.clone(),
-                    alert.at_ms,
-                )?;
+                raise_alert(w, &record, scope.clone(), alert.at_ms)?;
             }
             Ok(())
         });
@@ -2001,7 +1983,7 @@ impl AppState {
         err: &StateError,
     ) {
         let record = NewAudit {
-            at: unix(now),
+            at: to_unix_ms(now),
             actor: "system".to_owned(),
             action: format!("supervision.{what}"),
             supervision_id: Some(id.to_string()),
@@ -2034,7 +2016,7 @@ impl AppState {
         }
         let mode = sup.media.map(|_| sup.mode);
         let record = NewAudit {
-            at: unix(now),
+            at: to_unix_ms(now),
             actor: "system".to_owned(),
             action: "supervision.abort".to_owned(),
             supervision_id: Some(id.to_string()),
@@ -2057,7 +2039,7 @@ impl AppState {
             supervision_id: Some(id.to_string()),
             kind: ALERT_KIND_ABORTED.to_owned(),
             text: format!("aborted – {}", reason.replace('_', " ")),
-            at: unix(now),
+            at: to_unix_ms(now),
             call_id: Some(sup.call.to_string()),
             reason: Some(why.to_owned()),
         };
@@ -2070,16 +2052,7 @@ impl AppState {
                 scope.clone(),
                 now,
             )?;
-            let alert_id = w.append_alert(&alert)?;
-            append_event(
-                w,
-                "alert.raised",
-                serde_json::json!({"alert_id": alert_id.0, "kind": alert.kind, "text": alert.text,
-                                   "reason": alert.reason, "supervision_id": id,
-                                   "call_id": alert.call_id}),
-                scope.clone(),
-                now,
-            )
+            raise_alert(w, &alert, scope.clone(), now)
         })?;
         self.inner.metrics.alert(ALERT_KIND_ABORTED);
         self.sync_deadline(r, id);
@@ -2124,7 +2097,7 @@ impl AppState {
 
     /// Fires every answer timeout due at the clock's `now`; returns how many fired. Blocking:
     /// see [`AppState::run_due_timeouts`].
-    pub fn fire_due_timeouts(&self) -> usize {
+    fn fire_due_timeouts(&self) -> usize {
         let mut r = self.records();
         let now = self.now_ms();
         let due: Vec<SupervisionId> = relock(&self.inner.deadlines)
@@ -2230,12 +2203,6 @@ impl AppState {
         }
     }
 
-    /// [`AppState::drain_engine_events`] then [`AppState::apply_engine_events`].
-    pub fn process_engine_events(&self, events: &mut Vec<EngineEvent>) {
-        self.drain_engine_events(events);
-        self.apply_engine_events(events);
-    }
-
     /// One event from the data plane: supervisor DTMF switches mode or stops (through the
     /// session, like the API); a media timeout is a hangup of that party.
     pub fn engine_event(&self, event: EngineEvent) -> Result<(), StateError> {
@@ -2328,9 +2295,30 @@ fn append_event(
         event_type: event_type.to_owned(),
         payload,
         scope,
-        at: unix(at_ms),
+        at: to_unix_ms(at_ms),
     })
     .map(|_| ())
+}
+
+/// Records `alert` and its `alert.raised` event.
+fn raise_alert(
+    w: &mut dyn Writes,
+    alert: &NewAlert,
+    scope: EventScope,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    let alert_id = w.append_alert(alert)?;
+    append_event(
+        w,
+        "alert.raised",
+        serde_json::json!({
+            "alert_id": alert_id.0, "kind": alert.kind, "text": alert.text,
+            "reason": alert.reason, "supervision_id": alert.supervision_id,
+            "call_id": alert.call_id,
+        }),
+        scope,
+        at_ms,
+    )
 }
 
 /// The recent history, oldest first: calls not deleted, and supervisions (linked to their

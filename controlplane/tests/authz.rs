@@ -318,6 +318,11 @@ async fn a_revoked_token_is_refused_at_once_and_secrets_are_never_listed() {
         let (status, err) = h.post("/v1/tokens", &body.to_string()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
     }
+    // A token's user id is a user id of the groups (`agents::UserId`): any user can have one.
+    let body = json!({"role": "agent", "user_id": "site:ag-1"});
+    let (status, minted) = h.post("/v1/tokens", &body.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    assert_eq!(minted["user_id"], "site:ag-1", "{minted}");
 }
 
 #[tokio::test]
