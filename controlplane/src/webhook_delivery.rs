@@ -39,7 +39,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::access::{Administration, Authorized};
-use crate::api::Body;
+use crate::api::{Body, blocking_api as blocking};
+use crate::clock::{from_unix_ms, to_unix_ms};
 use crate::domain::{FromBody, quote};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -251,14 +252,11 @@ struct Webhooks {
 
 // ---- operations (blocking: they commit) ----
 
-/// Store errors as the API answers them; a missing webhook's message is the detail alone.
-pub fn store_error(e: StoreError) -> ApiError {
+/// Store errors as the API answers them, but a missing webhook's message is the detail alone.
+fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { detail, .. } => ApiError::not_found(detail),
-        StoreError::Conflict { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-        }
-        _ => ApiError::internal(e.to_string()),
+        e => ApiError::from(e),
     }
 }
 
@@ -270,7 +268,7 @@ fn not_found(id: &str) -> StoreError {
 }
 
 fn now(state: &AppState) -> UnixMs {
-    UnixMs(i64::try_from(state.clock().now_ms()).unwrap_or(i64::MAX))
+    to_unix_ms(state.clock().now_ms())
 }
 
 fn new_id() -> Result<String, ApiError> {
@@ -392,16 +390,6 @@ pub fn routes() -> Router<AppState> {
             "/v1/webhooks/{webhook}",
             get(get_webhook).patch(patch_webhook).delete(delete_webhook),
         )
-}
-
-/// Runs an operation on the blocking pool (it takes the store's lock and may commit).
-async fn blocking<T: Send + 'static>(
-    state: AppState,
-    f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || f(&state))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 async fn create_webhook(
@@ -609,23 +597,18 @@ async fn schedule(
     in_flight: &mut JoinSet<()>,
     busy: &mut HashMap<tokio::task::Id, String>,
 ) -> Result<Option<u64>, String> {
-    let s = state.clone();
-    let heads = tokio::task::spawn_blocking(move || {
-        fan_out_all(&s)?;
+    let heads = on_store(state, |s| {
+        fan_out_all(s)?;
         s.store().read(heads)
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .await?;
     let now_ms = state.clock().now_ms();
     let mut next_due_ms: Option<u64> = None;
     for (hook, delivery) in heads {
         if busy.values().any(|id| *id == hook.id) {
             continue;
         }
-        let at_ms = delivery
-            .next_attempt_at
-            .map_or(0, |at| u64::try_from(at.0).unwrap_or(0));
+        let at_ms = delivery.next_attempt_at.map_or(0, from_unix_ms);
         if at_ms > now_ms {
             next_due_ms = Some(next_due_ms.map_or(at_ms, |n| n.min(at_ms)));
             continue;
@@ -663,8 +646,7 @@ async fn attempt(
     delivery: DeliveryRecord,
 ) {
     let event_id = delivery.event_id;
-    let s = state.clone();
-    let event = tokio::task::spawn_blocking(move || {
+    let event = on_store(&state, move |s| {
         s.store().read(|r| {
             let page = r.events_after(EventId(event_id.0.saturating_sub(1)), 1)?;
             Ok(page.into_iter().next().filter(|e| e.id == event_id))
@@ -672,8 +654,7 @@ async fn attempt(
     })
     .await;
     let event = match event {
-        Ok(Ok(event)) => event,
-        Ok(Err(err)) => return store_failed(&hook, &err).await,
+        Ok(event) => event,
         Err(err) => return store_failed(&hook, &err).await,
     };
     let (outcome, error) = match &event {
@@ -684,17 +665,15 @@ async fn attempt(
             Some("the event is not in the log".to_owned()),
         ),
     };
-    let s = state.clone();
     let webhook_id = hook.id.clone();
-    let recorded = tokio::task::spawn_blocking(move || {
-        let at = now(&s);
+    let recorded = on_store(&state, move |s| {
+        let at = now(s);
         s.store()
             .write(|w| record(w, &webhook_id, event_id, outcome, error.clone(), at))
     })
     .await;
     let recorded = match recorded {
-        Ok(Ok(recorded)) => recorded,
-        Ok(Err(err)) => return store_failed(&hook, &err).await,
+        Ok(recorded) => recorded,
         Err(err) => return store_failed(&hook, &err).await,
     };
     let metrics = state.metrics();
@@ -725,9 +704,22 @@ async fn attempt(
     }
 }
 
+/// Runs `f` on the blocking pool (it takes the store's lock); a failure, the store's or the
+/// pool's, as text for the log.
+async fn on_store<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&AppState) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Logs a store failure of an attempt, then holds the webhook for [`STORE_RETRY`]: its delivery
 /// is still due, and must not be tried again at once (the store may refuse writes for a while).
-async fn store_failed(hook: &WebhookRecord, err: &(dyn std::fmt::Display + Sync)) {
+async fn store_failed(hook: &WebhookRecord, err: &str) {
     tracing::warn!(%err, webhook = %hook.id, "webhook delivery: the store failed; trying again");
     tokio::time::sleep(STORE_RETRY).await;
 }
@@ -828,11 +820,10 @@ fn record(
         _ => None,
     };
     delivery.last_error = error;
-    let now_ms = u64::try_from(now.0).unwrap_or(0);
     let recorded = match webhooks::next(
         delivery.attempts,
         outcome,
-        now_ms,
+        from_unix_ms(now),
         hook.consecutive_failures,
     ) {
         Next::Delivered => {
@@ -844,7 +835,7 @@ fn record(
             Recorded::Delivered
         }
         Next::RetryAt { at_ms } => {
-            delivery.next_attempt_at = Some(UnixMs(i64::try_from(at_ms).unwrap_or(i64::MAX)));
+            delivery.next_attempt_at = Some(to_unix_ms(at_ms));
             Recorded::Retry
         }
         Next::GiveUp => {

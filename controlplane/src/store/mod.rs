@@ -136,8 +136,6 @@ pub trait Reads {
     fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>>;
     fn webhooks(&self) -> Result<Vec<WebhookRecord>>;
     fn delivery(&self, event_id: EventId, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
-    /// Unfinished deliveries whose next attempt is at or before `now`, soonest first.
-    fn due_deliveries(&self, now: UnixMs, limit: u32) -> Result<Vec<DeliveryRecord>>;
     /// The unfinished delivery of `webhook_id` with the lowest event id (due or not): the only
     /// one that may be attempted, since a webhook's deliveries go in event order.
     fn next_delivery(&self, webhook_id: &str) -> Result<Option<DeliveryRecord>>;

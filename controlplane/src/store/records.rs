@@ -8,24 +8,12 @@
 //! Times are inputs (STYLE.md 3): every record carries the times the caller read from its clock,
 //! as [`UnixMs`]; the store never reads the clock for domain data.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use dataplane::media::matrix::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC), as stored in every `*_at_ms` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct UnixMs(pub i64);
-
-impl UnixMs {
-    /// The wall clock, for the edges that hand `now` to the store. A clock before 1970 reads as 0.
-    pub fn now() -> UnixMs {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        UnixMs(i64::try_from(ms).unwrap_or(i64::MAX))
-    }
-}
 
 macro_rules! log_id {
     ($(#[$doc:meta])* $name:ident) => {

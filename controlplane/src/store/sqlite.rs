@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use rusqlite::{Connection, Params, Row, TransactionBehavior, ffi, params};
+use rusqlite::{Connection, Params, Row, ToSql, TransactionBehavior, ffi, params};
 use serde::de::DeserializeOwned;
 
 use super::{
@@ -513,6 +513,20 @@ macro_rules! agent_cols {
          aggregates"
     };
 }
+/// An agent's values in `agent_cols!()` order (?1 … ?8), for its INSERT and its UPDATE.
+fn agent_params<R>(a: &AgentRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
+    let aggregates = to_json(&a.aggregates, "agents.aggregates")?;
+    f(params![
+        a.user_id,
+        a.state.as_str(),
+        a.state_since.0,
+        a.pause_reason,
+        a.campaign,
+        a.platform.map(ColumnEnum::as_str),
+        a.auto_assignment,
+        aggregates
+    ])
+}
 fn agent_row(row: &Row<'_>) -> Sql<AgentRecord> {
     Ok(AgentRecord {
         user_id: row.get(0)?,
@@ -557,6 +571,29 @@ macro_rules! call_cols {
          deleted_at_ms, media"
     };
 }
+/// A call's values in `call_cols!()` order (?1 … ?17), for its INSERT and its UPDATE.
+fn call_params<R>(c: &CallRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
+    let media = to_json(&c.media, "calls.media")?;
+    f(params![
+        c.id,
+        c.external_id,
+        c.agent_id,
+        c.state.as_str(),
+        c.flags.on_hold,
+        c.flags.consult,
+        c.flags.secure_payment,
+        c.flags.conference,
+        c.web,
+        c.created_at.0,
+        c.ended_at.map(|at| at.0),
+        c.direction.as_str(),
+        c.agent_answered,
+        c.customer_hung_up,
+        c.agent_hung_up,
+        c.deleted_at.map(|at| at.0),
+        media
+    ])
+}
 fn call_row(row: &Row<'_>) -> Sql<CallRecord> {
     Ok(CallRecord {
         id: row.get(0)?,
@@ -586,6 +623,25 @@ macro_rules! supervision_cols {
         "id, call_id, supervisor_id, agent_id, state, mode, end_reason, scope, created_at_ms, \
          started_at_ms, ended_at_ms, media"
     };
+}
+/// A supervision's values in `supervision_cols!()` order (?1 … ?12), for its INSERT and its
+/// UPDATE.
+fn supervision_params<R>(s: &SupervisionRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
+    let media = to_json(&s.media, "supervisions.media")?;
+    f(params![
+        s.id,
+        s.call_id,
+        s.supervisor_id,
+        s.agent_id,
+        s.state.as_str(),
+        s.mode.as_str(),
+        s.end_reason,
+        s.scope.as_str(),
+        s.created_at.0,
+        s.started_at.map(|at| at.0),
+        s.ended_at.map(|at| at.0),
+        media
+    ])
 }
 fn supervision_row(row: &Row<'_>) -> Sql<SupervisionRecord> {
     Ok(SupervisionRecord {
@@ -674,6 +730,17 @@ macro_rules! delivery_cols {
         "event_id, webhook_id, attempts, next_attempt_at_ms, last_status, last_error"
     };
 }
+/// A delivery's values in `delivery_cols!()` order (?1 … ?6), for its INSERT and its UPDATE.
+fn delivery_params<R>(d: &DeliveryRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
+    f(params![
+        d.event_id.0,
+        d.webhook_id,
+        d.attempts,
+        d.next_attempt_at.map(|at| at.0),
+        d.last_status,
+        d.last_error
+    ])
+}
 fn delivery_row(row: &Row<'_>) -> Sql<DeliveryRecord> {
     Ok(DeliveryRecord {
         event_id: EventId(row.get(0)?),
@@ -725,12 +792,11 @@ impl Db<'_> {
     }
 
     fn roles_of(&self, user_id: &str) -> Sql<Vec<Role>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT role FROM user_roles WHERE user_id = ?1")?;
-        let mut roles = stmt
-            .query_and_then([user_id], |r| text_enum::<Role>(r, 0, "user_roles.role"))?
-            .collect::<Sql<Vec<Role>>>()?;
+        let mut roles = self.all(
+            "SELECT role FROM user_roles WHERE user_id = ?1",
+            [user_id],
+            |r| text_enum(r, 0, "user_roles.role"),
+        )?;
         roles.sort_unstable();
         Ok(roles)
     }
@@ -1203,21 +1269,6 @@ impl Reads for Db<'_> {
         })
     }
 
-    fn due_deliveries(&self, now: UnixMs, limit: u32) -> Result<Vec<DeliveryRecord>> {
-        run("listing due webhook deliveries", || {
-            self.all(
-                concat!(
-                    "SELECT ",
-                    delivery_cols!(),
-                    " FROM webhook_deliveries WHERE next_attempt_at_ms <= ?1 \
-                     ORDER BY next_attempt_at_ms, event_id, webhook_id LIMIT ?2"
-                ),
-                [now.0, page(limit)],
-                delivery_row,
-            )
-        })
-    }
-
     fn next_delivery(&self, webhook_id: &str) -> Result<Option<DeliveryRecord>> {
         run("reading a webhook's next delivery", || {
             self.one(
@@ -1438,47 +1489,31 @@ impl Writes for Db<'_> {
 
     fn create_agent(&mut self, a: &AgentRecord) -> Result<()> {
         run("creating an agent", || {
-            let aggregates = to_json(&a.aggregates, "agents.aggregates")?;
-            self.exec(
-                concat!(
-                    "INSERT INTO agents (",
-                    agent_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
-                params![
-                    a.user_id,
-                    a.state.as_str(),
-                    a.state_since.0,
-                    a.pause_reason,
-                    a.campaign,
-                    a.platform.map(ColumnEnum::as_str),
-                    a.auto_assignment,
-                    aggregates
-                ],
-            )?;
+            agent_params(a, |p| {
+                self.exec(
+                    concat!(
+                        "INSERT INTO agents (",
+                        agent_cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    ),
+                    p,
+                )
+            })?;
             Ok(())
         })
     }
 
     fn update_agent(&mut self, a: &AgentRecord) -> Result<()> {
         run("updating an agent", || {
-            let aggregates = to_json(&a.aggregates, "agents.aggregates")?;
-            self.exec_found(
-                "UPDATE agents SET state = ?2, state_since_ms = ?3, pause_reason = ?4, \
-                 campaign = ?5, platform = ?6, auto_assignment = ?7, aggregates = ?8 \
-                 WHERE user_id = ?1",
-                params![
-                    a.user_id,
-                    a.state.as_str(),
-                    a.state_since.0,
-                    a.pause_reason,
-                    a.campaign,
-                    a.platform.map(ColumnEnum::as_str),
-                    a.auto_assignment,
-                    aggregates
-                ],
-                || format!("no agent {:?}", a.user_id),
-            )
+            agent_params(a, |p| {
+                self.exec_found(
+                    "UPDATE agents SET state = ?2, state_since_ms = ?3, pause_reason = ?4, \
+                     campaign = ?5, platform = ?6, auto_assignment = ?7, aggregates = ?8 \
+                     WHERE user_id = ?1",
+                    p,
+                    || format!("no agent {:?}", a.user_id),
+                )
+            })
         })
     }
 
@@ -1534,115 +1569,66 @@ impl Writes for Db<'_> {
 
     fn create_call(&mut self, c: &CallRecord) -> Result<()> {
         run("creating a call", || {
-            self.exec(
-                concat!(
-                    "INSERT INTO calls (",
-                    call_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17)"
-                ),
-                params![
-                    c.id,
-                    c.external_id,
-                    c.agent_id,
-                    c.state.as_str(),
-                    c.flags.on_hold,
-                    c.flags.consult,
-                    c.flags.secure_payment,
-                    c.flags.conference,
-                    c.web,
-                    c.created_at.0,
-                    c.ended_at.map(|at| at.0),
-                    c.direction.as_str(),
-                    c.agent_answered,
-                    c.customer_hung_up,
-                    c.agent_hung_up,
-                    c.deleted_at.map(|at| at.0),
-                    to_json(&c.media, "calls.media")?
-                ],
-            )?;
+            call_params(c, |p| {
+                self.exec(
+                    concat!(
+                        "INSERT INTO calls (",
+                        call_cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                         ?15, ?16, ?17)"
+                    ),
+                    p,
+                )
+            })?;
             Ok(())
         })
     }
 
     fn update_call(&mut self, c: &CallRecord) -> Result<()> {
         run("updating a call", || {
-            self.exec_found(
-                "UPDATE calls SET external_id = ?2, agent_id = ?3, state = ?4, on_hold = ?5, \
-                 consult = ?6, secure_payment = ?7, conference = ?8, web = ?9, ended_at_ms = ?10, \
-                 direction = ?11, agent_answered = ?12, customer_hung_up = ?13, \
-                 agent_hung_up = ?14, deleted_at_ms = ?15, media = ?16 WHERE id = ?1",
-                params![
-                    c.id,
-                    c.external_id,
-                    c.agent_id,
-                    c.state.as_str(),
-                    c.flags.on_hold,
-                    c.flags.consult,
-                    c.flags.secure_payment,
-                    c.flags.conference,
-                    c.web,
-                    c.ended_at.map(|at| at.0),
-                    c.direction.as_str(),
-                    c.agent_answered,
-                    c.customer_hung_up,
-                    c.agent_hung_up,
-                    c.deleted_at.map(|at| at.0),
-                    to_json(&c.media, "calls.media")?
-                ],
-                || format!("no call {:?}", c.id),
-            )
+            // ?10 (created_at_ms) is bound but not set: an update keeps it.
+            call_params(c, |p| {
+                self.exec_found(
+                    "UPDATE calls SET external_id = ?2, agent_id = ?3, state = ?4, on_hold = ?5, \
+                     consult = ?6, secure_payment = ?7, conference = ?8, web = ?9, \
+                     ended_at_ms = ?11, direction = ?12, agent_answered = ?13, \
+                     customer_hung_up = ?14, agent_hung_up = ?15, deleted_at_ms = ?16, \
+                     media = ?17 WHERE id = ?1",
+                    p,
+                    || format!("no call {:?}", c.id),
+                )
+            })
         })
     }
 
     fn create_supervision(&mut self, s: &SupervisionRecord) -> Result<()> {
         run("creating a supervision", || {
-            self.exec(
-                concat!(
-                    "INSERT INTO supervisions (",
-                    supervision_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ),
-                params![
-                    s.id,
-                    s.call_id,
-                    s.supervisor_id,
-                    s.agent_id,
-                    s.state.as_str(),
-                    s.mode.as_str(),
-                    s.end_reason,
-                    s.scope.as_str(),
-                    s.created_at.0,
-                    s.started_at.map(|at| at.0),
-                    s.ended_at.map(|at| at.0),
-                    to_json(&s.media, "supervisions.media")?
-                ],
-            )?;
+            supervision_params(s, |p| {
+                self.exec(
+                    concat!(
+                        "INSERT INTO supervisions (",
+                        supervision_cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    ),
+                    p,
+                )
+            })?;
             Ok(())
         })
     }
 
     fn update_supervision(&mut self, s: &SupervisionRecord) -> Result<()> {
         run("updating a supervision", || {
-            self.exec_found(
-                "UPDATE supervisions SET call_id = ?2, supervisor_id = ?3, agent_id = ?4, \
-                 state = ?5, mode = ?6, end_reason = ?7, scope = ?8, started_at_ms = ?9, \
-                 ended_at_ms = ?10, media = ?11 WHERE id = ?1",
-                params![
-                    s.id,
-                    s.call_id,
-                    s.supervisor_id,
-                    s.agent_id,
-                    s.state.as_str(),
-                    s.mode.as_str(),
-                    s.end_reason,
-                    s.scope.as_str(),
-                    s.started_at.map(|at| at.0),
-                    s.ended_at.map(|at| at.0),
-                    to_json(&s.media, "supervisions.media")?
-                ],
-                || format!("no supervision {:?}", s.id),
-            )
+            // ?9 (created_at_ms) is bound but not set: an update keeps it.
+            supervision_params(s, |p| {
+                self.exec_found(
+                    "UPDATE supervisions SET call_id = ?2, supervisor_id = ?3, agent_id = ?4, \
+                     state = ?5, mode = ?6, end_reason = ?7, scope = ?8, started_at_ms = ?10, \
+                     ended_at_ms = ?11, media = ?12 WHERE id = ?1",
+                    p,
+                    || format!("no supervision {:?}", s.id),
+                )
+            })
         })
     }
 
@@ -1754,45 +1740,35 @@ impl Writes for Db<'_> {
 
     fn enqueue_delivery(&mut self, d: &DeliveryRecord) -> Result<()> {
         run("enqueueing a webhook delivery", || {
-            self.exec(
-                concat!(
-                    "INSERT INTO webhook_deliveries (",
-                    delivery_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ),
-                params![
-                    d.event_id.0,
-                    d.webhook_id,
-                    d.attempts,
-                    d.next_attempt_at.map(|at| at.0),
-                    d.last_status,
-                    d.last_error
-                ],
-            )?;
+            delivery_params(d, |p| {
+                self.exec(
+                    concat!(
+                        "INSERT INTO webhook_deliveries (",
+                        delivery_cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    ),
+                    p,
+                )
+            })?;
             Ok(())
         })
     }
 
     fn update_delivery(&mut self, d: &DeliveryRecord) -> Result<()> {
         run("updating a webhook delivery", || {
-            self.exec_found(
-                "UPDATE webhook_deliveries SET attempts = ?3, next_attempt_at_ms = ?4, \
-                 last_status = ?5, last_error = ?6 WHERE event_id = ?1 AND webhook_id = ?2",
-                params![
-                    d.event_id.0,
-                    d.webhook_id,
-                    d.attempts,
-                    d.next_attempt_at.map(|at| at.0),
-                    d.last_status,
-                    d.last_error
-                ],
-                || {
-                    format!(
-                        "no delivery of event {} to webhook {:?}",
-                        d.event_id.0, d.webhook_id
-                    )
-                },
-            )
+            delivery_params(d, |p| {
+                self.exec_found(
+                    "UPDATE webhook_deliveries SET attempts = ?3, next_attempt_at_ms = ?4, \
+                     last_status = ?5, last_error = ?6 WHERE event_id = ?1 AND webhook_id = ?2",
+                    p,
+                    || {
+                        format!(
+                            "no delivery of event {} to webhook {:?}",
+                            d.event_id.0, d.webhook_id
+                        )
+                    },
+                )
+            })
         })
     }
 

@@ -640,6 +640,9 @@ fn agents_round_trip_in_every_state() {
         a.pause_reason = (state == AgentState::Pause).then(|| "lunch".to_owned());
         a.platform = Platform::ALL.get(state as usize % 3).copied();
         a.auto_assignment = !a.auto_assignment;
+        a.state_since.0 += 1;
+        a.campaign = (state != AgentState::Busy).then(|| format!("campaign {state:?}"));
+        a.aggregates = json!({ "last_state": state.as_str() });
         store.write(|w| w.update_agent(&a)).unwrap();
         assert_eq!(store.read(|r| r.agent("agent")).unwrap(), Some(a.clone()));
     }
@@ -730,15 +733,41 @@ fn calls_round_trip() {
         store.read(|r| r.call_by_external_id("sip-c1")).unwrap(),
         Some(c.clone())
     );
-    c.flags = CallFlags {
-        on_hold: true,
-        consult: true,
-        secure_payment: true,
-        conference: true,
+    // Every column but the id and the creation time changes.
+    c = CallRecord {
+        id: c.id,
+        external_id: Some("sip-c1-bis".to_owned()),
+        agent_id: Some("sup".to_owned()),
+        state: CallState::Active,
+        flags: CallFlags {
+            on_hold: true,
+            consult: true,
+            secure_payment: true,
+            conference: true,
+        },
+        web: true,
+        created_at: c.created_at,
+        ended_at: None,
+        direction: CallDirection::Outbound,
+        agent_answered: false,
+        customer_hung_up: true,
+        agent_hung_up: true,
+        deleted_at: Some(UnixMs(2_900)),
+        media: json!({ "customer": { "codec": "PCMA" } }),
     };
-    c.web = true;
+    let moved = CallRecord {
+        created_at: UnixMs(1),
+        ..c.clone()
+    };
+    store.write(|w| w.update_call(&moved)).unwrap();
+    assert_eq!(
+        store.read(|r| r.call("c1")).unwrap(),
+        Some(c.clone()),
+        "an update keeps created_at"
+    );
+    c.agent_id = Some("agent".to_owned());
+    c.external_id = Some("sip-c1".to_owned());
     store.write(|w| w.update_call(&c)).unwrap();
-    assert_eq!(store.read(|r| r.call("c1")).unwrap(), Some(c.clone()));
 
     let mut c2 = call("c2");
     c2.created_at = UnixMs(9_000);
@@ -802,15 +831,42 @@ fn supervisions_round_trip_in_every_state_mode_and_scope() {
         with_call
     );
 
-    let mut s = store.read(|r| r.supervision("s001")).unwrap().unwrap();
-    assert_eq!(s.state, SupervisionState::Requested);
-    s.state = SupervisionState::Stopped;
-    s.ended_at = Some(UnixMs(7_000));
-    store.write(|w| w.update_supervision(&s)).unwrap();
+    let s = store.read(|r| r.supervision("s001")).unwrap().unwrap();
+    assert_eq!(
+        (s.state, s.mode, s.scope),
+        (
+            SupervisionState::Requested,
+            Mode::ALL[0],
+            SupervisionScope::Call
+        )
+    );
+    // Every column but the id and the creation time changes.
+    let mut s = SupervisionRecord {
+        id: s.id,
+        call_id: None,
+        supervisor_id: Some("agent".to_owned()),
+        agent_id: Some("sup".to_owned()),
+        state: SupervisionState::Stopped,
+        mode: Mode::ALL[1],
+        end_reason: Some("operator".to_owned()),
+        scope: SupervisionScope::Persistent,
+        created_at: s.created_at,
+        started_at: Some(UnixMs(6_000)),
+        ended_at: Some(UnixMs(7_000)),
+        media: json!({ "leg": { "codec": "PCMU" } }),
+    };
+    let moved = SupervisionRecord {
+        created_at: UnixMs(1),
+        ..s.clone()
+    };
+    store.write(|w| w.update_supervision(&moved)).unwrap();
     assert_eq!(
         store.read(|r| r.supervision("s001")).unwrap(),
-        Some(s.clone())
+        Some(s.clone()),
+        "an update keeps created_at"
     );
+    s.call_id = Some("c1".to_owned());
+    s.scope = SupervisionScope::Call;
 
     // The schema's own rules: an end time exactly when terminal; a call unless persistent; a
     // call that exists.
@@ -1031,13 +1087,12 @@ fn webhooks_and_deliveries_round_trip() {
         .unwrap();
     assert_conflict(store.write(|w| w.enqueue_delivery(&d1)));
     assert_eq!(
-        store.read(|r| r.due_deliveries(UnixMs(100), 10)).unwrap(),
-        [d2.clone(), d1.clone()],
-        "soonest first"
+        store.read(|r| r.delivery(e2, "w1")).unwrap(),
+        Some(d2.clone())
     );
     assert_eq!(
-        store.read(|r| r.due_deliveries(UnixMs(60), 10)).unwrap(),
-        [d2]
+        store.read(|r| r.next_delivery("w1")).unwrap(),
+        Some(d1.clone())
     );
 
     d1.attempts = 1;
@@ -1050,11 +1105,9 @@ fn webhooks_and_deliveries_round_trip() {
         Some(d1.clone())
     );
     assert_eq!(
-        store
-            .read(|r| r.due_deliveries(UnixMs(1_000), 10))
-            .unwrap()
-            .len(),
-        1
+        store.read(|r| r.next_delivery("w1")).unwrap(),
+        Some(d2),
+        "a finished delivery is no longer pending"
     );
 
     let to_nowhere = DeliveryRecord {
