@@ -111,44 +111,61 @@ pub(crate) fn check_label(
     Ok(trimmed.to_owned())
 }
 
-/// A user of the appliance (agent, supervisor, admin) as the rest of the control plane names
-/// them. A newtype so an agent id is never confused with a case or a call id (STYLE.md 10).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct UserId(String);
+/// Defines an identifier newtype over `String`, checked by [`check_id`] on every way in
+/// (`parse`, `TryFrom`, serde), named `$field` in its errors.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl UserId {
-    /// Parses an id: 1 to [`USER_ID_LEN_MAX`] characters among `A-Z a-z 0-9 . _ - : @`.
-    pub fn parse(s: &str) -> Result<UserId, InvalidValue> {
-        check_id("user id", s)?;
-        Ok(UserId(s.to_owned()))
-    }
+        impl $name {
+            /// 1 to [`USER_ID_LEN_MAX`](crate::agents::USER_ID_LEN_MAX) characters among
+            /// `A-Z a-z 0-9 . _ - : @`.
+            pub fn parse(s: &str) -> Result<$name, $crate::agents::InvalidValue> {
+                $crate::agents::check_id($field, s)?;
+                Ok($name(s.to_owned()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::agents::InvalidValue;
+
+            fn try_from(s: String) -> Result<$name, $crate::agents::InvalidValue> {
+                $crate::agents::check_id($field, &s)?;
+                Ok($name(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
+pub(crate) use text_id;
 
-impl TryFrom<String> for UserId {
-    type Error = InvalidValue;
-
-    fn try_from(s: String) -> Result<UserId, InvalidValue> {
-        check_id("user id", &s)?;
-        Ok(UserId(s))
-    }
-}
-
-impl From<UserId> for String {
-    fn from(id: UserId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(
+    /// A user of the appliance (agent, supervisor, admin) as the rest of the control plane names
+    /// them. A newtype so an agent id is never confused with a case or a call id (STYLE.md 10).
+    UserId,
+    "user id"
+);
 
 /// Why an agent is on pause. A validated free label rather than a fixed enum, because each
 /// campaign defines its own reasons ("lunch", "training", "coaching"…); 1 to

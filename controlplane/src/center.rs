@@ -22,14 +22,14 @@ use crate::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Dashboard, InvalidValue, Platform,
     UserId,
 };
+use crate::clock::to_unix_ms;
 use crate::groups::{
     Availability, Directory, GroupError, GroupEvent, GroupId, GroupKind, MemberFilter, MemberView,
     Membership, Presence, Rights, RingingCallView,
 };
 use crate::store::{
     self, AgentRecord, BeepPolicy, ColumnEnum as _, GroupMember, GroupRecord, GroupSupervisor,
-    NewEvent, Reads, Store, StoreError, StoreExt as _, SupervisorSettings, UnixMs, UserRecord,
-    Writes,
+    NewEvent, Reads, Store, StoreError, StoreExt as _, SupervisorSettings, UserRecord, Writes,
 };
 
 /// Why a center operation was refused; nothing changed. Mapped to HTTP in `error.rs`.
@@ -160,10 +160,6 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn unix(ms: u64) -> UnixMs {
-    UnixMs(i64::try_from(ms).unwrap_or(i64::MAX))
-}
-
 fn kind_to_store(kind: GroupKind) -> store::GroupKind {
     match kind {
         GroupKind::Standard => store::GroupKind::Standard,
@@ -205,7 +201,7 @@ fn agent_record(agent: &Agent) -> Result<AgentRecord, StoreError> {
     Ok(AgentRecord {
         user_id: agent.id().to_string(),
         state: state_to_store(agent.state()),
-        state_since: unix(agent.since_ms()),
+        state_since: to_unix_ms(agent.since_ms()),
         pause_reason: match agent.state() {
             AgentState::Pause { reason } => Some(reason.to_string()),
             _ => None,
@@ -215,15 +211,6 @@ fn agent_record(agent: &Agent) -> Result<AgentRecord, StoreError> {
         auto_assignment: agent.auto_assignment(),
         aggregates,
     })
-}
-
-/// The `group.*` event type of a directory event: `group.member_logged_in`, …
-fn group_event_type(event: &GroupEvent) -> String {
-    let tag = serde_json::to_value(event)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "changed".to_owned());
-    format!("group.{tag}")
 }
 
 impl Model {
@@ -318,12 +305,14 @@ impl Model {
                 | E::CallTaken { .. }
                 | E::ForwardingChanged { .. } => {}
             }
+            // The event's serde tag names it: `group.member_logged_in`, …
             let payload = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+            let tag = payload.get("type").and_then(|t| t.as_str());
             w.append_event(&NewEvent {
-                event_type: group_event_type(event),
+                event_type: format!("group.{}", tag.unwrap_or("changed")),
                 payload,
                 scope: self.scope(event),
-                at: unix(now_ms),
+                at: to_unix_ms(now_ms),
             })?;
         }
         Ok(())
@@ -352,7 +341,7 @@ fn agent_event(
             groups: model.groups_of(agent),
             users: vec![agent.to_string()],
         },
-        at: unix(now_ms),
+        at: to_unix_ms(now_ms),
     })
     .map(|_| ())
 }
@@ -466,23 +455,22 @@ impl Center {
         })
     }
 
-    /// Runs `f` on the model, then commits what it returns with `persist`; a refused `f` or a
-    /// failed commit leaves the model as it was.
+    /// Runs `f` on the directory and the groups' policies, then commits what it returns with
+    /// `persist`. A refused `f` changed nothing (the directory's methods refuse whole); a
+    /// failed commit puts both back as they were. Only they are saved for that: a directory
+    /// change may touch several of its maps, but never an agent.
     fn change<T>(
         &self,
         store: &dyn Store,
-        f: impl FnOnce(&mut Model) -> Result<T, CenterError>,
+        f: impl FnOnce(&mut Directory, &mut BTreeMap<GroupId, Policy>) -> Result<T, CenterError>,
         mut persist: impl FnMut(&mut dyn Writes, &Model, &T) -> Result<(), StoreError>,
     ) -> Result<T, CenterError> {
-        let mut model = relock(&self.model);
-        let before = (
-            model.dir.clone(),
-            model.policies.clone(),
-            model.agents.clone(),
-        );
-        let out = f(&mut model)?;
-        if let Err(e) = store.write(|w| persist(w, &model, &out)) {
-            (model.dir, model.policies, model.agents) = before;
+        let mut guard = relock(&self.model);
+        let model = &mut *guard;
+        let before = (model.dir.clone(), model.policies.clone());
+        let out = f(&mut model.dir, &mut model.policies)?;
+        if let Err(e) = store.write(|w| persist(w, model, &out)) {
+            (model.dir, model.policies) = before;
             return Err(e.into());
         }
         Ok(out)
@@ -497,9 +485,28 @@ impl Center {
     ) -> Result<Vec<GroupEvent>, CenterError> {
         self.change(
             store,
-            |m| Ok(f(&mut m.dir)?),
+            |dir, _| Ok(f(dir)?),
             |w, m, events| m.persist(w, events, now_ms),
         )
+    }
+
+    /// Runs `f` on a copy of agent `id`, commits the copy with `persist`, and only then puts
+    /// it in the model: a refused `f` or a failed commit leaves the agent as it was. Answers
+    /// the agent's view after the change.
+    fn change_agent<T>(
+        &self,
+        store: &dyn Store,
+        id: &UserId,
+        now_ms: u64,
+        f: impl FnOnce(&mut Agent) -> Result<T, CenterError>,
+        mut persist: impl FnMut(&mut dyn Writes, &Model, &Agent, &T) -> Result<(), StoreError>,
+    ) -> Result<AgentView, CenterError> {
+        let mut model = relock(&self.model);
+        let mut agent = model.agent(id)?.clone();
+        let out = f(&mut agent)?;
+        store.write(|w| persist(w, &model, &agent, &out))?;
+        model.agents.insert(id.clone(), agent);
+        Self::agent_view(&model, id, now_ms)
     }
 
     // ----- users -----
@@ -530,14 +537,14 @@ impl Center {
         let id = req.id.clone();
         self.change(
             store,
-            |m| {
-                let events = m.dir.create_unsupervised_group(
+            |dir, policies| {
+                let events = dir.create_unsupervised_group(
                     req.id.clone(),
                     &req.name,
                     req.kind,
                     req.lock_last_member,
                 )?;
-                m.policies.insert(
+                policies.insert(
                     req.id.clone(),
                     Policy {
                         agent_beep: req.agent_beep,
@@ -557,7 +564,7 @@ impl Center {
                     lock_last_member: req.lock_last_member,
                     agent_beep: req.agent_beep,
                     max_monitors_per_agent: req.max_monitors_per_agent,
-                    created_at: unix(now_ms),
+                    created_at: to_unix_ms(now_ms),
                 })?;
                 m.persist(w, events, now_ms)
             },
@@ -574,13 +581,12 @@ impl Center {
     ) -> Result<GroupView, CenterError> {
         self.change(
             store,
-            |m| {
+            |dir, policies| {
                 let mut events = Vec::new();
                 if let Some(lock) = change.lock_last_member {
-                    events = m.dir.set_lock_last_member(id, lock)?;
+                    events = dir.set_lock_last_member(id, lock)?;
                 }
-                let policy = m
-                    .policies
+                let policy = policies
                     .get_mut(id)
                     .ok_or_else(|| GroupError::UnknownGroup { group: id.clone() })?;
                 if let Some(beep) = change.agent_beep {
@@ -611,7 +617,7 @@ impl Center {
                         groups: vec![id.to_string()],
                         users: Vec::new(),
                     },
-                    at: unix(now_ms),
+                    at: to_unix_ms(now_ms),
                 })
                 .map(|_| ())
             },
@@ -627,9 +633,9 @@ impl Center {
     ) -> Result<(), CenterError> {
         self.change(
             store,
-            |m| {
-                let events = m.dir.remove_group(id)?;
-                m.policies.remove(id);
+            |dir, policies| {
+                let events = dir.remove_group(id)?;
+                policies.remove(id);
                 Ok(events)
             },
             |w, m, events| m.persist(w, events, now_ms),
@@ -649,14 +655,14 @@ impl Center {
         let user = parse_user(user)?;
         self.change(
             store,
-            |m| {
-                let g = m.dir.group(group).ok_or_else(|| GroupError::UnknownGroup {
+            |dir, _| {
+                let g = dir.group(group).ok_or_else(|| GroupError::UnknownGroup {
                     group: group.clone(),
                 })?;
                 if g.is_supervised_by(&user) {
                     Ok(Vec::new())
                 } else {
-                    Ok(m.dir.add_supervisor(group, user.clone())?)
+                    Ok(dir.add_supervisor(group, user.clone())?)
                 }
             },
             |w, m, events| {
@@ -684,7 +690,7 @@ impl Center {
         let user = parse_user(user)?;
         self.change(
             store,
-            |m| Ok(m.dir.remove_supervisor(group, &user)?),
+            |dir, _| Ok(dir.remove_supervisor(group, &user)?),
             |w, m, events| {
                 w.remove_group_supervisor(group.as_str(), user.as_str())?;
                 m.persist(w, events, now_ms)
@@ -800,11 +806,11 @@ impl Center {
         let agent = parse_user(agent)?;
         self.change(
             store,
-            |m| {
+            |dir, _| {
                 if on {
-                    Ok(m.dir.subscribe(supervisor, &agent)?)
+                    Ok(dir.subscribe(supervisor, &agent)?)
                 } else {
-                    Ok(m.dir.unsubscribe(supervisor, &agent))
+                    Ok(dir.unsubscribe(supervisor, &agent))
                 }
             },
             |w, _, changed| {
@@ -815,7 +821,7 @@ impl Center {
                     w.subscribe(&store::Subscription {
                         supervisor_id: supervisor.to_string(),
                         agent_id: agent.to_string(),
-                        created_at: unix(now_ms),
+                        created_at: to_unix_ms(now_ms),
                     })
                 } else {
                     w.unsubscribe(supervisor.as_str(), agent.as_str())
@@ -825,16 +831,7 @@ impl Center {
     }
 
     pub fn subscriptions_of(&self, supervisor: &UserId) -> Vec<UserId> {
-        let model = relock(&self.model);
-        model
-            .dir
-            .groups()
-            .flat_map(|g| g.members().keys())
-            .filter(|agent| model.dir.subscribers_of(agent).contains(supervisor))
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect()
+        relock(&self.model).dir.subscriptions_of(supervisor)
     }
 
     // ----- platform reports (the softswitch) -----
@@ -1035,22 +1032,13 @@ impl Center {
             Some(u) if u.roles.contains(&store::Role::Agent) => {}
             _ => return Err(CenterError::UnknownAgent(id.clone())),
         }
-        self.change(
-            store,
-            |m| {
-                if m.agents.contains_key(id) {
-                    return Ok(None);
-                }
-                let agent = Agent::new(id.clone(), Platform::Web, now_ms);
-                m.agents.insert(id.clone(), agent.clone());
-                Ok(Some(agent))
-            },
-            |w, _, agent| match agent {
-                Some(agent) => w.create_agent(&agent_record(agent)?),
-                None => Ok(()),
-            },
-        )
-        .map(|_| ())
+        let mut model = relock(&self.model);
+        if !model.agents.contains_key(id) {
+            let agent = Agent::new(id.clone(), Platform::Web, now_ms);
+            store.write(|w| w.create_agent(&agent_record(&agent)?))?;
+            model.agents.insert(id.clone(), agent);
+        }
+        Ok(())
     }
 
     fn agent_view(model: &Model, id: &UserId, now_ms: u64) -> Result<AgentView, CenterError> {
@@ -1111,25 +1099,22 @@ impl Center {
         now_ms: u64,
     ) -> Result<AgentView, CenterError> {
         self.ensure_agent(store, id, now_ms)?;
-        self.change(
+        self.change_agent(
             store,
-            |m| {
-                let agent = m
-                    .agents
-                    .get_mut(id)
-                    .ok_or_else(|| CenterError::UnknownAgent(id.clone()))?;
+            id,
+            now_ms,
+            |agent| {
                 Ok(match forced_by {
                     Some(by) => agent.force_state(to, by, now_ms)?,
                     None => agent.change_state(to, now_ms)?,
                 })
             },
-            |w, m, change| {
-                w.update_agent(&agent_record(m.agent(id).map_err(internal)?)?)?;
+            |w, m, agent, change| {
+                w.update_agent(&agent_record(agent)?)?;
                 let payload = serde_json::to_value(change).unwrap_or(serde_json::Value::Null);
                 agent_event(w, m, id, "agent.state_changed", payload, now_ms)
             },
-        )?;
-        Self::agent_view(&relock(&self.model), id, now_ms)
+        )
     }
 
     pub fn update_agent(
@@ -1140,13 +1125,11 @@ impl Center {
         now_ms: u64,
     ) -> Result<AgentView, CenterError> {
         self.ensure_agent(store, id, now_ms)?;
-        self.change(
+        self.change_agent(
             store,
-            |m| {
-                let agent = m
-                    .agents
-                    .get_mut(id)
-                    .ok_or_else(|| CenterError::UnknownAgent(id.clone()))?;
+            id,
+            now_ms,
+            |agent| {
                 if let Some(on) = change.auto_assignment {
                     agent.set_auto_assignment(on);
                 }
@@ -1158,8 +1141,7 @@ impl Center {
                 }
                 Ok(())
             },
-            |w, m, ()| {
-                let agent = m.agent(id).map_err(internal)?;
+            |w, m, agent, ()| {
                 w.update_agent(&agent_record(agent)?)?;
                 let payload = serde_json::json!({
                     "agent": id,
@@ -1169,8 +1151,7 @@ impl Center {
                 });
                 agent_event(w, m, id, "agent.updated", payload, now_ms)
             },
-        )?;
-        Self::agent_view(&relock(&self.model), id, now_ms)
+        )
     }
 
     /// A supervisor's private message to an agent: an `agent.message` event only the agent
@@ -1184,27 +1165,26 @@ impl Center {
         now_ms: u64,
     ) -> Result<ChatMessage, CenterError> {
         self.ensure_agent(store, to, now_ms)?;
-        self.change(
-            store,
-            |m| Ok(ChatMessage::new(from.clone(), m.agent(to)?, text, now_ms)?),
-            |w, _, message| {
-                w.append_event(&NewEvent {
-                    event_type: "agent.message".to_owned(),
-                    payload: serde_json::json!({
-                        "from": message.from(),
-                        "to": message.to(),
-                        "text": message.text(),
-                        "at_ms": message.at_ms(),
-                    }),
-                    scope: store::EventScope {
-                        groups: Vec::new(),
-                        users: vec![to.to_string()],
-                    },
-                    at: unix(now_ms),
-                })
-                .map(|_| ())
-            },
-        )
+        // Nothing in the model changes: the lock is only held to find the agent.
+        let message = ChatMessage::new(from.clone(), relock(&self.model).agent(to)?, text, now_ms)?;
+        store.write(|w| {
+            w.append_event(&NewEvent {
+                event_type: "agent.message".to_owned(),
+                payload: serde_json::json!({
+                    "from": message.from(),
+                    "to": message.to(),
+                    "text": message.text(),
+                    "at_ms": message.at_ms(),
+                }),
+                scope: store::EventScope {
+                    groups: Vec::new(),
+                    users: vec![to.to_string()],
+                },
+                at: to_unix_ms(now_ms),
+            })
+            .map(|_| ())
+        })?;
+        Ok(message)
     }
 
     /// Tells `agent`'s subscribers that they are on a service call (`agent.on_service_call`),
@@ -1231,7 +1211,7 @@ impl Center {
                 groups: Vec::new(),
                 users: subscribers.iter().map(ToString::to_string).collect(),
             },
-            at: unix(now_ms),
+            at: to_unix_ms(now_ms),
         })
         .map(|_| ())
     }
@@ -1244,13 +1224,6 @@ fn configured_user(e: CenterError) -> CenterError {
             CenterError::UnknownUser(user.to_string())
         }
         e => e,
-    }
-}
-
-fn internal(e: CenterError) -> StoreError {
-    StoreError::Invalid {
-        context: "center".to_owned(),
-        detail: e.to_string(),
     }
 }
 
@@ -1270,6 +1243,148 @@ pub fn set_registered_number(
     w.set_supervisor_settings(&SupervisorSettings {
         user_id: user.to_owned(),
         registered_number: number.to_owned(),
-        updated_at: unix(now_ms),
+        updated_at: to_unix_ms(now_ms),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::store::{Role, SqliteStore};
+
+    const T0_MS: u64 = 1_700_000_000_000;
+
+    /// A store whose commits fail while `failing` is set (a full disk).
+    struct FailingStore {
+        inner: SqliteStore,
+        failing: AtomicBool,
+    }
+
+    impl Store for FailingStore {
+        fn write_dyn(
+            &self,
+            f: &mut dyn FnMut(&mut dyn Writes) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend {
+                    context: "committing".to_owned(),
+                    cause: "disk full (test)".into(),
+                });
+            }
+            self.inner.write_dyn(f)
+        }
+
+        fn read_dyn(
+            &self,
+            f: &mut dyn FnMut(&dyn Reads) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.read_dyn(f)
+        }
+    }
+
+    fn id(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    /// What the API shows of the center: the group and agent ag-1, as JSON.
+    fn shown(c: &Center, store: &dyn Store) -> serde_json::Value {
+        let group = c.group(store, &GroupId::parse("aid").unwrap()).unwrap();
+        let agent = c.agent(store, &id("ag-1"), T0_MS).unwrap();
+        serde_json::json!({"group": group, "agent": agent})
+    }
+
+    /// Each kind of change (directory and policies, one agent, a new agent) refused by the
+    /// store leaves memory as it was: the same request then succeeds as if first made, and
+    /// memory agrees with a center loaded afresh from the store.
+    #[test]
+    fn a_failed_commit_changes_nothing_in_memory() {
+        let store = FailingStore {
+            inner: SqliteStore::open_in_memory().unwrap(),
+            failing: AtomicBool::new(false),
+        };
+        store
+            .write(|w| {
+                for (user, role) in [
+                    ("sup-1", Role::Supervisor),
+                    ("ag-1", Role::Agent),
+                    ("ag-2", Role::Agent),
+                ] {
+                    w.create_user(&UserRecord {
+                        id: user.to_owned(),
+                        display_name: user.to_owned(),
+                        phone_number: None,
+                        roles: vec![role],
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let c = Center::load(&store, T0_MS).unwrap();
+        let aid = GroupId::parse("aid").unwrap();
+        let new_group = NewGroup {
+            id: aid.clone(),
+            name: "Aid".to_owned(),
+            kind: GroupKind::MutualAid,
+            lock_last_member: false,
+            agent_beep: BeepPolicy::None,
+            max_monitors_per_agent: None,
+        };
+        c.create_group(&store, new_group, T0_MS).unwrap();
+        let rights = crate::access::Rights {
+            listen: true,
+            intervene: false,
+            admin: true,
+        };
+        c.set_supervisor(&store, &aid, "sup-1", rights, T0_MS)
+            .unwrap();
+        c.set_member(&store, &aid, "ag-1", true, T0_MS).unwrap();
+        c.agent(&store, &id("ag-1"), T0_MS).unwrap();
+
+        let lock_and_beep = || GroupChange {
+            lock_last_member: Some(true),
+            agent_beep: Some(BeepPolicy::AgentBeep),
+            max_monitors_per_agent: Some(Some(2)),
+        };
+        store.failing.store(true, Ordering::SeqCst);
+        let before = shown(&c, &store);
+        let refused = [
+            c.join_or_leave(&store, &aid, &id("ag-1"), true, T0_MS)
+                .map(|_| ()),
+            c.update_group(&store, &aid, lock_and_beep(), T0_MS)
+                .map(|_| ()),
+            c.subscription(&store, &id("sup-1"), "ag-1", true, T0_MS)
+                .map(|_| ()),
+            c.change_state(&store, &id("ag-1"), AgentState::Standby, None, T0_MS)
+                .map(|_| ()),
+            c.agent(&store, &id("ag-2"), T0_MS).map(|_| ()),
+        ];
+        for r in refused {
+            assert!(matches!(r, Err(CenterError::Store(_))), "{r:?}");
+        }
+        assert_eq!(shown(&c, &store), before, "a failed commit changed memory");
+        assert!(!relock(&c.model).agents.contains_key(&id("ag-2")));
+        store.failing.store(false, Ordering::SeqCst);
+
+        // As if first made: a join not yet applied, a subscription new, a state change allowed.
+        let joined = c
+            .join_or_leave(&store, &aid, &id("ag-1"), true, T0_MS)
+            .unwrap();
+        assert!(matches!(joined[..], [GroupEvent::MemberLoggedIn { .. }]));
+        let view = c
+            .update_group(&store, &aid, lock_and_beep(), T0_MS)
+            .unwrap();
+        assert!(view.lock_last_member);
+        assert!(
+            c.subscription(&store, &id("sup-1"), "ag-1", true, T0_MS)
+                .unwrap()
+        );
+        c.change_state(&store, &id("ag-1"), AgentState::Standby, None, T0_MS)
+            .unwrap();
+        c.agent(&store, &id("ag-2"), T0_MS).unwrap();
+        let reloaded = Center::load(&store, T0_MS).unwrap();
+        assert_eq!(shown(&c, &store), shown(&reloaded, &store));
+        assert_eq!(reloaded.subscriptions_of(&id("sup-1")), [id("ag-1")]);
+    }
 }

@@ -19,14 +19,17 @@ use crate::access::{
 use crate::agents::{AgentState, PauseReason, Platform, UserId};
 use crate::api::{Body, blocking_api as blocking};
 use crate::auth::Role;
-use crate::center::{AgentChange, AgentView, Forcer, GroupChange, GroupView, NewGroup};
+use crate::center::{
+    AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
+};
+use crate::clock::to_unix_ms;
 use crate::domain::{FromBody, quote};
 use crate::error::ApiError;
 use crate::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
 };
 use crate::state::AppState;
-use crate::store::{self, ColumnEnum as _, StoreExt as _};
+use crate::store::{self, ColumnEnum as _, Store, StoreExt as _};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -139,34 +142,43 @@ impl Segments {
     }
 }
 
-/// The user a console or agent token acts as.
-fn acting_user(principal: &Principal) -> ApiResult<UserId> {
+/// The user the token names, if any.
+fn token_user(principal: &Principal) -> Option<UserId> {
     principal
         .user_id
         .as_deref()
         .and_then(|u| UserId::parse(u).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this endpoint acts as a user, and the token names none: use a token with a \
-                 user_id",
-            )
-        })
+}
+
+/// The user a console or agent token acts as.
+fn acting_user(principal: &Principal) -> ApiResult<UserId> {
+    token_user(principal).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this endpoint acts as a user, and the token names none: use a token with a \
+             user_id",
+        )
+    })
 }
 
 /// Who is recorded as having forced a change: the token's user, else the token itself.
 fn actor_id(principal: &Principal) -> ApiResult<UserId> {
-    principal
-        .user_id
-        .as_deref()
-        .and_then(|u| UserId::parse(u).ok())
+    token_user(principal)
         .or_else(|| UserId::parse(&principal.token_id).ok())
         .ok_or_else(|| ApiError::internal("the token's id is not a user id"))
 }
 
 fn now(s: &AppState) -> u64 {
     s.clock().now_ms()
+}
+
+/// Runs a [`Center`] operation on the blocking pool, handed the store and the time.
+async fn center<T: Send + 'static>(
+    state: AppState,
+    op: impl FnOnce(&Center, &dyn Store, u64) -> Result<T, CenterError> + Send + 'static,
+) -> ApiResult<T> {
+    blocking(state, move |s| Ok(op(s.center(), s.store(), now(s))?)).await
 }
 
 fn sees_everything(principal: &Principal) -> bool {
@@ -547,10 +559,7 @@ async fn create_group(
     State(state): State<AppState>,
     Body(req): Body<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let group = blocking(state, move |s| {
-        Ok(s.center().create_group(s.store(), req, now(s))?)
-    })
-    .await?;
+    let group = center(state, move |c, store, now| c.create_group(store, req, now)).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -562,8 +571,8 @@ async fn patch_group(
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
     Ok(Json(
-        blocking(state, move |s| {
-            Ok(s.center().update_group(s.store(), &group, change, now(s))?)
+        center(state, move |c, store, now| {
+            c.update_group(store, &group, change, now)
         })
         .await?,
     ))
@@ -575,8 +584,8 @@ async fn delete_group(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let group = seg.group()?;
-    blocking(state, move |s| {
-        Ok(s.center().remove_group(s.store(), &group, now(s))?)
+    center(state, move |c, store, now| {
+        c.remove_group(store, &group, now)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -589,9 +598,8 @@ async fn put_supervisor(
     Body(rights): Body<Rights>,
 ) -> ApiResult<Json<Rights>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    blocking(state, move |s| {
-        Ok(s.center()
-            .set_supervisor(s.store(), &group, &user, rights, now(s))?)
+    center(state, move |c, store, now| {
+        c.set_supervisor(store, &group, &user, rights, now)
     })
     .await?;
     Ok(Json(rights))
@@ -603,9 +611,8 @@ async fn delete_supervisor(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    blocking(state, move |s| {
-        Ok(s.center()
-            .remove_supervisor(s.store(), &group, &user, now(s))?)
+    center(state, move |c, store, now| {
+        c.remove_supervisor(store, &group, &user, now)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -618,9 +625,8 @@ async fn put_member(
     Body(membership): Body<Membership>,
 ) -> ApiResult<Json<Membership>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    blocking(state, move |s| {
-        Ok(s.center()
-            .set_member(s.store(), &group, &user, membership.can_leave, now(s))?)
+    center(state, move |c, store, now| {
+        c.set_member(store, &group, &user, membership.can_leave, now)
     })
     .await?;
     Ok(Json(membership))
@@ -632,8 +638,8 @@ async fn delete_member(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    blocking(state, move |s| {
-        Ok(s.center().remove_member(s.store(), &group, &user, now(s))?)
+    center(state, move |c, store, now| {
+        c.remove_member(store, &group, &user, now)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -749,7 +755,7 @@ async fn create_grant(
     Body(req): Body<NewGrant>,
 ) -> ApiResult<(StatusCode, Json<GrantView>)> {
     let grant = blocking(state, move |s| {
-        let at = store::UnixMs(i64::try_from(now(s)).unwrap_or(i64::MAX));
+        let at = to_unix_ms(now(s));
         let actor = principal.actor();
         Ok(s.store().write(|w| {
             for (what, id) in [("supervisor", &req.supervisor_id), ("agent", &req.agent_id)] {
@@ -811,7 +817,7 @@ async fn revoke_grant(
         .map(store::GrantId)
         .ok_or_else(|| ApiError::not_found(format!("no grant {}", quote(&raw))))?;
     let grant = blocking(state, move |s| {
-        let at = store::UnixMs(i64::try_from(now(s)).unwrap_or(i64::MAX));
+        let at = to_unix_ms(now(s));
         Ok(s.store().write(|w| {
             w.revoke_grant(id, at)?;
             w.append_audit(&store::NewAudit {
@@ -847,10 +853,7 @@ async fn list_groups(
 ) -> ApiResult<Json<Groups>> {
     let groups = blocking(state, move |s| {
         let all = sees_everything(&principal);
-        let me = principal
-            .user_id
-            .as_deref()
-            .and_then(|u| UserId::parse(u).ok());
+        let me = token_user(&principal);
         Ok(s.center().groups(s.store(), |g| {
             all || me
                 .as_ref()
@@ -870,10 +873,7 @@ async fn get_group(
     Ok(Json(
         blocking(state, move |s| {
             let view = s.center().group(s.store(), &group)?;
-            let me = principal
-                .user_id
-                .as_deref()
-                .and_then(|u| UserId::parse(u).ok());
+            let me = token_user(&principal);
             let visible =
                 sees_everything(&principal) || me.is_some_and(|u| s.center().belongs(&group, &u));
             if !visible {
@@ -900,11 +900,7 @@ fn may_see_agent(s: &AppState, principal: &Principal, agent: &UserId) -> bool {
     if sees_everything(principal) {
         return true;
     }
-    let Some(me) = principal
-        .user_id
-        .as_deref()
-        .and_then(|u| UserId::parse(u).ok())
-    else {
+    let Some(me) = token_user(principal) else {
         return false;
     };
     &me == agent || (principal.has(Role::Supervisor) && s.center().supervises_member(&me, agent))
@@ -1006,22 +1002,15 @@ async fn console_members(
     State(state): State<AppState>,
     query: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Members>> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("invalid query: {}", e.body_text()),
-        )
-    })?;
+    let Query(q) = query?;
     let filter = match q.filter.as_deref() {
         None | Some("all") => MemberFilter::All,
         Some("ringing") => MemberFilter::Ringing,
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                format!("filter: {} is not all or ringing", quote(other)),
-            ));
+            return Err(ApiError::invalid_query(format!(
+                "filter: {} is not all or ringing",
+                quote(other)
+            )));
         }
     };
     let me = acting_user(&principal)?;
@@ -1057,8 +1046,8 @@ async fn take_call(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let call = seg.raw("call")?.to_owned();
-    let events = blocking(state, move |s| {
-        Ok(s.center().take_call(s.store(), &call, &me, now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.take_call(store, &call, &me, now)
     })
     .await?;
     Ok(Json(Events { events }))
@@ -1071,9 +1060,8 @@ async fn cancel_forwarding(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let member = seg.raw("user")?.to_owned();
-    let events = blocking(state, move |s| {
-        Ok(s.center()
-            .cancel_forwarding(s.store(), &me, &member, now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.cancel_forwarding(store, &me, &member, now)
     })
     .await?;
     Ok(Json(Events { events }))
@@ -1101,9 +1089,8 @@ async fn subscription(
 ) -> ApiResult<Json<serde_json::Value>> {
     let me = acting_user(&principal)?;
     let agent = seg.raw("user")?.to_owned();
-    let changed = blocking(state, move |s| {
-        Ok(s.center()
-            .subscription(s.store(), &me, &agent, on, now(s))?)
+    let changed = center(state, move |c, store, now| {
+        c.subscription(store, &me, &agent, on, now)
     })
     .await?;
     Ok(Json(
@@ -1181,9 +1168,8 @@ async fn join_or_leave(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let group = seg.group()?;
-    let events = blocking(state, move |s| {
-        Ok(s.center()
-            .join_or_leave(s.store(), &group, &me, join, now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.join_or_leave(store, &group, &me, join, now)
     })
     .await?;
     Ok(Json(Events { events }))
@@ -1281,10 +1267,7 @@ async fn get_me(
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
     Ok(Json(
-        blocking(state, move |s| {
-            Ok(s.center().agent(s.store(), &me, now(s))?)
-        })
-        .await?,
+        center(state, move |c, store, now| c.agent(store, &me, now)).await?,
     ))
 }
 
@@ -1295,8 +1278,8 @@ async fn patch_me(
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
     Ok(Json(
-        blocking(state, move |s| {
-            Ok(s.center().update_agent(s.store(), &me, change, now(s))?)
+        center(state, move |c, store, now| {
+            c.update_agent(store, &me, change, now)
         })
         .await?,
     ))
@@ -1309,8 +1292,8 @@ async fn put_my_state(
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
     Ok(Json(
-        blocking(state, move |s| {
-            Ok(s.center().change_state(s.store(), &me, to, None, now(s))?)
+        center(state, move |c, store, now| {
+            c.change_state(store, &me, to, None, now)
         })
         .await?,
     ))
@@ -1341,9 +1324,8 @@ async fn put_presence(
     Body(PresenceBody(presence)): Body<PresenceBody>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    let events = blocking(state, move |s| {
-        Ok(s.center()
-            .report_presence(s.store(), &user, presence, now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.report_presence(store, &user, presence, now)
     })
     .await?;
     Ok(Json(Events { events }))
@@ -1356,9 +1338,8 @@ async fn put_forwarding(
     Body(req): Body<Forwarding>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    let events = blocking(state, move |s| {
-        Ok(s.center()
-            .report_forwarding(s.store(), &user, req.destination.as_deref(), now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.report_forwarding(store, &user, req.destination.as_deref(), now)
     })
     .await?;
     Ok(Json(Events { events }))
@@ -1369,15 +1350,8 @@ async fn post_ringing(
     State(state): State<AppState>,
     Body(req): Body<Ringing>,
 ) -> ApiResult<(StatusCode, Json<Events>)> {
-    let events = blocking(state, move |s| {
-        Ok(s.center().report_ringing(
-            s.store(),
-            &req.member,
-            &req.call_id,
-            &req.caller,
-            req.web,
-            now(s),
-        )?)
+    let events = center(state, move |c, store, now| {
+        c.report_ringing(store, &req.member, &req.call_id, &req.caller, req.web, now)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(Events { events })))
@@ -1389,8 +1363,8 @@ async fn delete_ringing(
     seg: Segments,
 ) -> ApiResult<Json<Events>> {
     let call = seg.raw("call")?.to_owned();
-    let events = blocking(state, move |s| {
-        Ok(s.center().report_ringing_ended(s.store(), &call, now(s))?)
+    let events = center(state, move |c, store, now| {
+        c.report_ringing_ended(store, &call, now)
     })
     .await?;
     Ok(Json(Events { events }))

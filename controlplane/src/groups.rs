@@ -35,10 +35,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::agents::check_label;
 pub use crate::agents::{InvalidValue, UserId};
-use crate::agents::{check_id, check_label};
 
 /// Groups in a directory.
 pub const GROUPS_MAX: usize = 10_000;
@@ -57,43 +57,11 @@ pub const LABEL_LEN_MAX: usize = 128;
 
 const LABEL_TOO_LONG: &str = "must be at most 128 characters";
 
-/// A supervision group's identifier; the same alphabet as a [`UserId`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct GroupId(String);
-
-impl GroupId {
-    /// 1 to 64 characters among `A-Z a-z 0-9 . _ - : @`.
-    pub fn parse(s: &str) -> Result<GroupId, InvalidValue> {
-        check_id("group id", s)?;
-        Ok(GroupId(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for GroupId {
-    type Error = InvalidValue;
-
-    fn try_from(s: String) -> Result<GroupId, InvalidValue> {
-        check_id("group id", &s)?;
-        Ok(GroupId(s))
-    }
-}
-
-impl From<GroupId> for String {
-    fn from(id: GroupId) -> String {
-        id.0
-    }
-}
-
-impl core::fmt::Display for GroupId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::agents::text_id!(
+    /// A supervision group's identifier; the same alphabet as a [`UserId`].
+    GroupId,
+    "group id"
+);
 
 /// `standard`: members are always in the group when connected and cannot join or leave;
 /// `mutual_aid`: members join and leave at will, within the admin's limits.
@@ -204,6 +172,29 @@ impl Group {
     /// Whether `user` is a member logged in to the group.
     fn has_logged_in(&self, user: &UserId) -> bool {
         self.members.get(user).is_some_and(|m| m.logged_in)
+    }
+
+    /// `user`'s membership, or `not_a_member`.
+    fn membership(&self, user: &UserId) -> Result<&Membership, GroupError> {
+        self.members
+            .get(user)
+            .ok_or_else(|| GroupError::NotAMember {
+                group: self.id.clone(),
+                user: user.clone(),
+            })
+    }
+
+    /// Refuses to log member `user` in (`logged_in`) or out when they already are.
+    fn check_not_already(&self, user: &UserId, logged_in: bool) -> Result<(), GroupError> {
+        if self.has_logged_in(user) != logged_in {
+            return Ok(());
+        }
+        let (group, user) = (self.id.clone(), user.clone());
+        Err(if logged_in {
+            GroupError::AlreadyLoggedIn { group, user }
+        } else {
+            GroupError::AlreadyLoggedOut { group, user }
+        })
     }
 
     /// Refuses to log out `user` if they are the last logged-in member of a locked group.
@@ -636,6 +627,15 @@ impl Directory {
             .count()
     }
 
+    /// The agents `supervisor` subscribed to, in id order.
+    pub fn subscriptions_of(&self, supervisor: &UserId) -> Vec<UserId> {
+        self.subscriptions
+            .iter()
+            .filter(|(_, s)| s == supervisor)
+            .map(|(agent, _)| agent.clone())
+            .collect()
+    }
+
     /// The supervisors to notify when `agent` is on a service call.
     pub fn subscribers_of(&self, agent: &UserId) -> Vec<UserId> {
         self.subscriptions
@@ -719,38 +719,7 @@ impl Directory {
         lock_last_member: bool,
         supervisor: UserId,
     ) -> Result<Vec<GroupEvent>, GroupError> {
-        let name = label("group name", name)?;
-        if self.groups.contains_key(&id) {
-            return Err(GroupError::GroupExists { group: id });
-        }
-        self.check_user(&supervisor)?;
-        if self.groups.len() >= GROUPS_MAX {
-            return Err(GroupError::LimitReached {
-                what: "groups",
-                max: GROUPS_MAX,
-            });
-        }
-        self.groups.insert(
-            id.clone(),
-            Group {
-                id: id.clone(),
-                name,
-                kind,
-                lock_last_member,
-                supervisors: BTreeSet::from([supervisor.clone()]),
-                members: BTreeMap::new(),
-            },
-        );
-        Ok(vec![
-            GroupEvent::GroupCreated {
-                group: id.clone(),
-                kind,
-            },
-            GroupEvent::SupervisorAdded {
-                group: id,
-                user: supervisor,
-            },
-        ])
+        self.insert_group(id, name, kind, lock_last_member, Some(supervisor))
     }
 
     /// Creates a group before its supervisors are named (the API configures a group, then its
@@ -762,9 +731,23 @@ impl Directory {
         kind: GroupKind,
         lock_last_member: bool,
     ) -> Result<Vec<GroupEvent>, GroupError> {
+        self.insert_group(id, name, kind, lock_last_member, None)
+    }
+
+    fn insert_group(
+        &mut self,
+        id: GroupId,
+        name: &str,
+        kind: GroupKind,
+        lock_last_member: bool,
+        supervisor: Option<UserId>,
+    ) -> Result<Vec<GroupEvent>, GroupError> {
         let name = label("group name", name)?;
         if self.groups.contains_key(&id) {
             return Err(GroupError::GroupExists { group: id });
+        }
+        if let Some(s) = &supervisor {
+            self.check_user(s)?;
         }
         if self.groups.len() >= GROUPS_MAX {
             return Err(GroupError::LimitReached {
@@ -779,11 +762,16 @@ impl Directory {
                 name,
                 kind,
                 lock_last_member,
-                supervisors: BTreeSet::new(),
+                supervisors: supervisor.iter().cloned().collect(),
                 members: BTreeMap::new(),
             },
         );
-        Ok(vec![GroupEvent::GroupCreated { group: id, kind }])
+        let mut events = vec![GroupEvent::GroupCreated {
+            group: id.clone(),
+            kind,
+        }];
+        events.extend(supervisor.map(|user| GroupEvent::SupervisorAdded { group: id, user }));
+        Ok(events)
     }
 
     /// Puts back a membership as it was stored, login included, without the join rules: the
@@ -924,13 +912,7 @@ impl Directory {
         group: &GroupId,
         user: &UserId,
     ) -> Result<Vec<GroupEvent>, GroupError> {
-        let g = self.group_ref(group)?;
-        if !g.members.contains_key(user) {
-            return Err(GroupError::NotAMember {
-                group: group.clone(),
-                user: user.clone(),
-            });
-        }
+        self.group_ref(group)?.membership(user)?;
         self.group_mut(group)?.members.remove(user);
         self.prune_subscriptions();
         Ok(vec![GroupEvent::MemberRemoved {
@@ -991,44 +973,14 @@ impl Directory {
 
     /// `user` joins (logs in to) a mutual-aid group.
     pub fn join(&mut self, group: &GroupId, user: &UserId) -> Result<Vec<GroupEvent>, GroupError> {
-        let g = self.group_ref(group)?;
-        let m = g.members.get(user).ok_or_else(|| GroupError::NotAMember {
-            group: group.clone(),
-            user: user.clone(),
-        })?;
-        if g.kind == GroupKind::Standard {
-            return Err(GroupError::StandardGroup {
-                group: group.clone(),
-            });
-        }
-        if m.logged_in {
-            return Err(GroupError::AlreadyLoggedIn {
-                group: group.clone(),
-                user: user.clone(),
-            });
-        }
+        self.check_own_login(group, user, true)?;
         self.set_logged_in(group, user, true, None)
     }
 
     /// `user` leaves (logs out of) a mutual-aid group: refused if the admin forbade it for them,
     /// or if they are the last logged-in member of a group with `lock_last_member`.
     pub fn leave(&mut self, group: &GroupId, user: &UserId) -> Result<Vec<GroupEvent>, GroupError> {
-        let g = self.group_ref(group)?;
-        let m = g.members.get(user).ok_or_else(|| GroupError::NotAMember {
-            group: group.clone(),
-            user: user.clone(),
-        })?;
-        if g.kind == GroupKind::Standard {
-            return Err(GroupError::StandardGroup {
-                group: group.clone(),
-            });
-        }
-        if !m.logged_in {
-            return Err(GroupError::AlreadyLoggedOut {
-                group: group.clone(),
-                user: user.clone(),
-            });
-        }
+        let (g, m) = self.check_own_login(group, user, false)?;
         if !m.can_leave {
             return Err(GroupError::MemberCannotLeave {
                 group: group.clone(),
@@ -1039,6 +991,26 @@ impl Directory {
         self.set_logged_in(group, user, false, None)
     }
 
+    /// The checks a member's own join (`logged_in`) or leave starts with: a member, of a
+    /// mutual-aid group, not already in (or out).
+    fn check_own_login(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        logged_in: bool,
+    ) -> Result<(&Group, &Membership), GroupError> {
+        let g = self.group_ref(group)?;
+        let m = g.membership(user)?;
+        if g.kind == GroupKind::Standard {
+            return Err(GroupError::StandardGroup {
+                group: group.clone(),
+            });
+        }
+        g.check_not_already(user, logged_in)?;
+        Ok((g, m))
+    }
+
+    /// Call only after the membership was checked in the same method.
     fn set_logged_in(
         &mut self,
         group: &GroupId,
@@ -1073,17 +1045,15 @@ impl Directory {
 
     // ----- supervisors' actions -----
 
-    /// Checks that `actor` supervises `group`, holds the group-admin right and that `member` is
-    /// a member of it: the common part of forced logon and logoff.
+    /// Checks that `actor` supervises `group` and holds the group-admin right over it: what a
+    /// supervisor's forced logon or logoff needs beyond the company admin's.
     fn check_force(
         &self,
         group: &GroupId,
         actor: &UserId,
         rights: Rights,
-        member: &UserId,
-    ) -> Result<&Group, GroupError> {
-        let g = self.group_ref(group)?;
-        if !g.is_supervised_by(actor) {
+    ) -> Result<(), GroupError> {
+        if !self.group_ref(group)?.is_supervised_by(actor) {
             return Err(GroupError::GroupNotSupervised {
                 group: group.clone(),
             });
@@ -1093,13 +1063,7 @@ impl Directory {
                 group: group.clone(),
             });
         }
-        if !g.members.contains_key(member) {
-            return Err(GroupError::NotAMember {
-                group: group.clone(),
-                user: member.clone(),
-            });
-        }
-        Ok(g)
+        Ok(())
     }
 
     /// A supervisor with the group-admin right logs `member` in to `group`, whatever the group's
@@ -1111,14 +1075,8 @@ impl Directory {
         rights: Rights,
         member: &UserId,
     ) -> Result<Vec<GroupEvent>, GroupError> {
-        let g = self.check_force(group, actor, rights, member)?;
-        if g.has_logged_in(member) {
-            return Err(GroupError::AlreadyLoggedIn {
-                group: group.clone(),
-                user: member.clone(),
-            });
-        }
-        self.set_logged_in(group, member, true, Some(actor.clone()))
+        self.check_force(group, actor, rights)?;
+        self.admin_set_logged_in(group, member, true, actor)
     }
 
     /// A supervisor with the group-admin right logs `member` out of `group`. `can_leave` does
@@ -1131,15 +1089,8 @@ impl Directory {
         rights: Rights,
         member: &UserId,
     ) -> Result<Vec<GroupEvent>, GroupError> {
-        let g = self.check_force(group, actor, rights, member)?;
-        if !g.has_logged_in(member) {
-            return Err(GroupError::AlreadyLoggedOut {
-                group: group.clone(),
-                user: member.clone(),
-            });
-        }
-        g.check_not_last_locked(member)?;
-        self.set_logged_in(group, member, false, Some(actor.clone()))
+        self.check_force(group, actor, rights)?;
+        self.admin_set_logged_in(group, member, false, actor)
     }
 
     /// The company admin logs `member` in to (`true`) or out of `group`: the forced change
@@ -1153,28 +1104,12 @@ impl Directory {
         actor: &UserId,
     ) -> Result<Vec<GroupEvent>, GroupError> {
         let g = self.group_ref(group)?;
-        if !g.members.contains_key(member) {
-            return Err(GroupError::NotAMember {
-                group: group.clone(),
-                user: member.clone(),
-            });
+        g.membership(member)?;
+        g.check_not_already(member, logged_in)?;
+        if !logged_in {
+            g.check_not_last_locked(member)?;
         }
-        match (logged_in, g.has_logged_in(member)) {
-            (true, true) => Err(GroupError::AlreadyLoggedIn {
-                group: group.clone(),
-                user: member.clone(),
-            }),
-            (false, false) => Err(GroupError::AlreadyLoggedOut {
-                group: group.clone(),
-                user: member.clone(),
-            }),
-            _ => {
-                if !logged_in {
-                    g.check_not_last_locked(member)?;
-                }
-                self.set_logged_in(group, member, logged_in, Some(actor.clone()))
-            }
-        }
+        self.set_logged_in(group, member, logged_in, Some(actor.clone()))
     }
 
     /// `supervisor` takes ringing call `call_id` on behalf of its member: the first taker wins,

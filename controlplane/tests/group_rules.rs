@@ -303,6 +303,66 @@ fn rows() -> Vec<Row> {
             expect: "not_a_member",
             then: nothing,
         },
+        Row {
+            rule: "forced logoff of a member already out",
+            setup: none,
+            op: |d| d.force_logoff(&g("aid"), &u("sup-1"), ADMIN, &u("carol")),
+            expect: "already_logged_out",
+            then: nothing,
+        },
+        Row {
+            rule: "a non-member cannot leave",
+            setup: none,
+            op: |d| d.leave(&g("aid"), &u("erin")),
+            expect: "not_a_member",
+            then: nothing,
+        },
+        // ----- the company admin's forced logon / logoff -----
+        Row {
+            rule: "the company admin logs a member in",
+            setup: none,
+            op: |d| d.admin_set_logged_in(&g("aid"), &u("carol"), true, &u("admin")),
+            expect: "ok",
+            then: |d, ev| {
+                assert!(logged_in(d, "aid", "carol"));
+                assert_eq!(
+                    ev,
+                    [GroupEvent::MemberLoggedIn {
+                        group: g("aid"),
+                        user: u("carol"),
+                        forced_by: Some(u("admin"))
+                    }]
+                );
+            },
+        },
+        Row {
+            rule: "the company admin logs in a member already in",
+            setup: none,
+            op: |d| d.admin_set_logged_in(&g("aid"), &u("bob"), true, &u("admin")),
+            expect: "already_logged_in",
+            then: nothing,
+        },
+        Row {
+            rule: "lock last member also holds against the company admin",
+            setup: with_lock_group,
+            op: |d| d.admin_set_logged_in(&g("lock"), &u("bob"), false, &u("admin")),
+            expect: "last_member_locked",
+            then: nothing,
+        },
+        Row {
+            rule: "the company admin forces a logoff in any group",
+            setup: none,
+            op: |d| d.admin_set_logged_in(&g("other"), &u("erin"), false, &u("admin")),
+            expect: "ok",
+            then: |d, _| assert!(!logged_in(d, "other", "erin")),
+        },
+        Row {
+            rule: "the company admin forces someone who is not a member",
+            setup: none,
+            op: |d| d.admin_set_logged_in(&g("other"), &u("bob"), true, &u("admin")),
+            expect: "not_a_member",
+            then: nothing,
+        },
         // ----- supervisors -----
         Row {
             rule: "the last supervisor cannot be removed",
