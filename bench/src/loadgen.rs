@@ -46,6 +46,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::hist::Histogram;
+use crate::http;
 use crate::mmsg::{self, RecvBatch, SendBatch};
 use crate::ng::NgClient;
 
@@ -82,7 +83,6 @@ const SMOKE_DRAIN: Duration = Duration::from_secs(1);
 const MAX_PLAUSIBLE_LATENCY_NS: u64 = 10_000_000_000;
 /// Relayed arrivals kept per receiver thread for latency (24 bytes each).
 const MAX_LATENCY_SAMPLES: usize = 1 << 23;
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LoadMode {
@@ -275,6 +275,19 @@ impl Scope {
 
     fn allows(self, ip: Ipv4Addr) -> bool {
         ip.is_loopback() || self.subnet.is_some_and(|s| s.holds_host(ip))
+    }
+
+    /// A control endpoint (the API, rtpengine's NG): [`Scope::allows`], or IPv6 loopback.
+    fn allows_control(self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.allows(ip),
+            IpAddr::V6(ip) => ip.is_loopback(),
+        }
+    }
+
+    /// A leg's address, where media is sent: [`Scope::allows`] its address, and a real port.
+    fn allows_media(self, addr: SocketAddrV4) -> bool {
+        self.allows(*addr.ip()) && addr.port() != 0
     }
 
     /// What [`Scope::allows`], in words, for error messages.
@@ -482,20 +495,13 @@ pub fn run(args: &Args) -> Result<Value> {
     let mut ng = None;
     match args.target {
         Target::Earshot => {
-            let health = api.request("GET", "/healthz", None)?;
-            if health.0 != 200 {
-                return Err(format!("GET /healthz: HTTP {}", health.0));
-            }
+            api.client.expect("GET", "/healthz", None, 200)?;
         }
         Target::Rtpengine => {
             if args.mode != LoadMode::Relay {
                 return Err("--target rtpengine: only --mode relay".into());
             }
-            let allowed = match args.ng.ip() {
-                IpAddr::V4(ip) => scope.allows(ip),
-                IpAddr::V6(ip) => ip.is_loopback(),
-            };
-            if !allowed {
+            if !scope.allows_control(args.ng.ip()) {
                 return Err(format!(
                     "--ng {}: not allowed here: {}",
                     args.ng,
@@ -683,92 +689,35 @@ fn print_summary(args: &Args, best: Option<u32>, best_spec: Option<u32>, stopped
 // HTTP
 
 struct Api {
-    base: String,
-    agent: ureq::Agent,
+    client: http::Client,
     /// Whether `/metrics` is read (not when loading rtpengine).
     serves_metrics: bool,
-    /// `Authorization` header value: `Bearer` and the token given, else `$EARSHOT_TOKEN`, else
-    /// `$EARSHOT_ADMIN_TOKEN` (the daemon's configured admin token).
-    auth: String,
 }
 
 impl Api {
+    /// A client of the appliance at `url` (refused unless `scope` allows its address),
+    /// presenting `token`, else `$EARSHOT_TOKEN`, else `$EARSHOT_ADMIN_TOKEN` (the daemon's
+    /// configured admin token).
     fn new(url: &str, scope: Scope, token: Option<&str>) -> Result<Api> {
-        let hostport = url
-            .strip_prefix("http://")
-            .ok_or("--api must start with http://")?
-            .trim_end_matches('/');
-        let addr: SocketAddr = match hostport.strip_prefix("localhost:") {
-            Some(port) => SocketAddr::new(
-                Ipv4Addr::LOCALHOST.into(),
-                port.parse().map_err(|_| "bad --api port")?,
-            ),
-            None => hostport
-                .parse()
-                .map_err(|_| format!("--api: {hostport} is not ip:port"))?,
-        };
-        let allowed = match addr.ip() {
-            IpAddr::V4(ip) => scope.allows(ip),
-            IpAddr::V6(ip) => ip.is_loopback(),
-        };
-        if !allowed {
+        let addr = http::api_addr(url)?;
+        if !scope.allows_control(addr.ip()) {
             return Err(format!(
                 "--api {addr}: refusing to load an appliance there: {}",
                 scope.describe()
             ));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // Loopback or our own namespaces: an HTTP_PROXY in the environment must not
-            // capture it.
-            .proxy(None)
-            .timeout_global(Some(HTTP_TIMEOUT))
-            .build()
-            .into();
+        let token = token.map_or_else(
+            || {
+                std::env::var("EARSHOT_TOKEN")
+                    .or_else(|_| std::env::var("EARSHOT_ADMIN_TOKEN"))
+                    .unwrap_or_default()
+            },
+            str::to_owned,
+        );
         Ok(Api {
-            base: format!("http://{addr}"),
-            agent,
+            client: http::Client::new(addr, Some(&token)),
             serves_metrics: true,
-            auth: format!(
-                "Bearer {}",
-                token.map_or_else(
-                    || {
-                        std::env::var("EARSHOT_TOKEN")
-                            .or_else(|_| std::env::var("EARSHOT_ADMIN_TOKEN"))
-                            .unwrap_or_default()
-                    },
-                    str::to_owned
-                )
-            ),
         })
-    }
-
-    /// One exchange: the status and the JSON body (`Null` if none).
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let body = body.map_or_else(|| "{}".to_owned(), Value::to_string);
-        let auth = self.auth.as_str();
-        let result = match method {
-            "GET" => self.agent.get(&url).header("authorization", auth).call(),
-            "DELETE" => self.agent.delete(&url).header("authorization", auth).call(),
-            "POST" => self
-                .agent
-                .post(&url)
-                .header("authorization", auth)
-                .content_type("application/json")
-                .send(body),
-            "PATCH" => self
-                .agent
-                .patch(&url)
-                .header("authorization", auth)
-                .content_type("application/json")
-                .send(body),
-            _ => unreachable!("{method}"),
-        };
-        let mut response = result.map_err(|e| format!("{method} {path}: {e}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     /// Every sample of `GET /metrics`, keyed by name and labels as written.
@@ -776,28 +725,20 @@ impl Api {
         if !self.serves_metrics {
             return None;
         }
-        let url = format!("{}/metrics", self.base);
-        let mut response = self.agent.get(&url).call().ok()?;
-        let text = response.body_mut().read_to_string().ok()?;
+        let reply = self
+            .client
+            .exchange("GET", "/metrics", None)
+            .ok()
+            .filter(|r| r.status == 200)?;
         Some(
-            text.lines()
+            reply
+                .text
+                .lines()
                 .filter(|l| !l.starts_with('#'))
                 .filter_map(|l| l.rsplit_once(' '))
                 .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
                 .collect(),
         )
-    }
-
-    fn expect(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Result<Value> {
-        let (got, value) = self.request(method, path, body)?;
-        if got != status {
-            let code = value
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            return Err(format!("{method} {path}: HTTP {got} ({code})"));
-        }
-        Ok(value)
     }
 }
 
@@ -810,7 +751,7 @@ fn local_addr(leg: &Value, scope: Scope) -> Result<SocketAddrV4> {
         .and_then(Value::as_str)
         .ok_or("no leg.local in the answer")?;
     match s.parse::<SocketAddr>() {
-        Ok(SocketAddr::V4(a)) if scope.allows(*a.ip()) && a.port() != 0 => Ok(a),
+        Ok(SocketAddr::V4(a)) if scope.allows_media(a) => Ok(a),
         _ => Err(format!(
             "leg address {s}: refusing to send there: {}",
             scope.describe()
@@ -941,7 +882,10 @@ impl Fleet<'_> {
         while self.calls.len() < n as usize {
             let mode = mode.of_call(self.calls.len());
             let body = json!({"customer": leg(Role::Customer), "agent": leg(Role::Agent)});
-            let call = self.api.expect("POST", "/v1/calls", Some(&body), 201)?;
+            let call = self
+                .api
+                .client
+                .expect("POST", "/v1/calls", Some(&body), 201)?;
             let id = call
                 .get("id")
                 .and_then(Value::as_str)
@@ -962,7 +906,7 @@ impl Fleet<'_> {
                     "registered_number": SUPERVISOR_NUMBER,
                     "answered": {"calling_number": SUPERVISOR_NUMBER},
                 });
-                let sup = self.api.expect(
+                let sup = self.api.client.expect(
                     "POST",
                     &format!("/v1/calls/{id}/supervisions"),
                     Some(&body),
@@ -978,7 +922,7 @@ impl Fleet<'_> {
                 ));
                 if mode != LoadMode::Listen {
                     let body = json!({"mode": mode.as_str()});
-                    self.api.expect(
+                    self.api.client.expect(
                         "PATCH",
                         &format!("/v1/supervisions/{sid}"),
                         Some(&body),
@@ -998,9 +942,12 @@ impl Fleet<'_> {
         }
         let mut deleted = 0;
         for id in self.calls.drain(..) {
-            match self.api.request("DELETE", &format!("/v1/calls/{id}"), None) {
-                Ok((204, _)) => deleted += 1,
-                Ok((status, _)) => eprintln!("loadgen: DELETE /v1/calls/{id}: HTTP {status}"),
+            match self
+                .api
+                .client
+                .expect("DELETE", &format!("/v1/calls/{id}"), None, 204)
+            {
+                Ok(_) => deleted += 1,
                 Err(e) => eprintln!("loadgen: {e}"),
             }
         }

@@ -275,6 +275,11 @@ impl SendBatch {
 }
 
 /// One `recvmmsg` worth of datagrams, with their sources and kernel arrival times.
+///
+/// The headers point into the buffers once and for all (a `Vec`'s heap block never moves while
+/// it is not resized, and none is): before each call only the headers the previous call filled
+/// are reset, so a call that brings one datagram costs one header's worth of work, not the
+/// whole capacity's.
 pub struct RecvBatch {
     bufs: Vec<[u8; MAX_RECV_DATAGRAM]>,
     addrs: Vec<libc::sockaddr_in>,
@@ -286,16 +291,39 @@ pub struct RecvBatch {
 
 impl RecvBatch {
     pub fn new(capacity: usize) -> RecvBatch {
-        // SAFETY: as in `SendBatch::new`: plain C structs, all-zero is valid, filled before use.
+        // SAFETY: as in `SendBatch::new`: plain C structs, all-zero is valid, filled below.
         let (iov, hdr) = unsafe { (zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>()) };
-        RecvBatch {
+        let mut batch = RecvBatch {
             bufs: vec![[0; MAX_RECV_DATAGRAM]; capacity],
             addrs: vec![sockaddr(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); capacity],
             controls: vec![[0; CONTROL_LEN / 8]; capacity],
             iovs: vec![iov; capacity],
             hdrs: vec![hdr; capacity],
             len: 0,
+        };
+        for i in 0..capacity {
+            batch.iovs[i] = libc::iovec {
+                iov_base: batch.bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_RECV_DATAGRAM,
+            };
+            let h = &mut batch.hdrs[i].msg_hdr;
+            h.msg_name = (&raw mut batch.addrs[i]).cast();
+            h.msg_iov = &raw mut batch.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = batch.controls[i].as_mut_ptr().cast();
+            batch.reset(i);
         }
+        batch
+    }
+
+    /// Gives header `i` back the lengths a `recvmmsg` overwrites when it fills it (and only
+    /// then: a header it did not fill keeps its values).
+    fn reset(&mut self, i: usize) {
+        let h = &mut self.hdrs[i];
+        h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+        h.msg_hdr.msg_flags = 0;
+        h.msg_len = 0;
     }
 
     /// Blocks until at least one datagram arrives (or the socket's receive timeout expires:
@@ -311,27 +339,17 @@ impl RecvBatch {
     }
 
     fn recv_flags(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        self.len = 0;
-        let n = self.bufs.len();
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: MAX_RECV_DATAGRAM,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &raw mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = CONTROL_LEN as _;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+        for i in 0..self.len {
+            self.reset(i);
         }
+        self.len = 0;
+        let n = self.hdrs.len();
         loop {
-            // SAFETY: every header points into buffers owned by `self` (kept alive and unmoved by
-            // `&mut self`) with their true lengths; `n` is the number of headers; a null timeout
-            // means "no timeout" (the socket's SO_RCVTIMEO still applies).
+            // SAFETY: every header points into buffers owned by `self` (set in `new`; the
+            // vectors are never resized, so their blocks stay put, and `&mut self` keeps them
+            // alive) with their true lengths, reset above where the last call changed them; `n`
+            // is the number of headers; a null timeout means "no timeout" (the socket's
+            // SO_RCVTIMEO still applies).
             let rc = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
@@ -444,4 +462,75 @@ fn timespec_ns(data: &[u8]) -> Option<u64> {
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64);
     (ns != 0).then_some(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn v4(socket: &UdpSocket) -> SocketAddrV4 {
+        match socket.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            other => panic!("{other}"),
+        }
+    }
+
+    /// Bursts smaller than, equal to and larger than the batch, in turn: every receive reads
+    /// each datagram's source, length, bytes and kernel arrival time right, whatever the size
+    /// of the receive before it; and every stamped send's transmit stamp comes back, numbered.
+    #[test]
+    fn batches_are_reused_across_sends_and_receives_of_any_size() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_rx_timestamps(&rx).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stamped = enable_tx_timestamps(&tx).is_ok();
+        let (to, from) = (v4(&rx), v4(&tx));
+        let mut send = SendBatch::new(8);
+        let mut batch = RecvBatch::new(4);
+        let mut stamps = RecvBatch::new(8);
+        let (mut sent, mut tx_ids) = (0u8, Vec::new());
+        for burst in [3u8, 1, 4, 2, 7, 1] {
+            for k in sent..sent + burst {
+                // Datagram k: k + 1 bytes of value k; every other one asks for a transmit stamp.
+                assert!(send.push(to, stamped && k % 2 == 0, |buf| {
+                    buf[..=usize::from(k)].fill(k);
+                    usize::from(k) + 1
+                }));
+            }
+            let outcome = send.send(&tx);
+            assert_eq!(outcome.sent, usize::from(burst));
+            assert!(send.is_empty());
+            let mut expected = sent;
+            sent += burst;
+            while expected < sent {
+                let n = batch.recv(&rx).unwrap();
+                assert!((1..=4).contains(&n) && n == batch.len());
+                for i in 0..n {
+                    let (src, data) = batch.datagram(i);
+                    assert_eq!(src, from);
+                    assert_eq!(data, vec![expected; usize::from(expected) + 1]);
+                    assert!(
+                        batch.kernel_ns(i).is_some(),
+                        "datagram {expected}: no rx stamp"
+                    );
+                    expected += 1;
+                }
+            }
+            if stamped {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while tx_ids.len() < usize::from(sent.div_ceil(2)) && Instant::now() < deadline {
+                    if let Ok(n) = stamps.recv_tx_timestamps(&tx) {
+                        tx_ids.extend((0..n).filter_map(|i| stamps.tx_timestamp(i)).map(|s| s.0));
+                    }
+                }
+            }
+        }
+        if stamped {
+            // OPT_ID counts the stamped datagrams only, from 0.
+            assert_eq!(tx_ids, (0..u32::from(sent.div_ceil(2))).collect::<Vec<_>>());
+        }
+    }
 }

@@ -1,19 +1,14 @@
-//! A blocking client for the daemon's HTTP API (docs/api.md).
+//! The tests' client of the daemon's HTTP API (docs/api.md): the bench's
+//! [`earshot_bench::http::Client`] (the load generator's too), with the request's timing, the
+//! admin token by default, and a guard against sending from outside a test's namespaces.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use earshot_bench::http::Client;
 use serde_json::Value;
 
 use crate::netns::NsId;
-
-/// `req` with an `Authorization` header, when there is one.
-fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
-    match auth {
-        Some(value) => req.header("authorization", value),
-        None => req,
-    }
-}
 
 /// One HTTP exchange's outcome. Non-2xx answers are values, not errors: tests assert on them.
 #[derive(Debug, Clone)]
@@ -43,10 +38,7 @@ impl Reply {
 pub const ADMIN_TOKEN: &str = "es_e2e-admin-token-0123456789abcdefghijkl";
 
 pub struct Api {
-    base: String,
-    /// Sent as `Authorization: Bearer …` (none: no header).
-    token: Option<String>,
-    agent: ureq::Agent,
+    client: Client,
     /// When set, requests may only be made from a thread in one of these network namespaces
     /// (the daemon's address exists only there; anywhere else it would be routed off the
     /// machine).
@@ -62,25 +54,15 @@ impl Api {
     /// A client that refuses to send unless the calling thread is in one of `namespaces`
     /// (none: no check).
     pub fn confined(http_addr: SocketAddr, namespaces: Vec<NsId>) -> Api {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // Loopback or a test namespace only: an HTTP_PROXY in the environment must not
-            // capture it.
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
         Api {
-            base: format!("http://{http_addr}"),
-            token: Some(ADMIN_TOKEN.to_owned()),
-            agent,
+            client: Client::new(http_addr, Some(ADMIN_TOKEN)),
             namespaces,
         }
     }
 
     /// This client with another bearer token (none: no `Authorization` header).
     pub fn with_token(mut self, token: Option<&str>) -> Api {
-        self.token = token.map(str::to_owned);
+        self.client = self.client.with_token(token);
         self
     }
 
@@ -97,36 +79,22 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, String> {
-        let url = format!("{}{path}", self.base);
         if !self.namespaces.is_empty() {
             assert!(
                 self.namespaces.contains(&NsId::current()),
-                "{method} {url} from a thread outside the test's network namespaces: refused"
+                "{method} {path} from a thread outside the test's network namespaces: refused"
             );
         }
         let sent_at = Instant::now();
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let auth = auth.as_deref();
-        let result = match (method, body) {
-            ("GET", _) => with_auth(self.agent.get(&url), auth).call(),
-            ("DELETE", _) => with_auth(self.agent.delete(&url), auth).call(),
-            ("POST", b) => with_auth(self.agent.post(&url), auth)
-                .content_type("application/json")
-                .send(b.map_or_else(|| "{}".to_owned(), Value::to_string)),
-            ("PATCH", b) => with_auth(self.agent.patch(&url), auth)
-                .content_type("application/json")
-                .send(b.map_or_else(|| "{}".to_owned(), Value::to_string)),
-            _ => panic!("unsupported method {method}"),
-        };
-        let mut response = result.map_err(|e| format!("transport error: {e}"))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let reply = self
+            .client
+            .exchange(method, path, body)
+            .map_err(|e| format!("transport error: {e}"))?;
         let answered_at = Instant::now();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
-            status,
-            body,
-            text,
+            status: reply.status,
+            body: reply.json(),
+            text: reply.text,
             sent_at,
             answered_at,
         })

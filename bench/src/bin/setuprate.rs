@@ -10,13 +10,16 @@
 //! ```
 //! The admin token is `--token` or `EARSHOT_ADMIN_TOKEN`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::{Value, json};
+use earshot_bench::hist::Histogram;
+use earshot_bench::http::{self, Client};
+use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures supervised-call setups per second through the HTTP API")]
@@ -35,121 +38,74 @@ struct Args {
     duration_secs: u64,
 }
 
-/// One client's results: setup latencies and failures.
+/// One client's results: setup latencies (ns) and failures.
 #[derive(Default)]
 struct Tally {
-    setups: Vec<Duration>,
+    setups: Histogram,
     failures: u64,
     first_error: Option<String>,
 }
 
-fn request(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<Value, String> {
-    let auth = format!("Bearer {token}");
-    let result = match (method, body) {
-        ("POST", Some(b)) => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(b.to_string()),
-        ("DELETE", _) => agent.delete(url).header("Authorization", &auth).call(),
-        _ => return Err(format!("unsupported request {method} {url}")),
-    };
-    let mut resp = result.map_err(|e| format!("{method} {url}: {e}"))?;
-    let text = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("{method} {url}: {e}"))?;
-    if text.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).map_err(|e| format!("{method} {url}: not JSON ({e})"))
-}
-
 /// One setup: the call, then the answered supervision; the call's id for the teardown.
-fn setup(agent: &ureq::Agent, args: &Args, client: usize) -> Result<String, String> {
-    let call = request(
-        agent,
+fn setup(client: &Client, id: usize) -> Result<String, String> {
+    let call = client.expect(
         "POST",
-        &format!("{}/v1/calls", args.api),
-        &args.token,
-        Some(&json!({"agent_id": format!("agent-{client}")})),
+        "/v1/calls",
+        Some(&json!({"agent_id": format!("agent-{id}")})),
+        201,
     )?;
-    let id = call["id"]
+    let call_id = call["id"]
         .as_str()
         .ok_or_else(|| format!("no call id in {call}"))?
         .to_owned();
-    let sup = request(
-        agent,
+    let sup = client.expect(
         "POST",
-        &format!("{}/v1/calls/{id}/supervisions", args.api),
-        &args.token,
+        &format!("/v1/calls/{call_id}/supervisions"),
         Some(&json!({
-            "supervisor_id": format!("sup-{client}"),
+            "supervisor_id": format!("sup-{id}"),
             "registered_number": "+15550100",
             "answered": {"calling_number": "+15550100"},
         })),
+        201,
     )?;
     if sup["state"] != "active" {
         return Err(format!("supervision not active: {sup}"));
     }
-    Ok(id)
+    Ok(call_id)
 }
 
-fn client(
+fn run_client(
     args: &Args,
-    client: usize,
+    api: SocketAddr,
+    id: usize,
     start: &Barrier,
     measuring: &AtomicBool,
     stop: &AtomicBool,
 ) -> Tally {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(true)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let client = Client::new(api, Some(&args.token));
     let mut tally = Tally::default();
     start.wait();
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
-        let result = setup(&agent, args, client);
+        let result = setup(&client, id);
         let took = t0.elapsed();
         let counted = measuring.load(Ordering::Relaxed);
-        match result {
-            Ok(id) => {
-                if counted {
-                    tally.setups.push(took);
-                }
-                let url = format!("{}/v1/calls/{id}", args.api);
-                if let Err(e) = request(&agent, "DELETE", &url, &args.token, None)
-                    && counted
-                {
-                    tally.failures += 1;
-                    tally.first_error.get_or_insert(e);
-                }
+        let result = result.and_then(|call_id| {
+            if counted {
+                tally.setups.record(took.as_nanos() as u64);
             }
-            Err(e) => {
-                if counted {
-                    tally.failures += 1;
-                    tally.first_error.get_or_insert(e);
-                }
-            }
+            client
+                .expect("DELETE", &format!("/v1/calls/{call_id}"), None, 204)
+                .map(drop)
+        });
+        if let Err(e) = result
+            && counted
+        {
+            tally.failures += 1;
+            tally.first_error.get_or_insert(e);
         }
     }
     tally
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn main() -> ExitCode {
@@ -158,6 +114,13 @@ fn main() -> ExitCode {
         eprintln!("setuprate: --clients and --duration-secs must be at least 1");
         return ExitCode::from(2);
     }
+    let api = match http::api_addr(&args.api) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("setuprate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let start = Arc::new(Barrier::new(args.clients + 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -165,7 +128,7 @@ fn main() -> ExitCode {
         .map(|i| {
             let (args, start, measuring, stop) =
                 (args.clone(), start.clone(), measuring.clone(), stop.clone());
-            std::thread::spawn(move || client(&args, i, &start, &measuring, &stop))
+            std::thread::spawn(move || run_client(&args, api, i, &start, &measuring, &stop))
         })
         .collect();
     start.wait();
@@ -176,13 +139,13 @@ fn main() -> ExitCode {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
+    let mut all = Histogram::default();
     let mut failures = 0;
     let mut first_error = None;
     for h in handles {
         match h.join() {
             Ok(t) => {
-                all.extend(t.setups);
+                all.merge(&t.setups);
                 failures += t.failures;
                 if first_error.is_none() {
                     first_error = t.first_error;
@@ -194,34 +157,28 @@ fn main() -> ExitCode {
             }
         }
     }
-    all.sort_unstable();
-    let rate = all.len() as f64 / elapsed;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let setups = all.count();
+    let rate = setups as f64 / elapsed;
+    let ms = |ns: Option<u64>| ns.unwrap_or(0) as f64 / 1e6;
     let (p50, p99, max) = (
-        percentile(&all, 50.0),
-        percentile(&all, 99.0),
-        all.last().copied().unwrap_or_default(),
+        ms(all.quantile(0.5)),
+        ms(all.quantile(0.99)),
+        ms(Some(all.max())),
     );
     println!("clients  setups  setups/s  p50 ms  p99 ms  max ms  failures");
     println!(
         "{:>7}  {:>6}  {:>8.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>8}",
-        args.clients,
-        all.len(),
-        rate,
-        ms(p50),
-        ms(p99),
-        ms(max),
-        failures
+        args.clients, setups, rate, p50, p99, max, failures
     );
     println!(
         "{}",
         json!({
             "clients": args.clients,
-            "setups": all.len(),
+            "setups": setups,
             "setups_per_s": rate,
-            "p50_ms": ms(p50),
-            "p99_ms": ms(p99),
-            "max_ms": ms(max),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_ms": max,
             "failures": failures,
         })
     );

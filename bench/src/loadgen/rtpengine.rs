@@ -41,7 +41,7 @@ impl Rtpengine {
 /// rtpengine's address in an SDP it returned; refused unless `scope` allows it.
 fn rtpengine_addr(sdp: &str, scope: Scope, what: &str) -> Result<SocketAddrV4> {
     match ng::sdp_audio_addr(sdp) {
-        Some(a) if scope.allows(*a.ip()) && a.port() != 0 => Ok(a),
+        Some(a) if scope.allows_media(a) => Ok(a),
         Some(a) => Err(format!(
             "{what}: rtpengine's address {a}: refusing to send there: {}",
             scope.describe()

@@ -1,7 +1,7 @@
 //! The end-to-end scenarios, each a function of the [`Setup`](crate::setup::Setup) it runs on,
-//! so the same assertions judge every backend and network: `tests/tests/{modes,privacy,
-//! continuity,source,dtmf}.rs` run them on loopback with io_uring, `tests/tests/afxdp.rs` on a
-//! veth pair with AF_XDP and with io_uring.
+//! so the same assertions judge every backend and network: `tests/tests/loopback.rs` runs them
+//! on loopback with io_uring, `tests/tests/afxdp.rs` on a veth pair with AF_XDP and with
+//! io_uring, both through [`each_scenario!`](crate::each_scenario).
 
 pub mod continuity;
 pub mod dtmf;

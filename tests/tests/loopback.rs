@@ -1,0 +1,22 @@
+//! The whole suite of [`earshot_tests::suite`] on loopback with the io_uring backend, one test
+//! per scenario (`afxdp.rs` runs the same scenarios over a veth pair with both backends):
+//!
+//! - `modes`: the hearing matrix (SPEC.md §1), mode by mode and across mode sequences;
+//! - `privacy`: the customer never hears a supervisor, under loss and reordering;
+//! - `continuity`: one continuous RTP stream per output across every mode change;
+//! - `source`: strict and latching legs drop and count a wrong source;
+//! - `dtmf`: RFC 4733 key presses, supervisor keys switch modes, party keys are relayed.
+
+/// One test per scenario of the suite, each with a daemon of its own on loopback.
+macro_rules! scenarios_on_loopback {
+    (; $($group:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                earshot_tests::suite::$group::$name(&earshot_tests::setup::Setup::loopback());
+            }
+        )*
+    };
+}
+
+earshot_tests::each_scenario!(scenarios_on_loopback,);
