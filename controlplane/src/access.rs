@@ -21,7 +21,7 @@ use dataplane::media::matrix::Mode;
 use crate::agents::UserId;
 use crate::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
 use crate::clock::to_unix_ms;
-use crate::domain::{FromBody, quote};
+use crate::domain::{FromBody, quote, random_id};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{
@@ -347,7 +347,7 @@ pub fn bootstrap_admin(
             None => {}
         }
         // A fresh id: a token configured before (and since replaced) keeps its own.
-        create_admin(new_token_id()?.replacen("tok-", "tok-cfg-", 1), &token)?;
+        create_admin(random_id("tok-cfg-")?, &token)?;
         return Ok(None);
     }
     let has_admin = store.read(|r| {
@@ -359,17 +359,8 @@ pub fn bootstrap_admin(
         return Ok(None);
     }
     let token = Token::generate();
-    create_admin(new_token_id()?, &token)?;
+    create_admin(random_id("tok-")?, &token)?;
     Ok(Some(token))
-}
-
-fn new_token_id() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)?;
-    Ok(format!(
-        "tok-{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
 }
 
 // ---- token administration ----
@@ -416,7 +407,7 @@ pub fn create_token(
     display_name: Option<String>,
 ) -> Result<NewTokenView, ApiError> {
     let token = Token::generate();
-    let id = new_token_id().map_err(|e| ApiError::internal(e.to_string()))?;
+    let id = random_id("tok-")?;
     let record = TokenRecord {
         id,
         token_hash: store::TokenHash(token.hash().0),
@@ -611,12 +602,7 @@ pub struct Rights {
     pub admin: bool,
 }
 
-impl FromBody for Rights {
-    type Raw = Rights;
-    fn parse(raw: Rights) -> Result<Rights, ApiError> {
-        Ok(raw)
-    }
-}
+impl crate::domain::PlainBody for Rights {}
 
 /// `PUT /v1/groups/{id}/members/{user}`.
 #[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
@@ -626,9 +612,4 @@ pub struct Membership {
     pub can_leave: bool,
 }
 
-impl FromBody for Membership {
-    type Raw = Membership;
-    fn parse(raw: Membership) -> Result<Membership, ApiError> {
-        Ok(raw)
-    }
-}
+impl crate::domain::PlainBody for Membership {}

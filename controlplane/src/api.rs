@@ -112,13 +112,13 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
     }
 }
 
-async fn path_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
+pub(crate) async fn path_params(parts: &mut Parts) -> Result<RawPathParams, ApiError> {
     RawPathParams::from_request_parts(parts, &())
         .await
         .map_err(|_| ApiError::not_found("no such resource (the path is not valid UTF-8)"))
 }
 
-fn param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, ApiError> {
     params
         .iter()
         .find_map(|(key, value)| (key == name).then_some(value))

@@ -23,7 +23,7 @@ use crate::center::{
     AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
 };
 use crate::clock::to_unix_ms;
-use crate::domain::{FromBody, quote};
+use crate::domain::{FromBody, PlainBody, quote};
 use crate::error::ApiError;
 use crate::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
@@ -93,30 +93,19 @@ pub fn routes() -> Router<AppState> {
 // ---- extractors ----
 
 /// The path's named segments.
-pub struct Segments(Vec<(String, String)>);
+pub struct Segments(RawPathParams);
 
 impl<S: Send + Sync> FromRequestParts<S> for Segments {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, &())
-            .await
-            .map_err(|_| ApiError::not_found("no such resource (the path is not valid UTF-8)"))?;
-        Ok(Segments(
-            params
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        ))
+        crate::api::path_params(parts).await.map(Segments)
     }
 }
 
 impl Segments {
     fn raw(&self, name: &str) -> ApiResult<&str> {
-        self.0
-            .iter()
-            .find_map(|(k, v)| (k == name).then_some(v.as_str()))
-            .ok_or_else(|| ApiError::internal(format!("route has no {name} parameter")))
+        crate::api::param(&self.0, name)
     }
 
     fn group(&self) -> ApiResult<GroupId> {
@@ -247,11 +236,8 @@ impl FromBody for NewGroup {
             Some(id) => GroupId::parse(&id)
                 .map_err(|e| ApiError::invalid_body(format!("id: {}: {e}", quote(&id))))?,
             None => {
-                let mut bytes = [0u8; 6];
-                getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(e.to_string()))?;
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                GroupId::parse(&format!("grp-{hex}"))
-                    .map_err(|e| ApiError::internal(e.to_string()))?
+                let id = crate::domain::random_id("grp-")?;
+                GroupId::parse(&id).map_err(|e| ApiError::internal(e.to_string()))?
             }
         };
         Ok(NewGroup {
@@ -450,12 +436,7 @@ pub struct Message {
     text: String,
 }
 
-impl FromBody for Message {
-    type Raw = Message;
-    fn parse(raw: Message) -> ApiResult<Message> {
-        Ok(raw)
-    }
-}
+impl PlainBody for Message {}
 
 /// `PUT /v1/users/{id}/presence`.
 pub struct PresenceBody(Presence);
@@ -492,12 +473,7 @@ pub struct Forwarding {
     destination: Option<String>,
 }
 
-impl FromBody for Forwarding {
-    type Raw = Forwarding;
-    fn parse(raw: Forwarding) -> ApiResult<Forwarding> {
-        Ok(raw)
-    }
-}
+impl PlainBody for Forwarding {}
 
 /// `POST /v1/ringing`.
 #[derive(Debug, Deserialize)]
@@ -510,12 +486,7 @@ pub struct Ringing {
     web: bool,
 }
 
-impl FromBody for Ringing {
-    type Raw = Ringing;
-    fn parse(raw: Ringing) -> ApiResult<Ringing> {
-        Ok(raw)
-    }
-}
+impl PlainBody for Ringing {}
 
 /// `PUT /v1/console/settings`.
 #[derive(Debug, Deserialize)]
@@ -524,12 +495,7 @@ pub struct Settings {
     registered_number: String,
 }
 
-impl FromBody for Settings {
-    type Raw = Settings;
-    fn parse(raw: Settings) -> ApiResult<Settings> {
-        Ok(raw)
-    }
-}
+impl PlainBody for Settings {}
 
 /// `POST /v1/grants`.
 #[derive(Debug, Deserialize)]

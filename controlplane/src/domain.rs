@@ -249,6 +249,25 @@ pub trait FromBody: Sized {
     fn parse(raw: Self::Raw) -> Result<Self, ApiError>;
 }
 
+/// A body whose JSON shape is already its domain value (serde's types and
+/// `deny_unknown_fields` say all there is to check).
+pub trait PlainBody: DeserializeOwned {}
+
+impl<T: PlainBody> FromBody for T {
+    type Raw = T;
+    fn parse(raw: T) -> Result<T, ApiError> {
+        Ok(raw)
+    }
+}
+
+/// A fresh identifier for a resource the appliance names: `prefix` + 16 lowercase hex digits
+/// from the OS's random number generator.
+pub(crate) fn random_id(prefix: &str) -> Result<String, ApiError> {
+    getrandom::u64()
+        .map(|n| format!("{prefix}{n:016x}"))
+        .map_err(|e| ApiError::internal(format!("no random identifier from the OS: {e}")))
+}
+
 /// Parses `"ip:port"`; port 0 is refused (it names no endpoint a party can send from).
 pub(crate) fn parse_address(field: &str, s: &str) -> Result<SocketAddr, ApiError> {
     let addr: SocketAddr = s.parse().map_err(|_| {

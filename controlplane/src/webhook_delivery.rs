@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
@@ -196,13 +196,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, &())
-            .await
-            .map_err(|_| ApiError::not_found("no such resource (the path is not valid UTF-8)"))?;
-        params
-            .iter()
-            .find_map(|(key, value)| (key == "webhook").then(|| WebhookPath(value.to_owned())))
-            .ok_or_else(|| ApiError::internal("route has no webhook parameter"))
+        let params = crate::api::path_params(parts).await?;
+        Ok(WebhookPath(
+            crate::api::param(&params, "webhook")?.to_owned(),
+        ))
     }
 }
 
@@ -271,21 +268,12 @@ fn now(state: &AppState) -> UnixMs {
     to_unix_ms(state.clock().now_ms())
 }
 
-fn new_id() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(format!(
-        "wh_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
-}
-
 /// Creates a webhook: it gets the events committed from now on.
 pub fn create(state: &AppState, req: NewWebhook) -> Result<NewWebhookView, ApiError> {
     let secret = req.secret.unwrap_or_else(Secret::generate);
     let at = now(state);
     let record = WebhookRecord {
-        id: new_id()?,
+        id: crate::domain::random_id("wh_")?,
         url: req.url,
         secret: secret.expose(),
         event_types: req.event_types,
