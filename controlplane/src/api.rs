@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::{
     AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
 };
-use crate::store::PAGE_LIMIT_MAX;
+use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
@@ -224,13 +224,24 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs an operation on the blocking pool (it may take the records lock, the engine's ring
 /// and the store's commits). Operations of [`AppState`] answer in [`StateError`]: `Ok(op?)`.
+///
+/// Group commit (`store` module, "Durability"): the operation's writes return once committed
+/// ([`store::deferring`]), and the answer, success or error, waits here until every commit
+/// made before the operation ended is durable — its own, and any it read or built on. The
+/// operation has released the records lock by then, so concurrent requests wait for their
+/// syncs together and share them. A failed sync turns the answer into an error: nothing
+/// unsynced is acknowledged.
 pub(crate) async fn blocking_api<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || f(&state))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let out = store::deferring(|| f(&state));
+        state.store().sync()?;
+        out
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 #[derive(serde::Serialize)]

@@ -1282,6 +1282,10 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.inner.read_dyn(f)
         }
+
+        fn sync(&self) -> Result<(), StoreError> {
+            self.inner.sync()
+        }
     }
 
     fn id(s: &str) -> UserId {

@@ -39,7 +39,9 @@ pub const PAGE: u32 = 100;
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// A [`Store`] that bumps `commits` after every committed write, so the SSE streams know the
-/// log may have grown. Every write of the daemon goes through it (reads pass straight on).
+/// log may have grown. Every write of the daemon goes through it (reads and syncs pass straight
+/// on). A write inside [`store::deferring`] is committed but maybe not yet durable when the
+/// counter moves: a reader syncs before it publishes what it read (`Cursor::page`).
 pub struct Notifying {
     inner: Arc<dyn Store>,
     commits: watch::Sender<u64>,
@@ -69,6 +71,10 @@ impl Store for Notifying {
         f: &mut dyn FnMut(&dyn Reads) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         self.inner.read_dyn(f)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
     }
 }
 
@@ -229,12 +235,14 @@ impl Cursor {
     }
 
     /// The next page after the cursor, filtered; whether it was full (more may follow at once).
+    /// Only durable events are sent: the page may hold commits of requests still waiting for
+    /// their sync (`store::deferring`), so the page is synced before it is returned.
     async fn page(&mut self) -> Result<(Vec<Event>, bool), String> {
         let state = self.state.clone();
         let viewer = self.viewer.clone();
         let after = self.after;
         let (events, last, full) = tokio::task::spawn_blocking(move || {
-            state.store().read(|r| {
+            let page = state.store().read(|r| {
                 let page = r.events_after(after, PAGE)?;
                 let full = page.len() >= PAGE as usize;
                 let last = page.last().map(|e| e.id);
@@ -244,7 +252,9 @@ impl Cursor {
                     .filter(|e| visible(&viewer, &groups, &e.scope))
                     .collect();
                 Ok::<_, store::StoreError>((visible, last, full))
-            })
+            })?;
+            state.store().sync()?;
+            Ok::<_, store::StoreError>(page)
         })
         .await
         .map_err(|e| e.to_string())?

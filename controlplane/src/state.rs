@@ -11,7 +11,11 @@
 //!   follows them (SPEC §4: the audit precedes supervisor media), then the engine is told, then
 //!   the new state, the alerts and the events are committed in one transaction.
 //! - The **store** (SQLite by default) is the durable copy: every operation that changes
-//!   something commits before it returns, so an acknowledged request survives `kill -9`. At
+//!   something commits before it returns, and is durable before it is acknowledged (the HTTP
+//!   API syncs after the operation has released the records lock, so concurrent requests share
+//!   their syncs: group commit, see [`crate::store`]), so an acknowledged request survives
+//!   `kill -9` and power loss. The one sync inside an operation is the audit record's, before
+//!   the media command it precedes (SPEC §4). At
 //!   start-up, [`AppState::new`] closes what a crashed run left open
 //!   ([`crate::store::StoreExt::recover_after_restart`]: not resumed, SPEC §7) and loads the
 //!   recent history.
@@ -22,6 +26,8 @@
 //! HTTP handlers and the daemon's tasks call them through `spawn_blocking`. The lock is held
 //! for a whole operation, including its commits, which makes each operation atomic with respect
 //! to the others (validate, then engine, then commit: a refused request changes nothing).
+//! Outside [`crate::store::deferring`] (the daemon's pump and timer, tests) each commit is
+//! durable when it returns; inside it (the HTTP API), the caller syncs after the operation.
 //!
 //! # Time
 //!
@@ -786,6 +792,17 @@ fn leg_spec(req: LegRequest) -> LegSpec {
     }
 }
 
+/// A supervision closed outside its lifecycle, its end not yet committed (see
+/// [`AppState::close_supervision`]).
+struct Closed {
+    id: SupervisionId,
+    stored: store::SupervisionRecord,
+    scope: EventScope,
+    payload: serde_json::Value,
+    alert: NewAlert,
+    now: u64,
+}
+
 /// One step of a session: an input, or its answer timeout.
 enum Step {
     Input(Input),
@@ -1194,20 +1211,38 @@ impl AppState {
     /// `DELETE /v1/calls/{id}`: its open supervisions are closed (`aborted`, `call_deleted`),
     /// its media released if still anchored, and the API forgets it (the store keeps it as
     /// history, marked deleted).
+    ///
+    /// One transaction records the supervisions' ends and the call's (after each
+    /// supervision's audit record, synced on its own before its leg is released).
     pub fn delete_call(&self, id: CallId) -> Result<(), StateError> {
         let mut r = self.records();
         r.call(id)?;
         let now = self.now_ms();
+        let mut closed = Vec::new();
         for sup in r.open_supervisions(id) {
-            self.close_supervision(&mut r, sup, now, CALL_DELETED, "the call was deleted")?;
+            match self.close_supervision(&mut r, sup, now, CALL_DELETED, "the call was deleted") {
+                Ok(c) => closed.extend(c),
+                Err(err) => {
+                    // Those already closed (leg released) are recorded all the same.
+                    if !closed.is_empty() {
+                        self.commit_closed(&closed, |_| Ok(()))?;
+                    }
+                    return Err(err);
+                }
+            }
         }
-        if r.call(id)?.state == CallState::Active {
-            self.end_call_media(&mut r, id, now)?;
+        if r.call(id)?.state == CallState::Active
+            && let Err(err) = self.end_call_media(&mut r, id, now)
+        {
+            if !closed.is_empty() {
+                self.commit_closed(&closed, |_| Ok(()))?;
+            }
+            return Err(err);
         }
         let call = r.call(id)?;
         let stored = call.stored(id, Some(now));
         let scope = call_scope(call);
-        self.inner.store.write(|w| {
+        self.commit_closed(&closed, |w| {
             w.update_call(&stored)?;
             append_event(
                 w,
@@ -1809,14 +1844,21 @@ impl AppState {
                 | Output::SetMedia { .. }
                 | Output::DisconnectMedia { .. } => output,
             };
-            // SPEC §4: the audit is durable before supervisor media changes.
+            // SPEC §4: the audit is durable before supervisor media changes. Synced here, under
+            // the records lock, even inside `store::deferring` (the request's other commits
+            // wait for the sync after the lock is released).
             if !audits.is_empty() {
-                if let Err(err) = self.inner.store.write(|w| {
-                    for a in &audits {
-                        w.append_audit(a)?;
-                    }
-                    Ok(())
-                }) {
+                let durable = self
+                    .inner
+                    .store
+                    .write(|w| {
+                        for a in &audits {
+                            w.append_audit(a)?;
+                        }
+                        Ok(())
+                    })
+                    .and_then(|()| self.inner.store.sync());
+                if let Err(err) = durable {
                     sup.session = Some(before);
                     return Err(err.into());
                 }
@@ -1998,7 +2040,9 @@ impl AppState {
     }
 
     /// Ends an open supervision outside the lifecycle (its call was deleted): `aborted` with
-    /// `reason`, its leg released, an alert (`aborted`), an audit record and an event.
+    /// `reason`, an audit record (committed and synced), its leg released; then what is left to
+    /// record — the new state, an alert (`aborted`) and an event — is returned for the caller to
+    /// commit with its own change ([`AppState::commit_closed`]). `None`: already ended.
     fn close_supervision(
         &self,
         r: &mut Records,
@@ -2006,13 +2050,13 @@ impl AppState {
         now: u64,
         reason: &str,
         why: &str,
-    ) -> Result<(), StateError> {
+    ) -> Result<Option<Closed>, StateError> {
         let engine_call = r.calls.get(&r.supervision(id)?.call).and_then(|c| c.engine);
         let Some(sup) = r.supervisions.get_mut(&id) else {
             return Err(StateError::SupervisionNotFound(id));
         };
         if !sup.state.is_open() {
-            return Ok(());
+            return Ok(None);
         }
         let mode = sup.media.map(|_| sup.mode);
         let record = NewAudit {
@@ -2025,7 +2069,9 @@ impl AppState {
             outcome: "aborted".to_owned(),
             detail: Some(format!("reason {reason}; was {}", sup.state.as_str())),
         };
+        // SPEC §4: durable before the media changes (even inside `store::deferring`).
         self.inner.store.write(|w| w.append_audit(&record))?;
+        self.inner.store.sync()?;
         let disconnect = Output::DisconnectMedia { call: sup.call };
         self.media(engine_call, id, sup, &disconnect)?;
         sup.state = SupervisionState::Aborted;
@@ -2043,20 +2089,42 @@ impl AppState {
             call_id: Some(sup.call.to_string()),
             reason: Some(why.to_owned()),
         };
-        self.inner.store.write(|w| {
-            w.update_supervision(&stored)?;
-            append_event(
-                w,
-                "supervision.aborted",
-                payload.clone(),
-                scope.clone(),
-                now,
-            )?;
-            raise_alert(w, &alert, scope.clone(), now)
-        })?;
-        self.inner.metrics.alert(ALERT_KIND_ABORTED);
         self.sync_deadline(r, id);
-        tracing::info!(supervision = %id, reason, "supervision closed");
+        Ok(Some(Closed {
+            id,
+            stored,
+            scope,
+            payload,
+            alert,
+            now,
+        }))
+    }
+
+    /// Commits the ends of `closed` supervisions and `then` (the caller's change) in one
+    /// transaction; then counts their alerts.
+    fn commit_closed(
+        &self,
+        closed: &[Closed],
+        then: impl Fn(&mut dyn Writes) -> Result<(), StoreError>,
+    ) -> Result<(), StateError> {
+        self.inner.store.write(|w| {
+            for c in closed {
+                w.update_supervision(&c.stored)?;
+                append_event(
+                    w,
+                    "supervision.aborted",
+                    c.payload.clone(),
+                    c.scope.clone(),
+                    c.now,
+                )?;
+                raise_alert(w, &c.alert, c.scope.clone(), c.now)?;
+            }
+            then(w)
+        })?;
+        for c in closed {
+            self.inner.metrics.alert(ALERT_KIND_ABORTED);
+            tracing::info!(supervision = %c.id, reason = c.stored.end_reason.as_deref().unwrap_or_default(), "supervision closed");
+        }
         Ok(())
     }
 

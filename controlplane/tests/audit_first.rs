@@ -18,10 +18,12 @@ use dataplane::engine::{self, Engine};
 use dataplane::media::matrix::{LegId, MAX_SUPERVISORS};
 use serde_json::json;
 
-/// A store whose commits fail while `failing` is set (a full disk, a lost device).
+/// A store whose commits fail while `failing` is set (a full disk, a lost device), and whose
+/// syncs fail while `sync_failing` is (commits succeed but never become durable).
 struct FailingStore {
     inner: SqliteStore,
     failing: AtomicBool,
+    sync_failing: AtomicBool,
 }
 
 impl Store for FailingStore {
@@ -44,29 +46,28 @@ impl Store for FailingStore {
     ) -> Result<(), StoreError> {
         self.inner.read_dyn(f)
     }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        if self.sync_failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend {
+                context: "syncing".to_owned(),
+                cause: "I/O error (test)".into(),
+            });
+        }
+        self.inner.sync()
+    }
 }
 
-/// Whether the engine holds any supervisor leg on `call`.
-fn supervisor_legs(state: &AppState, call: engine::CallId) -> usize {
-    (0..MAX_SUPERVISORS)
-        .filter(|i| {
-            state
-                .engine()
-                .leg_stats(call, LegId(2 + *i as u8))
-                .is_some()
-        })
-        .count()
-}
-
-#[tokio::test]
-async fn no_supervisor_media_without_a_durable_audit_record() {
-    let config = common::config(57);
+/// A daemon state over a [`FailingStore`] (both failures off), behind the HTTP API.
+fn harness(slot: u16) -> (Harness, Arc<FailingStore>) {
+    let config = common::config(slot);
     let registry = prometheus::Registry::new();
     let engine = Engine::start(config.engine_config(), &registry).unwrap();
     let metrics = Metrics::new(&registry).unwrap();
     let store = Arc::new(FailingStore {
         inner: SqliteStore::open_in_memory().unwrap(),
         failing: AtomicBool::new(false),
+        sync_failing: AtomicBool::new(false),
     });
     let clock = Arc::new(ManualClock::new(T0_MS));
     let state = AppState::new(
@@ -83,6 +84,24 @@ async fn no_supervisor_media_without_a_durable_audit_record() {
         state,
         clock,
     };
+    (h, store)
+}
+
+/// Whether the engine holds any supervisor leg on `call`.
+fn supervisor_legs(state: &AppState, call: engine::CallId) -> usize {
+    (0..MAX_SUPERVISORS)
+        .filter(|i| {
+            state
+                .engine()
+                .leg_stats(call, LegId(2 + *i as u8))
+                .is_some()
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn no_supervisor_media_without_a_durable_audit_record() {
+    let (h, store) = harness(57);
 
     let call = h.new_call().await;
     let engine_call = h.state.engine_call(call.parse().unwrap()).unwrap();
@@ -154,4 +173,51 @@ async fn no_supervisor_media_without_a_durable_audit_record() {
         )
         .await;
     assert_eq!((status, &s["mode"]), (StatusCode::OK, &json!("barge")));
+}
+
+/// Group commit: the HTTP API commits a request's writes before they are durable and syncs
+/// after the request; the audit record of a supervision start is the exception, synced before
+/// the data plane is told to connect the supervisor. With a store whose commits succeed but
+/// whose syncs fail, the answered supervisor gets no media, and no request is acknowledged.
+#[tokio::test]
+async fn no_supervisor_media_before_the_audit_record_is_synced() {
+    let (h, store) = harness(58);
+    let call = h.new_call().await;
+    let engine_call = h.state.engine_call(call.parse().unwrap()).unwrap();
+
+    store.sync_failing.store(true, Ordering::SeqCst);
+    let (status, err) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            &common::answered_body(),
+        )
+        .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (StatusCode::INTERNAL_SERVER_ERROR, &json!("internal")),
+        "{err}"
+    );
+    assert_eq!(
+        supervisor_legs(&h.state, engine_call),
+        0,
+        "media before the audit record was durable"
+    );
+    assert_eq!(h.state.metrics().snapshot().1, [0; 5]);
+    // Committed, but a write not yet durable is not acknowledged either.
+    let (status, _) = h.post("/v1/calls", r#"{"agent_id": "agent-1"}"#).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    store.sync_failing.store(false, Ordering::SeqCst);
+    let (status, s) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            &common::answered_body(),
+        )
+        .await;
+    assert_eq!(
+        (status, &s["state"]),
+        (StatusCode::CREATED, &json!("active")),
+        "{s}"
+    );
+    assert_eq!(supervisor_legs(&h.state, engine_call), 1);
 }

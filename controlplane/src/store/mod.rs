@@ -18,12 +18,32 @@
 //!     w.update_supervision(&session)?;    // …and the state change, atomically
 //!     Ok(id)
 //! })?;                                    // returned: committed and durable
+//!                                         // (outside `deferring`, see below)
 //! ```
 //!
 //! # Durability
 //!
-//! A `write` returns only after its commit is durable (SQLite: WAL with `synchronous=FULL`):
-//! "acknowledged" means "survives `kill -9` and power loss" (SPEC §7).
+//! "Acknowledged" means "survives `kill -9` and power loss" (SPEC §7), and nothing is
+//! acknowledged before it is durable. A commit is *durable* once [`Store::sync`] has returned
+//! after it: a sync makes every transaction committed before it started durable at once
+//! (SQLite: one `fdatasync` of the WAL covers every commit appended to it), so concurrent
+//! writers share one sync — group commit.
+//!
+//! - By default a `write` returns only after its commit is durable: a caller that knows
+//!   nothing of this section is safe.
+//! - Inside [`deferring`], a `write` returns once committed (visible to every later reader),
+//!   before it is durable, so the caller can release its locks first and let the syncs of
+//!   concurrent requests overlap. The caller must then call [`Store::sync`] before it
+//!   acknowledges, publishes or acts on anything: the HTTP API does so for every response
+//!   (`api::blocking_api`), the event stream before it sends a page, the webhook task before it
+//!   sends an event, and a supervision before its media changes (its audit record first,
+//!   SPEC §4).
+//!
+//! Since syncs cover a prefix of the commit order, a durable commit never depends on one that
+//! is not: whatever an acknowledged request read or built on was committed before it, and its
+//! sync covers both. A sync that fails leaves the store refusing every later write and sync
+//! (what reached the disk is unknown, so nothing more may be acknowledged); the daemon must be
+//! restarted, and the restart recovers what was durable.
 //!
 //! # Blocking
 //!
@@ -34,8 +54,40 @@
 pub mod records;
 mod sqlite;
 
+use std::cell::Cell;
+
 pub use records::*;
 pub use sqlite::SqliteStore;
+
+thread_local! {
+    /// How many [`deferring`] scopes the current thread is in.
+    static DEFERRING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `f` with the durability wait of this thread's writes deferred: inside it, a
+/// [`Store::write_dyn`] returns once its transaction is committed, before it is durable (see
+/// "Durability" above). Whoever calls this must call [`Store::sync`] on the store `f` wrote to
+/// after `f` returns and before acknowledging anything `f` did (or read); in the daemon there
+/// is one store, and the HTTP API, the event stream and the webhook task do so. Nested scopes
+/// defer to the outermost.
+pub fn deferring<T>(f: impl FnOnce() -> T) -> T {
+    /// Leaves the scope even if `f` panics (the blocking pool's threads are reused).
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            DEFERRING.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    DEFERRING.with(|d| d.set(d.get().saturating_add(1)));
+    let _scope = Scope;
+    f()
+}
+
+/// Whether the current thread is inside [`deferring`]: a backend's `write_dyn` may then
+/// return before its commit is durable.
+pub fn is_deferring() -> bool {
+    DEFERRING.with(|d| d.get() > 0)
+}
 
 /// Most rows one page of a log (`events_after`, `audit_after`, …) or a `recent_*` list returns;
 /// a larger `limit` is clamped to it.
@@ -317,12 +369,19 @@ pub trait Writes: Reads {
 /// A backend: runs closures in transactions. Dyn-compatible (`Arc<dyn Store>`); use the
 /// generic forms of [`StoreExt`].
 pub trait Store: Send + Sync {
-    /// Runs `f` in one write transaction: committed (durably) iff `f` returns `Ok`, rolled back
-    /// otherwise, and `f`'s error returned. A backend may run `f` again when the database asks
-    /// for a retry (PostgreSQL serialization failures), hence `FnMut`.
+    /// Runs `f` in one write transaction: committed iff `f` returns `Ok`, rolled back
+    /// otherwise, and `f`'s error returned. Returns once the commit is durable, or, inside
+    /// [`deferring`], once it is committed (the caller then calls [`Store::sync`]). A backend
+    /// may run `f` again when the database asks for a retry (PostgreSQL serialization
+    /// failures), hence `FnMut`.
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Writes) -> Result<()>) -> Result<()>;
     /// Runs `f` over one consistent read snapshot.
     fn read_dyn(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
+    /// Returns once every transaction committed before the call is durable (at once if they
+    /// all are). Concurrent callers share the work: one sync covers every commit before it
+    /// started. No default: a wrapper that forgot to pass it on would acknowledge what is not
+    /// durable.
+    fn sync(&self) -> Result<()>;
 }
 
 /// The generic conveniences, for every [`Store`] (including `dyn Store`).

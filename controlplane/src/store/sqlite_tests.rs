@@ -170,7 +170,7 @@ fn migrations_apply_once_and_reopening_is_idempotent() {
 }
 
 #[test]
-fn file_database_uses_wal_full_sync_and_foreign_keys() {
+fn file_database_uses_wal_normal_sync_and_foreign_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("x.db")).unwrap();
     let guard = store.lock().unwrap();
@@ -184,7 +184,8 @@ fn file_database_uses_wal_full_sync_and_foreign_keys() {
             .unwrap()
     };
     assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
-    assert_eq!(pragma("synchronous"), "Integer(2)"); // FULL
+    // NORMAL: the WAL is synced by the store's group commit, not in each commit.
+    assert_eq!(pragma("synchronous"), "Integer(1)");
     assert_eq!(pragma("foreign_keys"), "Integer(1)");
 }
 
@@ -1528,4 +1529,134 @@ fn every_enum_value_parses_back() {
     check::<SupervisionState>();
     check::<SupervisionScope>();
     check::<Mode>();
+}
+
+// --- Group commit ------------------------------------------------------------------------------
+
+/// The store's commit and sync marks: (last commit, last commit durable).
+fn marks(store: &SqliteStore) -> (u64, u64) {
+    let s = super::relock(&store.wal.state);
+    (s.committed, s.synced)
+}
+
+#[test]
+fn a_write_is_durable_when_it_returns_and_a_deferred_one_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("earshot.db")).unwrap();
+    let (opened, synced) = marks(&store);
+    assert_eq!(synced, opened, "the schema is durable when open returns");
+
+    store.write(|w| w.create_call(&call("c1"))).unwrap();
+    let (committed, synced) = marks(&store);
+    assert_eq!((committed, synced), (opened + 1, opened + 1));
+
+    // Deferred: committed (visible) at once, durable only after `sync`.
+    deferring(|| store.write(|w| w.create_call(&call("c2")))).unwrap();
+    assert_eq!(marks(&store), (opened + 2, opened + 1));
+    assert!(store.read(|r| r.call("c2")).unwrap().is_some());
+    // Nested scopes defer to the outermost.
+    deferring(|| deferring(|| store.write(|w| w.create_call(&call("c3"))))).unwrap();
+    assert_eq!(marks(&store), (opened + 3, opened + 1));
+    store.sync().unwrap();
+    assert_eq!(marks(&store), (opened + 3, opened + 3));
+    // Nothing new: a sync is a no-op.
+    store.sync().unwrap();
+    assert_eq!(marks(&store), (opened + 3, opened + 3));
+    // Out of the scope again (even after a panic inside one), writes sync themselves.
+    let panicked = catch_unwind(AssertUnwindSafe(|| deferring(|| panic!("boom"))));
+    assert!(panicked.is_err());
+    assert!(!is_deferring());
+    store.write(|w| w.create_call(&call("c4"))).unwrap();
+    assert_eq!(marks(&store), (opened + 4, opened + 4));
+}
+
+/// Writers on many threads, each acknowledging its rows only after `sync` (as the HTTP API
+/// does), some of whose transactions fail: every acknowledged row is in the database when it
+/// is opened again, no row of a failed transaction is, and the failures cost the others
+/// nothing.
+#[test]
+fn concurrent_deferred_writers_are_all_durable_and_a_failure_loses_no_one_else() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for round in 0..ROUNDS {
+                    let id = format!("c{t}-{round}");
+                    // Every fifth transaction fails after writing its row.
+                    let fails = round % 5 == 4;
+                    let written = deferring(|| {
+                        store.write(|w| {
+                            w.create_call(&call(&id))?;
+                            if fails {
+                                return Err(StoreError::Schema("a later step failed".to_owned()));
+                            }
+                            Ok(())
+                        })
+                    });
+                    store.sync().unwrap();
+                    assert_eq!(written.is_err(), fails, "{id}: {written:?}");
+                    if written.is_ok() {
+                        acknowledged.push(id);
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert_eq!(acknowledged.len(), THREADS * ROUNDS * 4 / 5);
+    let (committed, synced) = marks(&store);
+    assert_eq!(synced, committed);
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).unwrap();
+    reopened
+        .read(|r| {
+            for id in &acknowledged {
+                assert!(r.call(id)?.is_some(), "acknowledged {id} lost");
+            }
+            assert_eq!(r.recent_calls(PAGE_LIMIT_MAX)?.len(), acknowledged.len());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// After a failed sync nothing more is acknowledged: the failing write answers an error, and so
+/// does every later write and sync (what reached the disk is unknown); reads go on.
+#[test]
+fn a_failed_sync_refuses_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path().join("earshot.db")).unwrap();
+    store.write(|w| w.create_call(&call("c1"))).unwrap();
+    // As if the device had gone: the WAL cannot be synced.
+    store.wal.path = Some(dir.path().join("gone").join("earshot.db-wal"));
+    assert!(store.write(|w| w.create_call(&call("c2"))).is_err());
+    assert!(store.sync().is_err());
+    assert!(store.write(|w| w.create_call(&call("c3"))).is_err());
+    assert!(deferring(|| store.write(|w| w.create_call(&call("c4")))).is_err());
+    store
+        .read(|r| {
+            assert!(r.call("c1")?.is_some());
+            assert!(r.call("c3")?.is_none() && r.call("c4")?.is_none());
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn an_in_memory_store_syncs_nothing() {
+    let store = mem();
+    deferring(|| store.write(|w| w.create_call(&call("c1")))).unwrap();
+    store.sync().unwrap();
+    let (committed, synced) = marks(&store);
+    assert_eq!(synced, committed);
 }
