@@ -6,7 +6,9 @@
 //! agent socket and every supervisor leg's to one supervisor socket. It then sends paced PCMU
 //! (50 packets/s per stream, the streams spread evenly over the 20 ms period, absolute
 //! deadlines, `sendmmsg`) from those sockets, receives with `recvmmsg` on one thread per
-//! socket, and sorts what arrives by the appliance's source port (each leg's local port).
+//! socket (polling it every `--rx-poll-us`, by default, so that no thread waits on a socket and
+//! the appliance's sends wake no one: on loopback it would pay for that wakeup), and sorts what
+//! arrives by the appliance's source port (each leg's local port).
 //!
 //! Over the window after warm-up it reports offered and received packets/s, loss (per stream,
 //! from the sequence-number range of the appliance's output against what arrived), the added
@@ -69,8 +71,17 @@ const RECV_BATCH: usize = 256;
 const SEND_SLACK_NS: u64 = 50_000;
 /// Socket buffers: a second of 2,000 whisper calls' worth of output fits.
 const SOCKET_BUFFER_BYTES: usize = 32 << 20;
-/// How long a receiver blocks before checking whether to stop.
+/// How long a blocking receiver (`--rx-poll-us 0`) waits before checking whether to stop.
 const RECV_TIMEOUT: Duration = Duration::from_millis(100);
+/// What one queued datagram costs a socket's receive buffer: its `skb`'s truesize, 832 bytes
+/// for our 172-byte datagrams on loopback (Linux 6.x), rounded up.
+const RECV_TRUESIZE_BYTES: usize = 1024;
+/// The most one socket receives, packets/s: above what one core of load generator offers
+/// (about 125,000 packets/s each way, bench/README.md).
+const MAX_SOCKET_RECV_PPS: u64 = 150_000;
+/// A polling receiver's buffer must hold this many intervals of [`MAX_SOCKET_RECV_PPS`]: its
+/// sleep may overrun while the sender holds the shared core.
+const POLL_BUFFER_MARGIN: u64 = 20;
 /// Sending goes on this long past the window (so its last packets are not counted lost), and
 /// receiving this long past that.
 const SEND_TAIL: Duration = Duration::from_millis(100);
@@ -417,6 +428,16 @@ pub struct Args {
     /// many per stream (each stamp costs the load generator an error-queue read).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     tx_stamp_every: u16,
+    /// How the receiver threads wait for the appliance's output. N > 0: poll: drain each
+    /// socket with non-blocking `recvmmsg` until it is empty, then sleep N µs. 0: block in
+    /// `recvmmsg` as datagrams come. On loopback the kernel charges the wakeup of a receiver
+    /// blocked on a socket to the sender, so blocking bills the appliance for waking this
+    /// tool's threads (perf: ~18 % of its CPU at 100 kpps); with nobody waiting, a delivery
+    /// wakes no one. Latency and jitter come from kernel arrival stamps, taken before a
+    /// datagram is queued, in either mode.
+    #[arg(long, default_value_t = 250, value_name = "US",
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    rx_poll_us: u32,
     /// Measure a failing load again up to this many times before giving up on it.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=5))]
     retries: u8,
@@ -449,6 +470,14 @@ impl Args {
         Args::try_parse_from(argv).map_err(|e| e.to_string())
     }
 
+    /// How the receivers wait (`--rx-poll-us`).
+    fn rx_wait(&self) -> RxWait {
+        match self.rx_poll_us {
+            0 => RxWait::Block,
+            us => RxWait::Poll(Duration::from_micros(u64::from(us))),
+        }
+    }
+
     /// Presents `token` (`Authorization: Bearer …`) instead of `$EARSHOT_TOKEN` or
     /// `$EARSHOT_ADMIN_TOKEN`.
     pub fn with_token(mut self, token: &str) -> Args {
@@ -471,6 +500,26 @@ pub fn main() -> ExitCode {
 }
 
 type Result<T, E = String> = std::result::Result<T, E>;
+
+/// How a receiver thread waits for datagrams (`--rx-poll-us`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxWait {
+    /// In `recvmmsg` (`MSG_WAITFORONE`), up to [`RECV_TIMEOUT`]: each datagram that finds the
+    /// thread asleep wakes it, at the sender's expense on loopback.
+    Block,
+    /// Takes what is queued without blocking (`MSG_DONTWAIT`) until the socket is empty, then
+    /// sleeps this long: nothing waits on the socket, so a delivery wakes no one.
+    Poll(Duration),
+}
+
+impl RxWait {
+    fn describe(self) -> String {
+        match self {
+            RxWait::Block => "blocking".to_owned(),
+            RxWait::Poll(d) => format!("polled every {} µs", d.as_micros()),
+        }
+    }
+}
 
 /// One run, as the binary does it: sets the calls up, offers each load, prints the table (and
 /// with `--json` the JSON line), deletes the calls. Returns what the JSON line holds; an error
@@ -534,7 +583,7 @@ pub fn run(args: &Args) -> Result<Value> {
     if pid.is_none() {
         eprintln!("loadgen: no {process} process found (use --pid); appliance CPU is not reported");
     }
-    let sockets = Arc::new(Sockets::open(args.bind_ip)?);
+    let sockets = Arc::new(Sockets::open(args.bind_ip, args.rx_wait())?);
     let loads: Vec<u32> = match (args.calls, args.ramp) {
         (Some(n), _) => vec![n],
         (None, Some(r)) => (r.start..=r.max).step_by(r.step as usize).collect(),
@@ -653,6 +702,7 @@ pub fn run(args: &Args) -> Result<Value> {
         "mode": args.mode.as_str(),
         "duration_secs": args.duration_secs,
         "warmup_secs": args.warmup_secs,
+        "rx_poll_us": args.rx_poll_us,
         "max_loss_pct": args.max_loss_pct,
         "largest_calls_within_loss": best,
         "largest_calls_within_loss_and_p99": best_spec,
@@ -773,7 +823,7 @@ struct Sockets {
 }
 
 impl Sockets {
-    fn open(ip: Ipv4Addr) -> Result<Sockets> {
+    fn open(ip: Ipv4Addr, wait: RxWait) -> Result<Sockets> {
         let open = || -> io::Result<UdpSocket> {
             let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
             mmsg::set_buffer_sizes(&s, SOCKET_BUFFER_BYTES);
@@ -783,6 +833,24 @@ impl Sockets {
         };
         let by_role = (|| Ok::<_, io::Error>([open()?, open()?, open()?]))()
             .map_err(|e| format!("cannot open the local UDP sockets on {ip}: {e}"))?;
+        if let RxWait::Poll(interval) = wait {
+            // Between two polls the socket alone holds what arrives; without CAP_NET_ADMIN
+            // (SO_RCVBUFFORCE) the buffer is capped by net.core.rmem_max.
+            let needed =
+                MAX_SOCKET_RECV_PPS * interval.as_micros() as u64 / 1_000_000 * POLL_BUFFER_MARGIN;
+            let held = by_role
+                .iter()
+                .map(|s| mmsg::receive_buffer_bytes(s).unwrap_or(0) / RECV_TRUESIZE_BYTES)
+                .min()
+                .unwrap_or(0) as u64;
+            if held < needed {
+                eprintln!(
+                    "loadgen: the receive buffers hold about {held} datagrams, less than {POLL_BUFFER_MARGIN} \
+                     polls' worth at {MAX_SOCKET_RECV_PPS} packets/s ({needed}): raise \
+                     net.core.rmem_max, run as root, or lower --rx-poll-us"
+                );
+            }
+        }
         let tx_stamped = by_role
             .iter()
             .all(|s| mmsg::enable_tx_timestamps(s).is_ok());
@@ -1193,12 +1261,14 @@ impl Sources {
     }
 }
 
-/// Receives on one role's socket until `stop`, recording in-window arrivals per stream.
+/// Receives on one role's socket until `stop` (then takes what is still queued), recording
+/// in-window arrivals per stream.
 fn recv_loop(
     socket: &UdpSocket,
     sources: &Sources,
     relayed: &[bool],
     window: Window,
+    wait: RxWait,
     stop: &AtomicBool,
 ) -> ReceiverReport {
     let mut report = ReceiverReport::default();
@@ -1208,7 +1278,9 @@ fn recv_loop(
     let mut tx_batch = RecvBatch::new(RECV_BATCH);
     // Transmit stamps worth keeping: of datagrams whose relayed copies may arrive in the window.
     let keep_tx = (window.start_ns.saturating_sub(1_000_000_000))..(window.end_ns + 1_000_000_000);
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        // Once stopped, what is still queued is taken (without waiting), then the loop ends.
+        let stopping = stop.load(Ordering::Relaxed);
         // Our transmit stamps share the socket's receive buffer: take them as they come.
         while let Ok(n) = tx_batch.recv_tx_timestamps(socket) {
             for i in 0..n {
@@ -1222,18 +1294,25 @@ fn recv_loop(
                 break;
             }
         }
-        match batch.recv(socket) {
-            Ok(_) => {}
+        let received = match wait {
+            RxWait::Block if !stopping => batch.recv(socket),
+            _ => batch.try_recv(socket),
+        };
+        // A full batch may have left more behind: take it at once, without sleeping.
+        let more = match received {
+            Ok(n) => n == RECV_BATCH,
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                continue;
+                false
             }
             Err(_) => break,
-        }
+        };
+        // The user-space time, only for a datagram the kernel did not stamp: late by up to a
+        // poll interval when polling (counted in `user_timestamps`).
         let user_now = realtime_ns();
         for i in 0..batch.len() {
             let (src, data) = batch.datagram(i);
@@ -1291,6 +1370,15 @@ fn recv_loop(
                 report.jitter.record(d);
                 rec.jitter_ns += (d as f64 - rec.jitter_ns) / 16.0;
             }
+        }
+        if more {
+            continue;
+        }
+        if stopping {
+            break;
+        }
+        if let RxWait::Poll(interval) = wait {
+            thread::sleep(interval);
         }
     }
     report.records = touched
@@ -1400,6 +1488,7 @@ fn run_load(
     let window_start = epoch + warmup;
     let window_end = window_start + duration;
     let stop = Arc::new(AtomicBool::new(false));
+    let rx_wait = args.rx_wait();
 
     let receivers: Vec<_> = ROLES
         .iter()
@@ -1418,6 +1507,7 @@ fn run_load(
                         &map,
                         &relayed,
                         window,
+                        rx_wait,
                         &stop,
                     )
                 })
@@ -1799,12 +1889,13 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 
 fn print_table(args: &Args, results: &[LoadResult]) {
     println!(
-        "{}, mode {} — window {} s after {} s warm-up; latency = relayed flows (one way through the appliance), \
+        "{}, mode {} — window {} s after {} s warm-up; receivers {}; latency = relayed flows (one way through the appliance), \
          jitter = |D| of RFC 3550 on mixed flows; µs",
         args.target.as_str(),
         args.mode.as_str(),
         args.duration_secs,
-        args.warmup_secs
+        args.warmup_secs,
+        args.rx_wait().describe()
     );
     println!(
         "{:>6} {:>6} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
@@ -2161,6 +2252,21 @@ mod tests {
             },
             "no stream to measure",
         );
+    }
+
+    #[test]
+    fn receivers_poll_by_default_and_block_on_request() {
+        let base = ["loadgen", "--calls", "4"];
+        let wait = |extra: &[&str]| Args::from_argv(base.iter().chain(extra)).map(|a| a.rx_wait());
+        assert_eq!(wait(&[]), Ok(RxWait::Poll(Duration::from_micros(250))));
+        assert_eq!(wait(&["--rx-poll-us", "0"]), Ok(RxWait::Block));
+        assert_eq!(
+            wait(&["--rx-poll-us", "1000"]),
+            Ok(RxWait::Poll(Duration::from_millis(1)))
+        );
+        for bad in ["10001", "-1", "x"] {
+            assert!(wait(&["--rx-poll-us", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -63,7 +63,11 @@ fn setsockopt_int(
 }
 
 /// Asks the kernel to stamp every received datagram with `CLOCK_REALTIME` at its arrival in
-/// the stack (read back by [`RecvBatch::kernel_ns`]).
+/// the stack (read back by [`RecvBatch::kernel_ns`]): as it enters the receive path
+/// (`netif_rx`; for loopback and veth, still within the sender's transmit), before it is queued
+/// on the socket, so the time it then waits there to be read does not count. Only a datagram
+/// that arrived unstamped (the kernel turns stamping on lazily, once the first socket asks) is
+/// stamped when read.
 pub fn enable_rx_timestamps(socket: &UdpSocket) -> io::Result<()> {
     setsockopt_int(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
@@ -95,6 +99,29 @@ pub fn set_buffer_sizes(socket: &UdpSocket, bytes: usize) {
         if setsockopt_int(socket, libc::SOL_SOCKET, force, v).is_err() {
             let _ = setsockopt_int(socket, libc::SOL_SOCKET, plain, v);
         }
+    }
+}
+
+/// The receive buffer's limit in bytes as the kernel applies it (`SO_RCVBUF`: twice what was
+/// asked, for its bookkeeping; every queued datagram is charged its whole `skb` truesize).
+pub fn receive_buffer_bytes(socket: &UdpSocket) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals for the duration of the call, and `len` holds
+    // `value`'s size; the fd is owned by `socket`, which outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(usize::try_from(value).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -332,6 +359,12 @@ impl RecvBatch {
         self.recv_flags(socket, libc::MSG_WAITFORONE)
     }
 
+    /// Takes what is queued, up to the capacity, without blocking: `WouldBlock` when nothing
+    /// is. No thread waits on the socket meanwhile, so a datagram's delivery wakes no one.
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_flags(socket, libc::MSG_DONTWAIT)
+    }
+
     /// Takes the transmit timestamps queued on `socket`'s error queue, without blocking
     /// (`WouldBlock` when there are none); read them with [`RecvBatch::tx_timestamp`].
     pub fn recv_tx_timestamps(&mut self, socket: &UdpSocket) -> io::Result<usize> {
@@ -378,7 +411,8 @@ impl RecvBatch {
         self.len == 0
     }
 
-    /// The `i`-th datagram of the last [`RecvBatch::recv`] and its source.
+    /// The `i`-th datagram of the last [`RecvBatch::recv`] (or [`RecvBatch::try_recv`]) and its
+    /// source.
     pub fn datagram(&self, i: usize) -> (SocketAddrV4, &[u8]) {
         let len = (self.hdrs[i].msg_len as usize).min(MAX_RECV_DATAGRAM);
         (from_sockaddr(&self.addrs[i]), &self.bufs[i][..len])
@@ -532,5 +566,55 @@ mod tests {
             // OPT_ID counts the stamped datagrams only, from 0.
             assert_eq!(tx_ids, (0..u32::from(sent.div_ceil(2))).collect::<Vec<_>>());
         }
+    }
+
+    /// A non-blocking receive finds an empty socket empty, then takes what was queued, each
+    /// datagram with its source, bytes and kernel arrival stamp, in batches of at most its
+    /// capacity.
+    #[test]
+    fn try_recv_takes_what_is_queued_and_never_waits() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_rx_timestamps(&rx).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to, from) = (v4(&rx), v4(&tx));
+        let mut batch = RecvBatch::new(4);
+        let empty = batch.try_recv(&rx).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        assert!(batch.is_empty());
+        let mut send = SendBatch::new(8);
+        for k in 0..7u8 {
+            assert!(send.push(to, false, |buf| {
+                buf[..=usize::from(k)].fill(k);
+                usize::from(k) + 1
+            }));
+        }
+        assert_eq!(send.send(&tx).sent, 7);
+        // Loopback delivers within the send, unless the kernel defers its softirq work: wait
+        // for that (bounded) rather than assume it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut expected = 0u8;
+        while expected < 7 && Instant::now() < deadline {
+            match batch.try_recv(&rx) {
+                Ok(n) => {
+                    assert!((1..=4).contains(&n));
+                    for i in 0..n {
+                        let (src, data) = batch.datagram(i);
+                        assert_eq!(src, from);
+                        assert_eq!(data, vec![expected; usize::from(expected) + 1]);
+                        assert!(
+                            batch.kernel_ns(i).is_some(),
+                            "datagram {expected}: no stamp"
+                        );
+                        expected += 1;
+                    }
+                }
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            }
+        }
+        assert_eq!(expected, 7);
+        assert_eq!(
+            batch.try_recv(&rx).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }
