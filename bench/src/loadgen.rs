@@ -33,6 +33,7 @@
 //! up over rtpengine's NG protocol (`--ng`; module `rtpengine`), for the side-by-side
 //! comparison of `bench/compare-rtpengine.sh`.
 
+mod probe;
 mod rtpengine;
 
 use std::collections::HashMap;
@@ -891,6 +892,8 @@ struct Stream {
     /// When what the appliance sends this leg is a relay: the stream it relays (the other
     /// party's, by index). `None`: a mix.
     relay_of: Option<usize>,
+    /// The streams of this stream's call (its own included), by index: `start..end`.
+    call: (usize, usize),
 }
 
 /// The supervisor number the load tool registers and answers from (any valid one).
@@ -917,6 +920,7 @@ impl Stream {
             seq: r as u16,
             ts: r.rotate_left(7),
             relay_of: None,
+            call: (index, index + 1),
         }
     }
 
@@ -927,8 +931,10 @@ impl Stream {
     fn push_call(streams: &mut Vec<Stream>, mode: LoadMode, legs: &[(Role, SocketAddrV4)]) {
         let base = streams.len();
         let index_of = |role| legs.iter().position(|(r, _)| *r == role).map(|i| base + i);
+        let call = (base, base + legs.len());
         for &(role, local) in legs {
             let mut stream = Stream::new(streams.len(), role, local);
+            stream.call = call;
             stream.relay_of = match role {
                 _ if !mode.relayed_to(role) => None,
                 Role::Customer => index_of(Role::Agent),
@@ -1058,6 +1064,8 @@ struct SenderReport {
     send_errors: u64,
     /// How far behind its deadline the worst send of the window went out.
     max_lag_ns: u64,
+    /// Probes sent (mixed-flow latency, [`probe`]): stream index and send time.
+    probes: Vec<(usize, u64)>,
 }
 
 /// Sends every stream one packet per 20 ms until `stop_at`, stream `j` of `S` at offset
@@ -1098,8 +1106,13 @@ fn send_loop(
     ];
     let deadline = |round: u64, j: u64| round * PERIOD_NS + j * PERIOD_NS / s;
     let (mut round, mut j) = (0u64, 0u64);
-    let flush = |batches: &mut [SendBatch; 3], report: &mut SenderReport| {
+    // Probes queued in the batches, sent (and timed) at the next flush.
+    let mut probes: Vec<usize> = Vec::new();
+    let flush = |batches: &mut [SendBatch; 3],
+                 report: &mut SenderReport,
+                 probes: &mut Vec<usize>| {
         let now = realtime_ns();
+        report.probes.extend(probes.drain(..).map(|i| (i, now)));
         for (role, batch) in batches.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
@@ -1131,7 +1144,11 @@ fn send_loop(
             }
             let st = &mut streams[j as usize];
             if batches[st.role as usize].is_full() {
-                flush(&mut batches, &mut report);
+                flush(&mut batches, &mut report, &mut probes);
+            }
+            let probe = probe::is_probe(round, st.role as usize);
+            if probe {
+                probes.push(j as usize);
             }
             let marker = round == 0;
             let stamped = sockets.tx_stamped && st.seq.is_multiple_of(tx_stamp_every);
@@ -1156,6 +1173,9 @@ fn send_loop(
                 marks[8..12].copy_from_slice(&tx_id.to_le_bytes());
                 marks[12] = role;
                 marks[13] = u8::from(stamped);
+                if probe {
+                    probe::make_probe(&mut buf[RTP_HEADER_LEN..PACKET_LEN]);
+                }
                 PACKET_LEN
             });
             st.seq = st.seq.wrapping_add(1);
@@ -1166,7 +1186,7 @@ fn send_loop(
                 round += 1;
             }
         }
-        flush(&mut batches, &mut report);
+        flush(&mut batches, &mut report, &mut probes);
         let next = epoch + Duration::from_nanos(deadline(round, j));
         let now = Instant::now();
         if next > now {
@@ -1196,6 +1216,8 @@ struct StreamRecord {
     ts_first: u32,
     ts_min: i64,
     ts_max: i64,
+    /// When the last probe was heard on this (mixed) output.
+    last_probe_at: u64,
 }
 
 /// The marks a relayed payload carries back: our send time, and which datagram it was.
@@ -1233,6 +1255,8 @@ struct ReceiverReport {
     unknown_source: u64,
     unstamped: u64,
     user_timestamps: u64,
+    /// Mixed outputs' first loud frame after each probe: output stream, arrival.
+    probes_heard: Vec<(usize, u64)>,
 }
 
 /// Which of our streams an appliance output is: its source address is the leg's local address.
@@ -1276,6 +1300,7 @@ fn recv_loop(
     let mut touched = vec![false; relayed.len()];
     let mut batch = RecvBatch::new(RECV_BATCH);
     let mut tx_batch = RecvBatch::new(RECV_BATCH);
+    let detector = probe::Detector::new();
     // Transmit stamps worth keeping: of datagrams whose relayed copies may arrive in the window.
     let keep_tx = (window.start_ns.saturating_sub(1_000_000_000))..(window.end_ns + 1_000_000_000);
     loop {
@@ -1363,12 +1388,20 @@ fn recv_loop(
                     Some(_) => report.samples_capped += 1,
                     None => report.unstamped += 1,
                 }
-            } else if let Some((prev_at, prev_ts)) = prev {
-                let d = (at as i64 - prev_at as i64)
-                    - i64::from(ts.wrapping_sub(prev_ts) as i32) * NS_PER_SAMPLE;
-                let d = d.unsigned_abs();
-                report.jitter.record(d);
-                rec.jitter_ns += (d as f64 - rec.jitter_ns) / 16.0;
+            } else {
+                if let Some((prev_at, prev_ts)) = prev {
+                    let d = (at as i64 - prev_at as i64)
+                        - i64::from(ts.wrapping_sub(prev_ts) as i32) * NS_PER_SAMPLE;
+                    let d = d.unsigned_abs();
+                    report.jitter.record(d);
+                    rec.jitter_ns += (d as f64 - rec.jitter_ns) / 16.0;
+                }
+                if detector.is_probe_frame(&data[RTP_HEADER_LEN..])
+                    && at.saturating_sub(rec.last_probe_at) > probe::SAME_PROBE_NS
+                {
+                    rec.last_probe_at = at;
+                    report.probes_heard.push((idx, at));
+                }
             }
         }
         if more {
@@ -1404,6 +1437,11 @@ struct LoadResult {
     relay_latency_us: [Option<f64>; 3],
     relay_samples: u64,
     mixed_jitter_us: [Option<f64>; 3],
+    /// Added latency of mixed flows (probe to loud frame, [`probe`]): p50, p99, max in µs,
+    /// the samples, and the loud frames attributed to no probe.
+    mixed_latency_us: [Option<f64>; 3],
+    mixed_latency_samples: u64,
+    mixed_probes_unmatched: u64,
     /// Mean over mixed streams of the RFC 3550 §A.8 smoothed jitter at the end, µs.
     mixed_rfc3550_jitter_us: Option<f64>,
     appliance_cpu_pct: Option<f64>,
@@ -1568,6 +1606,7 @@ fn run_load(
     let (mut latency, mut jitter) = (Histogram::default(), Histogram::default());
     let mut tx_stamps: [Vec<(u32, u64)>; 3] = Default::default();
     let mut relayed_arrivals = Vec::new();
+    let mut probes_heard = Vec::new();
     // Receivers were spawned in `ROLES` order: the n-th owns role n's socket.
     for (role, handle) in receivers.into_iter().enumerate() {
         let mut rep = handle.join().map_err(|_| "a receiver panicked")?;
@@ -1577,6 +1616,7 @@ fn run_load(
         rep.tx_stamps.sort_unstable();
         tx_stamps[role] = rep.tx_stamps;
         relayed_arrivals.append(&mut rep.relayed);
+        probes_heard.append(&mut rep.probes_heard);
         r.samples_capped += rep.samples_capped;
         jitter.merge(&rep.jitter);
         r.unknown_source += rep.unknown_source;
@@ -1613,6 +1653,21 @@ fn run_load(
             r.unstamped += 1;
         }
     }
+    // Mixed flows: each probe heard, against the probe of the call that caused it.
+    let mut probes_sent = vec![Vec::new(); sent_streams.len()];
+    for &(i, at) in &sent.probes {
+        probes_sent[i].push(at);
+    }
+    let (mixed_latency, unmatched) = probe::latencies(&probes_heard, &probes_sent, |i| {
+        sent_streams[i].call.0..sent_streams[i].call.1
+    });
+    r.mixed_probes_unmatched = unmatched;
+    r.mixed_latency_samples = mixed_latency.count();
+    r.mixed_latency_us = [
+        us(mixed_latency.quantile(0.5)),
+        us(mixed_latency.quantile(0.99)),
+        us((mixed_latency.count() > 0).then(|| mixed_latency.max())),
+    ];
     let secs = duration.as_secs_f64();
     let nominal = PPS_PER_STREAM * args.duration_secs;
     let mut received = 0;
@@ -1890,7 +1945,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 fn print_table(args: &Args, results: &[LoadResult]) {
     println!(
         "{}, mode {} — window {} s after {} s warm-up; receivers {}; latency = relayed flows (one way through the appliance), \
-         jitter = |D| of RFC 3550 on mixed flows; µs",
+         mix = added latency of mixed flows (probe to mixed output), jitter = |D| of RFC 3550 on mixed flows; µs",
         args.target.as_str(),
         args.mode.as_str(),
         args.duration_secs,
@@ -1898,7 +1953,7 @@ fn print_table(args: &Args, results: &[LoadResult]) {
         args.rx_wait().describe()
     );
     println!(
-        "{:>6} {:>6} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
+        "{:>6} {:>6} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
         "calls",
         "strms",
         "offer/s",
@@ -1908,6 +1963,8 @@ fn print_table(args: &Args, results: &[LoadResult]) {
         "lat p50",
         "lat p99",
         "lat max",
+        "mix p50",
+        "mix p99",
         "jit p50",
         "jit p99",
         "jit max",
@@ -1918,7 +1975,7 @@ fn print_table(args: &Args, results: &[LoadResult]) {
     );
     for r in results {
         println!(
-            "{:>6} {:>6} {:>9.0} {:>9.0} {:>8.4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
+            "{:>6} {:>6} {:>9.0} {:>9.0} {:>8.4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}",
             r.calls,
             r.streams,
             r.offered_pps,
@@ -1928,6 +1985,8 @@ fn print_table(args: &Args, results: &[LoadResult]) {
             opt(r.relay_latency_us[0], 0),
             opt(r.relay_latency_us[1], 0),
             opt(r.relay_latency_us[2], 0),
+            opt(r.mixed_latency_us[0], 0),
+            opt(r.mixed_latency_us[1], 0),
             opt(r.mixed_jitter_us[0], 0),
             opt(r.mixed_jitter_us[1], 0),
             opt(r.mixed_jitter_us[2], 0),
@@ -2053,6 +2112,9 @@ impl LoadResult {
             "silent_streams": self.silent_streams,
             "relay_latency_us": {"p50": self.relay_latency_us[0], "p99": self.relay_latency_us[1],
                                  "max": self.relay_latency_us[2], "samples": self.relay_samples},
+            "mixed_latency_us": {"p50": self.mixed_latency_us[0], "p99": self.mixed_latency_us[1],
+                                 "max": self.mixed_latency_us[2], "samples": self.mixed_latency_samples,
+                                 "unattributed_loud_frames": self.mixed_probes_unmatched},
             "mixed_jitter_us": {"p50": self.mixed_jitter_us[0], "p99": self.mixed_jitter_us[1],
                                 "max": self.mixed_jitter_us[2], "rfc3550_mean": self.mixed_rfc3550_jitter_us},
             "appliance_cpu_pct": self.appliance_cpu_pct,
