@@ -71,6 +71,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("migrations/0003_webhooks.sql"),
     },
+    Migration {
+        version: 4,
+        name: "open_indexes",
+        sql: include_str!("migrations/0004_open_indexes.sql"),
+    },
 ];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or
@@ -757,7 +762,7 @@ macro_rules! call_cols {
          deleted_at_ms, media"
     };
 }
-/// A call's values in `call_cols!()` order (?1 … ?17), for its INSERT and its UPDATE.
+/// A call's values in `call_cols!()` order (?1 … ?17), for its INSERT.
 fn call_params<R>(c: &CallRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
     let media = to_json(&c.media, "calls.media")?;
     f(params![
@@ -810,8 +815,7 @@ macro_rules! supervision_cols {
          started_at_ms, ended_at_ms, media"
     };
 }
-/// A supervision's values in `supervision_cols!()` order (?1 … ?12), for its INSERT and its
-/// UPDATE.
+/// A supervision's values in `supervision_cols!()` order (?1 … ?12), for its INSERT.
 fn supervision_params<R>(s: &SupervisionRecord, f: impl FnOnce(&[&dyn ToSql]) -> Sql<R>) -> Sql<R> {
     let media = to_json(&s.media, "supervisions.media")?;
     f(params![
@@ -1772,18 +1776,43 @@ impl Writes for Db<'_> {
 
     fn update_call(&mut self, c: &CallRecord) -> Result<()> {
         run("updating a call", || {
-            // ?10 (created_at_ms) is bound but not set: an update keeps it.
-            call_params(c, |p| {
-                self.exec_found(
-                    "UPDATE calls SET external_id = ?2, agent_id = ?3, state = ?4, on_hold = ?5, \
-                     consult = ?6, secure_payment = ?7, conference = ?8, web = ?9, \
-                     ended_at_ms = ?11, direction = ?12, agent_answered = ?13, \
-                     customer_hung_up = ?14, agent_hung_up = ?15, deleted_at_ms = ?16, \
-                     media = ?17 WHERE id = ?1",
-                    p,
-                    || format!("no call {:?}", c.id),
-                )
-            })
+            // The indexed columns (`external_id`, `state`) apart, each set by a statement that
+            // matches no row when they are unchanged: an UPDATE that assigns an indexed column
+            // rewrites its index entry, one more page in the WAL, even to the same value. The
+            // state goes with `ended_at_ms`, which its CHECK ties to it.
+            let media = to_json(&c.media, "calls.media")?;
+            self.exec_found(
+                "UPDATE calls SET agent_id = ?2, on_hold = ?3, consult = ?4, secure_payment = ?5, \
+                 conference = ?6, web = ?7, direction = ?8, agent_answered = ?9, \
+                 customer_hung_up = ?10, agent_hung_up = ?11, deleted_at_ms = ?12, media = ?13 \
+                 WHERE id = ?1",
+                params![
+                    c.id,
+                    c.agent_id,
+                    c.flags.on_hold,
+                    c.flags.consult,
+                    c.flags.secure_payment,
+                    c.flags.conference,
+                    c.web,
+                    c.direction.as_str(),
+                    c.agent_answered,
+                    c.customer_hung_up,
+                    c.agent_hung_up,
+                    c.deleted_at.map(|at| at.0),
+                    media
+                ],
+                || format!("no call {:?}", c.id),
+            )?;
+            self.exec(
+                "UPDATE calls SET external_id = ?2 WHERE id = ?1 AND external_id IS NOT ?2",
+                params![c.id, c.external_id],
+            )?;
+            self.exec(
+                "UPDATE calls SET state = ?2, ended_at_ms = ?3 \
+                 WHERE id = ?1 AND (state IS NOT ?2 OR ended_at_ms IS NOT ?3)",
+                params![c.id, c.state.as_str(), c.ended_at.map(|at| at.0)],
+            )?;
+            Ok(())
         })
     }
 
@@ -1805,16 +1834,34 @@ impl Writes for Db<'_> {
 
     fn update_supervision(&mut self, s: &SupervisionRecord) -> Result<()> {
         run("updating a supervision", || {
-            // ?9 (created_at_ms) is bound but not set: an update keeps it.
-            supervision_params(s, |p| {
-                self.exec_found(
-                    "UPDATE supervisions SET call_id = ?2, supervisor_id = ?3, agent_id = ?4, \
-                     state = ?5, mode = ?6, end_reason = ?7, scope = ?8, started_at_ms = ?10, \
-                     ended_at_ms = ?11, media = ?12 WHERE id = ?1",
-                    p,
-                    || format!("no supervision {:?}", s.id),
-                )
-            })
+            // As `update_call`: the indexed columns (`call_id`, `state`) apart, unwritten when
+            // unchanged; each with the column its CHECK ties it to (`scope`, `ended_at_ms`).
+            let media = to_json(&s.media, "supervisions.media")?;
+            self.exec_found(
+                "UPDATE supervisions SET supervisor_id = ?2, agent_id = ?3, mode = ?4, \
+                 end_reason = ?5, started_at_ms = ?6, media = ?7 WHERE id = ?1",
+                params![
+                    s.id,
+                    s.supervisor_id,
+                    s.agent_id,
+                    s.mode.as_str(),
+                    s.end_reason,
+                    s.started_at.map(|at| at.0),
+                    media
+                ],
+                || format!("no supervision {:?}", s.id),
+            )?;
+            self.exec(
+                "UPDATE supervisions SET call_id = ?2, scope = ?3 \
+                 WHERE id = ?1 AND (call_id IS NOT ?2 OR scope IS NOT ?3)",
+                params![s.id, s.call_id, s.scope.as_str()],
+            )?;
+            self.exec(
+                "UPDATE supervisions SET state = ?2, ended_at_ms = ?3 \
+                 WHERE id = ?1 AND (state IS NOT ?2 OR ended_at_ms IS NOT ?3)",
+                params![s.id, s.state.as_str(), s.ended_at.map(|at| at.0)],
+            )?;
+            Ok(())
         })
     }
 

@@ -800,6 +800,50 @@ fn calls_round_trip() {
     assert_not_found(store.write(|w| w.update_call(&call("ghost"))));
 }
 
+/// The rows an UPDATE statement of the connection changed, all statements together.
+fn total_changes(store: &SqliteStore) -> u64 {
+    store.lock().unwrap().conn.total_changes()
+}
+
+/// An update assigns the indexed columns (and rewrites their index pages) only when they
+/// change: otherwise one statement changes one row.
+#[test]
+fn an_update_writes_indexed_columns_only_when_they_change() {
+    let store = seeded();
+    let mut c = store.read(|r| r.call("c1")).unwrap().unwrap();
+    c.flags.on_hold = true;
+    let before = total_changes(&store);
+    store.write(|w| w.update_call(&c)).unwrap();
+    assert_eq!(
+        total_changes(&store) - before,
+        1,
+        "external id and state unchanged"
+    );
+    c.external_id = None;
+    (c.state, c.ended_at) = (CallState::Ended, Some(UnixMs(2_500)));
+    let before = total_changes(&store);
+    store.write(|w| w.update_call(&c)).unwrap();
+    assert_eq!(total_changes(&store) - before, 3);
+    assert_eq!(store.read(|r| r.call("c1")).unwrap(), Some(c));
+
+    let mut s = supervision("s1", "c1", SupervisionState::Active);
+    store.write(|w| w.create_supervision(&s)).unwrap();
+    s.mode = Mode::Barge;
+    let before = total_changes(&store);
+    store.write(|w| w.update_supervision(&s)).unwrap();
+    assert_eq!(
+        total_changes(&store) - before,
+        1,
+        "call, scope and state unchanged"
+    );
+    (s.call_id, s.scope) = (None, SupervisionScope::Persistent);
+    (s.state, s.ended_at) = (SupervisionState::Stopped, Some(UnixMs(3_600)));
+    let before = total_changes(&store);
+    store.write(|w| w.update_supervision(&s)).unwrap();
+    assert_eq!(total_changes(&store) - before, 3);
+    assert_eq!(store.read(|r| r.supervision("s1")).unwrap(), Some(s));
+}
+
 #[test]
 fn supervisions_round_trip_in_every_state_mode_and_scope() {
     let store = seeded();
@@ -1219,6 +1263,112 @@ fn the_webhook_cursor_starts_at_the_tail_of_an_upgraded_log() {
     drop(store);
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.read(|r| r.webhook_cursor()).unwrap(), last);
+}
+
+/// The names of the database's indexes.
+fn index_names(store: &SqliteStore) -> Vec<String> {
+    let guard = store.lock().unwrap();
+    guard
+        .conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// SQLite's plan for `sql`, its steps' details joined.
+fn query_plan(store: &SqliteStore, sql: &str) -> String {
+    let guard = store.lock().unwrap();
+    guard
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .join("; ")
+}
+
+/// Version 4 swaps the state indexes for partial ones over the open rows: an upgraded database
+/// keeps its calls and supervisions, finds the same open ones, through the new indexes.
+#[test]
+fn an_upgrade_to_the_open_indexes_keeps_the_rows_and_finds_the_open_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let store = SqliteStore::open_with(&path, &MIGRATIONS[..3]).unwrap();
+    assert!(index_names(&store).contains(&"calls_by_state".to_owned()));
+    let mut ended = call("c2");
+    (ended.state, ended.ended_at) = (CallState::Ended, Some(UnixMs(2_500)));
+    let mut early = call("c0");
+    early.created_at = UnixMs(1_500);
+    let calls = [call("c1"), ended, early];
+    let sessions = [
+        supervision("s1", "c1", SupervisionState::Active),
+        supervision("s2", "c1", SupervisionState::Stopped),
+        supervision("s3", "c1", SupervisionState::Requested),
+        supervision("s4", "c2", SupervisionState::Aborted),
+    ];
+    store
+        .write(|w| {
+            for c in &calls {
+                w.create_call(c)?;
+            }
+            for s in &sessions {
+                w.create_supervision(s)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    let indexes = index_names(&store);
+    for gone in ["calls_by_state", "supervisions_by_state"] {
+        assert!(!indexes.contains(&gone.to_owned()), "{indexes:?}");
+    }
+    store
+        .read(|r| {
+            for c in &calls {
+                assert_eq!(r.call(&c.id)?.as_ref(), Some(c));
+            }
+            for s in &sessions {
+                assert_eq!(r.supervision(&s.id)?.as_ref(), Some(s));
+            }
+            let open: Vec<_> = r.open_calls()?.into_iter().map(|c| c.id).collect();
+            assert_eq!(open, ["c0", "c1"], "open only, oldest first");
+            let open: Vec<_> = r.open_sessions()?.into_iter().map(|s| s.id).collect();
+            assert_eq!(open, ["s1", "s3"]);
+            Ok(())
+        })
+        .unwrap();
+    // Ending a row takes it out of the index.
+    let mut c1 = calls[0].clone();
+    (c1.state, c1.ended_at) = (CallState::Ended, Some(UnixMs(3_000)));
+    store.write(|w| w.update_call(&c1)).unwrap();
+    assert_eq!(store.read(|r| r.open_calls()).unwrap(), [calls[2].clone()]);
+
+    // The restart's queries go through the partial indexes, in order (no sort).
+    let plan = query_plan(
+        &store,
+        "SELECT id FROM calls WHERE state <> 'ended' ORDER BY created_at_ms, id",
+    );
+    assert!(
+        plan.contains("calls_open") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+    let plan = query_plan(
+        &store,
+        "SELECT id FROM supervisions WHERE state IN ('requested', 'active') \
+         ORDER BY created_at_ms, id",
+    );
+    assert!(
+        plan.contains("supervisions_open") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
 }
 
 // --- Transactions ------------------------------------------------------------------------------
