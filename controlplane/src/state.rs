@@ -1844,10 +1844,13 @@ impl AppState {
                 | Output::SetMedia { .. }
                 | Output::DisconnectMedia { .. } => output,
             };
-            // SPEC §4: the audit is durable before supervisor media changes. Synced here, under
-            // the records lock, even inside `store::deferring` (the request's other commits
-            // wait for the sync after the lock is released).
+            // SPEC §4: the audit is written before supervisor media flows. Before media starts
+            // or changes mode it is also made durable here, under the records lock, even inside
+            // `store::deferring` (the request's other commits wait for the sync after the lock
+            // is released). Before a disconnect, committed is enough: no media flows on it,
+            // and the request's answer still waits for the sync.
             if !audits.is_empty() {
+                let starts_media = !matches!(media, Output::DisconnectMedia { .. });
                 let durable = self
                     .inner
                     .store
@@ -1857,7 +1860,13 @@ impl AppState {
                         }
                         Ok(())
                     })
-                    .and_then(|()| self.inner.store.sync());
+                    .and_then(|()| {
+                        if starts_media {
+                            self.inner.store.sync()
+                        } else {
+                            Ok(())
+                        }
+                    });
                 if let Err(err) = durable {
                     sup.session = Some(before);
                     return Err(err.into());
@@ -2040,9 +2049,10 @@ impl AppState {
     }
 
     /// Ends an open supervision outside the lifecycle (its call was deleted): `aborted` with
-    /// `reason`, an audit record (committed and synced), its leg released; then what is left to
-    /// record — the new state, an alert (`aborted`) and an event — is returned for the caller to
-    /// commit with its own change ([`AppState::commit_closed`]). `None`: already ended.
+    /// `reason`, an audit record (committed; durable before the caller answers), its leg
+    /// released; then what is left to record — the new state, an alert (`aborted`) and an event
+    /// — is returned for the caller to commit with its own change ([`AppState::commit_closed`]).
+    /// `None`: already ended.
     fn close_supervision(
         &self,
         r: &mut Records,
@@ -2069,9 +2079,9 @@ impl AppState {
             outcome: "aborted".to_owned(),
             detail: Some(format!("reason {reason}; was {}", sup.state.as_str())),
         };
-        // SPEC §4: durable before the media changes (even inside `store::deferring`).
+        // SPEC §4: written before the media changes. Only a disconnect follows, so committed
+        // is enough (no media flows on it); the caller's answer waits for the sync.
         self.inner.store.write(|w| w.append_audit(&record))?;
-        self.inner.store.sync()?;
         let disconnect = Output::DisconnectMedia { call: sup.call };
         self.media(engine_call, id, sup, &disconnect)?;
         sup.state = SupervisionState::Aborted;
