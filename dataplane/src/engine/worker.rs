@@ -34,6 +34,11 @@ use std::os::fd::OwnedFd;
 
 /// The mixing period (SPEC §1).
 const TICK: Duration = Duration::from_millis(20);
+/// Each tick is spread over this many phases, [`PHASE`] apart: the calls in slot `i` are mixed
+/// in phase `i % PHASES`, so each still every 20 ms, but the worker's mixing and the burst of
+/// mixed packets it sends come in tenths, and relayed packets never queue behind a whole tick.
+const PHASES: usize = 10;
+const PHASE: Duration = Duration::from_millis(20 / PHASES as u64);
 /// How late a tick may start and still be caught up (its frames produced back to back);
 /// beyond it the missed ticks are skipped.
 const MAX_TICK_LAG: Duration = Duration::from_millis(100);
@@ -362,6 +367,7 @@ where
                 stop,
                 epoch,
                 ticks: 0,
+                tick_spent: Duration::ZERO,
             }
             .run();
         })
@@ -910,14 +916,14 @@ struct Owner {
     leg: LegId,
 }
 
-/// A tick being worked through in chunks.
+/// A phase of a tick being worked through in chunks.
 struct TickProgress {
-    /// The tick's scheduled time: the `now` every call is ticked with.
+    /// The phase's scheduled time: the `now` each of its calls is ticked with.
     at: Instant,
+    /// Which phase: the calls in slots `phase`, `phase + PHASES`, …
+    phase: usize,
     /// The next call slot to mix.
     cursor: usize,
-    /// Time spent mixing so far (excluding the I/O in between).
-    spent: Duration,
 }
 
 pub(crate) struct Worker<B: PacketIo> {
@@ -934,6 +940,8 @@ pub(crate) struct Worker<B: PacketIo> {
     stop: Arc<AtomicBool>,
     epoch: std::time::Instant,
     ticks: u64,
+    /// Time spent mixing in the current tick's phases so far (excluding the I/O in between).
+    tick_spent: Duration,
 }
 
 /// A call's view of the worker's I/O while it runs.
@@ -981,7 +989,8 @@ impl<B: PacketIo> Worker<B> {
     }
 
     fn run(mut self) {
-        let mut next_tick = self.now() + TICK;
+        let mut next_tick = self.now() + PHASE;
+        let mut next_phase = 0;
         let mut tick: Option<TickProgress> = None;
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_commands();
@@ -990,7 +999,7 @@ impl<B: PacketIo> Worker<B> {
             }
             let now = self.now();
             if tick.is_none() && now >= next_tick {
-                if now.saturating_since(next_tick) >= TICK {
+                if next_phase == 0 && now.saturating_since(next_tick) >= TICK {
                     self.metrics.tick_overruns.inc();
                 }
                 if now.saturating_since(next_tick) > MAX_TICK_LAG {
@@ -1001,10 +1010,11 @@ impl<B: PacketIo> Worker<B> {
                 }
                 tick = Some(TickProgress {
                     at: next_tick,
-                    cursor: 0,
-                    spent: Duration::ZERO,
+                    phase: next_phase,
+                    cursor: next_phase,
                 });
-                next_tick += TICK;
+                next_tick += PHASE;
+                next_phase = (next_phase + 1) % PHASES;
             }
             if let Some(progress) = tick.take() {
                 tick = self.tick_chunk(progress);
@@ -1214,9 +1224,10 @@ impl<B: PacketIo> Worker<B> {
         })
     }
 
-    /// Mixes up to [`TICK_CHUNK`] calls of the tick in progress, at the tick's scheduled time
-    /// (so a tick that runs late still produces frames in step). Returns the progress left, or
-    /// `None` when the tick is complete.
+    /// Mixes up to [`TICK_CHUNK`] calls of the phase in progress, at the phase's scheduled time
+    /// (so a phase that runs late still produces frames in step). Returns the progress left, or
+    /// `None` when the phase is complete; after the last phase of a tick, the tick's statistics
+    /// are published.
     fn tick_chunk(&mut self, mut progress: TickProgress) -> Option<TickProgress> {
         let started = std::time::Instant::now();
         let Worker {
@@ -1240,15 +1251,17 @@ impl<B: PacketIo> Worker<B> {
                 entry.media.tick(progress.at, &mut sink);
                 mixed += 1;
             }
-            progress.cursor += 1;
+            progress.cursor += PHASES;
         }
-        progress.spent += started.elapsed();
+        self.tick_spent += started.elapsed();
         if progress.cursor < calls.len() {
             return Some(progress);
         }
-        self.metrics
-            .tick_duration
-            .observe(progress.spent.as_secs_f64());
+        if progress.phase + 1 < PHASES {
+            return None;
+        }
+        let spent = core::mem::replace(&mut self.tick_spent, Duration::ZERO);
+        self.metrics.tick_duration.observe(spent.as_secs_f64());
         self.publish();
         self.ticks += 1;
         None
