@@ -511,6 +511,21 @@ mod tests {
         }
     }
 
+    /// Checks the `n` datagrams of the last receive: from `from`, datagram `k` being `k + 1`
+    /// bytes of `k` (counting on from `expected`), each with a kernel arrival time.
+    fn expect_datagrams(batch: &RecvBatch, n: usize, from: SocketAddrV4, expected: &mut u8) {
+        for i in 0..n {
+            let (src, data) = batch.datagram(i);
+            assert_eq!(src, from);
+            assert_eq!(data, vec![*expected; usize::from(*expected) + 1]);
+            assert!(
+                batch.kernel_ns(i).is_some(),
+                "datagram {expected}: no rx stamp"
+            );
+            *expected += 1;
+        }
+    }
+
     /// Bursts smaller than, equal to and larger than the batch, in turn: every receive reads
     /// each datagram's source, length, bytes and kernel arrival time right, whatever the size
     /// of the receive before it; and every stamped send's transmit stamp comes back, numbered.
@@ -542,16 +557,7 @@ mod tests {
             while expected < sent {
                 let n = batch.recv(&rx).unwrap();
                 assert!((1..=4).contains(&n) && n == batch.len());
-                for i in 0..n {
-                    let (src, data) = batch.datagram(i);
-                    assert_eq!(src, from);
-                    assert_eq!(data, vec![expected; usize::from(expected) + 1]);
-                    assert!(
-                        batch.kernel_ns(i).is_some(),
-                        "datagram {expected}: no rx stamp"
-                    );
-                    expected += 1;
-                }
+                expect_datagrams(&batch, n, from, &mut expected);
             }
             if stamped {
                 let deadline = Instant::now() + Duration::from_secs(2);
@@ -597,16 +603,7 @@ mod tests {
             match batch.try_recv(&rx) {
                 Ok(n) => {
                     assert!((1..=4).contains(&n));
-                    for i in 0..n {
-                        let (src, data) = batch.datagram(i);
-                        assert_eq!(src, from);
-                        assert_eq!(data, vec![expected; usize::from(expected) + 1]);
-                        assert!(
-                            batch.kernel_ns(i).is_some(),
-                            "datagram {expected}: no stamp"
-                        );
-                        expected += 1;
-                    }
+                    expect_datagrams(&batch, n, from, &mut expected);
                 }
                 Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
             }

@@ -114,17 +114,7 @@ async fn no_supervisor_media_without_a_durable_audit_record() {
     let waiting = waiting["id"].as_str().unwrap().to_owned();
 
     store.failing.store(true, Ordering::SeqCst);
-    let (status, err) = h
-        .post(
-            &format!("/v1/calls/{call}/supervisions"),
-            &common::answered_body(),
-        )
-        .await;
-    assert_eq!(
-        (status, &err["error"]["code"]),
-        (StatusCode::INTERNAL_SERVER_ERROR, &json!("internal")),
-        "{err}"
-    );
+    supervise_answered_fails(&h, &call).await;
     let answered = json!({"event": "answered", "calling_number": NUMBER}).to_string();
     let events = format!("/v1/supervisions/{waiting}/events");
     let (status, _) = h.post(&events, &answered).await;
@@ -186,17 +176,7 @@ async fn no_supervisor_media_before_the_audit_record_is_synced() {
     let engine_call = h.state.engine_call(call.parse().unwrap()).unwrap();
 
     store.sync_failing.store(true, Ordering::SeqCst);
-    let (status, err) = h
-        .post(
-            &format!("/v1/calls/{call}/supervisions"),
-            &common::answered_body(),
-        )
-        .await;
-    assert_eq!(
-        (status, &err["error"]["code"]),
-        (StatusCode::INTERNAL_SERVER_ERROR, &json!("internal")),
-        "{err}"
-    );
+    supervise_answered_fails(&h, &call).await;
     assert_eq!(
         supervisor_legs(&h.state, engine_call),
         0,
@@ -220,4 +200,19 @@ async fn no_supervisor_media_before_the_audit_record_is_synced() {
         "{s}"
     );
     assert_eq!(supervisor_legs(&h.state, engine_call), 1);
+}
+
+/// Asks for an answered supervision of `call` and expects the store's failure: `500 internal`.
+async fn supervise_answered_fails(h: &Harness, call: &str) {
+    let (status, err) = h
+        .post(
+            &format!("/v1/calls/{call}/supervisions"),
+            &common::answered_body(),
+        )
+        .await;
+    assert_eq!(
+        (status, &err["error"]["code"]),
+        (StatusCode::INTERNAL_SERVER_ERROR, &json!("internal")),
+        "{err}"
+    );
 }
