@@ -271,18 +271,23 @@ impl Uring {
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_cqsize(cq)
-            .build(entries)?;
-        ring.submitter().register_files_sparse(max_sockets as u32)?;
+            .build(entries)
+            .map_err(|e| needs("an io_uring with deferred task work (Linux 6.1)", e))?;
+        ring.submitter()
+            .register_files_sparse(max_sockets as u32)
+            .map_err(|e| needs("a sparse fixed-file table (Linux 5.19)", e))?;
         let buffers = RecvBuffers::new(recv_buffers)?;
         // SAFETY: the ring memory stays valid until it is unregistered (`Drop`) or the ring is
         // torn down; `buffers` is owned by the `Uring` next to the ring.
         unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                buffers.ring.as_ptr() as u64,
-                recv_buffers,
-                BUF_GROUP,
-                0,
-            )?;
+            ring.submitter()
+                .register_buf_ring_with_flags(
+                    buffers.ring.as_ptr() as u64,
+                    recv_buffers,
+                    BUF_GROUP,
+                    0,
+                )
+                .map_err(|e| needs("a provided-buffer ring (Linux 5.19)", e))?;
         }
         // SAFETY: all-zero is a valid msghdr.
         let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { core::mem::zeroed() });
@@ -577,6 +582,14 @@ impl Drop for Uring {
         // SAFETY: dropped once, here; the kernel no longer holds the ring or any buffer.
         unsafe { ManuallyDrop::drop(&mut self.buffers) };
     }
+}
+
+/// An error of setting up `what`, saying so (the kernel's own answer is often a bare EINVAL).
+fn needs(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("cannot set up {what} for the io_uring backend: {e}"),
+    )
 }
 
 /// Queues one SQE, submitting what is queued first if the submission queue is full.
