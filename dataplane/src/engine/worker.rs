@@ -920,10 +920,14 @@ struct Owner {
 struct TickProgress {
     /// The phase's scheduled time: the `now` each of its calls is ticked with.
     at: Instant,
-    /// Which phase: the calls in slots `phase`, `phase + PHASES`, …
-    phase: usize,
-    /// The next call slot to mix.
+    /// The next call slot to mix: the phase's calls are in slots `phase`, `phase + PHASES`, …
     cursor: usize,
+}
+
+impl TickProgress {
+    fn phase(&self) -> usize {
+        self.cursor % PHASES
+    }
 }
 
 pub(crate) struct Worker<B: PacketIo> {
@@ -1010,7 +1014,6 @@ impl<B: PacketIo> Worker<B> {
                 }
                 tick = Some(TickProgress {
                     at: next_tick,
-                    phase: next_phase,
                     cursor: next_phase,
                 });
                 next_tick += PHASE;
@@ -1257,7 +1260,7 @@ impl<B: PacketIo> Worker<B> {
         if progress.cursor < calls.len() {
             return Some(progress);
         }
-        if progress.phase + 1 < PHASES {
+        if progress.phase() + 1 < PHASES {
             return None;
         }
         let spent = core::mem::replace(&mut self.tick_spent, Duration::ZERO);
