@@ -24,8 +24,8 @@ use crate::agents::{
 };
 use crate::clock::to_unix_ms;
 use crate::groups::{
-    Availability, Directory, GroupError, GroupEvent, GroupId, GroupKind, MemberFilter, MemberView,
-    Membership, Presence, Rights, RingingCallView,
+    Availability, Directory, Group, GroupError, GroupEvent, GroupId, GroupKind, MemberFilter,
+    MemberView, Membership, Presence, Rights, RingingCallView,
 };
 use crate::store::{
     self, AgentRecord, BeepPolicy, ColumnEnum as _, GroupMember, GroupRecord, GroupSupervisor,
@@ -214,11 +214,16 @@ fn agent_record(agent: &Agent) -> Result<AgentRecord, StoreError> {
 }
 
 impl Model {
-    /// The groups `user` is a member of (the scope of events about them).
-    fn groups_of(&self, user: &UserId) -> Vec<String> {
+    /// The groups `user` is a member of.
+    fn member_groups<'a>(&'a self, user: &'a UserId) -> impl Iterator<Item = &'a Group> {
         self.dir
             .groups()
-            .filter(|g| g.members().contains_key(user))
+            .filter(move |g| g.members().contains_key(user))
+    }
+
+    /// The ids of the groups `user` is a member of (the scope of events about them).
+    fn groups_of(&self, user: &UserId) -> Vec<String> {
+        self.member_groups(user)
             .map(|g| g.id().to_string())
             .collect()
     }
@@ -353,7 +358,8 @@ fn parse_user(id: &str) -> Result<UserId, CenterError> {
 impl Center {
     /// Loads the durable part from the store.
     pub fn load(store: &dyn Store, now_ms: u64) -> anyhow::Result<Center> {
-        let (users, groups, agents) = store.read(|r| {
+        // One read: a consistent snapshot of everything the model is built from.
+        let (users, groups, agents, subs) = store.read(|r| {
             let groups = r
                 .groups()?
                 .into_iter()
@@ -363,7 +369,12 @@ impl Center {
                     Ok((g, sups, members))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((r.users()?, groups, r.agents()?))
+            let users = r.users()?;
+            let mut subs = Vec::new();
+            for u in &users {
+                subs.extend(r.subscriptions_of(&u.id)?);
+            }
+            Ok((users, groups, r.agents()?, subs))
         })?;
         let mut model = Model {
             dir: Directory::new(),
@@ -435,13 +446,6 @@ impl Center {
                 (None, Err(_)) => {}
             }
         }
-        let subs = store.read(|r| {
-            let mut all = Vec::new();
-            for u in &users {
-                all.extend(r.subscriptions_of(&u.id)?);
-            }
-            Ok(all)
-        })?;
         for s in subs {
             if let (Ok(sup), Ok(agent)) =
                 (UserId::parse(&s.supervisor_id), UserId::parse(&s.agent_id))
@@ -936,7 +940,7 @@ impl Center {
     pub fn groups(
         &self,
         store: &dyn Store,
-        visible: impl Fn(&crate::groups::Group) -> bool,
+        visible: impl Fn(&Group) -> bool,
     ) -> Result<Vec<GroupView>, CenterError> {
         let ids: Vec<GroupId> = {
             let model = relock(&self.model);
@@ -995,11 +999,7 @@ impl Center {
         };
         let model = relock(&self.model);
         let mut out = SupervisionPolicy::default();
-        for g in model
-            .dir
-            .groups()
-            .filter(|g| g.members().contains_key(&agent))
-        {
+        for g in model.member_groups(&agent) {
             let Some(p) = model.policies.get(g.id()) else {
                 continue;
             };
@@ -1045,12 +1045,7 @@ impl Center {
         let agent = model.agent(id)?;
         Ok(AgentView {
             dashboard: agent.dashboard(now_ms),
-            groups: model
-                .dir
-                .groups()
-                .filter(|g| g.members().contains_key(id))
-                .map(|g| g.id().clone())
-                .collect(),
+            groups: model.member_groups(id).map(|g| g.id().clone()).collect(),
         })
     }
 

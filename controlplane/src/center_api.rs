@@ -23,7 +23,7 @@ use crate::center::{
     AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
 };
 use crate::clock::to_unix_ms;
-use crate::domain::{FromBody, PlainBody, quote};
+use crate::domain::{FromBody, PlainBody, parse_registered_number, quote};
 use crate::error::ApiError;
 use crate::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
@@ -185,6 +185,12 @@ fn not_your_group(user: &UserId) -> ApiError {
 #[derive(serde::Serialize)]
 struct Events {
     events: Vec<GroupEvent>,
+}
+
+impl Events {
+    fn json(events: Vec<GroupEvent>) -> Json<Events> {
+        Json(Events { events })
+    }
 }
 
 // ---- bodies ----
@@ -536,12 +542,11 @@ async fn patch_group(
     Body(change): Body<GroupChange>,
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
-    Ok(Json(
-        center(state, move |c, store, now| {
-            c.update_group(store, &group, change, now)
-        })
-        .await?,
-    ))
+    center(state, move |c, store, now| {
+        c.update_group(store, &group, change, now)
+    })
+    .await
+    .map(Json)
 }
 
 async fn delete_group(
@@ -836,23 +841,22 @@ async fn get_group(
     seg: Segments,
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
-    Ok(Json(
-        blocking(state, move |s| {
-            let view = s.center().group(s.store(), &group)?;
-            let me = token_user(&principal);
-            let visible =
-                sees_everything(&principal) || me.is_some_and(|u| s.center().belongs(&group, &u));
-            if !visible {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "not_your_group",
-                    format!("you are neither a supervisor nor a member of group {group}"),
-                ));
-            }
-            Ok(view)
-        })
-        .await?,
-    ))
+    blocking(state, move |s| {
+        let view = s.center().group(s.store(), &group)?;
+        let me = token_user(&principal);
+        let visible =
+            sees_everything(&principal) || me.is_some_and(|u| s.center().belongs(&group, &u));
+        if !visible {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_your_group",
+                format!("you are neither a supervisor nor a member of group {group}"),
+            ));
+        }
+        Ok(view)
+    })
+    .await
+    .map(Json)
 }
 
 #[derive(serde::Serialize)]
@@ -890,15 +894,14 @@ async fn get_agent(
     seg: Segments,
 ) -> ApiResult<Json<AgentView>> {
     let agent = seg.user()?;
-    Ok(Json(
-        blocking(state, move |s| {
-            if !may_see_agent(s, &principal, &agent) {
-                return Err(not_your_group(&agent));
-            }
-            Ok(s.center().agent(s.store(), &agent, now(s))?)
-        })
-        .await?,
-    ))
+    blocking(state, move |s| {
+        if !may_see_agent(s, &principal, &agent) {
+            return Err(not_your_group(&agent));
+        }
+        Ok(s.center().agent(s.store(), &agent, now(s))?)
+    })
+    .await
+    .map(Json)
 }
 
 // ---- supervisors ----
@@ -920,7 +923,7 @@ async fn force(
     logged_in: bool,
 ) -> ApiResult<Json<Events>> {
     let (group, member) = (seg.group()?, seg.raw("user")?.to_owned());
-    let events = blocking(state, move |s| {
+    blocking(state, move |s| {
         let by = if principal.has(Role::Admin) {
             Forcer::Admin(actor_id(&principal)?)
         } else {
@@ -931,8 +934,8 @@ async fn force(
         Ok(s.center()
             .force_login(s.store(), &group, &by, &member, logged_in, now(s))?)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 async fn force_logon(
@@ -1012,11 +1015,11 @@ async fn take_call(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let call = seg.raw("call")?.to_owned();
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.take_call(store, &call, &me, now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 async fn cancel_forwarding(
@@ -1026,11 +1029,11 @@ async fn cancel_forwarding(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let member = seg.raw("user")?.to_owned();
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.cancel_forwarding(store, &me, &member, now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 #[derive(serde::Serialize)]
@@ -1100,27 +1103,21 @@ async fn put_settings(
     Body(req): Body<Settings>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let me = acting_user(&principal)?;
-    let number =
-        crate::lifecycle::validate_supervisor_number(&req.registered_number).map_err(|alert| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                crate::lifecycle::ValidationAlert::CODE,
-                format!("registered_number: {alert}"),
-            )
-        })?;
-    let digits = number.digits().to_owned();
-    let stored = digits.clone();
-    blocking(state, move |s| {
+    let digits = parse_registered_number(&req.registered_number)?
+        .digits()
+        .to_owned();
+    let digits = blocking(state, move |s| {
         let at = now(s);
-        Ok(s.store().write(|w| {
+        s.store().write(|w| {
             if w.user(me.as_str())?.is_none() {
                 return Err(store::StoreError::NotFound {
                     context: "user".to_owned(),
                     detail: format!("no user {me}"),
                 });
             }
-            crate::center::set_registered_number(w, me.as_str(), &stored, at)
-        })?)
+            crate::center::set_registered_number(w, me.as_str(), &digits, at)
+        })?;
+        Ok(digits)
     })
     .await?;
     Ok(Json(serde_json::json!({"registered_number": digits})))
@@ -1134,11 +1131,11 @@ async fn join_or_leave(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let group = seg.group()?;
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.join_or_leave(store, &group, &me, join, now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 async fn console_join(
@@ -1178,19 +1175,13 @@ async fn force_state(
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
     let agent = seg.user()?;
-    Ok(Json(
-        blocking(state, move |s| {
-            check_supervises(s, &principal, &agent)?;
-            Ok(s.center().change_state(
-                s.store(),
-                &agent,
-                to,
-                Some(actor_id(&principal)?),
-                now(s),
-            )?)
-        })
-        .await?,
-    ))
+    blocking(state, move |s| {
+        check_supervises(s, &principal, &agent)?;
+        Ok(s.center()
+            .change_state(s.store(), &agent, to, Some(actor_id(&principal)?), now(s))?)
+    })
+    .await
+    .map(Json)
 }
 
 async fn patch_agent(
@@ -1200,13 +1191,12 @@ async fn patch_agent(
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
     let agent = seg.user()?;
-    Ok(Json(
-        blocking(state, move |s| {
-            check_supervises(s, &principal, &agent)?;
-            Ok(s.center().update_agent(s.store(), &agent, change, now(s))?)
-        })
-        .await?,
-    ))
+    blocking(state, move |s| {
+        check_supervises(s, &principal, &agent)?;
+        Ok(s.center().update_agent(s.store(), &agent, change, now(s))?)
+    })
+    .await
+    .map(Json)
 }
 
 async fn send_message(
@@ -1232,9 +1222,9 @@ async fn get_me(
     State(state): State<AppState>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    Ok(Json(
-        center(state, move |c, store, now| c.agent(store, &me, now)).await?,
-    ))
+    center(state, move |c, store, now| c.agent(store, &me, now))
+        .await
+        .map(Json)
 }
 
 async fn patch_me(
@@ -1243,12 +1233,11 @@ async fn patch_me(
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    Ok(Json(
-        center(state, move |c, store, now| {
-            c.update_agent(store, &me, change, now)
-        })
-        .await?,
-    ))
+    center(state, move |c, store, now| {
+        c.update_agent(store, &me, change, now)
+    })
+    .await
+    .map(Json)
 }
 
 async fn put_my_state(
@@ -1257,12 +1246,11 @@ async fn put_my_state(
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    Ok(Json(
-        center(state, move |c, store, now| {
-            c.change_state(store, &me, to, None, now)
-        })
-        .await?,
-    ))
+    center(state, move |c, store, now| {
+        c.change_state(store, &me, to, None, now)
+    })
+    .await
+    .map(Json)
 }
 
 async fn me_join(
@@ -1290,11 +1278,11 @@ async fn put_presence(
     Body(PresenceBody(presence)): Body<PresenceBody>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.report_presence(store, &user, presence, now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 async fn put_forwarding(
@@ -1304,11 +1292,11 @@ async fn put_forwarding(
     Body(req): Body<Forwarding>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.report_forwarding(store, &user, req.destination.as_deref(), now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }
 
 async fn post_ringing(
@@ -1320,7 +1308,7 @@ async fn post_ringing(
         c.report_ringing(store, &req.member, &req.call_id, &req.caller, req.web, now)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(Events { events })))
+    Ok((StatusCode::CREATED, Events::json(events)))
 }
 
 async fn delete_ringing(
@@ -1329,9 +1317,9 @@ async fn delete_ringing(
     seg: Segments,
 ) -> ApiResult<Json<Events>> {
     let call = seg.raw("call")?.to_owned();
-    let events = center(state, move |c, store, now| {
+    center(state, move |c, store, now| {
         c.report_ringing_ended(store, &call, now)
     })
-    .await?;
-    Ok(Json(Events { events }))
+    .await
+    .map(Events::json)
 }

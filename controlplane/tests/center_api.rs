@@ -40,6 +40,26 @@ async fn ok(h: &Harness, method: Method, uri: &str, body: Value) -> Value {
     v
 }
 
+/// Asserts that `answer` is the error `code` with `status`.
+#[track_caller]
+fn assert_error((s, v): &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(
+        (*s, v["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{v}"
+    );
+}
+
+/// The `key` of every element of the array `v[list]`.
+fn strings<'a>(v: &'a Value, list: &str, key: &str) -> Vec<&'a str> {
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list}: {v}"))
+        .iter()
+        .map(|e| e[key].as_str().unwrap())
+        .collect()
+}
+
 /// - `std` (standard): supervisor sup-1 (listen only, no group-admin right); member ag-1.
 /// - `aid` (mutual aid, lock last member): sup-1 (group admin, all rights); ag-2 (may leave,
 ///   joined: the only one logged in), ag-3 (may leave, not joined).
@@ -314,7 +334,6 @@ async fn every_group_rule_through_the_api() {
                 "{what}: a refused request changed the groups"
             );
         }
-        drop(f);
     }
 }
 
@@ -385,17 +404,14 @@ async fn concurrent_takes_of_a_ringing_call_have_exactly_one_winner() {
         json!({"call_id": "sip-124", "member": "ag-2", "caller": "1001"}),
     )
     .await;
-    let (s, v) = post(
+    let refused = post(
         &h,
         &f.sup2,
         "/v1/console/ringing-calls/sip-124/take",
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
     post(
         &h,
         &f.softswitch,
@@ -403,17 +419,14 @@ async fn concurrent_takes_of_a_ringing_call_have_exactly_one_winner() {
         json!({"call_id": "web-1", "member": "ag-5", "caller": "web", "web": true}),
     )
     .await;
-    let (s, v) = post(
+    let refused = post(
         &h,
         &f.sup2,
         "/v1/console/ringing-calls/web-1/take",
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("web_call_not_supervisable"))
-    );
+    assert_error(&refused, StatusCode::FORBIDDEN, "web_call_not_supervisable");
     let (_, ringing) = get(&h, &f.sup2, "/v1/console/ringing-calls").await;
     assert_eq!(ringing["count"], 0, "web calls are not listed: {ringing}");
 }
@@ -475,41 +488,23 @@ async fn the_console_shows_availability_presence_search_and_forwarding() {
     );
 
     let (_, ringing) = get(h, &f.sup1, "/v1/console/members?filter=ringing").await;
-    let users: Vec<&str> = ringing["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["user"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["ag-1"]);
+    assert_eq!(strings(&ringing, "members", "user"), ["ag-1"]);
     let (_, found) = get(h, &f.sup1, "/v1/console/members?search=smith").await;
-    let users: Vec<&str> = found["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["user"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["ag-2"]);
+    assert_eq!(strings(&found, "members", "user"), ["ag-2"]);
     let (_, found) = get(h, &f.sup1, "/v1/console/members?search=0222").await;
     assert_eq!(found["members"].as_array().unwrap().len(), 1, "{found}");
-    let (s, bad) = get(h, &f.sup1, "/v1/console/members?filter=some").await;
-    assert_eq!(
-        (s, bad["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_query"))
-    );
+    let refused = get(h, &f.sup1, "/v1/console/members?filter=some").await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_query");
 
     // Cancelling forwarding: not another group's supervisor; then the member's supervisor.
-    let (s, v) = post(
+    let refused = post(
         h,
         &f.sup2,
         "/v1/console/members/ag-4/cancel-forwarding",
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
     let (s, v) = post(
         h,
         &f.sup1,
@@ -519,17 +514,14 @@ async fn the_console_shows_availability_presence_search_and_forwarding() {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(availability(&groups(h).await, "fixed", "ag-4"), "logged_in");
-    let (s, v) = post(
+    let refused = post(
         h,
         &f.sup1,
         "/v1/console/members/ag-4/cancel-forwarding",
         json!({}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("not_forwarded"))
-    );
+    assert_error(&refused, StatusCode::CONFLICT, "not_forwarded");
 }
 
 /// Reaches `kind` from `disconnected` by the agent's own allowed changes.
@@ -640,17 +632,14 @@ async fn every_agent_state_transition_own_and_forced() {
         }
     }
     // A supervisor of no group of the agent may not force.
-    let (s, v) = put(
+    let refused = put(
         &h,
         &outsider,
         "/v1/agents/ag-t1/state",
         json!({"state": "disconnected"}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
 }
 
 /// The events of `event_type` in the log.
@@ -697,21 +686,12 @@ async fn dashboards_settings_and_private_chat() {
     assert_eq!(d["groups"], json!(["aid"]));
 
     // Only the agent's supervisors (and the agent) see the dashboard.
-    let (s, v) = get(h, &f.sup2, "/v1/agents/ag-2").await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
+    let refused = get(h, &f.sup2, "/v1/agents/ag-2").await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
     let (s, _) = get(h, &f.agents["ag-3"], "/v1/agents/ag-2").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, list) = get(h, &f.sup2, "/v1/agents").await;
-    let ids: Vec<&str> = list["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["agent"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["ag-5"]);
+    assert_eq!(strings(&list, "agents", "agent"), ["ag-5"]);
 
     // Automatic case assignment, toggled by the supervisor.
     let (s, v) = h
@@ -746,28 +726,22 @@ async fn dashboards_settings_and_private_chat() {
         messages[0].scope.groups.is_empty(),
         "a group's other supervisors would see it"
     );
-    let (s, v) = post(
+    let refused = post(
         h,
         &f.sup2,
         "/v1/agents/ag-2/messages",
         json!({"text": "hi"}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
-    let (s, v) = post(
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
+    let refused = post(
         h,
         &f.sup1,
         "/v1/agents/ag-2/messages",
         json!({"text": "  "}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("chat_text_empty"))
-    );
+    assert_error(&refused, StatusCode::BAD_REQUEST, "chat_text_empty");
     assert_eq!(logged(h, "agent.message").len(), 1);
 
     // State changes are events, visible to the agent's groups.
@@ -787,11 +761,8 @@ async fn subscriptions_notify_when_the_agent_is_on_a_service_call() {
         (StatusCode::OK, Some(true)),
         "{v}"
     );
-    let (s, v) = put(h, &f.sup2, "/v1/console/subscriptions/ag-2", json!({})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_group"))
-    );
+    let refused = put(h, &f.sup2, "/v1/console/subscriptions/ag-2", json!({})).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "not_your_group");
     let (_, subs) = get(h, &f.sup1, "/v1/console/subscriptions").await;
     assert_eq!(subs["agents"], json!(["ag-2"]));
 
@@ -856,17 +827,13 @@ async fn groups_set_the_beep_and_the_monitors_per_agent() {
     assert_eq!(first["beep"], true, "{first}");
     // A second monitor of the same agent, even on another call, is over the cap.
     let call2 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-2"})).await;
-    let (s, v) = h
+    let refused = h
         .post(
             &format!("/v1/calls/{}/supervisions", call2["id"].as_str().unwrap()),
             &json!({"supervisor_id": "sup-9", "registered_number": NUMBER}).to_string(),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("monitor_limit")),
-        "{v}"
-    );
+    assert_error(&refused, StatusCode::CONFLICT, "monitor_limit");
     // Lifting the cap lets it through.
     ok(
         h,
@@ -1214,18 +1181,14 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
                        "answered": {"calling_number": NUMBER}});
     let c1 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-2"})).await;
     let c1 = c1["id"].as_str().unwrap();
-    let (s, v) = post(
+    let refused = post(
         h,
         &f.sup1,
         &format!("/v1/calls/{c1}/supervisions"),
         start.clone(),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("grant_required")),
-        "{v}"
-    );
+    assert_error(&refused, StatusCode::FORBIDDEN, "grant_required");
     let (_, audit) = h.get("/v1/audit").await;
     assert!(
         audit["audit"]
@@ -1243,17 +1206,13 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
         json!({"supervisor_id": "sup-1", "agent_id": "ag-2"}),
     )
     .await;
-    let (s, v) = h
+    let refused = h
         .post(
             "/v1/grants",
             &json!({"supervisor_id": "sup-1", "agent_id": "ag-2"}).to_string(),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("conflict")),
-        "{v}"
-    );
+    assert_error(&refused, StatusCode::CONFLICT, "conflict");
     let (s, sup) = post(
         h,
         &f.sup1,
@@ -1298,12 +1257,7 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
     );
     assert!(sup["leg"]["local"].is_string(), "{sup}");
     let (_, alerts) = h.get(&format!("/v1/supervisions/{id}/alerts")).await;
-    let kinds: Vec<&str> = alerts["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
+    let kinds = strings(&alerts, "alerts", "kind");
     assert_eq!(
         kinds
             .iter()
@@ -1356,14 +1310,6 @@ async fn reads_are_scoped_to_what_the_caller_may_see() {
     )
     .await;
     let sup = sup["id"].as_str().unwrap();
-    let ids = |v: &Value, key: &str| -> Vec<String> {
-        v[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     // (token, calls seen, may read the supervision)
     let rows = [
         (ADMIN_TOKEN.to_owned(), vec![c2, c5], true),
@@ -1373,13 +1319,12 @@ async fn reads_are_scoped_to_what_the_caller_may_see() {
         (f.agents["ag-2"].clone(), vec![c2], true),
         (f.agents["ag-5"].clone(), vec![c5], false),
     ];
-    for (token, calls, sees_sup) in rows {
+    for (token, mut calls, sees_sup) in rows {
         let (_, list) = get(h, &token, "/v1/calls").await;
-        let mut seen = ids(&list, "calls");
+        let mut seen = strings(&list, "calls", "id");
         seen.sort();
-        let mut want: Vec<String> = calls.iter().map(|c| c.to_string()).collect();
-        want.sort();
-        assert_eq!(seen, want, "{list}");
+        calls.sort();
+        assert_eq!(seen, calls, "{list}");
         for c in [c2, c5] {
             let (s, _) = get(h, &token, &format!("/v1/calls/{c}")).await;
             let visible = calls.contains(&c);
@@ -1390,7 +1335,7 @@ async fn reads_are_scoped_to_what_the_caller_may_see() {
         }
         let (_, sups) = get(h, &token, "/v1/supervisions").await;
         assert_eq!(
-            ids(&sups, "supervisions").len(),
+            strings(&sups, "supervisions", "id").len(),
             usize::from(sees_sup),
             "{sups}"
         );
