@@ -143,56 +143,51 @@ impl From<StateError> for ApiError {
     }
 }
 
+/// The status and code a store error answers with: a missing row is not found, a taken key a
+/// conflict, anything else the server's fault.
+fn store_status(err: &StoreError) -> (StatusCode, &'static str) {
+    match err {
+        StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        StoreError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
-        match err {
-            StoreError::NotFound { .. } => ApiError::not_found(err.to_string()),
-            StoreError::Conflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
-            }
-            _ => ApiError::internal(err.to_string()),
-        }
+        let (status, code) = store_status(&err);
+        ApiError::new(status, code, err.to_string())
     }
 }
 
 impl From<CenterError> for ApiError {
     fn from(err: CenterError) -> ApiError {
-        let message = err.to_string();
-        let status = match &err {
-            CenterError::Group(e) => match e {
-                GroupError::InvalidValue(_) => StatusCode::BAD_REQUEST,
-                GroupError::UnknownGroup { .. }
-                | GroupError::UnknownUser { .. }
-                | GroupError::UnknownCall { .. }
-                | GroupError::NotAMember { .. }
-                | GroupError::NotASupervisor { .. } => StatusCode::NOT_FOUND,
-                GroupError::AdminRightRequired { .. }
-                | GroupError::NotYourGroup { .. }
-                | GroupError::GroupNotSupervised { .. }
-                | GroupError::WebCallNotSupervisable { .. } => StatusCode::FORBIDDEN,
-                _ => StatusCode::CONFLICT,
-            },
-            CenterError::Agent(_) => StatusCode::CONFLICT,
-            CenterError::Chat(_) | CenterError::Invalid(_) => StatusCode::BAD_REQUEST,
-            CenterError::UnknownAgent(_) | CenterError::UnknownUser(_) => StatusCode::NOT_FOUND,
-            CenterError::NotYourAgent(_) => StatusCode::FORBIDDEN,
-            CenterError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-            CenterError::Store(StoreError::Conflict { .. }) => StatusCode::CONFLICT,
-            CenterError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, code) = match &err {
+            CenterError::Group(e) => {
+                let status = match e {
+                    GroupError::InvalidValue(_) => StatusCode::BAD_REQUEST,
+                    GroupError::UnknownGroup { .. }
+                    | GroupError::UnknownUser { .. }
+                    | GroupError::UnknownCall { .. }
+                    | GroupError::NotAMember { .. }
+                    | GroupError::NotASupervisor { .. } => StatusCode::NOT_FOUND,
+                    GroupError::AdminRightRequired { .. }
+                    | GroupError::NotYourGroup { .. }
+                    | GroupError::GroupNotSupervised { .. }
+                    | GroupError::WebCallNotSupervisable { .. } => StatusCode::FORBIDDEN,
+                    _ => StatusCode::CONFLICT,
+                };
+                (status, e.code())
+            }
+            CenterError::Agent(e) => (StatusCode::CONFLICT, e.code()),
+            CenterError::Chat(e) => (StatusCode::BAD_REQUEST, e.code()),
+            CenterError::Invalid(e) => (StatusCode::BAD_REQUEST, e.code()),
+            CenterError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
+            CenterError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
+            CenterError::NotYourAgent(_) => (StatusCode::FORBIDDEN, "not_your_group"),
+            CenterError::Store(e) => store_status(e),
         };
-        let code = match &err {
-            CenterError::Group(e) => e.code(),
-            CenterError::Agent(e) => e.code(),
-            CenterError::Chat(e) => e.code(),
-            CenterError::Invalid(e) => e.code(),
-            CenterError::UnknownAgent(_) => "unknown_agent",
-            CenterError::UnknownUser(_) => "unknown_user",
-            CenterError::NotYourAgent(_) => "not_your_group",
-            CenterError::Store(StoreError::NotFound { .. }) => "not_found",
-            CenterError::Store(StoreError::Conflict { .. }) => "conflict",
-            CenterError::Store(_) => "internal",
-        };
-        ApiError::new(status, code, message)
+        ApiError::new(status, code, err.to_string())
     }
 }
 

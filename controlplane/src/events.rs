@@ -97,11 +97,9 @@ impl Viewer {
         if principal.has(Role::Admin) || principal.has(Role::Softswitch) {
             return Viewer::All;
         }
-        match (&principal.user_id, principal.roles.as_slice()) {
-            (Some(user), roles) if roles.contains(&Role::Supervisor) => {
-                Viewer::Supervisor(user.clone())
-            }
-            (Some(user), roles) if roles.contains(&Role::Agent) => Viewer::Agent(user.clone()),
+        match &principal.user_id {
+            Some(user) if principal.has(Role::Supervisor) => Viewer::Supervisor(user.clone()),
+            Some(user) if principal.has(Role::Agent) => Viewer::Agent(user.clone()),
             _ => Viewer::Nobody,
         }
     }

@@ -15,8 +15,8 @@
 //!   API syncs after the operation has released the records lock, so concurrent requests share
 //!   their syncs: group commit, see [`crate::store`]), so an acknowledged request survives
 //!   `kill -9` and power loss. The one sync inside an operation is the audit record's, before
-//!   the media command it precedes (SPEC §4). At
-//!   start-up, [`AppState::new`] closes what a crashed run left open
+//!   the media command that starts media or changes its mode (SPEC §4). At start-up,
+//!   [`AppState::new`] closes what a crashed run left open
 //!   ([`crate::store::StoreExt::recover_after_restart`]: not resumed, SPEC §7) and loads the
 //!   recent history.
 //!
@@ -1213,27 +1213,14 @@ impl AppState {
     /// history, marked deleted).
     ///
     /// One transaction records the supervisions' ends and the call's (after each
-    /// supervision's audit record, synced on its own before its leg is released).
+    /// supervision's audit record, committed before its leg is released).
     pub fn delete_call(&self, id: CallId) -> Result<(), StateError> {
         let mut r = self.records();
         r.call(id)?;
         let now = self.now_ms();
         let mut closed = Vec::new();
-        for sup in r.open_supervisions(id) {
-            match self.close_supervision(&mut r, sup, now, CALL_DELETED, "the call was deleted") {
-                Ok(c) => closed.extend(c),
-                Err(err) => {
-                    // Those already closed (leg released) are recorded all the same.
-                    if !closed.is_empty() {
-                        self.commit_closed(&closed, |_| Ok(()))?;
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        if r.call(id)?.state == CallState::Active
-            && let Err(err) = self.end_call_media(&mut r, id, now)
-        {
+        if let Err(err) = self.release_call(&mut r, id, now, &mut closed) {
+            // Those already closed (leg released) are recorded all the same.
             if !closed.is_empty() {
                 self.commit_closed(&closed, |_| Ok(()))?;
             }
@@ -1257,6 +1244,28 @@ impl AppState {
         }
         tracing::debug!(call = %id, "call deleted");
         Ok(())
+    }
+
+    /// The media side of [`AppState::delete_call`]: closes the call's open supervisions (each
+    /// pushed onto `closed` once its leg is released, its end left to commit), then releases
+    /// the call's media if still anchored.
+    fn release_call(
+        &self,
+        r: &mut Records,
+        id: CallId,
+        now: u64,
+        closed: &mut Vec<Closed>,
+    ) -> Result<(), StateError> {
+        for sup in r.open_supervisions(id) {
+            closed.extend(self.close_supervision(
+                r,
+                sup,
+                now,
+                CALL_DELETED,
+                "the call was deleted",
+            )?);
+        }
+        self.end_call_media(r, id, now)
     }
 
     /// `PATCH /v1/calls/{id}/legs/{party}`: the leg becomes strict-source on `remote`.
