@@ -95,8 +95,8 @@ impl TokenCache {
         map.get(&hash.0).cloned()
     }
 
-    /// Runs `f` (a store write of tokens) with the cache locked, then refreshes the tokens it
-    /// names from the store.
+    /// Runs `f` (a store write of tokens) with the cache locked, then reloads every token from
+    /// the store (token writes are rare administration).
     fn write<R>(
         &self,
         store: &dyn Store,

@@ -692,24 +692,17 @@ async fn attempt(
     }
 }
 
-/// Runs `f` on the blocking pool (it takes the store's lock); a failure, the store's or the
-/// pool's, as text for the log. Like `api::blocking_api`, `f`'s writes are synced together
-/// after it ([`crate::store::deferring`]), and what it read is durable when it returns: an
-/// event is never sent before it is durable.
+/// Runs `f` on the blocking pool (it takes the store's lock) through `api::blocking_api`, so
+/// `f`'s writes are synced together after it and what it read is durable when it returns: an
+/// event is never sent before it is durable. A failure, the store's or the pool's, as text for
+/// the log.
 async fn on_store<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&AppState) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, String> {
-    let state = state.clone();
-    let f = move || {
-        let out = crate::store::deferring(|| f(&state));
-        state.store().sync()?;
-        out
-    };
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    blocking(state.clone(), move |s| Ok(f(s)?))
+        .await
+        .map_err(|e| e.message)
 }
 
 /// Logs a store failure of an attempt, then holds the webhook for [`STORE_RETRY`]: its delivery

@@ -1247,6 +1247,19 @@ fn a_webhooks_next_delivery_is_its_oldest_unfinished_and_the_cursor_only_moves_o
         ids[1],
         "never back"
     );
+
+    // `next_delivery` goes through the partial index of the pending deliveries, in event order
+    // (no sort); the index by due time, which nothing reads any more, is gone.
+    let plan = query_plan(
+        &store,
+        "SELECT event_id FROM webhook_deliveries WHERE webhook_id = 'w1' \
+         AND next_attempt_at_ms IS NOT NULL ORDER BY event_id LIMIT 1",
+    );
+    assert!(
+        plan.contains("webhook_deliveries_pending") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
+    assert!(!index_names(&store).contains(&"webhook_deliveries_due".to_owned()));
 }
 
 #[test]
