@@ -114,7 +114,7 @@ impl Case {
         self
     }
 
-    /// The audit actions expected, when a row's helper sets the rest.
+    /// Overrides the audit actions that a row's helper expects.
     fn audited(mut self, audit: &'static [&'static str]) -> Case {
         self.audit = audit;
         self
@@ -562,51 +562,40 @@ async fn the_answer_timeout_is_configurable() {
 #[tokio::test]
 async fn row_failed_supervisor_number_invalid() {
     let h = Harness::slot(49);
-    let invalid = |c: Case, audit: &'static [&'static str]| {
+    let invalid = |c: Case| {
         c.ends(
             &["failed_supervisor_number_invalid"],
             "failed",
             Some("supervisor_number_invalid"),
-            audit,
+            &["failure"],
         )
     };
     check(
         &h,
         vec![
-            invalid(
-                case(
-                    "the supervisor rejects the call",
-                    vec![ringing(), Leg(json!({"event": "rejected"}))],
-                ),
-                &["failure"],
-            ),
-            invalid(
-                case(
-                    "the supervisor's phone is in do-not-disturb",
-                    vec![Leg(json!({"event": "dnd"}))],
-                ),
-                &["failure"],
-            ),
+            invalid(case(
+                "the supervisor rejects the call",
+                vec![ringing(), Leg(json!({"event": "rejected"}))],
+            )),
+            invalid(case(
+                "the supervisor's phone is in do-not-disturb",
+                vec![Leg(json!({"event": "dnd"}))],
+            )),
             invalid(
                 case("no number registered", vec![]).request(json!({"supervisor_id": "sup-1"})),
-                &["failure"],
             ),
-            invalid(
-                case(
-                    "answered from another number",
-                    vec![
-                        ringing(),
-                        Leg(json!({"event": "answered", "calling_number": "+15550199"})),
-                    ],
-                ),
-                &["failure"],
-            ),
+            invalid(case(
+                "answered from another number",
+                vec![
+                    ringing(),
+                    Leg(json!({"event": "answered", "calling_number": "+15550199"})),
+                ],
+            )),
             invalid(
                 case("answered at creation from another number", vec![]).request(json!({
                     "registered_number": NUMBER,
                     "answered": {"calling_number": "anonymous"},
                 })),
-                &["failure"],
             ),
         ],
     )
@@ -746,26 +735,12 @@ async fn row_aborted_agent_held_call() {
 #[tokio::test]
 async fn row_aborted_party_hung_up() {
     let h = Harness::slot(54);
-    let ended = |c: Case, alert: &'static str, reason: &'static str| {
-        let audit = if c.audit.is_empty() {
-            &["start", "abort"][..]
-        } else {
-            c.audit
-        };
-        c.ends(
-            match alert {
-                "aborted_agent_hung_up" => &["monitoring_initiated", "aborted_agent_hung_up"],
-                "aborted_caller_hung_up" => &["monitoring_initiated", "aborted_caller_hung_up"],
-                _ => &["monitoring_initiated", "aborted_supervisor_hung_up"],
-            },
-            "aborted",
-            Some(reason),
-            audit,
-        )
+    let ended = |c: Case, alerts: &'static [&'static str], reason| {
+        c.ends(alerts, "aborted", Some(reason), &["start", "abort"])
     };
-    let agent = "aborted_agent_hung_up";
-    let caller = "aborted_caller_hung_up";
-    let supervisor = "aborted_supervisor_hung_up";
+    let agent = &["monitoring_initiated", "aborted_agent_hung_up"];
+    let caller = &["monitoring_initiated", "aborted_caller_hung_up"];
+    let supervisor = &["monitoring_initiated", "aborted_supervisor_hung_up"];
     check(
         &h,
         vec![
@@ -821,11 +796,11 @@ async fn row_aborted_party_hung_up() {
                 case(
                     "the supervisor's leg ends (softswitch report)",
                     vec![answered(), Mode("barge"), Leg(json!({"event": "hangup"}))],
-                )
-                .audited(&["start", "mode_change", "abort"]),
+                ),
                 supervisor,
                 "supervisor_hung_up",
-            ),
+            )
+            .audited(&["start", "mode_change", "abort"]),
             ended(
                 case(
                     "the supervisor's media times out",

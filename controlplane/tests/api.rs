@@ -737,24 +737,13 @@ async fn flagged_calls_fail_new_supervisions_and_abort_active_ones() {
             (&json!("failed"), &json!(refused_as), &Value::Null),
             "{start}: {failed}"
         );
-        let (_, alerts) = h
-            .get(&format!(
-                "/v1/supervisions/{}/alerts",
-                failed["id"].as_str().unwrap()
-            ))
-            .await;
-        let kinds: Vec<&str> = alerts["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["kind"].as_str().unwrap())
-            .collect();
+        let kinds = h.alert_kinds(failed["id"].as_str().unwrap()).await;
         let expected = if refused_as == "monitoring_failed" {
             "monitoring_failed".to_owned()
         } else {
             format!("failed_{refused_as}")
         };
-        assert_eq!(kinds, [expected.as_str()], "{start}: {alerts}");
+        assert_eq!(kinds, [expected], "{start}");
         // Repeating the start changes nothing more.
         let (status, again) = h.post(&events, &json!({"event": start}).to_string()).await;
         assert_eq!((status, &again["flags"]), (StatusCode::OK, &view["flags"]));
@@ -1065,14 +1054,10 @@ async fn deleting_a_call_aborts_its_supervisions() {
         (&s["state"], &s["abort"]),
         (&json!("aborted"), &json!("call_deleted"))
     );
-    let (_, alerts) = h.get(&format!("/v1/supervisions/{sup}/alerts")).await;
-    let kinds: Vec<&str> = alerts["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["monitoring_initiated", "aborted"], "{alerts}");
+    assert_eq!(
+        h.alert_kinds(&sup).await,
+        ["monitoring_initiated", "aborted"]
+    );
     assert_eq!(h.state.metrics().snapshot(), (0, [0; 5]));
     assert_eq!(h.state.next_deadline_ms(), None, "no timer left for them");
 }

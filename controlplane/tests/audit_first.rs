@@ -188,17 +188,7 @@ async fn no_supervisor_media_before_the_audit_record_is_synced() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 
     store.sync_failing.store(false, Ordering::SeqCst);
-    let (status, s) = h
-        .post(
-            &format!("/v1/calls/{call}/supervisions"),
-            &common::answered_body(),
-        )
-        .await;
-    assert_eq!(
-        (status, &s["state"]),
-        (StatusCode::CREATED, &json!("active")),
-        "{s}"
-    );
+    h.new_supervision(&call).await;
     assert_eq!(supervisor_legs(&h.state, engine_call), 1);
 }
 

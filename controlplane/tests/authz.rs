@@ -7,6 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{ADMIN_TOKEN, Harness, NUMBER};
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -23,6 +24,12 @@ async fn call_of(h: &Harness, agent: &str) -> String {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{call}");
     call["id"].as_str().unwrap().to_owned()
+}
+
+/// `POST /v1/calls/{call}/supervisions` with `token`.
+async fn supervise_as(h: &Harness, token: &str, call: &str, body: &str) -> (StatusCode, Value) {
+    let uri = format!("/v1/calls/{call}/supervisions");
+    h.call_as(Some(token), Method::POST, &uri, Some(body)).await
 }
 
 /// Group `group` with `agent` as member and `supervisor` over it with `rights`.
@@ -253,11 +260,8 @@ async fn every_route_needs_a_token_and_says_so() {
             );
             let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
             assert!(challenge.starts_with("Bearer"), "{challenge}");
-            let (_, body) = {
-                use http_body_util::BodyExt as _;
-                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-                ((), serde_json::from_slice::<Value>(&bytes).unwrap())
-            };
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(body["error"]["code"], code, "{method} {uri}: {body}");
         }
     }
@@ -338,14 +342,7 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
 
     let theirs = call_of(&h, "ag-2").await;
     let before = denials(&h).await.len();
-    let (status, err) = h
-        .call_as(
-            Some(&sup_a),
-            Method::POST,
-            &format!("/v1/calls/{theirs}/supervisions"),
-            Some(&own_supervision()),
-        )
-        .await;
+    let (status, err) = supervise_as(&h, &sup_a, &theirs, &own_supervision()).await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_your_agent")),
@@ -369,24 +366,10 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
 
     // Naming another supervisor is refused (and audited) too; the own group's agent is fine.
     let mine = call_of(&h, "ag-1").await;
-    let (status, _) = h
-        .call_as(
-            Some(&sup_a),
-            Method::POST,
-            &format!("/v1/calls/{mine}/supervisions"),
-            Some(&common::answered_body()),
-        )
-        .await;
+    let (status, _) = supervise_as(&h, &sup_a, &mine, &common::answered_body()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(denials(&h).await.len(), before + 2);
-    let (status, sup) = h
-        .call_as(
-            Some(&sup_a),
-            Method::POST,
-            &format!("/v1/calls/{mine}/supervisions"),
-            Some(&own_supervision()),
-        )
-        .await;
+    let (status, sup) = supervise_as(&h, &sup_a, &mine, &own_supervision()).await;
     assert_eq!(status, StatusCode::CREATED, "{sup}");
     assert_eq!(sup["supervisor_id"], "sup-a", "{sup}");
     // Admins supervise anyone.
@@ -422,14 +405,7 @@ async fn listen_only_rights_allow_listening_and_refuse_whisper_audited() {
     group(&h, "grp-a", "ag-1", "sup-l", json!({"listen": true})).await;
 
     let call = call_of(&h, "ag-1").await;
-    let (status, session) = h
-        .call_as(
-            Some(&sup),
-            Method::POST,
-            &format!("/v1/calls/{call}/supervisions"),
-            Some(&own_supervision()),
-        )
-        .await;
+    let (status, session) = supervise_as(&h, &sup, &call, &own_supervision()).await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     assert_eq!(session["state"], "active", "{session}");
     assert_eq!(session["mode"], "listen", "{session}");

@@ -42,18 +42,8 @@ async fn concurrent_setups_are_all_acknowledged_and_durable() {
                         .await;
                     assert_eq!(status, StatusCode::CREATED, "{call}");
                     let call = call["id"].as_str().unwrap().to_owned();
-                    let (status, sup) = h
-                        .post(
-                            &format!("/v1/calls/{call}/supervisions"),
-                            &common::answered_body(),
-                        )
-                        .await;
-                    assert_eq!(
-                        (status, &sup["state"]),
-                        (StatusCode::CREATED, &json!("active")),
-                        "{sup}"
-                    );
-                    acknowledged.push((call, sup["id"].as_str().unwrap().to_owned()));
+                    let sup = h.new_supervision(&call).await;
+                    acknowledged.push((call, sup));
                 }
                 acknowledged
             })

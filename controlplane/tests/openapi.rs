@@ -581,31 +581,6 @@ fn every_route_is_documented_and_every_operation_is_routed() {
 
 // ---- against the router ----
 
-async fn send(
-    h: &Harness,
-    token: Option<&str>,
-    method: &Method,
-    uri: &str,
-    body: Option<&str>,
-) -> Response<Body> {
-    let mut req = Request::builder().method(method.clone()).uri(uri);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_owned())
-        }
-        None => Body::empty(),
-    };
-    h.app
-        .clone()
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap()
-}
-
 async fn bytes(resp: Response<Body>) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
@@ -635,7 +610,7 @@ async fn every_operation_answers_with_the_documented_guard() {
         let name = o.name();
         let uri = o.example_uri();
         let body = o.has_body().then_some("{}");
-        let resp = send(&h, None, &o.method, &uri, body).await;
+        let resp = h.respond(None, o.method.clone(), &uri, body).await;
         let status = resp.status();
         let Some(roles) = o.roles() else {
             assert_eq!(
@@ -660,7 +635,7 @@ async fn every_operation_answers_with_the_documented_guard() {
         );
 
         for (role, token) in &tokens {
-            let resp = send(&h, Some(token), &o.method, &uri, body).await;
+            let resp = h.respond(Some(token), o.method.clone(), &uri, body).await;
             // Only a 403 is read: an allowed `GET /v1/events` is an endless stream.
             let refused_by_guard = if resp.status() == StatusCode::FORBIDDEN {
                 let answer: Value = serde_json::from_slice(&bytes(resp).await).unwrap();
@@ -682,12 +657,12 @@ async fn every_operation_answers_with_the_documented_guard() {
 
 /// `/openapi.json` is the embedded document, `/docs` the page, both without a token.
 async fn check_served(h: &Harness) {
-    let resp = send(h, None, &Method::GET, "/openapi.json", None).await;
+    let resp = h.respond(None, Method::GET, "/openapi.json", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(content_type(&resp), "application/json");
     assert_eq!(bytes(resp).await, DOCUMENT.as_bytes());
 
-    let resp = send(h, None, &Method::GET, "/docs", None).await;
+    let resp = h.respond(None, Method::GET, "/docs", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
         content_type(&resp).starts_with("text/html"),
@@ -898,7 +873,10 @@ impl Checker {
         let name = op.name();
         let uri = request.split_once(' ').unwrap().1;
         let body = body.into().map(|b| b.to_string());
-        let resp = send(&self.h, token, &op.method, uri, body.as_deref()).await;
+        let resp = self
+            .h
+            .respond(token, op.method.clone(), uri, body.as_deref())
+            .await;
         let status = resp.status();
         let media = content_type(&resp);
         let bytes = bytes(resp).await;
@@ -1138,7 +1116,9 @@ async fn the_answers_match_the_documented_responses() {
     c.ok(admin, &format!("DELETE {hook}"), None).await;
 
     // The event stream: the replayed log, message by message.
-    let resp = send(&c.h, Some(admin), &Method::GET, "/v1/events?after=0", None).await;
+    let resp =
+        c.h.respond(Some(admin), Method::GET, "/v1/events?after=0", None)
+            .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(content_type(&resp), "text/event-stream");
     let mut body = resp.into_body();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{ADMIN_TOKEN, Harness, T0_MS};
@@ -27,7 +27,6 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::oneshot;
-use tower::ServiceExt as _;
 
 /// How long to wait for something asynchronous before calling it a failure (not a speed
 /// requirement: the delivery takes milliseconds).
@@ -265,6 +264,18 @@ async fn hook_to(h: &Harness, rx: &Receiver, event_types: Option<&[&str]>) -> St
     id
 }
 
+/// Waits until the delivery of each of `events` to `webhook` is recorded as finished (no
+/// attempt left to make).
+async fn finished(h: &Harness, events: &[i64], webhook: &str) {
+    eventually("the deliveries to be recorded", || {
+        events
+            .iter()
+            .all(|e| delivery(h, *e, webhook).is_some_and(|d| d.next_attempt_at.is_none()))
+            .then_some(())
+    })
+    .await;
+}
+
 /// Moves the clock to the webhook's next attempt once one is scheduled after now (an attempt
 /// failed and its retry was recorded); returns false when the webhook has been disabled.
 async fn advance_to_next_attempt(h: &Harness, webhook_id: &str) -> bool {
@@ -370,12 +381,7 @@ async fn events_arrive_signed_in_order_with_their_type_and_data() {
         assert_eq!(r.timestamp, T0_MS / 1000);
     }
     // Each delivery finished on its first attempt.
-    eventually("the deliveries to be recorded", || {
-        ids.iter()
-            .all(|e| delivery(&h, *e, &id).is_some_and(|d| d.next_attempt_at.is_none()))
-            .then_some(())
-    })
-    .await;
+    finished(&h, &ids, &id).await;
     for e in &ids {
         let d = delivery(&h, *e, &id).unwrap();
         assert_eq!(
@@ -446,12 +452,7 @@ async fn a_failing_receiver_gets_retries_with_backoff_then_success_and_order_hol
             (T0_MS + 15_000) / 1000
         ]
     );
-    eventually("both deliveries to be recorded", || {
-        delivery(&h, second, &id)
-            .is_some_and(|d| d.next_attempt_at.is_none())
-            .then_some(())
-    })
-    .await;
+    finished(&h, &[second], &id).await;
     let d = delivery(&h, first, &id).unwrap();
     assert_eq!(
         (d.attempts, d.next_attempt_at, d.last_status, d.last_error),
@@ -627,12 +628,7 @@ async fn delivery_resumes_after_a_restart_without_repeating_or_skipping() {
         append(&h, "call.ended", json!({"n": 2})),
     ];
     rx.wait_for(2).await;
-    eventually("the deliveries to be recorded", || {
-        sent.iter()
-            .all(|e| delivery(&h, *e, &id).is_some_and(|d| d.next_attempt_at.is_none()))
-            .then_some(())
-    })
-    .await;
+    finished(&h, &sent, &id).await;
     task.stop().await;
     // Committed while no delivery task runs (the daemon is going down).
     sent.push(append(&h, "call.created", json!({"n": 3})));
@@ -883,15 +879,8 @@ async fn only_admins_manage_webhooks() {
                 "{method} {uri}: {err}"
             );
         }
-        // Without a token (`call_as(None, …)` would send the admin's).
-        let req = Request::builder()
-            .method(method.clone())
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(body.unwrap_or("").to_owned()))
-            .unwrap();
-        let resp = h.app.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let (status, err) = h.call_as(None, method.clone(), uri, *body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {err}");
     }
     let hook = webhook(&h, &id);
     assert!(hook.enabled, "nothing changed");

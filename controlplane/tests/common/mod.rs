@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, Request, Response, StatusCode, header};
 use controlplane::clock::ManualClock;
 use controlplane::{AppState, Config, app};
 use http_body_util::BodyExt as _;
@@ -48,7 +48,7 @@ pub fn answered_body() -> String {
 pub struct Harness {
     pub state: AppState,
     pub app: Router,
-    /// The state's clock: it moves only with [`Harness::advance`].
+    /// The state's clock: it moves only when a test moves it (see [`Harness::advance`]).
     pub clock: Arc<ManualClock>,
 }
 
@@ -87,11 +87,22 @@ impl Harness {
         uri: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
+        json_of(self.respond(token, method, uri, body).await).await
+    }
+
+    /// Sends a request with `token` (none: no `Authorization` header), a body as
+    /// `application/json`, and returns the response as it came.
+    pub async fn respond(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+    ) -> Response<Body> {
         let mut req = Request::builder().method(method).uri(uri);
-        req = match token {
-            Some(t) => req.header(header::AUTHORIZATION, format!("Bearer {t}")),
-            None => req,
-        };
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
         let body = match body {
             Some(b) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -99,32 +110,22 @@ impl Harness {
             }
             None => Body::empty(),
         };
-        self.send(req.body(body).unwrap()).await
+        self.app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap()
     }
 
     /// Sends `req`, as the admin unless it carries an `Authorization` header.
-    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let mut req = req;
+    pub async fn send(&self, mut req: Request<Body>) -> (StatusCode, Value) {
         if !req.headers().contains_key(header::AUTHORIZATION) {
             req.headers_mut().insert(
                 header::AUTHORIZATION,
                 format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
             );
         }
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!(
-                    "response is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        (status, value)
+        json_of(self.app.clone().oneshot(req).await.unwrap()).await
     }
 
     /// Mints a token of `role` for `user` (admin: `POST /v1/tokens`) and returns it.
@@ -218,14 +219,38 @@ impl Harness {
 
     /// The gauges in the Prometheus text.
     pub async fn metrics_text(&self) -> String {
-        let resp = self
-            .app
-            .clone()
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let resp = self.respond(None, Method::GET, "/metrics", None).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
+
+    /// The kinds of the alerts of supervision `sup`, in order.
+    pub async fn alert_kinds(&self, sup: &str) -> Vec<String> {
+        let (status, alerts) = self.get(&format!("/v1/supervisions/{sup}/alerts")).await;
+        assert_eq!(status, StatusCode::OK, "{alerts}");
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The status and the JSON body (`null` when empty) of `resp`.
+async fn json_of(resp: Response<Body>) -> (StatusCode, Value) {
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    (status, value)
 }
