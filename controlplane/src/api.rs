@@ -268,36 +268,45 @@ struct Supervisions {
 /// calls of agents in the groups they supervise and the supervisions of those agents or their
 /// own; an agent their own calls and the supervisions of them. What is not visible answers as
 /// if it did not exist.
-struct Visibility {
-    all: bool,
-    me: Option<crate::agents::UserId>,
+pub(crate) struct Visibility {
+    /// Admins and the softswitch: everything.
+    pub(crate) all: bool,
+    /// The user the token names.
+    pub(crate) me: Option<crate::agents::UserId>,
     supervisor: bool,
 }
 
+/// The user a token names, if any.
+pub(crate) fn token_user(p: &Principal) -> Option<crate::agents::UserId> {
+    p.user_id
+        .as_deref()
+        .and_then(|u| crate::agents::UserId::parse(u).ok())
+}
+
 impl Visibility {
-    fn of(p: &Principal) -> Visibility {
+    pub(crate) fn of(p: &Principal) -> Visibility {
         use crate::auth::Role;
         Visibility {
             all: p.has(Role::Admin) || p.has(Role::Softswitch),
-            me: p
-                .user_id
-                .as_deref()
-                .and_then(|u| crate::agents::UserId::parse(u).ok()),
+            me: token_user(p),
             supervisor: p.has(Role::Supervisor),
         }
     }
 
+    /// Whether agent `agent` (and what is theirs) is visible: to everyone who sees all, to
+    /// the agent, and to a supervisor of one of their groups.
+    pub(crate) fn sees_agent(&self, s: &AppState, agent: &crate::agents::UserId) -> bool {
+        self.all
+            || self.me.as_ref().is_some_and(|me| {
+                me == agent || (self.supervisor && s.center().supervises_member(me, agent))
+            })
+    }
+
     fn agent(&self, s: &AppState, agent: Option<&str>) -> bool {
-        if self.all {
-            return true;
-        }
-        let (Some(me), Some(agent)) = (&self.me, agent) else {
-            return false;
-        };
-        me.as_str() == agent
-            || (self.supervisor
-                && crate::agents::UserId::parse(agent)
-                    .is_ok_and(|a| s.center().supervises_member(me, &a)))
+        self.all
+            || agent
+                .and_then(|a| crate::agents::UserId::parse(a).ok())
+                .is_some_and(|a| self.sees_agent(s, &a))
     }
 
     fn call(&self, s: &AppState, c: &CallView) -> bool {

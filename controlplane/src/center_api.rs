@@ -17,7 +17,7 @@ use crate::access::{
     Administration, AgentSelf, Authorized, Console, Membership, Principal, Read, Rights, Signalling,
 };
 use crate::agents::{AgentState, PauseReason, Platform, UserId};
-use crate::api::{Body, blocking_api as blocking};
+use crate::api::{Body, Visibility, blocking_api as blocking, token_user};
 use crate::auth::Role;
 use crate::center::{
     AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
@@ -131,14 +131,6 @@ impl Segments {
     }
 }
 
-/// The user the token names, if any.
-fn token_user(principal: &Principal) -> Option<UserId> {
-    principal
-        .user_id
-        .as_deref()
-        .and_then(|u| UserId::parse(u).ok())
-}
-
 /// The user a console or agent token acts as.
 fn acting_user(principal: &Principal) -> ApiResult<UserId> {
     token_user(principal).ok_or_else(|| {
@@ -168,10 +160,6 @@ async fn center<T: Send + 'static>(
     op: impl FnOnce(&Center, &dyn Store, u64) -> Result<T, CenterError> + Send + 'static,
 ) -> ApiResult<T> {
     blocking(state, move |s| Ok(op(s.center(), s.store(), now(s))?)).await
-}
-
-fn sees_everything(principal: &Principal) -> bool {
-    principal.has(Role::Admin) || principal.has(Role::Softswitch)
 }
 
 fn not_your_group(user: &UserId) -> ApiError {
@@ -823,8 +811,7 @@ async fn list_groups(
     State(state): State<AppState>,
 ) -> ApiResult<Json<Groups>> {
     let groups = blocking(state, move |s| {
-        let all = sees_everything(&principal);
-        let me = token_user(&principal);
+        let Visibility { all, me, .. } = Visibility::of(&principal);
         Ok(s.center().groups(s.store(), |g| {
             all || me
                 .as_ref()
@@ -843,9 +830,8 @@ async fn get_group(
     let group = seg.group()?;
     blocking(state, move |s| {
         let view = s.center().group(s.store(), &group)?;
-        let me = token_user(&principal);
-        let visible =
-            sees_everything(&principal) || me.is_some_and(|u| s.center().belongs(&group, &u));
+        let Visibility { all, me, .. } = Visibility::of(&principal);
+        let visible = all || me.is_some_and(|u| s.center().belongs(&group, &u));
         if !visible {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -864,25 +850,16 @@ struct Agents {
     agents: Vec<AgentView>,
 }
 
-/// Whether `principal` may see agent `agent`: admins and the platform all, a supervisor the
-/// members of their groups, an agent themself.
-fn may_see_agent(s: &AppState, principal: &Principal, agent: &UserId) -> bool {
-    if sees_everything(principal) {
-        return true;
-    }
-    let Some(me) = token_user(principal) else {
-        return false;
-    };
-    &me == agent || (principal.has(Role::Supervisor) && s.center().supervises_member(&me, agent))
-}
-
 async fn list_agents(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Agents>> {
     let agents = blocking(state, move |s| {
-        Ok(s.center()
-            .agents(s.store(), |a| may_see_agent(s, &principal, a), now(s))?)
+        Ok(s.center().agents(
+            s.store(),
+            |a| Visibility::of(&principal).sees_agent(s, a),
+            now(s),
+        )?)
     })
     .await?;
     Ok(Json(Agents { agents }))
@@ -895,7 +872,7 @@ async fn get_agent(
 ) -> ApiResult<Json<AgentView>> {
     let agent = seg.user()?;
     blocking(state, move |s| {
-        if !may_see_agent(s, &principal, &agent) {
+        if !Visibility::of(&principal).sees_agent(s, &agent) {
             return Err(not_your_group(&agent));
         }
         Ok(s.center().agent(s.store(), &agent, now(s))?)
