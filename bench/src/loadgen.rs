@@ -1068,8 +1068,6 @@ struct SenderReport {
     probes: Vec<(usize, u64)>,
 }
 
-/// Sends every stream one packet per 20 ms until `stop_at`, stream `j` of `S` at offset
-/// `j × 20 ms / S` within each period.
 /// When and how the sender sends.
 #[derive(Debug, Clone, Copy)]
 struct SendPlan {
@@ -1081,6 +1079,9 @@ struct SendPlan {
     tx_stamp_every: u16,
 }
 
+/// Sends every stream one packet per 20 ms until `stop_at`, stream `j` of `S` at offset
+/// `j × 20 ms / S` within each period. Allocates nothing once sending has begun: the probe
+/// lists are sized for the whole run up front.
 fn send_loop(
     streams: &mut [Stream],
     sockets: &Sockets,
@@ -1094,11 +1095,18 @@ fn send_loop(
         stop_at,
         tx_stamp_every,
     } = plan;
-    let mut report = SenderReport::default();
     let s = streams.len() as u64;
     if s == 0 {
-        return report;
+        return SenderReport::default();
     }
+    // The last deadline served is within `SEND_SLACK_NS` of `stop_at`.
+    let rounds = (stop_at.saturating_duration_since(epoch).as_nanos() as u64 + SEND_SLACK_NS)
+        / PERIOD_NS
+        + 1;
+    let mut report = SenderReport {
+        probes: Vec::with_capacity((s * probe::max_probes(rounds)) as usize),
+        ..SenderReport::default()
+    };
     let mut batches = [
         SendBatch::new(SEND_BATCH),
         SendBatch::new(SEND_BATCH),
@@ -1106,8 +1114,9 @@ fn send_loop(
     ];
     let deadline = |round: u64, j: u64| round * PERIOD_NS + j * PERIOD_NS / s;
     let (mut round, mut j) = (0u64, 0u64);
-    // Probes queued in the batches, sent (and timed) at the next flush.
-    let mut probes: Vec<usize> = Vec::new();
+    // Probes queued in the batches, sent (and timed) at the next flush: at most what the
+    // batches hold.
+    let mut probes: Vec<usize> = Vec::with_capacity(3 * SEND_BATCH);
     let flush = |batches: &mut [SendBatch; 3],
                  report: &mut SenderReport,
                  probes: &mut Vec<usize>| {

@@ -347,16 +347,12 @@ impl NgClient {
     pub fn request(
         &mut self,
         command: &str,
-        args: Vec<(&str, Bencode)>,
+        mut args: Vec<(&str, Bencode)>,
     ) -> Result<Bencode, NgError> {
-        let mut dict = match Bencode::dict(args) {
-            Bencode::Dict(d) => d,
-            _ => unreachable!("Bencode::dict makes a dictionary"),
-        };
-        dict.insert(b"command".to_vec(), Bencode::str(command));
+        args.push(("command", Bencode::str(command)));
         let cookie = format!("{}{}", self.cookie_prefix, self.next_cookie);
         self.next_cookie += 1;
-        let message = build_message(cookie.as_bytes(), &Bencode::Dict(dict));
+        let message = build_message(cookie.as_bytes(), &Bencode::dict(args));
         for _ in 0..self.attempts {
             self.socket.send(&message)?;
             let deadline = Instant::now() + self.resend_after;
@@ -397,20 +393,11 @@ impl NgClient {
     /// `offer`: the caller's SDP in, rtpengine's rewritten SDP (its address for the callee)
     /// out.
     pub fn offer(&mut self, call_id: &str, from_tag: &str, sdp: &str) -> Result<String, NgError> {
-        let reply = self.request(
-            "offer",
-            vec![
-                ("call-id", Bencode::str(call_id)),
-                ("from-tag", Bencode::str(from_tag)),
-                ("sdp", Bencode::str(sdp)),
-                ("ICE", Bencode::str("remove")),
-                (
-                    "replace",
-                    Bencode::list_of_str(&["origin", "session-connection"]),
-                ),
-            ],
-        )?;
-        reply_sdp("offer", &reply)
+        let tags = vec![
+            ("call-id", Bencode::str(call_id)),
+            ("from-tag", Bencode::str(from_tag)),
+        ];
+        self.rewrite_sdp("offer", tags, sdp)
     }
 
     /// `answer`: the callee's SDP in, rtpengine's rewritten SDP (its address for the caller)
@@ -422,21 +409,32 @@ impl NgClient {
         to_tag: &str,
         sdp: &str,
     ) -> Result<String, NgError> {
-        let reply = self.request(
-            "answer",
-            vec![
-                ("call-id", Bencode::str(call_id)),
-                ("from-tag", Bencode::str(from_tag)),
-                ("to-tag", Bencode::str(to_tag)),
-                ("sdp", Bencode::str(sdp)),
-                ("ICE", Bencode::str("remove")),
-                (
-                    "replace",
-                    Bencode::list_of_str(&["origin", "session-connection"]),
-                ),
-            ],
-        )?;
-        reply_sdp("answer", &reply)
+        let tags = vec![
+            ("call-id", Bencode::str(call_id)),
+            ("from-tag", Bencode::str(from_tag)),
+            ("to-tag", Bencode::str(to_tag)),
+        ];
+        self.rewrite_sdp("answer", tags, sdp)
+    }
+
+    /// `offer` or `answer` of `sdp` for the call and tags in `args`, without ICE and with
+    /// rtpengine's own origin and connection lines: the SDP it returns.
+    fn rewrite_sdp(
+        &mut self,
+        command: &str,
+        mut args: Vec<(&str, Bencode)>,
+        sdp: &str,
+    ) -> Result<String, NgError> {
+        args.extend([
+            ("sdp", Bencode::str(sdp)),
+            ("ICE", Bencode::str("remove")),
+            (
+                "replace",
+                Bencode::list_of_str(&["origin", "session-connection"]),
+            ),
+        ]);
+        let reply = self.request(command, args)?;
+        reply_sdp(command, &reply)
     }
 
     /// `delete` of the whole call (no `to-tag`).

@@ -34,7 +34,7 @@ impl Reply {
 }
 
 /// The bootstrap admin token the test daemons are configured with (`[auth] admin_token`,
-/// `--admin-token`); every [`Api`] sends it unless given another.
+/// `--admin-token`); every [`Api`] sends it.
 pub const ADMIN_TOKEN: &str = "es_e2e-admin-token-0123456789abcdefghijkl";
 
 pub struct Api {
@@ -58,12 +58,6 @@ impl Api {
             client: Client::new(http_addr, Some(ADMIN_TOKEN)),
             namespaces,
         }
-    }
-
-    /// This client with another bearer token (none: no `Authorization` header).
-    pub fn with_token(mut self, token: Option<&str>) -> Api {
-        self.client = self.client.with_token(token);
-        self
     }
 
     /// One exchange; panics on a transport error (no connection, timeout).

@@ -42,6 +42,11 @@ pub fn is_probe(round: u64, role: usize) -> bool {
     round % PROBE_EVERY_ROUNDS == ROLE_OFFSET_ROUNDS[role % 3]
 }
 
+/// The most probes one stream sends in `rounds` rounds.
+pub fn max_probes(rounds: u64) -> u64 {
+    rounds.div_ceil(PROBE_EVERY_ROUNDS)
+}
+
 /// Makes a payload (marks, then audio) a probe: everything after the marks near full scale.
 pub fn make_probe(payload: &mut [u8]) {
     if let Some(audio) = payload.get_mut(MARKS_LEN..) {
@@ -166,6 +171,13 @@ mod tests {
         assert_eq!(c, [0, 50, 100, 150]);
         assert_eq!(a, [17, 67, 117, 167]);
         assert_eq!(s, [34, 84, 134, 184]);
+        // The sender sizes its probe list by `max_probes`: never too small, for any length.
+        for n in 0..=200u64 {
+            for role in 0..3 {
+                let sent = (0..n).filter(|&r| is_probe(r, role)).count() as u64;
+                assert!(sent <= max_probes(n), "{n} rounds, role {role}");
+            }
+        }
     }
 
     #[test]
