@@ -14,11 +14,13 @@ pub struct LegStats {
     pub jitter_ms: f64,
     /// Packets dropped on this leg: wrong source, malformed, and the like.
     pub packets_dropped: u64,
+    /// `packets_dropped` by reason, indexed by [`DropReason::index`].
+    pub dropped: [u64; DropReason::COUNT],
 }
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::media::call::Leg;
+use crate::media::call::{DropReason, Leg};
 
 /// The cell a worker publishes one leg's statistics to and the control side reads, lock-free.
 /// Fields are independent relaxed atomics: a reader may see a mix of two publications, which is
@@ -32,6 +34,7 @@ pub struct SharedLegStats {
     packets_lost: AtomicI64,
     jitter_us: AtomicU64,
     packets_dropped: AtomicU64,
+    dropped: [AtomicU64; DropReason::COUNT],
 }
 
 impl SharedLegStats {
@@ -45,6 +48,9 @@ impl SharedLegStats {
         self.jitter_us
             .store((leg.jitter_ms() * 1000.0) as u64, Relaxed);
         self.packets_dropped.store(c.packets_dropped, Relaxed);
+        for (cell, n) in self.dropped.iter().zip(c.dropped) {
+            cell.store(n, Relaxed);
+        }
     }
 
     pub fn read(&self) -> LegStats {
@@ -56,6 +62,7 @@ impl SharedLegStats {
             packets_lost: self.packets_lost.load(Relaxed),
             jitter_ms: self.jitter_us.load(Relaxed) as f64 / 1000.0,
             packets_dropped: self.packets_dropped.load(Relaxed),
+            dropped: std::array::from_fn(|i| self.dropped[i].load(Relaxed)),
         }
     }
 }

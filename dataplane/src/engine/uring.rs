@@ -42,9 +42,12 @@ use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
 use crate::media::call::MAX_DATAGRAM;
 use crate::time::Duration;
 
-/// The largest datagram a receive buffer holds: larger than any we accept, so an oversized one
-/// is seen as such (truncated flag) rather than silently cut.
-const RECV_PAYLOAD: usize = 2048;
+/// The payload room of a receive buffer: one byte more than the data plane's limit
+/// ([`MAX_DATAGRAM`]), so that whatever the kernel cuts to fit is still longer than the limit,
+/// and is handed to the media core like any other datagram, to be refused and counted
+/// `oversized` on its leg (never mistaken for a shorter packet).
+const RECV_PAYLOAD: usize = MAX_DATAGRAM + 1;
+const _: () = assert!(RECV_PAYLOAD > MAX_DATAGRAM);
 /// Room for the source address: the largest we accept is IPv6.
 const NAME_LEN: usize = size_of::<libc::sockaddr_in6>();
 /// A multishot receive writes, in each buffer, a 16-byte `io_uring_recvmsg_out` (four u32:
@@ -53,7 +56,7 @@ const RECV_HEADER: usize = 16;
 const RECV_BUF: usize = RECV_HEADER + NAME_LEN + RECV_PAYLOAD;
 /// Receive buffers per worker. They come back to the ring as soon as each datagram is handled,
 /// so this only needs to cover what arrives between two reaps (4,096 is 27 ms at 150,000
-/// datagrams/s); if it runs dry, datagrams wait in their sockets. 8 MiB.
+/// datagrams/s); if it runs dry, datagrams wait in their sockets. 6 MiB.
 const RECV_BUFFERS: u16 = 4096;
 /// The buffer group of the receive buffers (one per ring).
 const BUF_GROUP: u16 = 0;
@@ -512,7 +515,9 @@ impl Uring {
         if live && result >= 0 {
             let buffer = self.buffers.filled(bid, result as usize);
             match RecvMsgOut::parse(buffer, &self.recv_msg) {
-                Ok(out) if !out.is_payload_truncated() && !out.is_name_data_truncated() => {
+                // A truncated payload (`is_payload_truncated`) is passed on: it is RECV_PAYLOAD
+                // bytes, over the limit, and the media core counts it for its leg.
+                Ok(out) if !out.is_name_data_truncated() => {
                     match source_of(out.name_data()) {
                         Some(src) => on(Polled::Datagram {
                             io: id,
@@ -744,7 +749,8 @@ mod tests {
     }
 
     /// Polls until `want` datagrams (or malformed ones) arrived or 2 s passed; each datagram
-    /// is answered with "ack:" + its payload, to its source, from the socket it arrived on.
+    /// is answered with "ack:" + its payload (when that fits the limit), to its source, from
+    /// the socket it arrived on.
     fn collect(ring: &mut Uring, want: usize) -> Got {
         let mut got = Got {
             datagrams: Vec::new(),
@@ -756,7 +762,9 @@ mod tests {
                 Polled::Datagram { io, src, data, tx } => {
                     let mut answer = b"ack:".to_vec();
                     answer.extend_from_slice(data);
-                    tx.send(io, src, &answer).unwrap();
+                    if answer.len() <= MAX_DATAGRAM {
+                        tx.send(io, src, &answer).unwrap();
+                    }
                     got.datagrams.push((io, src, data.to_vec()));
                 }
                 Polled::Malformed => got.malformed += 1,
@@ -826,21 +834,32 @@ mod tests {
         assert!(!ring.kernel_holds_memory());
     }
 
-    /// An oversized datagram is reported malformed (not cut), and the socket keeps receiving.
+    /// Every datagram over the limit, cut by the receive buffer or not, reaches its leg still
+    /// over the limit (so the media core refuses it as oversized, never as a shorter packet);
+    /// one at the limit arrives whole; and the socket keeps receiving.
     #[test]
-    fn an_oversized_datagram_is_refused_and_the_next_one_arrives() {
+    fn an_oversized_datagram_arrives_over_the_limit_and_the_next_one_arrives() {
         let (_waker, wake) = Waker::new().unwrap();
-        let mut ring = Uring::new(2, 4, wake).unwrap();
+        let mut ring = Uring::new(2, 8, wake).unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let a_addr = a.local_addr().unwrap();
-        ring.add_socket(a).unwrap().unwrap();
+        let id = ring.add_socket(a).unwrap().unwrap();
         let peer = peer();
-        peer.send_to(&[7u8; RECV_PAYLOAD + 1], a_addr).unwrap();
+        let sizes = [MAX_DATAGRAM + 1, RECV_PAYLOAD + 1, 2048, 65_507];
+        for size in sizes {
+            peer.send_to(&vec![7u8; size], a_addr).unwrap();
+        }
+        peer.send_to(&[5u8; MAX_DATAGRAM], a_addr).unwrap();
         peer.send_to(b"small", a_addr).unwrap();
-        let got = collect(&mut ring, 2);
-        assert_eq!(got.malformed, 1);
-        assert_eq!(got.datagrams.len(), 1);
-        assert_eq!(got.datagrams[0].2, b"small");
+        let got = collect(&mut ring, sizes.len() + 2);
+        assert_eq!(got.malformed, 0);
+        assert_eq!(got.datagrams.len(), sizes.len() + 2);
+        assert!(got.datagrams.iter().all(|d| d.0 == id));
+        for d in &got.datagrams[..sizes.len()] {
+            assert!(d.2.len() > MAX_DATAGRAM, "{} bytes", d.2.len());
+        }
+        assert_eq!(got.datagrams[sizes.len()].2, [5u8; MAX_DATAGRAM]);
+        assert_eq!(got.datagrams[sizes.len() + 1].2, b"small");
         ring.shutdown();
     }
 

@@ -56,7 +56,6 @@ const STATS_SPREAD: u64 = 50;
 /// Drop reasons the worker adds to the media core's.
 const TX_POOL_EXHAUSTED: &str = "tx_pool_exhausted";
 const SEND_FAILED: &str = "send_failed";
-const OVERSIZED: &str = "oversized";
 const UNKNOWN_SOCKET: &str = "unknown_socket";
 const EVENT_RING_FULL: &str = "event_ring_full";
 const NO_NEXT_HOP: &str = "no_next_hop";
@@ -226,7 +225,9 @@ impl WorkerMetrics {
             dropped_media: DropReason::ALL.map(|r| drop(r.as_str())),
             tx_pool_exhausted: drop(TX_POOL_EXHAUSTED),
             send_failed: drop(SEND_FAILED),
-            oversized: drop(OVERSIZED),
+            // The media core's reason: a datagram too long for the data plane is one count,
+            // whichever layer (backend or call) refused it.
+            oversized: drop(DropReason::Oversized.as_str()),
             unknown_socket: drop(UNKNOWN_SOCKET),
             event_ring_full: drop(EVENT_RING_FULL),
             no_next_hop: drop(NO_NEXT_HOP),

@@ -24,15 +24,18 @@ use crate::media::jitter::{JitterBuffer, JitterConfig};
 use crate::media::matrix::{LegId, LegSet, MAX_LEGS, MAX_SUPERVISORS, Matrix, Mode};
 use crate::media::mixer::mix_into;
 use crate::media::seq::{SeqTracker, SeqUpdate};
+use crate::media::stream::{InputTimeline, OutputStream};
 use crate::media::tone::{SUPERVISION_BEEP, Tone};
 use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES, Frame};
 use crate::time::{Duration, Instant};
 use crate::wire::g711::Codec;
 use crate::wire::rtcp::validate_compound;
-use crate::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc, is_rtcp};
+use crate::wire::rtp::{RtpHeader, RtpPacket, Ssrc, is_rtcp};
 use crate::wire::telephone_event::{TelephoneEvent, dtmf_digit};
 
-/// The largest datagram a leg accepts and the largest it emits. Ethernet MTU-sized.
+/// The largest datagram a leg accepts and the largest it emits. Ethernet MTU-sized. The one
+/// limit of the whole data plane: the media core refuses anything longer
+/// ([`DropReason::Oversized`]) and every backend sizes its buffers and checks by it.
 pub const MAX_DATAGRAM: usize = 1500;
 /// The most samples one inbound packet may carry into a jitter buffer (120 ms of G.711).
 const MAX_PACKET_SAMPLES: usize = 960;
@@ -113,10 +116,17 @@ pub enum DropReason {
     /// Not relayed or mixed into an output at a relay ⇄ mix switch, where it would have left
     /// less than half a frame after the previous packet (see `OutputStream::segment_start_ts`).
     Realign,
+    /// Longer than [`MAX_DATAGRAM`], or cut by a backend's receive buffer (which is always
+    /// longer than it). Refused before anything else, so it costs the leg nothing.
+    Oversized,
+    /// An audio payload type the leg does not carry: PCMA on a PCMU leg or the reverse. The
+    /// leg's codec comes from signalling; relaying the other one unchanged would hand the
+    /// listener audio it decodes as noise.
+    PayloadTypeMismatch,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WrongSource,
         DropReason::Malformed,
         DropReason::UnknownPayloadType,
@@ -124,6 +134,8 @@ impl DropReason {
         DropReason::Stale,
         DropReason::InactiveLeg,
         DropReason::Realign,
+        DropReason::Oversized,
+        DropReason::PayloadTypeMismatch,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -136,10 +148,12 @@ impl DropReason {
             DropReason::Stale => "stale",
             DropReason::InactiveLeg => "inactive_leg",
             DropReason::Realign => "realign",
+            DropReason::Oversized => "oversized",
+            DropReason::PayloadTypeMismatch => "payload_type_mismatch",
         }
     }
 
-    const fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 }
@@ -170,6 +184,8 @@ pub struct LegCounters {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub packets_dropped: u64,
+    /// `packets_dropped` by reason, indexed by [`DropReason::index`].
+    pub dropped: [u64; DropReason::COUNT],
     pub rtcp_in: u64,
 }
 
@@ -182,186 +198,6 @@ enum Plan {
     Mix,
 }
 
-/// The RTP stream the appliance sends to one leg (SPEC §1: its own SSRC, continuous sequence
-/// numbers and timestamps across every mode change).
-#[derive(Debug, Clone, Copy)]
-struct OutputStream {
-    ssrc: Ssrc,
-    /// The sequence number of the next packet of our making.
-    next_seq: u16,
-    /// The timestamp of the newest packet sent.
-    last_ts: u32,
-    /// The stream's first packet: the media clock when it was sent, and its timestamp. From
-    /// it, the timestamp that wall-clock time says a packet sent now should carry
-    /// ([`OutputStream::clock_ts`]). `None` until a packet has been sent.
-    anchor: Option<(u32, u32)>,
-    /// The next packet starts a new segment (after a switch): rebase and set the marker.
-    rebase: bool,
-    /// Relay mapping, valid after the first relayed packet of a segment: output = input + offset.
-    seq_offset: u16,
-    ts_offset: u32,
-    /// The input's extended sequence number at which the current relay segment started;
-    /// older input is not relayed (its output numbers would collide with what was sent).
-    relay_base: u64,
-    /// The last telephone-event forwarded into a mixed output: input timestamp → output one
-    /// (RFC 4733 §2.5.1: every packet of one event carries the event's start timestamp).
-    event_map: Option<(u32, u32)>,
-}
-
-impl OutputStream {
-    fn new(ssrc: Ssrc, initial_seq: u16, initial_ts: u32) -> Self {
-        OutputStream {
-            ssrc,
-            next_seq: initial_seq,
-            last_ts: initial_ts,
-            anchor: None,
-            rebase: true,
-            seq_offset: 0,
-            ts_offset: 0,
-            relay_base: 0,
-            event_map: None,
-        }
-    }
-
-    /// The timestamp wall-clock time gives a packet sent at `now`: the anchor's plus the
-    /// elapsed time at 8 kHz. `None` before the first packet.
-    fn clock_ts(&self, now: Instant) -> Option<u32> {
-        let (clock0, ts0) = self.anchor?;
-        let samples = now.to_media_clock(CLOCK_RATE_HZ).wrapping_sub(clock0);
-        Some(ts0.wrapping_add(samples))
-    }
-
-    /// The whole number of frames from the last packet's timestamp to the wall-clock one,
-    /// rounded to the nearest (negative when the stream is ahead). `None` before the first
-    /// packet.
-    fn frames_to_clock(&self, now: Instant) -> Option<i64> {
-        let frame = FRAME_SAMPLES as i64;
-        let ahead = i64::from(self.clock_ts(now)?.wrapping_sub(self.last_ts) as i32);
-        Some((ahead + frame / 2).div_euclid(frame))
-    }
-
-    /// The timestamp `frames` whole frames after the last packet's.
-    fn frames_after_last(&self, frames: i64) -> u32 {
-        self.last_ts
-            .wrapping_add((frames * FRAME_SAMPLES as i64) as u32)
-    }
-
-    /// The timestamp a new segment (after a relay ⇄ mix switch) starts at: the whole number
-    /// of frames after the last packet that is nearest the wall-clock timestamp, so the
-    /// stream stays on its frame grid and never drifts more than half a frame from real time,
-    /// however often the plan switches. `None` when that is no frame at all: two packets would
-    /// leave less than half a frame apart across the switch (a relayed packet just after a
-    /// mixed one), and this one is skipped rather than overlap the last or push the stream
-    /// ahead of the clock; at most one frame per switch, only when the two paths bunch.
-    fn segment_start_ts(&self, now: Instant) -> Option<u32> {
-        match self.frames_to_clock(now) {
-            None => Some(self.last_ts),
-            Some(frames) => (frames >= 1).then(|| self.frames_after_last(frames)),
-        }
-    }
-
-    /// Header fields for the next mixed (or generated) frame, or `None` to skip this tick
-    /// (see [`OutputStream::segment_start_ts`]). Within a mixed segment each frame advances by
-    /// the whole frames of wall-clock time since the last one: one, unless ticks were missed
-    /// under load, which then shows as a gap rather than as a slowed clock.
-    fn next_mixed(&mut self, now: Instant, payload_type: u8) -> Option<RtpHeader> {
-        let (ts, marker) = if self.rebase || self.anchor.is_none() {
-            let ts = self.segment_start_ts(now)?;
-            self.rebase = false;
-            (ts, true)
-        } else {
-            let frames = self.frames_to_clock(now).map_or(1, |f| f.max(1));
-            (self.frames_after_last(frames), false)
-        };
-        Some(self.emit(now, payload_type, marker, self.next_seq, ts))
-    }
-
-    /// Header fields for a relayed packet, or why it is not relayed: it predates the current
-    /// segment, or it is skipped to keep the stream in step (see `segment_start_ts`).
-    fn next_relayed(
-        &mut self,
-        now: Instant,
-        input: &RtpPacket<&[u8]>,
-        ext_seq: u64,
-    ) -> Result<RtpHeader, DropReason> {
-        let in_seq = input.sequence_number().0;
-        let mut marker = input.marker();
-        if self.rebase {
-            let start = self.segment_start_ts(now).ok_or(DropReason::Realign)?;
-            self.rebase = false;
-            self.seq_offset = self.next_seq.wrapping_sub(in_seq);
-            self.ts_offset = start.wrapping_sub(input.timestamp());
-            self.relay_base = ext_seq;
-            marker = true;
-        } else if ext_seq < self.relay_base {
-            return Err(DropReason::Stale);
-        }
-        let seq = in_seq.wrapping_add(self.seq_offset);
-        let ts = input.timestamp().wrapping_add(self.ts_offset);
-        Ok(self.emit(now, input.payload_type(), marker, seq, ts))
-    }
-
-    /// A telephone-event packet forwarded into a mixed output: our numbering, the event's
-    /// start mapped once to the output's current time.
-    fn next_event(&mut self, now: Instant, input: &RtpPacket<&[u8]>) -> RtpHeader {
-        let in_ts = input.timestamp();
-        let ts = match self.event_map {
-            Some((seen, mapped)) if seen == in_ts => mapped,
-            _ => {
-                let mapped = if self.anchor.is_some() {
-                    self.last_ts
-                } else {
-                    self.segment_start_ts(now).unwrap_or(self.last_ts)
-                };
-                self.event_map = Some((in_ts, mapped));
-                mapped
-            }
-        };
-        let header = RtpHeader {
-            marker: input.marker(),
-            payload_type: input.payload_type(),
-            sequence_number: SeqNo(self.next_seq),
-            timestamp: ts,
-            ssrc: self.ssrc,
-        };
-        self.next_seq = self.next_seq.wrapping_add(1);
-        header
-    }
-
-    /// Records a packet as sent, keeping `next_seq` / `last_ts` at the newest (RFC 1982-style
-    /// comparisons, since both wrap).
-    fn emit(
-        &mut self,
-        now: Instant,
-        payload_type: u8,
-        marker: bool,
-        seq: u16,
-        ts: u32,
-    ) -> RtpHeader {
-        if seq.wrapping_sub(self.next_seq) < 0x8000 {
-            self.next_seq = seq.wrapping_add(1);
-        }
-        if ts_not_before(ts, self.last_ts) || self.anchor.is_none() {
-            self.last_ts = ts;
-        }
-        if self.anchor.is_none() {
-            self.anchor = Some((now.to_media_clock(CLOCK_RATE_HZ), ts));
-        }
-        RtpHeader {
-            marker,
-            payload_type,
-            sequence_number: SeqNo(seq),
-            timestamp: ts,
-            ssrc: self.ssrc,
-        }
-    }
-}
-
-/// Whether RTP timestamp `a` is at or after `b`, modulo 2^32 (RFC 3550 timestamps wrap).
-fn ts_not_before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) >= 0
-}
-
 /// One leg of a call: the party's source policy and inbound state, and the stream we send it.
 pub struct Leg {
     codec: Codec,
@@ -369,6 +205,8 @@ pub struct Leg {
     /// The SSRC the inbound stream currently has; a change restarts sequence tracking.
     in_ssrc: Option<Ssrc>,
     seq: SeqTracker,
+    /// Breaks in the inbound stream's timeline that sequence tracking does not report.
+    timeline: InputTimeline,
     jitter: JitterBuffer,
     /// This tick's frame from the jitter buffer, when the leg feeds a mix.
     frame: Frame,
@@ -402,6 +240,7 @@ impl Leg {
             source: SourcePolicy::from_remote(remote),
             in_ssrc: None,
             seq: SeqTracker::new(),
+            timeline: InputTimeline::default(),
             jitter: JitterBuffer::new(jitter),
             frame: [0; FRAME_SAMPLES],
             last_rx: now,
@@ -605,7 +444,7 @@ impl Call {
                 && leg.plan != plan
             {
                 leg.plan = plan;
-                leg.out.rebase = true;
+                leg.out.switch();
             }
         }
         // A leg that starts feeding a mix starts from an empty jitter buffer, anchored on its
@@ -634,6 +473,7 @@ impl Call {
         self.drops[reason.index()] += 1;
         if let Some(l) = self.leg_mut(leg) {
             l.counters.packets_dropped += 1;
+            l.counters.dropped[reason.index()] += 1;
         }
     }
 
@@ -651,6 +491,11 @@ impl Call {
             self.drops[DropReason::InactiveLeg.index()] += 1;
             return;
         };
+        // First of all, so that an oversized datagram (spoofable: UDP) neither latches the leg
+        // nor takes a sequence number that would make the genuine packet a duplicate.
+        if datagram.len() > MAX_DATAGRAM {
+            return self.drop_packet(leg, DropReason::Oversized);
+        }
         if !l.source.admit(src) {
             return self.drop_packet(leg, DropReason::WrongSource);
         }
@@ -665,10 +510,21 @@ impl Call {
         let Ok(packet) = RtpPacket::new_checked(datagram) else {
             return self.drop_packet(leg, DropReason::Malformed);
         };
+        // Every check of the packet's content comes before sequence tracking, for the same
+        // reason as the size check above.
         let pt = packet.payload_type();
         let audio = Codec::from_payload_type(pt);
+        if let Some(codec) = audio
+            && codec != l.codec
+        {
+            return self.drop_packet(leg, DropReason::PayloadTypeMismatch);
+        }
         if audio.is_none() && pt != te_pt && pt != COMFORT_NOISE_PT {
             return self.drop_packet(leg, DropReason::UnknownPayloadType);
+        }
+        // RFC 4733 §2.3: an event payload is one or more 4-byte blocks, never empty.
+        if pt == te_pt && TelephoneEvent::new_checked(packet.payload()).is_err() {
+            return self.drop_packet(leg, DropReason::Malformed);
         }
         l.counters.packets_in += 1;
         l.counters.bytes_in += datagram.len() as u64;
@@ -680,6 +536,7 @@ impl Call {
             // afresh and let every relay of it start a new segment.
             l.in_ssrc = Some(packet.ssrc());
             l.seq = SeqTracker::new();
+            l.timeline.reset();
             l.jitter.reset();
             self.rebase_relays_from(leg);
         }
@@ -689,11 +546,32 @@ impl Call {
             .seq
             .update(packet.sequence_number().0, packet.timestamp(), arrival)
         {
-            SeqUpdate::Accepted { extended } | SeqUpdate::Late { extended } => extended,
+            SeqUpdate::Accepted { extended } => {
+                // G.711 carries one sample per byte; comfort noise, one frame's worth.
+                let samples = if audio.is_some() {
+                    packet.payload().len() as u32
+                } else {
+                    FRAME_SAMPLES as u32
+                };
+                if pt != te_pt
+                    && l
+                        .timeline
+                        .observe(extended, packet.timestamp(), arrival, samples)
+                {
+                    // The sender's clock or numbering jumped (SPEC §1: no output shows it):
+                    // relays of this leg resynchronise, a mix re-anchors its jitter buffer.
+                    l.jitter.reset();
+                    l.seq.forget_transit();
+                    self.rebase_relays_from(leg);
+                }
+                extended
+            }
+            SeqUpdate::Late { extended } => extended,
             SeqUpdate::Duplicate => return self.drop_packet(leg, DropReason::Duplicate),
             SeqUpdate::Rejected => return self.drop_packet(leg, DropReason::Stale),
             // The first packets of a source, or a confirmed restart: relay from here on.
             _ => {
+                l.timeline.reset();
                 self.rebase_relays_from(leg);
                 u64::from(packet.sequence_number().0)
             }
@@ -713,11 +591,12 @@ impl Call {
         self.relay(leg, &packet, ext_seq, now, out);
     }
 
-    /// Every output relaying `from` starts a new segment on its next packet.
+    /// `from`'s inbound stream broke its timeline: every output relaying it starts a new
+    /// segment on its next packet, so the break never reaches the output (SPEC §1).
     fn rebase_relays_from(&mut self, from: LegId) {
         for leg in self.legs.iter_mut().flatten() {
             if leg.plan == (Plan::Relay { from }) {
-                leg.out.rebase = true;
+                leg.out.resync();
             }
         }
     }
@@ -901,6 +780,7 @@ fn send(
 mod tests {
     use super::*;
     use crate::wire::g711::ulaw_encode;
+    use crate::wire::rtp::SeqNo;
 
     const CUSTOMER: LegId = LegId::CUSTOMER;
     const AGENT: LegId = LegId::AGENT;

@@ -8,6 +8,7 @@ pub mod jitter;
 pub mod matrix;
 pub mod mixer;
 pub mod seq;
+mod stream;
 pub mod tone;
 
 /// The media clock of G.711 (ITU-T G.711; RFC 3551 §4.5.14): 8,000 samples per second.

@@ -197,6 +197,12 @@ impl SeqTracker {
         self.transit = Some(transit);
     }
 
+    /// Forgets the previous packet's transit time: the sender's clock stepped, and the step
+    /// is no interarrival jitter (RFC 3550 §A.8 assumes one continuous clock).
+    pub fn forget_transit(&mut self) {
+        self.transit = None;
+    }
+
     /// Packets counted as received (duplicates, probation and rejected packets excluded).
     pub fn received(&self) -> u64 {
         self.received
