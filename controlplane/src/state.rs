@@ -49,6 +49,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use dataplane::engine::{self, Engine, EngineError, EngineEvent, LegSpec, LegStats};
+use dataplane::media::call::DropReason;
 use dataplane::media::matrix::{LegId, Mode};
 use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
@@ -263,6 +264,43 @@ pub struct StatsView {
     pub packets_lost: i64,
     pub jitter_ms: f64,
     pub packets_dropped: u64,
+    /// `packets_dropped` by reason (docs/api.md, "Metrics": the media reasons).
+    #[serde(default)]
+    pub dropped: DroppedView,
+}
+
+/// A leg's drops by reason, as a JSON object with one count per media drop reason (every
+/// reason present, zero included, so clients need no defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DroppedView(pub [u64; DropReason::COUNT]);
+
+impl DroppedView {
+    /// The count for `reason`.
+    pub fn of(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()]
+    }
+}
+
+impl Serialize for DroppedView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(DropReason::COUNT))?;
+        for reason in DropReason::ALL {
+            map.serialize_entry(reason.as_str(), &self.of(reason))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for DroppedView {
+    /// Reasons this build does not know are ignored and missing ones are zero, so records
+    /// written by another version still load.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(DroppedView(DropReason::ALL.map(|r| {
+            map.get(r.as_str()).copied().unwrap_or(0)
+        })))
+    }
 }
 
 impl From<LegStats> for StatsView {
@@ -275,6 +313,7 @@ impl From<LegStats> for StatsView {
             packets_lost: s.packets_lost,
             jitter_ms: s.jitter_ms,
             packets_dropped: s.packets_dropped,
+            dropped: DroppedView(s.dropped),
         }
     }
 }

@@ -63,7 +63,10 @@ async fn create_call_allocates_two_media_addresses() {
     assert_eq!(
         customer["stats"],
         json!({"packets_in": 0, "bytes_in": 0, "packets_out": 0, "bytes_out": 0,
-               "packets_lost": 0, "jitter_ms": 0.0, "packets_dropped": 0})
+               "packets_lost": 0, "jitter_ms": 0.0, "packets_dropped": 0,
+               "dropped": {"wrong_source": 0, "malformed": 0, "unknown_payload_type": 0,
+                           "duplicate": 0, "stale": 0, "inactive_leg": 0, "realign": 0,
+                           "oversized": 0, "payload_type_mismatch": 0}})
     );
 
     let (status, got) = h.get(&format!("/v1/calls/{id}")).await;
