@@ -215,7 +215,10 @@ impl FusedIterator for CompoundIter<'_> {}
 
 /// Applies the header checks of RFC 3550 §A.2 to a compound packet: it is not empty, every
 /// packet is valid version 2, the first is an SR or RR (else `Malformed`), only the last has
-/// padding (else `BadPadding`), and the lengths add up to the buffer exactly.
+/// padding (else `BadPadding`), and the lengths add up to the buffer exactly. Beyond §A.2, the
+/// count of every SR, RR, SDES and BYE must fit its length (else `BadLength`): a report that
+/// claims more blocks, chunks or sources than it carries is as malformed as a bad length
+/// field, and is refused rather than accepted as a report.
 ///
 /// Reduced-size RTCP (RFC 5506), whose first packet may be of any type, is not accepted.
 pub fn validate_compound(buf: &[u8]) -> WireResult<()> {
@@ -237,6 +240,16 @@ pub fn validate_compound(buf: &[u8]) -> WireResult<()> {
             return Err(WireError::BadPadding);
         }
         padded = packet.padding();
+    }
+    // The §A.2 checks passed, so every packet parses; now each one's own count.
+    for packet in compound(buf).flatten() {
+        match packet.packet_type() {
+            RtcpType::SenderReport => SenderReport::new(&packet).map(drop)?,
+            RtcpType::ReceiverReport => ReceiverReport::new(&packet).map(drop)?,
+            RtcpType::SourceDescription => SourceDescription::new(&packet).map(drop)?,
+            RtcpType::Goodbye => Goodbye::new(&packet).map(drop)?,
+            RtcpType::App | RtcpType::Other(_) => {}
+        }
     }
     Ok(())
 }
@@ -929,6 +942,27 @@ mod tests {
             validate_compound(&good[sr_len..]),
             Err(WireError::Malformed)
         );
+
+        // A count that overruns its packet's length, in each kind whose count we parse: the
+        // SR claims a second report block, the SDES a second chunk, the BYE a third source
+        // (with two, its reason reads as the second one, which fits).
+        let sdes_at = sr_len;
+        let bye_at = good.len() - 16;
+        for (at, more, what) in [(0, 1, "SR"), (sdes_at, 1, "SDES"), (bye_at, 2, "BYE")] {
+            let mut overrun = good.clone();
+            overrun[at] += more;
+            assert!(compound(&overrun).all(|p| p.is_ok()), "{what}");
+            assert_eq!(
+                validate_compound(&overrun),
+                Err(WireError::BadLength),
+                "{what}"
+            );
+        }
+        let mut rr = vec![0u8; 8];
+        rr[..4].copy_from_slice(&[0x81, 201, 0, 1]);
+        assert_eq!(validate_compound(&rr), Err(WireError::BadLength), "RR");
+        rr[0] = 0x80;
+        assert_eq!(validate_compound(&rr), Ok(()), "RR");
 
         // Bad version in the middle stops iteration after the error.
         let mut bad_version = good.clone();
