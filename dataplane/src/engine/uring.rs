@@ -517,22 +517,20 @@ impl Uring {
             match RecvMsgOut::parse(buffer, &self.recv_msg) {
                 // A truncated payload (`is_payload_truncated`) is passed on: it is RECV_PAYLOAD
                 // bytes, over the limit, and the media core counts it for its leg.
-                Ok(out) if !out.is_name_data_truncated() => {
-                    match source_of(out.name_data()) {
-                        Some(src) => on(Polled::Datagram {
-                            io: id,
-                            src,
-                            data: out.payload_data(),
-                            tx: &mut Sender {
-                                ring: &mut self.ring,
-                                sockets: &self.sockets,
-                                send_slots: &mut self.send_slots,
-                                free_sends: &mut self.free_sends,
-                            },
-                        }),
-                        None => on(Polled::Malformed),
-                    }
-                }
+                Ok(out) if !out.is_name_data_truncated() => match source_of(out.name_data()) {
+                    Some(src) => on(Polled::Datagram {
+                        io: id,
+                        src,
+                        data: out.payload_data(),
+                        tx: &mut Sender {
+                            ring: &mut self.ring,
+                            sockets: &self.sockets,
+                            send_slots: &mut self.send_slots,
+                            free_sends: &mut self.free_sends,
+                        },
+                    }),
+                    None => on(Polled::Malformed),
+                },
                 _ => on(Polled::Malformed),
             }
         }

@@ -554,8 +554,7 @@ impl Call {
                     FRAME_SAMPLES as u32
                 };
                 if pt != te_pt
-                    && l
-                        .timeline
+                    && l.timeline
                         .observe(extended, packet.timestamp(), arrival, samples)
                 {
                     // The sender's clock or numbering jumped (SPEC §1: no output shows it):
@@ -1215,6 +1214,332 @@ mod tests {
             call.tick(now, &mut out);
         }
         assert_eq!(out.events, [CallEvent::MediaTimeout { leg: CUSTOMER }]);
+    }
+
+    /// A PCMU packet of `payload` bytes with the given header fields.
+    fn packet_with(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: usize) -> Vec<u8> {
+        let mut buf = vec![0xFFu8; RtpHeader::LEN + payload];
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence_number: SeqNo(seq),
+            timestamp: ts,
+            ssrc: Ssrc(ssrc),
+        }
+        .emit(&mut buf)
+        .unwrap();
+        buf
+    }
+
+    /// Oversized datagrams from the leg's own source, carrying the sequence number of the next
+    /// genuine packet, are refused before anything else: every genuine packet is relayed, and
+    /// each oversized one is counted `oversized`, per leg and per call.
+    #[test]
+    fn oversized_datagrams_cost_no_genuine_packet() {
+        let mut call = call();
+        let mut out = Recorder::default();
+        let sizes = [MAX_DATAGRAM + 1, MAX_DATAGRAM + 2, 2048, 2049, 9000, 65_507];
+        let mut sent_oversized = 0;
+        for k in 0..50u32 {
+            let now = Instant::from_millis(u64::from(k) * 20);
+            for size in sizes {
+                let spoof = packet_with(k as u16, k * 160, 1, 0, size - RtpHeader::LEN);
+                call.handle_datagram(CUSTOMER, addr(C_ADDR), &spoof, now, &mut out);
+                sent_oversized += 1;
+            }
+            let genuine = packet(k as u16, k * 160, 1, 500);
+            call.handle_datagram(CUSTOMER, addr(C_ADDR), &genuine, now, &mut out);
+        }
+        // At the limit is not oversized.
+        let at_limit = packet_with(50, 50 * 160, 1, 0, MAX_DATAGRAM - RtpHeader::LEN);
+        call.handle_datagram(
+            CUSTOMER,
+            addr(C_ADDR),
+            &at_limit,
+            Instant::from_millis(1000),
+            &mut out,
+        );
+        let relayed = out.to(AGENT);
+        assert_eq!(relayed.len(), 51, "every genuine packet is relayed");
+        for pair in relayed.windows(2) {
+            assert_eq!(
+                pair[1].sequence_number().0,
+                pair[0].sequence_number().0.wrapping_add(1)
+            );
+        }
+        let c = call.leg(CUSTOMER).unwrap().counters();
+        assert_eq!(c.dropped[DropReason::Oversized.index()], sent_oversized);
+        assert_eq!(c.packets_dropped, sent_oversized);
+        assert_eq!(c.packets_in, 51);
+        assert_eq!(
+            call.take_drops()[DropReason::Oversized.index()],
+            sent_oversized
+        );
+        // From a wrong source, or on a latching leg, oversized still comes first and latches
+        // nothing.
+        let mut latching = Call::new(
+            CallConfig::default(),
+            leg(None, 0xC),
+            leg(Some(A_ADDR), 0xA),
+        );
+        let big = packet_with(1, 160, 1, 0, 2000);
+        latching.handle_datagram(CUSTOMER, addr(7000), &big, Instant::ZERO, &mut out);
+        assert_eq!(
+            latching.leg(CUSTOMER).unwrap().source(),
+            SourcePolicy::Latching(None)
+        );
+        assert_eq!(latching.take_drops()[DropReason::Oversized.index()], 1);
+    }
+
+    /// PCMA on a PCMU leg (and PCMU on a PCMA leg) is dropped and counted, never relayed, and
+    /// takes no sequence number from the genuine stream.
+    #[test]
+    fn the_other_g711_law_is_dropped_not_relayed() {
+        let pcma_agent = Leg::new(
+            Codec::Pcma,
+            Some(addr(A_ADDR)),
+            Ssrc(0xA),
+            1000,
+            50_000,
+            JitterConfig::default(),
+            Instant::ZERO,
+        );
+        let mut call = Call::new(CallConfig::default(), leg(Some(C_ADDR), 0xC), pcma_agent);
+        let mut out = Recorder::default();
+        for k in 0..10u32 {
+            let now = Instant::from_millis(u64::from(k) * 20);
+            let wrong = packet_with(k as u16, k * 160, 1, 8, 160);
+            call.handle_datagram(CUSTOMER, addr(C_ADDR), &wrong, now, &mut out);
+            let wrong = packet_with(k as u16, k * 160, 2, 0, 160);
+            call.handle_datagram(AGENT, addr(A_ADDR), &wrong, now, &mut out);
+        }
+        assert!(out.sent.is_empty(), "{} sent", out.sent.len());
+        for l in [CUSTOMER, AGENT] {
+            let c = call.leg(l).unwrap().counters();
+            assert_eq!(
+                c.dropped[DropReason::PayloadTypeMismatch.index()],
+                10,
+                "{l:?}"
+            );
+            assert_eq!(c.packets_in, 0, "{l:?}");
+        }
+        // The right law still flows (the customer→agent path transcodes through a mix).
+        run(&mut call, &mut out, 10, 5, &[(CUSTOMER, C_ADDR, 1, 500)]);
+        assert!(!out.to(AGENT).is_empty());
+        assert!(out.to(AGENT).iter().all(|p| p.payload_type() == 8));
+        assert_eq!(call.leg(CUSTOMER).unwrap().counters().packets_in, 5);
+    }
+
+    /// RFC 4733 §2.3: an event payload is 4-byte blocks. Empty or ragged ones are dropped as
+    /// malformed from every leg, never relayed nor reported, and take no sequence number.
+    #[test]
+    fn telephone_events_of_the_wrong_length_are_dropped() {
+        let mut call = call();
+        let mut out = Recorder::default();
+        call.add_supervisor(SUP, leg(Some(S_ADDR), 0x5), false)
+            .ok()
+            .unwrap();
+        let lens = [0usize, 1, 2, 3, 5, 6, 7, 9, 13];
+        for (i, len) in lens.into_iter().enumerate() {
+            for (l, port) in [(CUSTOMER, C_ADDR), (SUP, S_ADDR)] {
+                let mut p = packet_with(i as u16, 800, 1, 101, len);
+                if len > 0 {
+                    p[RtpHeader::LEN] = 5; // event "5"
+                }
+                call.handle_datagram(l, addr(port), &p, Instant::ZERO, &mut out);
+            }
+        }
+        assert!(out.sent.is_empty());
+        assert!(out.events.is_empty());
+        for l in [CUSTOMER, SUP] {
+            let c = call.leg(l).unwrap().counters();
+            assert_eq!(c.dropped[DropReason::Malformed.index()], lens.len() as u64);
+        }
+        // A well-formed event with the first sequence number is still relayed: the bad ones
+        // took none.
+        call.handle_datagram(
+            CUSTOMER,
+            addr(C_ADDR),
+            &dtmf_packet(0, 800, 1, 3, false),
+            Instant::ZERO,
+            &mut out,
+        );
+        assert_eq!(out.to(AGENT).len(), 1);
+        // Two events in one payload (8 bytes) are well formed.
+        let mut two = packet_with(1, 800, 1, 101, 8);
+        two[RtpHeader::LEN..].copy_from_slice(&[3, 10, 0, 80, 3, 10, 0, 160]);
+        call.handle_datagram(CUSTOMER, addr(C_ADDR), &two, Instant::ZERO, &mut out);
+        assert_eq!(out.to(AGENT).len(), 2);
+    }
+
+    /// Malformed RTCP on the RTP port (RFC 5761) is counted malformed on its leg; valid RTCP
+    /// is counted as RTCP; neither is forwarded.
+    #[test]
+    fn malformed_rtcp_is_counted() {
+        let mut call = call();
+        let mut out = Recorder::default();
+        // RR, RC=0, the reporter's SSRC: valid.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+        let bad: [&[u8]; 6] = [
+            &[0x81, 201, 0, 1, 0, 0, 0, 1],               // RC=1, no report block
+            &[0x80, 202, 0, 1, 0, 0, 0, 1],               // first packet not SR/RR
+            &[0x40, 201, 0, 1, 0, 0, 0, 1],               // version 1
+            &[0x80, 201, 0, 2, 0, 0, 0, 1],               // length overruns the datagram
+            &[0x80, 201, 0, 1, 0, 0, 0, 1, 0x80, 201, 0], // trailing bytes
+            &[0xA0, 201, 0, 1, 0, 0, 0, 0],               // padding count 0
+        ];
+        call.handle_datagram(CUSTOMER, addr(C_ADDR), &rr, Instant::ZERO, &mut out);
+        for b in bad {
+            call.handle_datagram(CUSTOMER, addr(C_ADDR), b, Instant::ZERO, &mut out);
+        }
+        assert!(out.sent.is_empty());
+        let c = call.leg(CUSTOMER).unwrap().counters();
+        assert_eq!(c.rtcp_in, 1);
+        assert_eq!(c.dropped[DropReason::Malformed.index()], bad.len() as u64);
+        assert_eq!(c.packets_dropped, bad.len() as u64);
+    }
+
+    /// Sends the customer's packets `seqs`/`tss` (one per 20 ms of virtual time from frame
+    /// `k0`, SSRC `ssrc`) and returns the agent's relayed output with each packet's send time.
+    fn relay_run(call: &mut Call, out: &mut Recorder, k0: u64, inputs: &[(u16, u32, u32)]) -> u64 {
+        for (i, &(seq, ts, ssrc)) in inputs.iter().enumerate() {
+            let now = Instant::from_millis((k0 + i as u64) * 20);
+            out.now = now;
+            call.handle_datagram(
+                CUSTOMER,
+                addr(C_ADDR),
+                &packet(seq, ts, ssrc, 500),
+                now,
+                out,
+            );
+        }
+        k0 + inputs.len() as u64
+    }
+
+    /// The agent's output is one stream: one SSRC, sequence numbers one apart, timestamps
+    /// within half a frame of the time elapsed since its first packet; returns the markers.
+    fn assert_continuous(out: &Recorder, to: LegId) -> Vec<bool> {
+        let stream: Vec<(Instant, RtpPacket<&[u8]>)> = out
+            .sent
+            .iter()
+            .zip(&out.sent_at)
+            .filter(|((l, _, _), _)| *l == to)
+            .map(|((_, _, d), t)| (*t, RtpPacket::new_checked(d.as_slice()).unwrap()))
+            .collect();
+        let (t0, ts0) = (stream[0].0, stream[0].1.timestamp());
+        for pair in stream.windows(2) {
+            let ((_, a), (t, b)) = (&pair[0], &pair[1]);
+            assert_eq!(a.ssrc(), b.ssrc());
+            assert_eq!(b.sequence_number().0, a.sequence_number().0.wrapping_add(1));
+            let elapsed = (t.as_micros() - t0.as_micros()) as i64 * 8 / 1000;
+            let lead = i64::from(b.timestamp().wrapping_sub(ts0) as i32) - elapsed;
+            assert!(
+                (-80..=160).contains(&lead),
+                "{lead} samples off the clock at {t:?}"
+            );
+        }
+        stream.iter().map(|(_, p)| p.marker()).collect()
+    }
+
+    /// An input timestamp step (2^31, and a smaller one of 10 s, either way), a sequence jump
+    /// (within and beyond RFC 3550's MAX_DROPOUT) and an SSRC change never reach a relayed
+    /// output: it keeps one SSRC, numbers one apart, and timestamps that follow real time,
+    /// with the marker set where the input broke (RFC 3550 §5.1).
+    #[test]
+    fn relayed_output_stays_continuous_across_input_breaks() {
+        let mut call = call();
+        let mut out = Recorder::default();
+        let frames = |seq0: u16, ts0: u32, ssrc: u32, n: u16| -> Vec<(u16, u32, u32)> {
+            (0..n)
+                .map(|i| {
+                    (
+                        seq0.wrapping_add(i),
+                        ts0.wrapping_add(u32::from(i) * 160),
+                        ssrc,
+                    )
+                })
+                .collect()
+        };
+        let mut k = relay_run(&mut call, &mut out, 0, &frames(100, 1_000, 7, 20));
+        let steps: [(u16, u32, u32); 6] = [
+            (120, 1_000 + 20 * 160 + (1 << 31), 7), // timestamp step of 2^31
+            (140, 1_000 + 40 * 160 + (1 << 31) - 80_000, 7), // back 10 s
+            (1_160, 1_000 + 60 * 160 + (1 << 31) - 80_000, 7), // sequence jump of 1,000
+            (41_160, 1_000 + 80 * 160 + (1 << 31) - 80_000, 7), // beyond MAX_DROPOUT
+            (5, 77, 8),                             // new SSRC
+            (25, 77 + 20 * 160 + 1_000_000, 8),     // and a forward step of 125 s
+        ];
+        let mut breaks = Vec::new();
+        for (seq, ts, ssrc) in steps {
+            let sent_before = out.to(AGENT).len();
+            k = relay_run(&mut call, &mut out, k, &frames(seq, ts, ssrc, 20));
+            breaks.push(sent_before);
+        }
+        let markers = assert_continuous(&out, AGENT);
+        // The first packet after a restart beyond MAX_DROPOUT is held back by RFC 3550 §A.1
+        // (counted `stale`); every other packet is relayed.
+        assert_eq!(markers.len(), 20 * 7 - 1);
+        for (i, at) in breaks.into_iter().enumerate() {
+            assert!(markers[at], "break {i}: marker at output packet {at}");
+        }
+        assert_eq!(markers.iter().filter(|m| **m).count(), 7, "{markers:?}");
+    }
+
+    /// What the relay must not mistake for a break: loss (a gap as long as the time it took),
+    /// silence suppression (timestamps advancing with the clock over a pause), and a network
+    /// stall delivering a burst. The output shows the loss as a gap and sets no marker.
+    #[test]
+    fn loss_silence_and_bursts_are_not_breaks() {
+        let mut call = call();
+        let mut out = Recorder::default();
+        let mut inputs = Vec::new();
+        // 0..50 in time; 50..100 lost (1 s); 100..150 on time.
+        for i in (0..50u32).chain(100..150) {
+            inputs.push((u64::from(i) * 20, i as u16, i * 160));
+        }
+        // A 3 s pause with no packets and timestamps advancing with it (VAD).
+        for i in 0..20u32 {
+            inputs.push((
+                (150 + 150 + u64::from(i)) * 20,
+                150 + i as u16,
+                (300 + i) * 160,
+            ));
+        }
+        // A 2 s stall: 100 packets arrive in one burst.
+        for i in 0..100u32 {
+            let t = (320 + 100) * 20;
+            inputs.push((t, 170 + i as u16, (320 + i) * 160));
+        }
+        for &(ms, seq, ts) in &inputs {
+            let now = Instant::from_millis(ms);
+            out.now = now;
+            call.handle_datagram(
+                CUSTOMER,
+                addr(C_ADDR),
+                &packet(seq, ts, 1, 500),
+                now,
+                &mut out,
+            );
+        }
+        let relayed = out.to(AGENT);
+        assert_eq!(relayed.len(), 220);
+        assert_eq!(
+            relayed.iter().filter(|p| p.marker()).count(),
+            1,
+            "only the first"
+        );
+        for (pair, sent) in relayed.windows(2).zip(inputs.windows(2)) {
+            let dseq = pair[1]
+                .sequence_number()
+                .0
+                .wrapping_sub(pair[0].sequence_number().0);
+            let dts = pair[1].timestamp().wrapping_sub(pair[0].timestamp());
+            let want = (
+                sent[1].1.wrapping_sub(sent[0].1),
+                sent[1].2.wrapping_sub(sent[0].2),
+            );
+            assert_eq!((dseq, dts), want, "relayed as sent, gaps included");
+        }
     }
 
     #[test]

@@ -226,7 +226,6 @@ fn ts_not_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
-
 /// How far an input's timestamp may stray from both what its sequence numbers and what its
 /// arrival times say before it is read as a step of the sender's clock (a restart, a 2^31
 /// jump) rather than as network jitter or silence suppression. Network jitter and a sender's
