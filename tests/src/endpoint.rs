@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -173,6 +173,8 @@ struct Shared {
     stop_receiver: AtomicBool,
     stop_sender: AtomicBool,
     received: Mutex<Vec<Received>>,
+    /// Signalled whenever `received` grows.
+    arrived: Condvar,
     rtcp_packets: AtomicU64,
     other_packets: AtomicU64,
     sender_stats: Mutex<SenderStats>,
@@ -208,6 +210,7 @@ impl Endpoint {
             stop_receiver: AtomicBool::new(false),
             stop_sender: AtomicBool::new(false),
             received: Mutex::new(Vec::with_capacity(1024)),
+            arrived: Condvar::new(),
             rtcp_packets: AtomicU64::new(0),
             other_packets: AtomicU64::new(0),
             sender_stats: Mutex::new(SenderStats::default()),
@@ -261,6 +264,12 @@ impl Endpoint {
             .expect("key press sent within 5 s")
     }
 
+    /// Sends one datagram of the test's making from this endpoint's address (what a spoofer
+    /// of this party, or a faulty phone, would send), beside or instead of the sender thread.
+    pub fn send_raw(&self, dest: SocketAddr, datagram: &[u8]) -> std::io::Result<usize> {
+        self.socket.send_to(datagram, dest)
+    }
+
     /// Stops the sender (the receiver keeps recording).
     pub fn stop_sending(&mut self) {
         self.shared.stop_sender.store(true, Ordering::Relaxed);
@@ -278,6 +287,18 @@ impl Endpoint {
     /// How many packets have been received so far.
     pub fn received_count(&self) -> usize {
         self.shared.received.lock().expect("received lock").len()
+    }
+
+    /// Waits until at least `n` packets have been received, or `within` passed; returns
+    /// whether they were.
+    pub fn wait_received(&self, n: usize, within: Duration) -> bool {
+        let received = self.shared.received.lock().expect("received lock");
+        let (received, _) = self
+            .shared
+            .arrived
+            .wait_timeout_while(received, within, |r| r.len() < n)
+            .expect("received lock");
+        received.len() >= n
     }
 
     pub fn sender_stats(&self) -> SenderStats {
@@ -339,6 +360,7 @@ fn receive_loop(socket: &UdpSocket, shared: &Shared) {
             powers,
         };
         shared.received.lock().expect("received lock").push(r);
+        shared.arrived.notify_all();
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod continuity;
 pub mod dtmf;
+pub mod input;
 pub mod modes;
 pub mod privacy;
 pub mod source;
@@ -37,6 +38,7 @@ macro_rules! each_scenario {
             source::latching_leg_locks_to_its_first_source_and_drops_a_second,
             dtmf::supervisor_keys_switch_to_whisper_barge_and_back_to_listen,
             dtmf::customer_and_agent_keys_are_relayed_to_each_other_never_to_the_supervisor,
+            input::malformed_media_is_dropped_and_counted_per_leg,
         }
     };
 }
