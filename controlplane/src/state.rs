@@ -297,9 +297,9 @@ impl<'de> Deserialize<'de> for DroppedView {
     /// written by another version still load.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let map = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
-        Ok(DroppedView(DropReason::ALL.map(|r| {
-            map.get(r.as_str()).copied().unwrap_or(0)
-        })))
+        Ok(DroppedView(
+            DropReason::ALL.map(|r| map.get(r.as_str()).copied().unwrap_or(0)),
+        ))
     }
 }
 
