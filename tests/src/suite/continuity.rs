@@ -14,11 +14,16 @@
 //!
 //! (*) mixed with the beep while it plays.
 
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::scenario::{Mode, PARTIES, Rig, RigOptions, Step};
+use crate::endpoint::PTIME;
+use crate::rtp::{self, PT_PCMU};
+use crate::scenario::{LegOptions, Mode, PARTIES, Party, Rig, RigOptions, Step};
 use crate::setup::Setup;
-use crate::verdict::{Report, check_continuity_strict, check_matrix, note_ts_lead_per_phase};
+use crate::verdict::{
+    Report, check_continuity_strict, check_matrix, note_ts_lead_per_phase, ts_drift,
+};
 
 const DWELL: Duration = Duration::from_millis(700);
 
@@ -64,5 +69,110 @@ pub fn timestamps_stay_in_step_with_wall_clock_over_many_switches(setup: &Setup)
         check_continuity_strict(&mut report, party.name(), rec.of(party));
     }
     note_ts_lead_per_phase(&mut report, &rec);
+    report.finish();
+}
+
+/// How far a relayed output's timestamps may wander from its packets' arrival times: scheduling
+/// of the test's sender and of the daemon, and half a frame at each resynchronisation. An
+/// input break passed through would be seconds (2^31 samples is three days).
+const MAX_DRIFT_MS: f64 = 100.0;
+/// Packets per segment of the customer's input between two breaks (0.5 s).
+const SEGMENT_PACKETS: u16 = 25;
+
+/// Issue 10, point 6: the customer's phone breaks its own timeline four times: its timestamp
+/// steps by 2^31, its sequence number jumps by 1,000 (less than RFC 3550's MAX_DROPOUT, so
+/// it reads as loss to sequence tracking), then by 20,000 (a restart per RFC 3550 §A.1), then
+/// it changes SSRC. The agent's output, relayed from the customer, stays one stream: one SSRC,
+/// sequence numbers one apart, timestamps whole frames apart and in step with arrival time,
+/// and a marker bit where each new segment starts (RFC 3550 §5.1).
+pub fn relayed_outputs_stay_continuous_across_input_jumps_and_an_ssrc_change(setup: &Setup) {
+    let rig = Rig::start_in(
+        setup,
+        RigOptions {
+            customer: LegOptions {
+                sends: false,
+                ..LegOptions::default()
+            },
+            ..RigOptions::default()
+        },
+    );
+    // (SSRC, first sequence number, first timestamp) of each segment.
+    let (seq0, ts0) = (4_321u16, 987_654_321u32);
+    let n = u32::from(SEGMENT_PACKETS);
+    let segments: [(u32, u16, u32); 5] = [
+        (0x1111_1111, seq0, ts0),
+        (
+            0x1111_1111,
+            seq0 + SEGMENT_PACKETS,
+            (ts0 + n * 160).wrapping_add(1 << 31),
+        ),
+        (
+            0x1111_1111,
+            seq0 + 2 * SEGMENT_PACKETS + 1_000,
+            (ts0 + 2 * n * 160).wrapping_add(1 << 31),
+        ),
+        (
+            0x1111_1111,
+            seq0.wrapping_add(3 * SEGMENT_PACKETS + 21_000),
+            (ts0 + 3 * n * 160).wrapping_add(1 << 31),
+        ),
+        (0x2222_2222, 60_000, 3_000_000_000),
+    ];
+    let start = Instant::now();
+    let mut sent = 0u32;
+    for (ssrc, seq, ts) in segments {
+        for i in 0..SEGMENT_PACKETS {
+            let due = start + PTIME * sent;
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+            let packet = rtp::build(
+                PT_PCMU,
+                false,
+                seq.wrapping_add(i),
+                ts.wrapping_add(u32::from(i) * 160),
+                ssrc,
+                &[0xFF; 160],
+            );
+            rig.customer
+                .send_raw(rig.call.customer_local, &packet)
+                .expect("send");
+            sent += 1;
+        }
+    }
+    // Let the last packets land; the agent's own tone keeps the customer's output going.
+    rig.agent
+        .wait_received(sent as usize - 1, Duration::from_secs(2));
+    let rx = rig.agent.received();
+    let mut report = Report::new(rig.t0);
+    // RFC 3550 §A.1 holds back the first packet after a restart beyond MAX_DROPOUT.
+    report.check(rx.len() + 1 >= sent as usize, || {
+        format!("the agent received {} of {sent} packets", rx.len())
+    });
+    if !rx.is_empty() {
+        check_continuity_strict(&mut report, Party::Agent.name(), &rx);
+        let (drift, at) = ts_drift(&rx);
+        let at = report.secs(at);
+        report.check(drift <= MAX_DRIFT_MS, || {
+            format!(
+                "agent: timestamps drift {drift:.0} ms from arrival time at {at:.3}s (limit {MAX_DRIFT_MS} ms)"
+            )
+        });
+        let markers = rx.iter().filter(|p| p.marker).count();
+        report.check(markers >= segments.len(), || {
+            format!(
+                "agent: {markers} packets with the marker bit, want one at the start of each of the {} segments",
+                segments.len()
+            )
+        });
+        report.note(format!(
+            "agent received {} of {sent}, {markers} with the marker, drift {drift:.1} ms",
+            rx.len()
+        ));
+    }
+    check_continuity_strict(
+        &mut report,
+        Party::Customer.name(),
+        &rig.customer.received(),
+    );
+    report.note(rig.daemon.health());
     report.finish();
 }

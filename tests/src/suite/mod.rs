@@ -34,6 +34,7 @@ macro_rules! each_scenario {
             privacy::rapid_transitions_never_leak_supervisor_to_customer,
             continuity::every_output_keeps_one_ssrc_and_continuous_seq_and_ts_across_all_modes,
             continuity::timestamps_stay_in_step_with_wall_clock_over_many_switches,
+            continuity::relayed_outputs_stay_continuous_across_input_jumps_and_an_ssrc_change,
             source::strict_leg_drops_and_counts_packets_from_a_wrong_source,
             source::latching_leg_locks_to_its_first_source_and_drops_a_second,
             dtmf::supervisor_keys_switch_to_whisper_barge_and_back_to_listen,
