@@ -14,9 +14,11 @@
 //!
 //! (*) mixed with the beep while it plays.
 
+use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::audio::FRAME_SAMPLES;
 use crate::endpoint::PTIME;
 use crate::rtp::{self, PT_PCMU};
 use crate::scenario::{LegOptions, Mode, PARTIES, Party, Rig, RigOptions, Step};
@@ -72,10 +74,12 @@ pub fn timestamps_stay_in_step_with_wall_clock_over_many_switches(setup: &Setup)
     report.finish();
 }
 
-/// How far a relayed output's timestamps may wander from its packets' arrival times: scheduling
-/// of the test's sender and of the daemon, and half a frame at each resynchronisation. An
-/// input break passed through would be seconds (2^31 samples is three days).
-const MAX_DRIFT_MS: f64 = 100.0;
+/// How far a relayed output's timestamps may wander from its packets' arrival times here: a
+/// resynchronisation places the new segment at the arrival time of its first packet, so a
+/// scheduling delay of the test's sender at a break stays in the output until the next one
+/// (on a loaded machine, tens of ms; the suite's 40 ms limit judges outputs the daemon alone
+/// paces). An input break passed through is seconds here (2^31 samples is three days).
+const MAX_DRIFT_MS: f64 = 250.0;
 /// Packets per segment of the customer's input between two breaks (0.5 s).
 const SEGMENT_PACKETS: u16 = 25;
 
@@ -148,7 +152,27 @@ pub fn relayed_outputs_stay_continuous_across_input_jumps_and_an_ssrc_change(set
         format!("the agent received {} of {sent} packets", rx.len())
     });
     if !rx.is_empty() {
-        check_continuity_strict(&mut report, Party::Agent.name(), &rx);
+        let ssrcs: BTreeSet<u32> = rx.iter().map(|p| p.ssrc).collect();
+        report.check(ssrcs.len() == 1, || {
+            format!("agent: {} SSRCs in one output: {ssrcs:x?}", ssrcs.len())
+        });
+        let steps: Vec<String> = rx
+            .windows(2)
+            .filter(|w| {
+                let dts = w[1].ts.wrapping_sub(w[0].ts);
+                w[1].seq != w[0].seq.wrapping_add(1)
+                    || dts == 0
+                    || dts % FRAME_SAMPLES as u32 != 0
+                    || dts > u32::MAX / 2
+            })
+            .map(|w| format!("{}/{} → {}/{}", w[0].seq, w[0].ts, w[1].seq, w[1].ts))
+            .collect();
+        report.check(steps.is_empty(), || {
+            format!(
+                "agent: {} steps (seq/ts) are not +1 and a positive whole frame: {steps:?}",
+                steps.len()
+            )
+        });
         let (drift, at) = ts_drift(&rx);
         let at = report.secs(at);
         report.check(drift <= MAX_DRIFT_MS, || {
