@@ -265,13 +265,15 @@ impl InputTimeline {
     /// - a sequence jump: it skipped more packets than the time since the last arrival (plus
     ///   the slip) could have carried, which loss cannot explain whatever the timestamps say.
     pub(crate) fn observe(&mut self, ext_seq: u64, ts: u32, arrival: u32, samples: u32) -> bool {
-        let previous = self.last.replace((ext_seq, ts, arrival, samples));
-        let Some((last_seq, last_ts, last_arrival, last_samples)) = previous else {
+        let Some((last_seq, last_ts, last_arrival, last_samples)) = self.last else {
+            self.last = Some((ext_seq, ts, arrival, samples));
             return false;
         };
+        // Only a new highest moves the timeline (anything else is not this check's business).
         let Some(packets) = ext_seq.checked_sub(last_seq).filter(|p| *p > 0) else {
             return false;
         };
+        self.last = Some((ext_seq, ts, arrival, samples));
         let packets = i64::try_from(packets).unwrap_or(i64::MAX);
         let slip = MAX_TIMELINE_SLIP.as_millis() as i64 * i64::from(CLOCK_RATE_HZ) / 1000;
         let by_ts = i64::from(ts.wrapping_sub(last_ts) as i32);
@@ -280,5 +282,54 @@ impl InputTimeline {
         let step = (by_ts - by_seq).abs() > slip && (by_ts - by_arrival).abs() > slip;
         let jump = (packets - 1).saturating_mul(MIN_PTIME_SAMPLES) > by_arrival.max(0) + slip;
         step || jump
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `(ext_seq, ts, arrival)` packets of 160 samples; returns which broke.
+    fn breaks(packets: &[(u64, u32, u32)]) -> Vec<bool> {
+        let mut t = InputTimeline::default();
+        packets
+            .iter()
+            .map(|&(seq, ts, at)| t.observe(seq, ts, at, 160))
+            .collect()
+    }
+
+    #[test]
+    fn steps_beyond_the_slip_break_and_within_it_do_not() {
+        let slip = 8000; // MAX_TIMELINE_SLIP at 8 kHz
+        // Timestamp steps with the sequence and arrival both one frame on.
+        for (step, broke) in [(slip, false), (slip + 161, true), (1u32 << 31, true)] {
+            let got = breaks(&[(1, 0, 0), (2, 160u32.wrapping_add(step), 160)]);
+            assert_eq!(got[1], broke, "step {step}");
+        }
+        // Backwards, the same.
+        let got = breaks(&[(1, 100_000, 0), (2, 100_000 - slip - 1, 160)]);
+        assert!(got[1]);
+        // A timestamp that follows arrival (silence suppression) or the sequence (a burst
+        // after a stall) is no step.
+        assert_eq!(
+            breaks(&[(1, 0, 0), (2, 80_000, 80_000), (3, 80_160, 80_000)]),
+            [false, false, false]
+        );
+    }
+
+    #[test]
+    fn sequence_jumps_are_judged_against_arrival_time() {
+        // 1,000 packets skipped in 20 ms: a jump, whatever the timestamp says.
+        assert!(breaks(&[(1, 0, 0), (1_001, 160, 160)])[1]);
+        assert!(breaks(&[(1, 0, 0), (1_001, 160_000, 160)])[1]);
+        // 1,000 packets lost over the 20 s they took: loss.
+        assert!(!breaks(&[(1, 0, 0), (1_001, 160_000, 160_000)])[1]);
+        // 100 lost (1 s at 10 ms each) in a burst after a short stall: within the slip.
+        assert!(!breaks(&[(1, 0, 0), (101, 16_000, 160)])[1]);
+        // Late or repeated numbers are not this check's business, and leave the timeline be.
+        assert_eq!(
+            breaks(&[(5, 0, 0), (5, 0, 0), (4, 0, 0), (6, 160, 160)]),
+            [false; 4]
+        );
     }
 }
