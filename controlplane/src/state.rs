@@ -2432,9 +2432,7 @@ impl AppState {
                     },
                 }
             }
-            EngineEvent::Latched { call, leg, remote } => {
-                self.latched(&mut r, call, leg, remote)
-            }
+            EngineEvent::Latched { call, leg, remote } => self.latched(&mut r, call, leg, remote),
         }
     }
 

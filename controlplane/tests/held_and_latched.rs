@@ -53,7 +53,10 @@ fn wait_for(d: &TestDaemon, path: &str, done: impl Fn(&Value) -> bool) -> Value 
         if done(&value) {
             return value;
         }
-        assert!(Instant::now() < deadline, "gave up waiting on {path}: {value}");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting on {path}: {value}"
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -82,7 +85,11 @@ fn a_held_party_is_not_hung_up_by_the_media_timeout_and_once_resumed_it_is() {
     // Neither party of either call ever sends RTP.
     let held_call = create_call(&d, json!({}));
     let answer = event(&d, &held_call, "hold");
-    assert_eq!(held(&answer), (true, true), "hold marks both legs: {answer}");
+    assert_eq!(
+        held(&answer),
+        (true, true),
+        "hold marks both legs: {answer}"
+    );
     assert_eq!(answer["flags"]["on_hold"], true);
 
     // A call that is not held, created after the hold: its parties are hung up one media
@@ -92,7 +99,10 @@ fn a_held_party_is_not_hung_up_by_the_media_timeout_and_once_resumed_it_is() {
     let still = call(&d, &held_call);
     assert_eq!(
         (&still["state"], &still["hung_up"]),
-        (&json!("active"), &json!({"customer": false, "agent": false})),
+        (
+            &json!("active"),
+            &json!({"customer": false, "agent": false})
+        ),
         "a held party's silence is not a hang-up: {still}"
     );
     assert_eq!(held(&still), (true, true));

@@ -117,7 +117,10 @@ pub fn latching_leg_locks_to_its_first_source_and_drops_a_second(setup: &Setup) 
         thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(
-        (addr_field(&legs, "/customer/remote"), &legs["customer"]["remote_source"]),
+        (
+            addr_field(&legs, "/customer/remote"),
+            &legs["customer"]["remote_source"]
+        ),
         (rig.customer.local_addr(), &json!("latched")),
         "{legs}"
     );
