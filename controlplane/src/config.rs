@@ -149,6 +149,10 @@ pub struct MediaSection {
     pub port_max: u16,
     /// A leg that sends no RTP for this long counts as hung up.
     pub timeout_secs: u64,
+    /// The same for a party on hold (`hold` call event), which may rightly send nothing: only
+    /// this long a silence means it vanished (rtpengine's `--silent-timeout`). At least
+    /// `timeout_secs`.
+    pub silent_timeout_secs: u64,
     /// The RTP payload type of RFC 4733 telephone-events.
     pub telephone_event_pt: u8,
     pub max_supervisors_per_call: usize,
@@ -167,6 +171,7 @@ impl Default for MediaSection {
             port_min: 20000,
             port_max: 29999,
             timeout_secs: 60,
+            silent_timeout_secs: 3600,
             telephone_event_pt: 101,
             max_supervisors_per_call: MAX_SUPERVISORS,
             agent_beep: true,
@@ -345,6 +350,10 @@ pub struct Overrides {
     /// Highest media UDP port [env: EARSHOT_PORT_MAX] [default: 29999]
     #[arg(long, value_name = "PORT")]
     pub port_max: Option<u16>,
+    /// Seconds a held party may send no RTP before it counts as hung up [env:
+    /// EARSHOT_SILENT_TIMEOUT_SECS] [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub silent_timeout_secs: Option<u64>,
     /// Data-plane worker threads [env: EARSHOT_WORKERS] [default: 1]
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -411,6 +420,7 @@ impl Overrides {
             media_ip: var(&env, "EARSHOT_MEDIA_IP")?,
             port_min: var(&env, "EARSHOT_PORT_MIN")?,
             port_max: var(&env, "EARSHOT_PORT_MAX")?,
+            silent_timeout_secs: var(&env, "EARSHOT_SILENT_TIMEOUT_SECS")?,
             workers: var(&env, "EARSHOT_WORKERS")?,
             cores,
             backend: var(&env, "EARSHOT_BACKEND")?,
@@ -429,6 +439,7 @@ impl Overrides {
             media_ip,
             port_min,
             port_max,
+            silent_timeout_secs,
             workers,
             cores,
             backend,
@@ -447,6 +458,9 @@ impl Overrides {
         }
         if let Some(v) = port_max {
             config.media.port_max = v;
+        }
+        if let Some(v) = silent_timeout_secs {
+            config.media.silent_timeout_secs = v;
         }
         if let Some(v) = workers {
             config.engine.workers = v;
@@ -599,6 +613,16 @@ impl Config {
         if m.timeout_secs == 0 {
             return Err(invalid("media.timeout_secs", "must be at least 1"));
         }
+        if m.silent_timeout_secs < m.timeout_secs {
+            return Err(invalid(
+                "media.silent_timeout_secs",
+                format!(
+                    "{} is shorter than media.timeout_secs ({}): a held party would be hung up \
+                     sooner than one that is not",
+                    m.silent_timeout_secs, m.timeout_secs
+                ),
+            ));
+        }
         if !(96..=127).contains(&m.telephone_event_pt) {
             return Err(invalid(
                 "media.telephone_event_pt",
@@ -682,6 +706,7 @@ impl Config {
             interface: self.engine.interface.clone(),
             busy_poll: self.engine.busy_poll,
             media_timeout: Duration::from_secs(self.media.timeout_secs),
+            silent_timeout: Duration::from_secs(self.media.silent_timeout_secs),
             max_calls: self.media.max_calls,
             telephone_event_pt: self.media.telephone_event_pt,
         }
@@ -725,6 +750,7 @@ mod tests {
         let e = c.engine_config();
         assert_eq!(e.workers, vec![WorkerConfig { core: None }]);
         assert_eq!(e.media_timeout, Duration::from_secs(60));
+        assert_eq!(e.silent_timeout, Duration::from_secs(3600));
         assert_eq!(e.telephone_event_pt, 101);
     }
 
@@ -739,6 +765,7 @@ mod tests {
             port_min = 30000
             port_max = 30099
             timeout_secs = 5
+            silent_timeout_secs = 600
             telephone_event_pt = 96
             max_supervisors_per_call = 2
             agent_beep = false
@@ -772,6 +799,10 @@ mod tests {
             ]
         );
         assert_eq!((e.port_min, e.port_max, e.max_calls), (30000, 30099, 50));
+        assert_eq!(
+            (e.media_timeout, e.silent_timeout),
+            (Duration::from_secs(5), Duration::from_secs(600))
+        );
         assert_eq!(c.store.path, Path::new("/var/lib/earshot/earshot.db"));
         assert_eq!(c.supervision.answer_timeout().unwrap().ms(), 45_000);
     }
@@ -830,6 +861,14 @@ mod tests {
         check(&|c| c.media.ip = "0.0.0.0".parse().unwrap(), "media.ip");
         check(&|c| c.media.timeout_secs = 0, "media.timeout_secs");
         check(
+            &|c| c.media.silent_timeout_secs = 59,
+            "media.silent_timeout_secs",
+        );
+        check(
+            &|c| (c.media.timeout_secs, c.media.silent_timeout_secs) = (120, 90),
+            "media.silent_timeout_secs",
+        );
+        check(
             &|c| c.media.telephone_event_pt = 8,
             "media.telephone_event_pt",
         );
@@ -868,6 +907,8 @@ mod tests {
         );
         let mut c = Config::default();
         (c.media.port_min, c.media.port_max) = (30000, 30002);
+        c.validate().unwrap();
+        (c.media.timeout_secs, c.media.silent_timeout_secs) = (60, 60);
         c.validate().unwrap();
     }
 
@@ -918,6 +959,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.store.path, Path::new(":memory:"), "cli over env");
+        let silent = |env_value: &str, args: &[&str]| {
+            let cli = Cli::try_parse_from([&["earshotd"], args].concat()).unwrap();
+            Config::load(
+                Some(&path),
+                env(&[("EARSHOT_SILENT_TIMEOUT_SECS", env_value)]),
+                &cli.overrides,
+            )
+            .map(|c| c.media.silent_timeout_secs)
+        };
+        assert_eq!(silent("900", &[]).unwrap(), 900, "env over the default");
+        assert_eq!(
+            silent("900", &["--silent-timeout-secs", "7200"]).unwrap(),
+            7200,
+            "cli over env"
+        );
+        let err = silent("30", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "media.silent_timeout_secs",
+                    ..
+                }
+            ),
+            "validated after the overrides: {err}"
+        );
+        assert!(silent("an hour", &[]).is_err());
 
         let err = Config::load(
             Some(&path),

@@ -318,12 +318,29 @@ impl From<LegStats> for StatsView {
     }
 }
 
+/// Where a leg's remote address came from (SPEC §1 source checking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteSource {
+    /// Given by the softswitch (the create request, or `PATCH …/legs/{party}`): strict source.
+    Configured,
+    /// Not given: the leg latched to the first source it heard and is locked to it.
+    Latched,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegView {
     /// `null` for a supervisor's leg whose media is not connected (yet, or ever).
     pub local: Option<SocketAddr>,
+    /// The party's address: configured, or latched; `null` while a latching leg has heard
+    /// nothing.
     pub remote: Option<SocketAddr>,
+    /// How `remote` was learnt; `null` with it.
+    pub remote_source: Option<RemoteSource>,
     pub codec: &'static str,
+    /// The party is on hold (`hold` call event): its silence is judged by
+    /// `media.silent_timeout_secs`, not `media.timeout_secs`.
+    pub held: bool,
     pub stats: StatsView,
 }
 
@@ -441,6 +458,10 @@ impl From<store::AuditRecord> for AuditView {
 struct LegRecord {
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
+    /// `remote` is the source the leg latched to, not one the softswitch gave.
+    latched: bool,
+    /// The party is on hold (the engine's leg is told so, see [`AppState::call_event`]).
+    held: bool,
     codec: Codec,
     /// The statistics when the leg's media was released (the engine forgets them then).
     final_stats: Option<StatsView>,
@@ -451,6 +472,11 @@ struct LegRecord {
 struct StoredLeg {
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
+    /// Absent in records written before the latched address was kept (they had none).
+    #[serde(default)]
+    latched: bool,
+    #[serde(default)]
+    held: bool,
     codec: String,
     #[serde(default)]
     stats: Option<StatsView>,
@@ -461,15 +487,35 @@ impl LegRecord {
         LegRecord {
             local,
             remote: req.remote,
+            latched: false,
+            held: false,
             codec: req.codec,
             final_stats: None,
         }
+    }
+
+    /// The remote the softswitch gave, if any (not a latched one).
+    fn configured_remote(&self) -> Option<SocketAddr> {
+        self.remote.filter(|_| !self.latched)
+    }
+
+    /// Records the source a latching leg locked to. A configured remote stands (it may have
+    /// been set after the leg latched, and the leg is strict on it now): false then.
+    fn latch(&mut self, remote: SocketAddr) -> bool {
+        if self.configured_remote().is_some() {
+            return false;
+        }
+        self.remote = Some(remote);
+        self.latched = true;
+        true
     }
 
     fn stored(&self) -> StoredLeg {
         StoredLeg {
             local: self.local,
             remote: self.remote,
+            latched: self.latched,
+            held: self.held,
             codec: self.codec.name().to_owned(),
             stats: self.final_stats,
         }
@@ -482,12 +528,16 @@ impl LegRecord {
             Some(s) => LegRecord {
                 local: s.local,
                 remote: s.remote,
+                latched: s.latched && s.remote.is_some(),
+                held: s.held,
                 codec: s.codec.parse().unwrap_or(Codec::Pcmu),
                 final_stats: Some(s.stats.unwrap_or_default()),
             },
             None => LegRecord {
                 local: None,
                 remote: None,
+                latched: false,
+                held: false,
                 codec: Codec::Pcmu,
                 final_stats: Some(StatsView::default()),
             },
@@ -1085,7 +1135,15 @@ impl AppState {
         LegView {
             local: record.local,
             remote: record.remote,
+            remote_source: record.remote.map(|_| {
+                if record.latched {
+                    RemoteSource::Latched
+                } else {
+                    RemoteSource::Configured
+                }
+            }),
             codec: record.codec.name(),
+            held: record.held,
             stats,
         }
     }
@@ -1323,7 +1381,9 @@ impl AppState {
         };
         self.inner.engine.set_remote(engine_call, leg, remote)?;
         let call = r.call_mut(id)?;
-        call.leg_mut(party).remote = Some(remote);
+        let record = call.leg_mut(party);
+        record.remote = Some(remote);
+        record.latched = false;
         let stored = call.stored(id, None);
         self.inner.store.write(|w| w.update_call(&stored))?;
         let record = *r.call_mut(id)?.leg_mut(party);
@@ -1349,6 +1409,9 @@ impl AppState {
                     // (engine ring full), the flag stays clear and a retry finishes the job
                     // (the sessions already ended refuse the input, which is ignored).
                     self.feed_call_sessions(&mut r, id, now, input)?;
+                }
+                if flag == Flag::OnHold && set != was {
+                    self.hold_parties(&mut r, id, set)?;
                 }
                 *r.call_mut(id)?.flags.slot(flag) = set;
                 tracing::debug!(call = %id, flag = flag.as_str(), set, "call flag");
@@ -1389,6 +1452,23 @@ impl AppState {
             }
         }
         self.call_view_of(&r, id)
+    }
+
+    /// `hold` / `resume`: the call is held as a whole, so both parties' legs are marked (a held
+    /// leg is timed out by `media.silent_timeout_secs` only; on resume the media timeout counts
+    /// afresh). The engine first: if its ring is full the records are unchanged and a retry
+    /// does it all again (setting a leg to the state it has changes nothing).
+    fn hold_parties(&self, r: &mut Records, id: CallId, held: bool) -> Result<(), StateError> {
+        let call = r.call_mut(id)?;
+        if let Some(engine_call) = call.engine {
+            for leg in [LegId::CUSTOMER, LegId::AGENT] {
+                self.inner.engine.set_held(engine_call, leg, held)?;
+            }
+        }
+        call.customer.held = held;
+        call.agent.held = held;
+        tracing::debug!(call = %id, held, "parties' legs held");
+        Ok(())
     }
 
     /// A party's leg ended (BYE reported, or media timeout): the sessions hear of it; the call
@@ -2035,13 +2115,19 @@ impl AppState {
                 let media = engine.add_supervisor(
                     engine_call,
                     LegSpec {
-                        remote: sup.leg.remote,
+                        // A source latched on a previous call's leg is not made strict on
+                        // this one: the new leg latches afresh.
+                        remote: sup.leg.configured_remote(),
                         codec: sup.leg.codec,
                     },
                     sup.beep,
                 )?;
                 sup.media = Some((engine_call, media.leg));
                 sup.leg.local = Some(media.local);
+                if sup.leg.latched {
+                    sup.leg.remote = None;
+                    sup.leg.latched = false;
+                }
                 sup.leg.final_stats = None;
                 self.inner.metrics.supervision_started(Mode::Listen);
                 self.inner
@@ -2363,7 +2449,12 @@ impl AppState {
                 let Some(&call_id) = r.by_engine_call.get(&call) else {
                     return Ok(());
                 };
-                tracing::info!(call = %call_id, leg = leg.0, "media timeout");
+                let held = r.call(call_id).is_ok_and(|c| match leg {
+                    LegId::CUSTOMER => c.customer.held,
+                    LegId::AGENT => c.agent.held,
+                    _ => false,
+                });
+                tracing::info!(call = %call_id, leg = leg.0, held, "media timeout");
                 match leg {
                     LegId::CUSTOMER => self.party_hung_up(&mut r, call_id, Party::Customer, now),
                     LegId::AGENT => self.party_hung_up(&mut r, call_id, Party::Agent, now),
@@ -2380,7 +2471,44 @@ impl AppState {
                     },
                 }
             }
+            EngineEvent::Latched { call, leg, remote } => self.latched(&mut r, call, leg, remote),
         }
+    }
+
+    /// A latching leg locked to `remote`: the call's (or the supervision's) leg shows it from
+    /// now on, and keeps it in the store like a configured remote.
+    fn latched(
+        &self,
+        r: &mut Records,
+        call: engine::CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    ) -> Result<(), StateError> {
+        let Some(&call_id) = r.by_engine_call.get(&call) else {
+            return Ok(());
+        };
+        let party = match leg {
+            LegId::CUSTOMER => Some(Party::Customer),
+            LegId::AGENT => Some(Party::Agent),
+            _ => None,
+        };
+        if let Some(party) = party {
+            let record = r.call_mut(call_id)?;
+            if !record.leg_mut(party).latch(remote) {
+                return Ok(());
+            }
+            let stored = record.stored(call_id, None);
+            self.inner.store.write(|w| w.update_call(&stored))?;
+            tracing::debug!(call = %call_id, party = party.as_str(), %remote, "leg latched");
+        } else if let Some(id) = r.supervision_on_leg(call, leg)
+            && let Some(sup) = r.supervisions.get_mut(&id)
+            && sup.leg.latch(remote)
+        {
+            let stored = sup.stored(id);
+            self.inner.store.write(|w| w.update_supervision(&stored))?;
+            tracing::debug!(supervision = %id, %remote, "supervisor leg latched");
+        }
+        Ok(())
     }
 
     /// Counts recomputed from the records, to check the gauges against: (`earshot_calls`,

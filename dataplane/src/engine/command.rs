@@ -49,11 +49,21 @@ pub enum Command {
         leg: LegId,
         remote: SocketAddr,
     },
+    /// Put any existing leg's party on hold (`held`) or take it off ([`Call::set_held`]):
+    /// while held, the leg is reported silent only after the silent timeout. Legal at any time
+    /// for a leg of an admitted call; legs are independent (a softswitch's `hold` marks the
+    /// customer and the agent, an SDP direction a single leg), and repeating a state changes
+    /// nothing.
+    SetHeld {
+        call: CallId,
+        leg: LegId,
+        held: bool,
+    },
 }
 
 /// Worker → control side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerEvent {
-    /// Something a call reported (DTMF from a supervisor, a media timeout).
+    /// Something a call reported (DTMF from a supervisor, a media timeout, a latch).
     Call { call: CallId, event: CallEvent },
 }

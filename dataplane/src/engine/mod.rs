@@ -69,6 +69,8 @@ pub struct EngineConfig {
     pub busy_poll: bool,
     /// A leg that receives no RTP for this long is reported as [`EngineEvent::MediaTimeout`].
     pub media_timeout: Duration,
+    /// The same for a held leg ([`Engine::set_held`]); not shorter than `media_timeout`.
+    pub silent_timeout: Duration,
     /// Calls the engine admits in all; beyond it `create_call` answers
     /// [`EngineError::LoadLimit`].
     pub max_calls: usize,
@@ -87,6 +89,7 @@ impl Default for EngineConfig {
             interface: None,
             busy_poll: true,
             media_timeout: Duration::from_secs(60),
+            silent_timeout: Duration::from_secs(3600),
             max_calls: 10_000,
             telephone_event_pt: 101,
         }
@@ -138,8 +141,16 @@ pub enum EngineEvent {
         leg: LegId,
         digit: char,
     },
-    /// A leg sent no RTP for the configured media timeout (reported once).
+    /// A leg sent no RTP for the configured media timeout, or the silent timeout while held
+    /// (reported once, until RTP flows again or its hold changes).
     MediaTimeout { call: CallId, leg: LegId },
+    /// A leg created without a remote address latched to its first source, `remote`, and is
+    /// locked to it (reported once per leg).
+    Latched {
+        call: CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +233,13 @@ impl Engine {
         remote: SocketAddr,
     ) -> Result<(), EngineError> {
         self.inner.set_remote(call, leg, remote)
+    }
+
+    /// Puts a leg's party on hold or takes it off: a held leg is reported silent only after
+    /// the silent timeout, and its silence is counted afresh from now (see
+    /// [`command::Command::SetHeld`]).
+    pub fn set_held(&self, call: CallId, leg: LegId, held: bool) -> Result<(), EngineError> {
+        self.inner.set_held(call, leg, held)
     }
 
     /// The leg's statistics as last published by its worker (every tick).

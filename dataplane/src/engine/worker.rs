@@ -566,6 +566,12 @@ impl Control {
         if cfg.max_calls == 0 {
             return Err(EngineError::Config("max_calls must be at least 1".into()));
         }
+        if cfg.silent_timeout < cfg.media_timeout {
+            return Err(EngineError::Config(format!(
+                "the silent timeout ({:?}) is shorter than the media timeout ({:?})",
+                cfg.silent_timeout, cfg.media_timeout
+            )));
+        }
         if cfg.port_min > cfg.port_max {
             return Err(EngineError::Config(format!(
                 "media port range is empty: port_min {} > port_max {}",
@@ -592,6 +598,7 @@ impl Control {
         let metrics = Metrics::register(registry)?;
         let call_config = CallConfig {
             media_timeout: cfg.media_timeout,
+            silent_timeout: cfg.silent_timeout,
             telephone_event_pt: cfg.telephone_event_pt,
             ..CallConfig::default()
         };
@@ -841,6 +848,16 @@ impl Control {
             .map_err(|_| EngineError::Busy)
     }
 
+    pub fn set_held(&self, call: CallId, leg: LegId, held: bool) -> Result<(), EngineError> {
+        let reg = lock(&self.registry);
+        let record = reg.calls.get(&call).ok_or(EngineError::UnknownCall)?;
+        if record.legs.get(leg.index()).is_none_or(Option::is_none) {
+            return Err(EngineError::UnknownLeg);
+        }
+        self.send(record.worker, Command::SetHeld { call, leg, held })
+            .map_err(|_| EngineError::Busy)
+    }
+
     pub fn leg_stats(&self, call: CallId, leg: LegId) -> Option<LegStats> {
         let reg = lock(&self.registry);
         let record = reg.calls.get(&call)?;
@@ -858,6 +875,9 @@ impl Control {
                 out.push(match event {
                     CallEvent::Dtmf { leg, digit } => EngineEvent::Dtmf { call, leg, digit },
                     CallEvent::MediaTimeout { leg } => EngineEvent::MediaTimeout { call, leg },
+                    CallEvent::Latched { leg, remote } => {
+                        EngineEvent::Latched { call, leg, remote }
+                    }
                 });
             }
         }
@@ -1159,6 +1179,12 @@ impl<B: PacketIo> Worker<B> {
             Command::SetRemote { call, leg, remote } => {
                 if let Some(entry) = self.entry_mut(call) {
                     entry.media.set_remote(leg, remote);
+                }
+            }
+            Command::SetHeld { call, leg, held } => {
+                let now = self.now();
+                if let Some(entry) = self.entry_mut(call) {
+                    entry.media.set_held(leg, held, now);
                 }
             }
         }

@@ -47,6 +47,11 @@ const COMFORT_NOISE_PT: u8 = 13;
 pub struct CallConfig {
     /// A leg that receives no RTP for this long is reported with [`CallEvent::MediaTimeout`].
     pub media_timeout: Duration,
+    /// The same for a held leg ([`Call::set_held`]), which may rightly send nothing for as long
+    /// as the hold lasts (`a=inactive` / `sendonly` phones): only a leg silent this long is
+    /// taken to have vanished (rtpengine's `--silent-timeout`). Not shorter than
+    /// `media_timeout`.
+    pub silent_timeout: Duration,
     /// The RTP payload type of RFC 4733 telephone-events.
     pub telephone_event_pt: u8,
     pub jitter: JitterConfig,
@@ -56,6 +61,7 @@ impl Default for CallConfig {
     fn default() -> Self {
         CallConfig {
             media_timeout: Duration::from_secs(60),
+            silent_timeout: Duration::from_secs(3600),
             telephone_event_pt: 101,
             jitter: JitterConfig::default(),
         }
@@ -163,8 +169,12 @@ impl DropReason {
 pub enum CallEvent {
     /// A supervisor pressed a key (RFC 4733), reported once per key press.
     Dtmf { leg: LegId, digit: char },
-    /// A leg received no RTP for the media timeout. Reported once, until RTP flows again.
+    /// A leg received no RTP for the media timeout (the silent timeout while it is held).
+    /// Reported once, until RTP flows again or its hold changes.
     MediaTimeout { leg: LegId },
+    /// A latching leg locked to its first source (SPEC §1 source checking): from now on it
+    /// accepts packets only from `remote`, and sends there. Reported once per leg.
+    Latched { leg: LegId, remote: SocketAddr },
 }
 
 /// Where a call's packets and events go. Implemented by the engine (and by tests).
@@ -210,8 +220,11 @@ pub struct Leg {
     jitter: JitterBuffer,
     /// This tick's frame from the jitter buffer, when the leg feeds a mix.
     frame: Frame,
+    /// When the leg last received RTP, or its hold changed: where its silence is counted from.
     last_rx: Instant,
     timed_out: bool,
+    /// The party is on hold: its silence is judged by the silent timeout, not the media one.
+    held: bool,
     /// The timestamp of the last supervisor key press reported (RFC 4733 event start).
     last_key_ts: Option<u32>,
     out: OutputStream,
@@ -245,6 +258,7 @@ impl Leg {
             frame: [0; FRAME_SAMPLES],
             last_rx: now,
             timed_out: false,
+            held: false,
             last_key_ts: None,
             out: OutputStream::new(ssrc, initial_seq, initial_ts),
             plan: Plan::Mix,
@@ -278,6 +292,20 @@ impl Leg {
 
     pub fn mode(&self) -> Option<Mode> {
         self.mode
+    }
+
+    /// Whether the party is on hold ([`Call::set_held`]).
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// How long this leg may stay silent before it is reported ([`CallEvent::MediaTimeout`]).
+    fn silence_limit(&self, config: &CallConfig) -> Duration {
+        if self.held {
+            config.silent_timeout
+        } else {
+            config.media_timeout
+        }
     }
 
     /// The SSRC of the stream sent to this leg.
@@ -372,6 +400,25 @@ impl Call {
         match self.leg_mut(leg) {
             Some(l) => {
                 l.source = SourcePolicy::Strict(remote);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Puts a leg's party on hold (`held`) or takes it off: a held leg may stay silent for the
+    /// silent timeout instead of the media timeout. Either way its silence is counted afresh
+    /// from `now`, so a party that resumes has the whole media timeout to send again, and a
+    /// leg already reported may be reported again. Setting the state it has changes nothing.
+    /// Returns false if there is no such leg.
+    pub fn set_held(&mut self, leg: LegId, held: bool, now: Instant) -> bool {
+        match self.leg_mut(leg) {
+            Some(l) => {
+                if l.held != held {
+                    l.held = held;
+                    l.last_rx = l.last_rx.max(now);
+                    l.timed_out = false;
+                }
                 true
             }
             None => false,
@@ -496,8 +543,12 @@ impl Call {
         if datagram.len() > MAX_DATAGRAM {
             return self.drop_packet(leg, DropReason::Oversized);
         }
+        let latching = l.source == SourcePolicy::Latching(None);
         if !l.source.admit(src) {
             return self.drop_packet(leg, DropReason::WrongSource);
+        }
+        if latching {
+            out.event(CallEvent::Latched { leg, remote: src });
         }
         // RTCP multiplexed on the RTP port (RFC 5761 §4): consumed here, never forwarded: each
         // output is a stream of our own, so the peer's reports are not the receivers' business.
@@ -737,11 +788,10 @@ impl Call {
         if tone_ended {
             self.replan();
         }
-        let timeout = self.config.media_timeout;
         for (i, slot) in self.legs.iter_mut().enumerate() {
             if let Some(l) = slot.as_deref_mut()
                 && !l.timed_out
-                && now.saturating_since(l.last_rx) >= timeout
+                && now.saturating_since(l.last_rx) >= l.silence_limit(&self.config)
             {
                 l.timed_out = true;
                 out.event(CallEvent::MediaTimeout {
@@ -990,6 +1040,14 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.sent.last().unwrap().1, addr(7000));
+        assert_eq!(
+            out.events,
+            [CallEvent::Latched {
+                leg: CUSTOMER,
+                remote: addr(7000)
+            }],
+            "the latch is reported once, the strict agent leg reports nothing"
+        );
     }
 
     #[test]
@@ -1540,6 +1598,87 @@ mod tests {
             );
             assert_eq!((dseq, dts), want, "relayed as sent, gaps included");
         }
+    }
+
+    /// Ticks the call every 20 ms from `from_ms` up to (not including) `to_ms`, the agent
+    /// sending all along and the customer silent; returns the events reported, with when.
+    fn silent_customer(call: &mut Call, from_ms: u64, to_ms: u64) -> Vec<(u64, CallEvent)> {
+        let mut out = Recorder::default();
+        let mut events = Vec::new();
+        for ms in (from_ms..to_ms).step_by(20) {
+            let now = Instant::from_millis(ms);
+            let k = (ms / 20) as u32;
+            call.handle_datagram(
+                AGENT,
+                addr(A_ADDR),
+                &packet(k as u16, k * 160, 2, 0),
+                now,
+                &mut out,
+            );
+            call.tick(now, &mut out);
+            events.extend(out.events.drain(..).map(|e| (ms, e)));
+        }
+        events
+    }
+
+    fn timeouts(media_s: u64, silent_s: u64) -> CallConfig {
+        CallConfig {
+            media_timeout: Duration::from_secs(media_s),
+            silent_timeout: Duration::from_secs(silent_s),
+            ..CallConfig::default()
+        }
+    }
+
+    #[test]
+    fn held_leg_outlasts_the_media_timeout_until_the_silent_timeout() {
+        let mut call = Call::new(timeouts(2, 10), leg(Some(C_ADDR), 1), leg(Some(A_ADDR), 2));
+        assert!(call.set_held(CUSTOMER, true, Instant::ZERO));
+        assert!(call.set_held(AGENT, true, Instant::ZERO));
+        assert!(call.leg(CUSTOMER).unwrap().held());
+        // Silent far past the media timeout: nothing. The agent, held too, keeps sending.
+        assert_eq!(silent_customer(&mut call, 0, 9_980), []);
+        // Past the silent timeout the held party is taken to have vanished, once.
+        assert_eq!(
+            silent_customer(&mut call, 9_980, 30_000),
+            [(10_000, CallEvent::MediaTimeout { leg: CUSTOMER })]
+        );
+    }
+
+    #[test]
+    fn resumed_leg_gets_a_whole_media_timeout_from_the_resume() {
+        let mut call = Call::new(timeouts(2, 10), leg(Some(C_ADDR), 1), leg(Some(A_ADDR), 2));
+        call.set_held(CUSTOMER, true, Instant::ZERO);
+        assert_eq!(silent_customer(&mut call, 0, 5_000), []);
+        // Resumed after 5 s of silence: not an instant hang-up, the media timeout counts from
+        // the resume.
+        assert!(call.set_held(CUSTOMER, false, Instant::from_millis(5_000)));
+        assert!(!call.leg(CUSTOMER).unwrap().held());
+        assert_eq!(
+            silent_customer(&mut call, 5_000, 20_000),
+            [(7_000, CallEvent::MediaTimeout { leg: CUSTOMER })]
+        );
+    }
+
+    #[test]
+    fn hold_after_a_timeout_rearms_it_and_repeating_a_state_changes_nothing() {
+        let mut call = Call::new(timeouts(2, 4), leg(Some(C_ADDR), 1), leg(Some(A_ADDR), 2));
+        assert_eq!(
+            silent_customer(&mut call, 0, 3_000),
+            [(2_000, CallEvent::MediaTimeout { leg: CUSTOMER })]
+        );
+        call.set_held(CUSTOMER, true, Instant::from_millis(3_000));
+        // A second hold does not restart the count.
+        call.set_held(CUSTOMER, true, Instant::from_millis(5_000));
+        assert_eq!(
+            silent_customer(&mut call, 3_000, 10_000),
+            [(7_000, CallEvent::MediaTimeout { leg: CUSTOMER })]
+        );
+        // RTP ends a hold's silence like any other: a held party that sends is alive.
+        let mut out = Recorder::default();
+        let now = Instant::from_millis(10_000);
+        call.handle_datagram(CUSTOMER, addr(C_ADDR), &packet(1, 160, 1, 0), now, &mut out);
+        assert_eq!(silent_customer(&mut call, 10_000, 13_980), []);
+        assert!(!call.set_held(LegId(3), true, now), "no such leg");
     }
 
     #[test]

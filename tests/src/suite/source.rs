@@ -5,10 +5,12 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::api::metric_sum;
 use crate::audio::INTRUDER_TONE;
 use crate::endpoint::{Endpoint, PTIME, SendSpec};
-use crate::scenario::{LegOptions, Mode, Party, Rig, RigOptions, Step};
+use crate::scenario::{LegOptions, Mode, Party, Rig, RigOptions, Step, addr_field};
 use crate::setup::Setup;
 use crate::verdict::{Report, between, check_matrix, phase_window};
 
@@ -104,6 +106,25 @@ pub fn latching_leg_locks_to_its_first_source_and_drops_a_second(setup: &Setup) 
         );
         thread::sleep(Duration::from_millis(20));
     }
+    // The API shows the address the leg locked to, and that it was latched (the agent's was
+    // configured), once the control plane has heard of the latch.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let legs = loop {
+        let legs = rig.call_state()["legs"].clone();
+        if !legs["customer"]["remote"].is_null() || Instant::now() >= deadline {
+            break legs;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (
+            addr_field(&legs, "/customer/remote"),
+            &legs["customer"]["remote_source"]
+        ),
+        (rig.customer.local_addr(), &json!("latched")),
+        "{legs}"
+    );
+    assert_eq!(legs["agent"]["remote_source"], "configured", "{legs}");
     let dropped_before = customer_dropped(&rig);
     let mut intruder = rig.endpoint("intruder");
     intruder.start_sending(SendSpec::tone(rig.call.customer_local, INTRUDER_TONE));
@@ -118,5 +139,11 @@ pub fn latching_leg_locks_to_its_first_source_and_drops_a_second(setup: &Setup) 
     let mut report = Report::for_recording(&rec);
     check_matrix(&mut report, &rec);
     check_drop_counters(&mut report, &rig, &intruder, dropped_before);
+    // The intruder did not move the lock.
+    let customer = rig.call_state()["legs"]["customer"].clone();
+    report.check(
+        addr_field(&customer, "/remote") == rig.customer.local_addr(),
+        || format!("after the intruder, the customer leg shows {customer}"),
+    );
     report.finish();
 }
