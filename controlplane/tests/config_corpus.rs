@@ -6,7 +6,7 @@ mod exercise;
 
 use std::path::Path;
 
-use controlplane::config::ConfigError;
+use controlplane::config::{Config, ConfigError};
 use exercise::Outcome;
 
 fn seed(name: &str) -> Vec<u8> {
@@ -30,17 +30,14 @@ fn every_seed_is_a_config_or_a_one_line_error() {
 
 #[test]
 fn seeds_are_what_their_names_say() {
-    for valid in [
-        "readme-example.toml",
-        "empty.toml",
-        "afxdp-pinned.toml",
-        "ipv6-media.toml",
-    ] {
-        assert!(
-            matches!(exercise::config(&seed(valid)), Outcome::Valid(_)),
-            "{valid} is a valid configuration"
-        );
-    }
+    let valid = |name: &str| match exercise::config(&seed(name)) {
+        Outcome::Valid(config) => config,
+        Outcome::Refused(e) => panic!("{name} is a valid configuration: {e}"),
+    };
+    assert_eq!(valid("readme-example.toml").media.max_calls, 10_000);
+    assert_eq!(*valid("empty.toml"), Config::default());
+    assert_eq!(valid("afxdp-pinned.toml").engine.cores, Some(vec![2, 3]));
+    assert!(valid("ipv6-media.toml").media.ip.is_ipv6());
     for (name, key) in [("unknown-key.toml", "ports"), ("not-toml.toml", "line 1")] {
         match exercise::config(&seed(name)) {
             Outcome::Refused(e @ ConfigError::Parse { .. }) => {

@@ -334,7 +334,8 @@ proptest! {
 #[test]
 fn fuzz_corpus_replays() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
         ("rtp", exercise::rtp),
         ("rtcp", exercise::rtcp),
         ("telephone_event", exercise::telephone_event),
