@@ -1,140 +1,22 @@
 //! Property tests of the wire views (STYLE.md 8): no input makes a checked constructor,
 //! iterator, typed view or accessor panic, and whatever we emit parses back to what we meant.
 
+mod exercise;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use dataplane::wire::ethernet::EthernetFrame;
+use dataplane::wire::frame::{self, MAX_HEADERS_LEN};
 use dataplane::wire::g711::Codec;
+use dataplane::wire::ip::Ipv4Packet;
 use dataplane::wire::rtcp::{
     self, Goodbye, ReceiverReport, ReportBlockFields, RtcpPacket, RtcpType, SenderReport,
     SourceDescription,
 };
 use dataplane::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc, is_rtcp};
 use dataplane::wire::telephone_event::{self, TelephoneEvent};
+use dataplane::wire::udp::UdpDatagram;
 use proptest::prelude::*;
-
-/// Reads every field of whatever RTP view `buf` makes, checks the lengths add up, and checks
-/// that the setters keep a valid packet valid.
-fn exercise_rtp(buf: &[u8]) {
-    let _ = is_rtcp(buf);
-    let Ok(p) = RtpPacket::new_checked(buf) else {
-        return;
-    };
-    let _ = (
-        p.version(),
-        p.padding(),
-        p.marker(),
-        p.payload_type(),
-        p.sequence_number(),
-    );
-    let _ = (p.timestamp(), p.ssrc(), p.as_bytes());
-    assert_eq!(p.csrcs().count(), usize::from(p.csrc_count()));
-    if let Some((_, ext)) = p.extension_header() {
-        assert!(ext.len() + 4 <= p.header_len());
-    }
-    assert_eq!(
-        p.header_len() + p.payload().len() + p.padding_len(),
-        buf.len()
-    );
-    if let Ok(ev) = TelephoneEvent::new_checked(p.payload()) {
-        exercise_event(&ev);
-    }
-
-    let payload = p.payload().to_vec();
-    let mut owned = buf.to_vec();
-    let mut q = RtpPacket::new_checked(&mut owned[..]).unwrap();
-    q.set_marker(true);
-    q.set_payload_type(101);
-    q.set_sequence_number(SeqNo(1));
-    q.set_timestamp(2);
-    q.set_ssrc(Ssrc(3));
-    assert_eq!(q.payload_mut(), &payload[..]);
-    let q = RtpPacket::new_checked(&owned[..]).expect("setters keep a packet valid");
-    let header = RtpHeader::parse(&q);
-    assert!(header.marker && header.payload_type == 101 && header.ssrc == Ssrc(3));
-}
-
-/// Reads every field of every RTCP packet and typed view `buf` makes.
-fn exercise_rtcp(buf: &[u8]) {
-    let _ = rtcp::validate_compound(buf);
-    if let Ok(p) = RtcpPacket::new_checked(buf) {
-        exercise_rtcp_packet(&p);
-    }
-    let (mut len, mut errors) = (0, 0);
-    for item in rtcp::compound(buf) {
-        assert_eq!(errors, 0, "the iterator ends after its first error");
-        match item {
-            Ok(p) => {
-                len += p.len_bytes();
-                exercise_rtcp_packet(&p);
-            }
-            Err(_) => errors += 1,
-        }
-    }
-    assert!(errors == 1 || len == buf.len());
-}
-
-fn exercise_rtcp_packet(p: &RtcpPacket<&[u8]>) {
-    let _ = (p.version(), p.as_bytes());
-    assert_eq!(4 + p.body().len() + p.padding_len(), p.len_bytes());
-    let count = usize::from(p.count());
-    match p.packet_type() {
-        RtcpType::SenderReport => {
-            if let Ok(sr) = SenderReport::new(p) {
-                let _ = (
-                    sr.ssrc(),
-                    sr.ntp_timestamp(),
-                    sr.rtp_timestamp(),
-                    sr.packet_count(),
-                );
-                let _ = (sr.octet_count(), sr.profile_extension());
-                assert_eq!(sr.report_blocks().len(), count);
-                sr.report_blocks().for_each(|b| _ = b.fields());
-            }
-        }
-        RtcpType::ReceiverReport => {
-            if let Ok(rr) = ReceiverReport::new(p) {
-                let _ = (rr.ssrc(), rr.profile_extension());
-                assert_eq!(rr.report_blocks().len(), count);
-                rr.report_blocks().for_each(|b| _ = b.fields());
-            }
-        }
-        RtcpType::SourceDescription => {
-            if let Ok(sdes) = SourceDescription::new(p) {
-                let _ = sdes.cname();
-                let mut chunks = 0;
-                for (_, items) in sdes.chunks() {
-                    items.for_each(|(_, text)| assert!(text.len() <= 255));
-                    chunks += 1;
-                }
-                assert_eq!(chunks, count);
-            }
-        }
-        RtcpType::Goodbye => {
-            if let Ok(bye) = Goodbye::new(p) {
-                let _ = bye.reason();
-                assert_eq!(bye.ssrcs().count(), count);
-            }
-        }
-        RtcpType::App | RtcpType::Other(_) => {}
-    }
-    // Every typed view rejects the wrong type without panicking.
-    let _ = (SenderReport::new(p), ReceiverReport::new(p));
-    let _ = (SourceDescription::new(p), Goodbye::new(p));
-}
-
-fn exercise_event(ev: &TelephoneEvent<&[u8]>) {
-    let _ = (ev.event(), ev.end(), ev.volume(), ev.duration());
-    assert_eq!(ev.events().count(), ev.len_events());
-    for e in ev.events() {
-        let _ = telephone_event::dtmf_digit(e.event());
-    }
-}
-
-fn exercise_all(buf: &[u8]) {
-    exercise_rtp(buf);
-    exercise_rtcp(buf);
-    if let Ok(ev) = TelephoneEvent::new_checked(buf) {
-        exercise_event(&ev);
-    }
-}
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..256)
@@ -236,6 +118,39 @@ fn full_compound() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// The two ends of a UDP flow, both IPv4 or both IPv6.
+fn udp_ends() -> impl Strategy<Value = (SocketAddr, SocketAddr)> {
+    let v4 = (any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(s, d)| {
+        (
+            IpAddr::from(Ipv4Addr::from(s)),
+            IpAddr::from(Ipv4Addr::from(d)),
+        )
+    });
+    let v6 = (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(s, d)| {
+        (
+            IpAddr::from(Ipv6Addr::from(s)),
+            IpAddr::from(Ipv6Addr::from(d)),
+        )
+    });
+    (prop_oneof![v4, v6], any::<u16>(), any::<u16>())
+        .prop_map(|((s, d), sp, dp)| (SocketAddr::new(s, sp), SocketAddr::new(d, dp)))
+}
+
+/// A frame as the AF_XDP sender builds it, with maybe some link-layer padding after it.
+fn full_frame() -> impl Strategy<Value = Vec<u8>> {
+    (udp_ends(), any::<[u8; 6]>(), bytes(), 0usize..8).prop_map(
+        |((src, dst), mac, payload, padding)| {
+            let mut headers = [0; MAX_HEADERS_LEN];
+            let len =
+                frame::emit_udp_headers(&mut headers, mac, [2; 6], src, dst, &payload).unwrap();
+            let mut buf = headers[..len].to_vec();
+            buf.extend_from_slice(&payload);
+            buf.extend(std::iter::repeat_n(0, padding));
+            buf
+        },
+    )
+}
+
 /// Overwrites bytes at random positions, then maybe cuts the buffer short.
 fn mutate(mut buf: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
     if !buf.is_empty() {
@@ -258,24 +173,60 @@ fn edits() -> impl Strategy<Value = (Vec<(usize, u8)>, Option<usize>)> {
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(buf in bytes()) {
-        exercise_all(&buf);
+        exercise::all(&buf);
     }
 
     #[test]
     fn arbitrary_version_2_bytes_never_panic(buf in version_2_bytes()) {
-        exercise_all(&buf);
+        exercise::all(&buf);
     }
 
     #[test]
     fn mutated_rtp_never_panics(buf in full_rtp(), (edits, cut) in edits()) {
-        exercise_rtp(&buf);
-        exercise_all(&mutate(buf, &edits, cut));
+        exercise::rtp(&buf);
+        exercise::all(&mutate(buf, &edits, cut));
     }
 
     #[test]
     fn mutated_rtcp_never_panics(buf in full_compound(), (edits, cut) in edits()) {
         prop_assert_eq!(rtcp::validate_compound(&buf), Ok(()));
-        exercise_all(&mutate(buf, &edits, cut));
+        exercise::all(&mutate(buf, &edits, cut));
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(buf in full_frame(), (edits, cut) in edits()) {
+        exercise::frame(&buf);
+        exercise::all(&mutate(buf, &edits, cut));
+    }
+
+    #[test]
+    fn udp_frame_round_trip(
+        (src, dst) in udp_ends(), src_mac: [u8; 6], dst_mac: [u8; 6], payload in bytes(),
+    ) {
+        let mut headers = [0; MAX_HEADERS_LEN];
+        let len = frame::emit_udp_headers(&mut headers, src_mac, dst_mac, src, dst, &payload)
+            .unwrap();
+        prop_assert_eq!(len, if src.is_ipv4() { 14 + 20 + 8 } else { 14 + 40 + 8 });
+        let mut buf = headers[..len].to_vec();
+        buf.extend_from_slice(&payload);
+        let inbound = frame::parse_udp(&buf).unwrap();
+        prop_assert_eq!((inbound.src_mac, inbound.src, inbound.dst), (src_mac, src, dst));
+        prop_assert_eq!(inbound.payload, &payload[..]);
+        let eth = EthernetFrame::new_checked(&buf[..]).unwrap();
+        prop_assert_eq!(eth.dst_mac(), dst_mac);
+        let udp = UdpDatagram::new_checked(&buf[len - 8..]).unwrap();
+        prop_assert!(udp.verify_checksum(src.ip(), dst.ip()));
+        prop_assert_ne!(udp.checksum(), 0, "a computed zero is sent as all ones (RFC 768)");
+        if src.is_ipv4() {
+            prop_assert!(Ipv4Packet::new_checked(eth.payload()).unwrap().verify_checksum());
+        }
+        // A flipped payload bit breaks the UDP checksum (a single-bit error always does).
+        if !payload.is_empty() {
+            let last = buf.len() - 1;
+            buf[last] ^= 1;
+            let udp = UdpDatagram::new_checked(&buf[len - 8..]).unwrap();
+            prop_assert!(!udp.verify_checksum(src.ip(), dst.ip()));
+        }
     }
 
     #[test]
@@ -375,4 +326,109 @@ proptest! {
             prop_assert_eq!(codec.decode(&codes[..n], &mut back), n);
         }
     }
+}
+
+/// Replays each fuzz target's committed corpus (dataplane/fuzz/corpus/<target>,
+/// docs/fuzzing.md) through the same checks as the fuzzer, so every seed, and every crash the
+/// fuzzer ever found (added to the corpus when fixed), is checked by the normal tests.
+#[test]
+fn fuzz_corpus_replays() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
+        ("rtp", exercise::rtp),
+        ("rtcp", exercise::rtcp),
+        ("telephone_event", exercise::telephone_event),
+        ("frame", exercise::frame),
+    ];
+    for (target, check) in targets {
+        let dir = corpus.join(target);
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            check(&data);
+            exercise::all(&data);
+            seeds += 1;
+        }
+        assert!(seeds >= 5, "{seeds} seeds in {}", dir.display());
+    }
+}
+
+/// The valid seeds are valid: the fuzzer starts from packets the views accept.
+#[test]
+fn fuzz_seeds_are_what_their_names_say() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let seed = |path: &str| std::fs::read(corpus.join(path)).unwrap();
+    for name in [
+        "pcmu-20ms",
+        "pcma-marker",
+        "csrc-ext-padding",
+        "dtmf-5",
+        "header-only",
+    ] {
+        assert!(
+            RtpPacket::new_checked(seed(&format!("rtp/{name}"))).is_ok(),
+            "{name}"
+        );
+    }
+    for name in ["truncated-11", "version-1", "padding-zero", "ext-past-end"] {
+        assert!(
+            RtpPacket::new_checked(seed(&format!("rtp/{name}"))).is_err(),
+            "{name}"
+        );
+    }
+    for name in [
+        "sr-sdes-bye",
+        "rr-empty",
+        "rr-block-padded",
+        "sdes-two-chunks",
+        "app",
+    ] {
+        assert_eq!(
+            rtcp::validate_compound(&seed(&format!("rtcp/{name}"))),
+            Ok(()),
+            "{name}"
+        );
+    }
+    for name in ["padding-not-last", "length-past-end"] {
+        assert!(
+            rtcp::validate_compound(&seed(&format!("rtcp/{name}"))).is_err(),
+            "{name}"
+        );
+    }
+    // A sound compound whose SR claims 31 report blocks and carries one.
+    let sr = seed("rtcp/sr-count-too-big");
+    let p = RtcpPacket::new_checked(&sr[..]).unwrap();
+    assert_eq!(
+        SenderReport::new(&p),
+        Err(dataplane::wire::WireError::BadLength)
+    );
+    for name in [
+        "digit-5-start",
+        "digit-hash-end",
+        "two-blocks",
+        "reserved-bit",
+    ] {
+        assert!(TelephoneEvent::new_checked(seed(&format!("telephone_event/{name}"))).is_ok());
+    }
+    for name in [
+        "ipv4-rtp",
+        "ipv6-rtp",
+        "ipv4-min-frame-padded",
+        "ipv4-options",
+    ] {
+        assert!(
+            frame::parse_udp(&seed(&format!("frame/{name}"))).is_ok(),
+            "{name}"
+        );
+    }
+    for name in ["ipv4-tcp", "ipv6-hop-by-hop", "arp", "udp-length-past-ip"] {
+        assert!(
+            frame::parse_udp(&seed(&format!("frame/{name}"))).is_err(),
+            "{name}"
+        );
+    }
+    let rtp_frame = seed("frame/ipv4-rtp");
+    let inbound = frame::parse_udp(&rtp_frame).unwrap();
+    assert_eq!(inbound.payload, &seed("rtp/pcmu-20ms")[..]);
 }

@@ -6,7 +6,8 @@
 //! legs is handed to its calls in place; a port another worker holds is copied into that
 //! worker's handover ring (the lock-free mesh between workers, SPSC rings both ways between
 //! every pair); anything else is dropped and counted. Outgoing datagrams are framed here
-//! (Ethernet, IPv4 or IPv6, UDP, with checksums) and sent on the worker's first XSK.
+//! (Ethernet, IPv4 or IPv6, UDP, with checksums: the views of [`crate::wire::frame`]) and
+//! sent on the worker's first XSK.
 //!
 //! Frames and their owners:
 //! - a UMEM's frames are split once, at start, between receiving (the fill ring) and sending
@@ -41,6 +42,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use super::backend::{LegIo, PacketIo, Polled, SendError, Transmit};
 use crate::media::call::MAX_DATAGRAM;
 use crate::time::Duration;
+use crate::wire::frame::{MAX_HEADERS_LEN, emit_udp_headers, parse_udp};
 
 /// Frames per UMEM (one UMEM per queue): half receive, half send.
 const FRAMES: u32 = 4096;
@@ -56,14 +58,6 @@ pub const HANDOVER_CAPACITY: usize = 512;
 const NEIGHBOUR_REFRESH: std::time::Duration = std::time::Duration::from_millis(200);
 /// Peers whose link-layer address is remembered.
 const NEIGHBOURS: usize = 4096;
-
-const ETH_HLEN: usize = 14;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const UDP_HLEN: usize = 8;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
-const IPPROTO_UDP: u8 = 17;
 
 /// Which worker holds each media port: written by the control side when it admits or
 /// releases a leg, read by workers to hand a frame that arrived on the wrong queue to its
@@ -579,156 +573,6 @@ fn set_busy_poll(fd: RawFd) {
     }
 }
 
-/// A parsed inbound frame: where the UDP payload is and who sent it.
-struct Inbound {
-    dst_port: u16,
-    src: SocketAddr,
-    src_mac: [u8; 6],
-    payload: core::ops::Range<usize>,
-}
-
-/// Parses Ethernet / IPv4 or IPv6 / UDP. `None` for anything else or anything inconsistent
-/// (the XDP program only redirects UDP, but a frame is checked again here: it is input).
-fn parse(frame: &[u8]) -> Option<Inbound> {
-    let eth = frame.get(..ETH_HLEN)?;
-    let mut src_mac = [0u8; 6];
-    src_mac.copy_from_slice(&eth[6..12]);
-    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-    let (src_ip, udp_at, ip_end) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            let ip = frame.get(ETH_HLEN..ETH_HLEN + IPV4_HLEN)?;
-            let ihl = usize::from(ip[0] & 0x0F) * 4;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            if ip[0] >> 4 != 4 || ihl < IPV4_HLEN || ip[9] != IPPROTO_UDP || total < ihl + UDP_HLEN
-            {
-                return None;
-            }
-            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            (IpAddr::V4(src), ETH_HLEN + ihl, ETH_HLEN + total)
-        }
-        ETHERTYPE_IPV6 => {
-            let ip = frame.get(ETH_HLEN..ETH_HLEN + IPV6_HLEN)?;
-            let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-            if ip[0] >> 4 != 6 || ip[6] != IPPROTO_UDP || payload_len < UDP_HLEN {
-                return None;
-            }
-            let mut src = [0u8; 16];
-            src.copy_from_slice(&ip[8..24]);
-            (
-                IpAddr::V6(Ipv6Addr::from(src)),
-                ETH_HLEN + IPV6_HLEN,
-                ETH_HLEN + IPV6_HLEN + payload_len,
-            )
-        }
-        _ => return None,
-    };
-    let udp = frame.get(udp_at..udp_at + UDP_HLEN)?;
-    let src_port = u16::from_be_bytes([udp[0], udp[1]]);
-    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
-    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let end = udp_at + udp_len;
-    if udp_len < UDP_HLEN || end > ip_end || end > frame.len() {
-        return None;
-    }
-    Some(Inbound {
-        dst_port,
-        src: SocketAddr::new(src_ip, src_port),
-        src_mac,
-        payload: udp_at + UDP_HLEN..end,
-    })
-}
-
-/// The Internet checksum (RFC 1071) of `parts`, folded, not yet complemented.
-fn checksum_sum(parts: &[&[u8]]) -> u32 {
-    let mut sum = 0u32;
-    for part in parts {
-        let mut chunks = part.chunks_exact(2);
-        for c in &mut chunks {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [last] = chunks.remainder() {
-            sum += u32::from(u16::from_be_bytes([*last, 0]));
-        }
-    }
-    sum
-}
-
-fn checksum_finish(mut sum: u32) -> u16 {
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Writes Ethernet, IP and UDP headers for `payload_len` bytes from `src` to `dst` into
-/// `out`; returns the header length. The UDP checksum covers `payload`.
-fn emit_headers(
-    out: &mut [u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN],
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &[u8],
-) -> Option<usize> {
-    out[0..6].copy_from_slice(&dst_mac);
-    out[6..12].copy_from_slice(&src_mac);
-    let udp_len = (UDP_HLEN + payload.len()) as u16;
-    let (ip_len, pseudo_sum) = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            let ip = &mut out[ETH_HLEN..ETH_HLEN + IPV4_HLEN];
-            ip.fill(0);
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&(IPV4_HLEN as u16 + udp_len).to_be_bytes());
-            ip[6] = 0x40; // don't fragment
-            ip[8] = 64; // TTL
-            ip[9] = IPPROTO_UDP;
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let csum = checksum_finish(checksum_sum(&[ip]));
-            ip[10..12].copy_from_slice(&csum.to_be_bytes());
-            let pseudo = checksum_sum(&[
-                &s.octets(),
-                &d.octets(),
-                &[0, IPPROTO_UDP],
-                &udp_len.to_be_bytes(),
-            ]);
-            (IPV4_HLEN, pseudo)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            out[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            let ip = &mut out[ETH_HLEN..ETH_HLEN + IPV6_HLEN];
-            ip.fill(0);
-            ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
-            ip[6] = IPPROTO_UDP;
-            ip[7] = 64; // hop limit
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-            let pseudo = checksum_sum(&[
-                &s.octets(),
-                &d.octets(),
-                &u32::from(udp_len).to_be_bytes(),
-                &[0, 0, 0, IPPROTO_UDP],
-            ]);
-            (IPV6_HLEN, pseudo)
-        }
-        _ => return None,
-    };
-    let udp_at = ETH_HLEN + ip_len;
-    let udp = &mut out[udp_at..udp_at + UDP_HLEN];
-    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    udp[6..8].fill(0);
-    let mut csum = checksum_finish(pseudo_sum + checksum_sum(&[udp, payload]));
-    if csum == 0 {
-        csum = 0xFFFF; // RFC 768: a computed zero is sent as all ones
-    }
-    udp[6..8].copy_from_slice(&csum.to_be_bytes());
-    Some(udp_at + UDP_HLEN)
-}
-
 /// The send half of the backend: frames datagrams onto one XSK.
 pub struct XskSender<'a> {
     umem: &'a Umem,
@@ -752,8 +596,8 @@ impl Transmit for XskSender<'_> {
             .neighbours
             .lookup(dst.ip())
             .ok_or(SendError::NoNextHop)?;
-        let mut headers = [0u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN];
-        let hlen = emit_headers(
+        let mut headers = [0u8; MAX_HEADERS_LEN];
+        let hlen = emit_udp_headers(
             &mut headers,
             self.interface.mac,
             dst_mac,
@@ -761,7 +605,7 @@ impl Transmit for XskSender<'_> {
             dst,
             datagram,
         )
-        .ok_or(SendError::Invalid)?;
+        .map_err(|_| SendError::Invalid)?;
         let mut frame = self.pool.take().ok_or(SendError::PoolExhausted)?;
         // SAFETY: `frame` came from this UMEM's TX pool, so neither the kernel nor any other
         // code holds it until it is queued below.
@@ -854,12 +698,12 @@ impl PacketIo for AfXdp {
                     // SAFETY: `desc` is a received frame we own (see above); the sends made
                     // while it is read use other frames (from the TX pool) of the same UMEM.
                     let frame = unsafe { umem.data(desc) }.contents();
-                    let Some(inbound) = parse(frame) else {
+                    let Ok(inbound) = parse_udp(frame) else {
                         on(Polled::Malformed);
                         continue;
                     };
                     neighbours.learn(inbound.src.ip(), inbound.src_mac);
-                    let data = &frame[inbound.payload.clone()];
+                    let data = inbound.payload;
                     let tx = XskSender {
                         umem,
                         pool: &mut *pool,
@@ -867,10 +711,11 @@ impl PacketIo for AfXdp {
                         neighbours: &mut *neighbours,
                         interface,
                     };
-                    if !deliver(inbound.dst_port, inbound.src, data, tx, on) {
-                        match owners.get(inbound.dst_port) {
+                    let dst_port = inbound.dst.port();
+                    if !deliver(dst_port, inbound.src, data, tx, on) {
+                        match owners.get(dst_port) {
                             Some(owner) if owner != *worker => {
-                                hand_over(mesh, owner, inbound.dst_port, inbound.src, data, on)
+                                hand_over(mesh, owner, dst_port, inbound.src, data, on)
                             }
                             _ => on(Polled::UnknownPort),
                         }
@@ -1178,94 +1023,6 @@ mod netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn round_trip(src: SocketAddr, dst: SocketAddr) {
-        let payload = b"\x80\x00\x00\x01hello rtp";
-        let mut headers = [0u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN];
-        let hlen = emit_headers(&mut headers, [2; 6], [4; 6], src, dst, payload).unwrap();
-        let mut frame = headers[..hlen].to_vec();
-        frame.extend_from_slice(payload);
-        let inbound = parse(&frame).expect("our own frame parses");
-        assert_eq!(inbound.src, src);
-        assert_eq!(inbound.dst_port, dst.port());
-        assert_eq!(inbound.src_mac, [2; 6]);
-        assert_eq!(&frame[inbound.payload], payload);
-        // The UDP checksum over pseudo-header, header and payload verifies to zero (RFC 768).
-        let udp_at = hlen - UDP_HLEN;
-        let udp_len = (frame.len() - udp_at) as u16;
-        let pseudo = match (src.ip(), dst.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => checksum_sum(&[
-                &s.octets(),
-                &d.octets(),
-                &[0, IPPROTO_UDP],
-                &udp_len.to_be_bytes(),
-            ]),
-            (IpAddr::V6(s), IpAddr::V6(d)) => checksum_sum(&[
-                &s.octets(),
-                &d.octets(),
-                &u32::from(udp_len).to_be_bytes(),
-                &[0, 0, 0, IPPROTO_UDP],
-            ]),
-            _ => unreachable!(),
-        };
-        assert_eq!(
-            checksum_finish(pseudo + checksum_sum(&[&frame[udp_at..]])),
-            0
-        );
-        if src.is_ipv4() {
-            assert_eq!(
-                checksum_finish(checksum_sum(&[&frame[ETH_HLEN..ETH_HLEN + IPV4_HLEN]])),
-                0
-            );
-        }
-    }
-
-    #[test]
-    fn frames_we_build_parse_back_with_valid_checksums() {
-        round_trip(
-            "10.1.2.3:20000".parse().unwrap(),
-            "10.1.2.4:4000".parse().unwrap(),
-        );
-        round_trip(
-            "[fd00::1]:20002".parse().unwrap(),
-            "[fd00::2]:4002".parse().unwrap(),
-        );
-    }
-
-    #[test]
-    fn parse_refuses_what_is_not_udp_over_ip_and_never_panics() {
-        let mut frame = vec![0u8; 60];
-        frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
-        assert!(parse(&frame).is_none());
-        let mut headers = [0u8; ETH_HLEN + IPV6_HLEN + UDP_HLEN];
-        let hlen = emit_headers(
-            &mut headers,
-            [1; 6],
-            [2; 6],
-            "10.0.0.1:1".parse().unwrap(),
-            "10.0.0.2:2".parse().unwrap(),
-            &[0; 16],
-        )
-        .unwrap();
-        let mut f = headers[..hlen].to_vec();
-        f.extend_from_slice(&[0; 16]);
-        // Every prefix short of the whole datagram is refused, without a panic.
-        for len in 0..=f.len() {
-            assert_eq!(parse(&f[..len]).is_some(), len == f.len(), "length {len}");
-        }
-    }
-
-    #[test]
-    fn checksum_matches_rfc_1071_example() {
-        // RFC 1071 §3: these bytes sum to 0xddf2 (folded), so the checksum is its complement.
-        let bytes = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(checksum_finish(checksum_sum(&[&bytes])), !0xddf2);
-        // An odd trailing byte is the high half of a zero-padded word.
-        assert_eq!(
-            checksum_sum(&[&bytes, &[0xab]]),
-            checksum_sum(&[&bytes]) + 0xab00
-        );
-    }
 
     #[test]
     fn port_owners_and_mesh() {

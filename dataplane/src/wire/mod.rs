@@ -4,10 +4,15 @@
 //! and has cheap accessors after that. Panic contract: accessors never panic on a view built by
 //! `new_checked`; `new_unchecked` exists only where the caller has already validated the buffer.
 
+pub mod checksum;
+pub mod ethernet;
+pub mod frame;
 pub mod g711;
+pub mod ip;
 pub mod rtcp;
 pub mod rtp;
 pub mod telephone_event;
+pub mod udp;
 
 /// Why a buffer is not a valid packet of the expected kind. Tiny and `Copy`: decoders run per
 /// packet and an error is counted and dropped, never allocated.
@@ -28,6 +33,10 @@ pub enum WireError {
     /// A field holds a value the protocol forbids.
     #[error("malformed field")]
     Malformed,
+    /// A well-formed packet of a protocol the media path does not carry (not UDP over IPv4
+    /// or IPv6, e.g. ARP, TCP, an IPv6 extension header).
+    #[error("unsupported protocol")]
+    Unsupported,
 }
 
 pub type WireResult<T> = Result<T, WireError>;
