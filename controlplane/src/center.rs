@@ -517,7 +517,11 @@ impl Center {
         // Published before the commit, so a stream filtering an event of this commit (or a
         // later one) already sees the groups as they are with it.
         let previous = (!same_viewers(&before.0, &model.dir)).then(|| {
-            let previous = self.viewers.read().unwrap_or_else(PoisonError::into_inner).clone();
+            let previous = self
+                .viewers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             self.set_viewers(Arc::new(viewers(&model.dir)));
             previous
         });

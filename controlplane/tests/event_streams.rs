@@ -151,7 +151,9 @@ async fn open_streams_cost_no_threads_and_all_get_every_event() {
         }
     }
     let busy = threads(daemon.pid());
-    eprintln!("daemon threads: {idle} idle, {open} with {STREAMS} streams open, {busy} after the burst");
+    eprintln!(
+        "daemon threads: {idle} idle, {open} with {STREAMS} streams open, {busy} after the burst"
+    );
     assert!(
         open.max(busy) <= THREADS_MAX,
         "{STREAMS} streams took the daemon from {idle} to {} threads (at most {THREADS_MAX})",

@@ -158,7 +158,10 @@ fn read_page(state: &AppState, after: Option<EventId>) -> Result<(Page, bool), S
         };
         let events = r.events_after(after, FEED_PAGE)?;
         let full = events.len() >= FEED_PAGE as usize;
-        let events = events.into_iter().map(|e| Arc::new(Shared::from(e))).collect();
+        let events = events
+            .into_iter()
+            .map(|e| Arc::new(Shared::from(e)))
+            .collect();
         Ok((Page { after, events }, full))
     })?;
     store.sync()?;
