@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
@@ -23,6 +24,12 @@ pub const RING_PAGES: usize = 256;
 
 /// Events the feed reads from the store at a time (one page of the ring, at most).
 pub const FEED_PAGE: u32 = 100;
+
+/// The least time between two publications of the feed. Every page wakes every open stream,
+/// so under a stream of commits the feed gathers what they wrote for this long into one page
+/// rather than waking every stream per commit; an event after a quiet spell goes out at once.
+/// Invisible to a person watching a panel; it bounds the streams' wake-ups to 50 a second.
+pub const FEED_PERIOD: Duration = Duration::from_millis(20);
 
 /// One event as every stream sends it: its data already rendered once for all of them.
 #[derive(Debug)]
@@ -98,6 +105,7 @@ async fn run(state: AppState) {
     loop {
         // Marked seen before reading, so a commit after the read wakes `changed`.
         commits.borrow_and_update();
+        let mut published = false;
         loop {
             if state.feed().pages.receiver_count() == 0 {
                 after = None;
@@ -128,10 +136,14 @@ async fn run(state: AppState) {
             if !page.events.is_empty() || from.is_none() {
                 // An error: no stream listens any more.
                 let _ = state.feed().pages.send(Arc::new(page));
+                published = true;
             }
             if !full {
                 break;
             }
+        }
+        if published {
+            tokio::time::sleep(FEED_PERIOD).await;
         }
         if commits.changed().await.is_err() {
             return;
