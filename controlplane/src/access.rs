@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{PoisonError, RwLock};
 
+use tokio::sync::watch;
+
 use anyhow::Context as _;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -63,10 +65,18 @@ struct Cached {
 /// Every token's hash, in memory, so authenticating a request takes no store access (the store
 /// lock may be held across a durable commit). Only this process writes tokens, and every write
 /// goes through [`TokenCache`] under its write lock, so the cache never disagrees with the store
-/// once a write is acknowledged: a revocation takes effect with its answer.
-#[derive(Default)]
+/// once a write is acknowledged: a revocation takes effect with its answer, for new requests
+/// and for the open event streams ([`Standing`]).
 pub struct TokenCache {
     by_hash: RwLock<HashMap<[u8; 32], Cached>>,
+    /// Bumped after every token write, before it is answered ([`Standing`] watches it).
+    withdrawals: watch::Sender<u64>,
+}
+
+impl Default for TokenCache {
+    fn default() -> TokenCache {
+        TokenCache::with(HashMap::new())
+    }
 }
 
 fn cached(t: &TokenRecord) -> Cached {
@@ -79,15 +89,21 @@ fn cached(t: &TokenRecord) -> Cached {
 }
 
 impl TokenCache {
+    fn with(by_hash: HashMap<[u8; 32], Cached>) -> TokenCache {
+        TokenCache {
+            by_hash: RwLock::new(by_hash),
+            withdrawals: watch::Sender::new(0),
+        }
+    }
+
     /// Every token of the store.
     pub fn load(store: &dyn Store) -> anyhow::Result<TokenCache> {
         let tokens = store
             .read(|r| r.tokens())
             .context("cannot load the tokens")?;
-        let by_hash = tokens.iter().map(|t| (t.token_hash.0, cached(t))).collect();
-        Ok(TokenCache {
-            by_hash: RwLock::new(by_hash),
-        })
+        Ok(TokenCache::with(
+            tokens.iter().map(|t| (t.token_hash.0, cached(t))).collect(),
+        ))
     }
 
     fn lookup(&self, hash: &auth::TokenHash) -> Option<Cached> {
@@ -95,8 +111,16 @@ impl TokenCache {
         map.get(&hash.0).cloned()
     }
 
+    /// Whether token `id` is known and not revoked. A linear scan: it runs only when a token
+    /// was written ([`Standing`]), and token writes are rare administration.
+    fn is_active(&self, id: &str) -> bool {
+        let map = self.by_hash.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().any(|t| t.id == id && !t.revoked)
+    }
+
     /// Runs `f` (a store write of tokens) with the cache locked, then reloads every token from
-    /// the store (token writes are rare administration).
+    /// the store (token writes are rare administration) and tells the open streams to re-check
+    /// their tokens.
     fn write<R>(
         &self,
         store: &dyn Store,
@@ -107,7 +131,74 @@ impl TokenCache {
         for t in store.read(|r| r.tokens())? {
             map.insert(t.token_hash.0, cached(&t));
         }
+        drop(map);
+        self.withdrawals.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)
+    }
+}
+
+// ---- authority of long-lived requests ----
+
+/// Whether `principal` still holds the authority it was authenticated with: the one place a
+/// request that outlives its authentication (an event stream, docs/api.md Events) re-checks
+/// it. A token holds until it is revoked. A credential store that can take authority back (the
+/// token cache; browser sessions when they come, signed out) answers here and bumps the channel
+/// [`Standing`] watches when it does.
+fn still_authorized(state: &AppState, principal: &Principal) -> bool {
+    state.tokens().is_active(&principal.token_id)
+}
+
+/// A long-lived request's hold on its principal's authority (SPEC §7: a revoked token ends its
+/// open streams). Cheap to ask between events: the credentials are looked at again only after
+/// one was written.
+pub struct Standing {
+    state: AppState,
+    principal: Principal,
+    withdrawals: watch::Receiver<u64>,
+    /// Sticky: authority once lost is never regained by this request.
+    holds: bool,
+}
+
+impl Standing {
+    /// `principal`'s standing, from now on (it was authenticated just before).
+    pub fn new(state: AppState, principal: Principal) -> Standing {
+        let withdrawals = state.tokens().withdrawals.subscribe();
+        Standing {
+            state,
+            principal,
+            withdrawals,
+            holds: true,
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    fn recheck(&mut self) -> bool {
+        self.holds = self.holds && still_authorized(&self.state, &self.principal);
+        self.holds
+    }
+
+    /// Whether the authority still holds (re-checked if a credential was written since).
+    pub fn holds(&mut self) -> bool {
+        // An error: the cache is gone, so is the daemon.
+        if self.withdrawals.has_changed().unwrap_or(true) {
+            self.withdrawals.borrow_and_update();
+            self.recheck();
+        }
+        self.holds
+    }
+
+    /// Resolves once the authority is withdrawn (cancel-safe: for `select!`).
+    pub async fn withdrawn(&mut self) {
+        while self.holds() {
+            if self.withdrawals.changed().await.is_err() {
+                self.holds = false;
+            } else {
+                self.recheck();
+            }
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 //! and grants. What is not: presence, ringing calls and forwarding, which are facts about
 //! phones that the platform reports again (a restart ends every call anyway).
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::Serialize;
 
@@ -87,6 +87,36 @@ struct Model {
 
 pub struct Center {
     model: Mutex<Model>,
+    /// Who belongs to which groups, derived from the directory after every change of it: the
+    /// event streams filter by it ([`Center::groups_seen_by`]) without taking `model`'s lock,
+    /// which is held across commits.
+    viewers: RwLock<Arc<Viewers>>,
+}
+
+/// Each user's groups (supervised or member of): the groups whose events they see.
+type Viewers = HashMap<String, Arc<HashSet<String>>>;
+
+/// Whether `a` and `b` have the same groups with the same supervisors and members (most
+/// directory changes are logins, presence and ringing calls, which leave [`Viewers`] as is).
+fn same_viewers(a: &Directory, b: &Directory) -> bool {
+    a.groups().count() == b.groups().count()
+        && a.groups().zip(b.groups()).all(|(x, y)| {
+            x.id() == y.id()
+                && x.supervisors() == y.supervisors()
+                && x.members().keys().eq(y.members().keys())
+        })
+}
+
+fn viewers(dir: &Directory) -> Viewers {
+    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+    for g in dir.groups() {
+        for user in g.supervisors().iter().chain(g.members().keys()) {
+            out.entry(user.to_string())
+                .or_default()
+                .insert(g.id().to_string());
+        }
+    }
+    out.into_iter().map(|(u, g)| (u, Arc::new(g))).collect()
 }
 
 /// A group as the API shows it.
@@ -455,8 +485,19 @@ impl Center {
             }
         }
         Ok(Center {
+            viewers: RwLock::new(Arc::new(viewers(&model.dir))),
             model: Mutex::new(model),
         })
+    }
+
+    /// The groups `user` supervises or is a member of, as of the last directory change.
+    pub fn groups_seen_by(&self, user: &str) -> Arc<HashSet<String>> {
+        let viewers = self.viewers.read().unwrap_or_else(PoisonError::into_inner);
+        viewers.get(user).cloned().unwrap_or_default()
+    }
+
+    fn set_viewers(&self, viewers: Arc<Viewers>) {
+        *self.viewers.write().unwrap_or_else(PoisonError::into_inner) = viewers;
     }
 
     /// Runs `f` on the directory and the groups' policies, then commits what it returns with
@@ -473,8 +514,22 @@ impl Center {
         let model = &mut *guard;
         let before = (model.dir.clone(), model.policies.clone());
         let out = f(&mut model.dir, &mut model.policies)?;
+        // Published before the commit, so a stream filtering an event of this commit (or a
+        // later one) already sees the groups as they are with it.
+        let previous = (!same_viewers(&before.0, &model.dir)).then(|| {
+            let previous = self
+                .viewers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            self.set_viewers(Arc::new(viewers(&model.dir)));
+            previous
+        });
         if let Err(e) = store.write(|w| persist(w, model, &out)) {
             (model.dir, model.policies) = before;
+            if let Some(previous) = previous {
+                self.set_viewers(previous);
+            }
             return Err(e.into());
         }
         Ok(out)

@@ -1,14 +1,22 @@
 //! `GET /v1/events`: the event log as Server-Sent Events (docs/api.md, Events).
 //!
-//! The store's `events` table is the only source: a stream keeps a cursor (the last event id
-//! it has passed) and reads [`Reads::events_after`] from it, one bounded page at a time. After
-//! every committed write, [`Notifying`] bumps a `watch` counter; a stream that has caught up
-//! waits on it and reads again. So events arrive in id order with no gaps or duplicates by
-//! construction, and a slow client costs no memory: it simply reads further behind.
+//! The store's `events` table is the only source. After every committed write, [`Notifying`]
+//! bumps a `watch` counter; one task, the [`feed`], then reads what the log gained once for
+//! every stream, syncs (only durable events are sent), and broadcasts it as contiguous pages.
+//! Each stream keeps a cursor (the last event id it has passed): it takes from the feed the
+//! events after its cursor, and whenever it is behind the feed (resumed with `Last-Event-ID`,
+//! or too slow for the feed's bounded ring) it reads [`Reads::events_after`] from its cursor
+//! itself, one bounded page at a time, until it has caught up. So events arrive in id order
+//! with no gaps or duplicates by construction, and a slow client costs no memory: it simply
+//! reads further behind.
 //!
 //! Visibility ([`Viewer`]): admins and softswitches see every event; a supervisor sees the
 //! events whose scope names them or a group they supervise or belong to; an agent sees the
 //! events whose scope names them. Any other caller sees nothing.
+//!
+//! A stream lasts as long as its token's authority ([`Standing`]): revoking the token ends it.
+
+pub mod feed;
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
@@ -19,21 +27,27 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, broadcast, watch};
 
-use crate::access::{Authorized, Principal, Read};
+use crate::access::{Authorized, Principal, Read, Standing};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{
-    self, Event, EventId, EventScope, Reads, Store, StoreError, StoreExt as _, Writes,
-};
+use crate::store::{self, EventId, EventScope, Reads, Store, StoreError, StoreExt as _, Writes};
+
+pub use feed::Feed;
+use feed::{Page, Shared};
 
 /// The keep-alive comment's period.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Events read from the store per page (the most a stream holds at once).
+/// Events a stream catching up reads from the store per page (the most it holds at once).
 pub const PAGE: u32 = 100;
+
+/// Streams reading the store at once (catching up, or finding the log's end as they open):
+/// each read takes a thread of the blocking pool, and however many streams are open, the
+/// thread count stays bounded (the others wait their turn).
+pub const STORE_READERS: usize = 4;
 
 /// The `Last-Event-ID` request header.
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -104,15 +118,13 @@ impl Viewer {
         }
     }
 
-    /// The groups whose events the viewer sees (supervisors only), read in the same snapshot
-    /// as the page.
-    fn groups(&self, r: &dyn Reads) -> Result<HashSet<String>, StoreError> {
-        let mut groups = HashSet::new();
-        if let Viewer::Supervisor(user) = self {
-            groups.extend(r.supervised_groups(user)?.into_iter().map(|g| g.group_id));
-            groups.extend(r.memberships(user)?.into_iter().map(|m| m.group_id));
+    /// The groups whose events the viewer sees (supervisors only): the directory's, as of
+    /// its last change (so a change of groups takes effect with the next page).
+    fn groups(&self, state: &AppState) -> Arc<HashSet<String>> {
+        match self {
+            Viewer::Supervisor(user) => state.center().groups_seen_by(user),
+            _ => Arc::default(),
         }
-        Ok(groups)
     }
 }
 
@@ -166,23 +178,31 @@ pub async fn stream(
     State(state): State<AppState>,
     Resume(after): Resume,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    // Subscribed before the first read: a commit after that read is never missed.
-    let commits = state.commits();
-    let cursor = match after {
+    // Subscribed before the first read: a page published after that read is never missed.
+    let pages = state.feed().subscribe(&state);
+    // At the log's end (read after subscribing), the feed has every later event; after a
+    // resume point, what follows it is read from the store first.
+    let behind = after.is_some();
+    let after = match after {
         Some(id) => id,
-        None => crate::api::blocking_api(state.clone(), |s| {
-            s.store()
-                .read(|r| r.last_event_id())
-                .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))
-        })
-        .await?
-        .unwrap_or(EventId::ZERO),
+        None => {
+            let _turn = readers().acquire().await;
+            crate::api::blocking_api(state.clone(), |s| {
+                s.store()
+                    .read(|r| r.last_event_id())
+                    .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))
+            })
+            .await?
+            .unwrap_or(EventId::ZERO)
+        }
     };
     let cursor = Cursor {
-        state,
         viewer: Viewer::of(&principal),
-        commits,
-        after: cursor,
+        standing: Standing::new(state.clone(), principal),
+        state,
+        pages,
+        after,
+        behind,
         pending: VecDeque::new(),
     };
     let events = futures_util::stream::unfold(cursor, |mut c| async move {
@@ -192,74 +212,134 @@ pub async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
+/// The turns to read the store ([`STORE_READERS`]); one set for the process, as the blocking
+/// pool is.
+fn readers() -> &'static Semaphore {
+    static READERS: Semaphore = Semaphore::const_new(STORE_READERS);
+    &READERS
+}
+
 /// One stream's position in the log.
 struct Cursor {
     state: AppState,
     viewer: Viewer,
-    commits: watch::Receiver<u64>,
-    /// The last event id read (visible or not).
+    /// The caller's authority: the stream ends when it is withdrawn.
+    standing: Standing,
+    pages: broadcast::Receiver<Arc<Page>>,
+    /// The last event id passed (visible or not).
     after: EventId,
-    /// Visible events read but not yet sent (at most one page).
-    pending: VecDeque<Event>,
+    /// Whether events after `after` may be missing from the feed (a resume point, a lag, a
+    /// page that follows a later id): they are read from the store until it has no more.
+    behind: bool,
+    /// Visible events taken but not yet sent (at most one page).
+    pending: VecDeque<Arc<Shared>>,
 }
 
 impl Cursor {
-    /// The next visible event, waiting for commits as needed; `None` ends the stream (the
-    /// daemon is going away, or the store failed: the client resumes with `Last-Event-ID`).
+    /// The next visible event, waiting for the feed as needed; `None` ends the stream (the
+    /// caller's authority was withdrawn, the daemon is going away, or the store failed: the
+    /// client resumes with `Last-Event-ID`).
     async fn next(&mut self) -> Option<SseEvent> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(
-                    SseEvent::default()
-                        .id(event.id.0.to_string())
-                        .event(&event.event_type)
-                        .data(event.payload.to_string()),
-                );
-            }
-            // Marked seen before reading, so a commit after the read wakes `changed`.
-            self.commits.borrow_and_update();
-            let (page, full) = match self.page().await {
-                Ok(page) => page,
-                Err(err) => {
-                    tracing::warn!(%err, "event stream ended: cannot read the event log");
-                    return None;
-                }
-            };
-            self.pending.extend(page);
-            if self.pending.is_empty() && !full && self.commits.changed().await.is_err() {
+            if !self.standing.holds() {
                 return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(sse(&event));
+            }
+            if self.behind {
+                match self.catch_up().await {
+                    Ok(()) => continue,
+                    Err(err) => {
+                        tracing::warn!(%err, "event stream ended: cannot read the event log");
+                        return None;
+                    }
+                }
+            }
+            let Cursor {
+                standing, pages, ..
+            } = self;
+            let page = tokio::select! {
+                biased;
+                () = standing.withdrawn() => return None,
+                page = pages.recv() => page,
+            };
+            match page {
+                Ok(page) => self.take(page),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "event stream behind the feed: reading the store");
+                    self.behind = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// The next page after the cursor, filtered; whether it was full (more may follow at once).
-    /// Only durable events are sent: the page may hold commits of requests still waiting for
-    /// their sync (`store::deferring`), so the page is synced before it is returned.
-    async fn page(&mut self) -> Result<(Vec<Event>, bool), String> {
-        let state = self.state.clone();
-        let viewer = self.viewer.clone();
-        let after = self.after;
-        let (events, last, full) = tokio::task::spawn_blocking(move || {
-            let page = state.store().read(|r| {
-                let page = r.events_after(after, PAGE)?;
-                let full = page.len() >= PAGE as usize;
-                let last = page.last().map(|e| e.id);
-                let groups = viewer.groups(r)?;
-                let visible: Vec<Event> = page
-                    .into_iter()
-                    .filter(|e| visible(&viewer, &groups, &e.scope))
-                    .collect();
-                Ok::<_, store::StoreError>((visible, last, full))
-            })?;
-            state.store().sync()?;
-            Ok::<_, store::StoreError>(page)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        if let Some(last) = last {
-            self.after = last;
+    /// Takes a page of the feed: the visible events after the cursor, or, if the page follows
+    /// an id past the cursor (events in between were never handed to this stream), a turn to
+    /// read the store.
+    fn take(&mut self, page: Arc<Page>) {
+        if page.after > self.after {
+            self.behind = true;
+            return;
         }
-        Ok((events, full))
+        let last = page.last();
+        if last <= self.after {
+            return;
+        }
+        let groups = self.viewer.groups(&self.state);
+        let after = self.after;
+        self.pending.extend(
+            page.events
+                .iter()
+                .filter(|e| e.id > after && visible(&self.viewer, &groups, &e.scope))
+                .cloned(),
+        );
+        self.after = last;
     }
+
+    /// Reads the next page after the cursor from the store, filtered; done catching up when it
+    /// was not full (from then on the feed has every later event: the stream subscribed to it
+    /// before this read). Only durable events are sent: the page may hold commits of requests
+    /// still waiting for their sync (`store::deferring`), so it is synced before it is used.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        let state = self.state.clone();
+        let after = self.after;
+        let (events, full) = {
+            let _turn = readers().acquire().await.map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || {
+                let page = state.store().read(|r| r.events_after(after, PAGE))?;
+                state.store().sync()?;
+                Ok::<_, store::StoreError>(page)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+            .map(|page| {
+                let full = page.len() >= PAGE as usize;
+                (page, full)
+            })?
+        };
+        let Some(last) = events.last().map(|e| e.id) else {
+            self.behind = false;
+            return Ok(());
+        };
+        let groups = self.viewer.groups(&self.state);
+        self.pending.extend(
+            events
+                .into_iter()
+                .filter(|e| visible(&self.viewer, &groups, &e.scope))
+                .map(|e| Arc::new(Shared::from(e))),
+        );
+        self.after = last;
+        self.behind = full;
+        Ok(())
+    }
+}
+
+fn sse(event: &Shared) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.0.to_string())
+        .event(&event.event_type)
+        .data(&event.data)
 }

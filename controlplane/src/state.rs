@@ -952,8 +952,10 @@ struct Inner {
     /// Every token's hash (access control looks requests up here, not in the store).
     tokens: TokenCache,
     /// Bumped after every committed write (`store` is wrapped in a
-    /// [`crate::events::Notifying`]): wakes the SSE streams, which then read the event log.
+    /// [`crate::events::Notifying`]): wakes the event feed, which then reads the event log.
     commits: tokio::sync::watch::Sender<u64>,
+    /// The event log's pages as they become durable, read once for every SSE stream.
+    feed: crate::events::Feed,
     /// Groups and agents (SPEC §3).
     center: crate::center::Center,
 }
@@ -1019,6 +1021,7 @@ impl AppState {
                 deadline_armed: Notify::new(),
                 tokens,
                 commits,
+                feed: crate::events::Feed::default(),
                 center,
             }),
         })
@@ -1091,7 +1094,13 @@ impl AppState {
         self.inner.store.as_ref()
     }
 
-    /// Changes after every committed write to the store (the SSE streams wait on it).
+    /// The SSE streams' shared feed of the event log.
+    pub fn feed(&self) -> &crate::events::Feed {
+        &self.inner.feed
+    }
+
+    /// Changes after every committed write to the store (the event feed and the webhook
+    /// delivery wait on it).
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.commits.subscribe()
     }

@@ -1,14 +1,17 @@
 //! `GET /v1/events` (docs/api.md, Events): the stream delivers the logged events in order,
 //! resumes with `Last-Event-ID` (or `?after=`) without gaps or duplicates, continues live,
-//! filters by what the caller may see, and refuses a caller without a token.
+//! filters by what the caller may see, refuses a caller without a token, and ends when its
+//! token is revoked. Many streams share one feed: each gets every event once, in order, and
+//! one too slow for the feed's ring catches up from the store.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{ADMIN_TOKEN, Harness, NUMBER};
+use controlplane::events::feed::RING_PAGES;
 use controlplane::store::{EventId, EventScope, NewEvent, StoreExt as _, UnixMs};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -81,6 +84,24 @@ impl Stream {
             let frame = frame.expect("the stream ended").unwrap();
             if let Ok(data) = frame.into_data() {
                 self.buf.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+
+    /// Whether the stream ends (its body finishes) within `wait`, reading whatever comes
+    /// before that.
+    async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.body.frame()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buf.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
             }
         }
     }
@@ -417,4 +438,185 @@ async fn refused_without_a_token_or_with_a_bad_resume_point() {
             "{uri} {last_id:?}"
         );
     }
+}
+
+/// Appends an event every stream may see, straight to the state's store (the feed wakes as for
+/// any commit); returns its id.
+fn append(h: &Harness, n: usize) -> i64 {
+    append_to(&h.state, n)
+}
+
+fn append_to(state: &controlplane::AppState, n: usize) -> i64 {
+    state
+        .store()
+        .write(|w| {
+            w.append_event(&NewEvent {
+                event_type: "test.burst".to_owned(),
+                payload: json!({"n": n}),
+                scope: EventScope::default(),
+                at: UnixMs(0),
+            })
+        })
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_streams_and_no_other() {
+    let h = Harness::slot(85);
+    let (s, minted) = h
+        .post("/v1/tokens", &json!({"role": "admin"}).to_string())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{minted}");
+    let (revoked_id, revoked) = (
+        minted["id"].as_str().unwrap().to_owned(),
+        minted["token"].as_str().unwrap().to_owned(),
+    );
+    let sup = h.token("supervisor", Some("sup-1")).await;
+    let mut doomed = Stream::open(&h, &revoked, "", None).await;
+    let mut doomed_too = Stream::open(&h, &revoked, "?after=0", None).await;
+    let mut other = Stream::open(&h, ADMIN_TOKEN, "", None).await;
+    let mut other_sup = Stream::open(&h, &sup, "", None).await;
+
+    // Both deliver while the token holds.
+    let before = last_logged(&h);
+    h.new_call().await;
+    let logged = logged_after(&h, before);
+    assert_eq!(doomed.take(logged.len()).await, logged);
+    assert_eq!(other.take(logged.len()).await, logged);
+
+    let (s, v) = h.delete(&format!("/v1/tokens/{revoked_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Once the revocation is answered, its streams end (a bounded wait, not a speed check):
+    // the one waiting at the live tail and the one still replaying the log.
+    assert!(
+        doomed.ends_within(Duration::from_secs(1)).await,
+        "the revoked token's stream still open 1 s after the revocation"
+    );
+    assert!(
+        doomed_too.ends_within(Duration::from_secs(1)).await,
+        "the revoked token's replaying stream still open 1 s after the revocation"
+    );
+
+    // Another token's streams keep delivering.
+    let before = last_logged(&h);
+    let (s, call) = h
+        .post("/v1/calls", &json!({"agent_id": "ag-1"}).to_string())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{call}");
+    let logged = logged_after(&h, before);
+    assert_eq!(other.take(logged.len()).await, logged);
+    assert!(!other.ends_within(Duration::from_millis(300)).await);
+    // The supervisor's stream also saw the revocation go by without ending.
+    assert!(!other_sup.ends_within(Duration::from_millis(300)).await);
+    // A new request with the revoked token is refused.
+    let resp = h
+        .respond(Some(&revoked), Method::GET, "/v1/events", None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn many_streams_each_get_every_event_once_in_order() {
+    const STREAMS: usize = 300;
+    /// An RTP and an RTCP port per leg, two legs a call, one more per supervision (every
+    /// third call): the slot has 40 ports.
+    const CALLS: usize = 6;
+    /// Events appended straight to the store meanwhile, from another thread.
+    const APPENDED: usize = 200;
+    let h = Harness::slot(86);
+    let sup = h.token("supervisor", Some("sup-1")).await;
+    let tail = last_logged(&h);
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        streams.push(Stream::open(&h, ADMIN_TOKEN, "", None).await);
+    }
+    // A supervisor's stream among them sees only the events that name them.
+    let mut sup_stream = Stream::open(&h, &sup, "", None).await;
+
+    // A burst of concurrent writes: calls, and supervisions of some of them by sup-1, while
+    // another thread appends events.
+    let state = h.state.clone();
+    let appender = tokio::task::spawn_blocking(move || {
+        for n in 0..APPENDED {
+            append_to(&state, n);
+        }
+    });
+    let h = &h;
+    let calls = futures_util::future::join_all((0..CALLS).map(|i| {
+        let agent = format!("ag-{i}");
+        async move {
+            let (s, call) = h
+                .post("/v1/calls", &json!({"agent_id": agent}).to_string())
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{call}");
+            call["id"].as_str().unwrap().to_owned()
+        }
+    }))
+    .await;
+    futures_util::future::join_all(calls.iter().step_by(3).map(|call| h.new_supervision(call)))
+        .await;
+    appender.await.unwrap();
+
+    let logged = logged_after(h, tail);
+    assert!(logged.len() >= CALLS + APPENDED, "{}", logged.len());
+    let got = futures_util::future::join_all(
+        streams
+            .iter_mut()
+            .map(|s| async { s.take(logged.len()).await }),
+    )
+    .await;
+    for (i, got) in got.iter().enumerate() {
+        assert_eq!(got, &logged, "stream {i} differs from the log");
+    }
+    let extra = futures_util::future::join_all(streams.iter_mut().map(|s| s.drain())).await;
+    assert!(
+        extra.iter().all(Vec::is_empty),
+        "a stream repeated an event"
+    );
+    // The supervisor's: the events whose scope names them, in order.
+    let theirs: Vec<Message> = h
+        .state
+        .store()
+        .read(|r| r.events_after(EventId(tail), 10_000))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.scope.users.iter().any(|u| u == "sup-1"))
+        .map(|e| Message {
+            id: e.id.0,
+            event: e.event_type,
+            data: e.payload,
+        })
+        .collect();
+    assert!(!theirs.is_empty());
+    assert_eq!(
+        sup_stream.drain().await,
+        theirs,
+        "the supervisor's stream is the log's events naming them"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_left_behind_by_the_feed_catches_up_from_the_store() {
+    let h = Harness::slot(87);
+    let tail = last_logged(&h);
+    // Not read while the log grows past the feed's ring.
+    let mut lagging = Stream::open(&h, ADMIN_TOKEN, "", None).await;
+    let mut reader = Stream::open(&h, ADMIN_TOKEN, "", None).await;
+    // One event at a time, each read by `reader` before the next is written, so each is a
+    // page of its own: more pages than the ring holds go by while `lagging` sleeps.
+    let count = RING_PAGES + 50;
+    for n in 0..count {
+        let id = append(&h, n);
+        assert_eq!(reader.take(1).await[0].id, id);
+    }
+    let logged = logged_after(&h, tail);
+    assert_eq!(logged.len(), count);
+    let got = lagging.take(count).await;
+    assert_eq!(got, logged, "the lagging stream lost or repeated events");
+    // Then it takes the live feed again.
+    let id = append(&h, count);
+    let got = lagging.take(1).await;
+    assert_eq!(got[0].id, id);
+    assert!(lagging.drain().await.is_empty(), "no duplicates");
 }

@@ -2,11 +2,13 @@
 //! p99 ≤ 10 ms"): `--clients` threads each loop creating a call for an agent and starting a
 //! supervision on it whose supervisor's leg is already answered (`POST /v1/calls`, then
 //! `POST /v1/calls/{id}/supervisions`: media connects in listen), timing the pair, then
-//! deleting the call (not timed) so the appliance's ports are not exhausted. Prints a table and
-//! a JSON line.
+//! deleting the call (not timed) so the appliance's ports are not exhausted. The `POST
+//! /v1/calls` alone is timed too. With `--streams N`, N `GET /v1/events` streams are held open
+//! (and drained) throughout, as live panels would be: an admin's (every event) or a
+//! supervisor's whom no setup names (none). Prints a table and a JSON line.
 //!
 //! ```text
-//! setuprate --api http://127.0.0.1:18080 --clients 8 --duration-secs 10
+//! setuprate --api http://127.0.0.1:18080 --clients 8 --duration-secs 10 --streams 1000
 //! ```
 //! The admin token is `--token` or `EARSHOT_ADMIN_TOKEN`.
 
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use earshot_bench::hist::Histogram;
 use earshot_bench::http::{self, Client};
+use earshot_bench::streams::Streams;
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -36,24 +39,61 @@ struct Args {
     /// How long to measure, after a one-second warm-up.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
+    /// Event streams (`GET /v1/events`) held open during the run.
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
+    /// Whose streams: `admin` (each gets every event) or `supervisor` (a supervisor no setup
+    /// names: each gets none, the daemon still filters every event for it).
+    #[arg(long, value_enum, default_value_t = Viewer::Admin)]
+    stream_viewer: Viewer,
 }
 
-/// One client's results: setup latencies (ns) and failures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Viewer {
+    Admin,
+    Supervisor,
+}
+
+/// The token the streams present: the admin's, or a new supervisor token for a panel user.
+fn stream_token(args: &Args, api: SocketAddr) -> Result<String, String> {
+    match args.stream_viewer {
+        Viewer::Admin => Ok(args.token.clone()),
+        Viewer::Supervisor => {
+            let admin = Client::new(api, Some(&args.token));
+            let minted = admin.expect(
+                "POST",
+                "/v1/tokens",
+                Some(&json!({"role": "supervisor", "user_id": "setuprate-panel"})),
+                201,
+            )?;
+            minted["token"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no token in {minted}"))
+        }
+    }
+}
+
+/// One client's results: setup and `POST /v1/calls` latencies (ns) and failures.
 #[derive(Default)]
 struct Tally {
     setups: Histogram,
+    calls: Histogram,
     failures: u64,
     first_error: Option<String>,
 }
 
-/// One setup: the call, then the answered supervision; the call's id for the teardown.
-fn setup(client: &Client, id: usize) -> Result<String, String> {
+/// One setup: the call, then the answered supervision; the call's id for the teardown, and
+/// how long the call's creation took.
+fn setup(client: &Client, id: usize) -> Result<(String, Duration), String> {
+    let t0 = Instant::now();
     let call = client.expect(
         "POST",
         "/v1/calls",
         Some(&json!({"agent_id": format!("agent-{id}")})),
         201,
     )?;
+    let call_took = t0.elapsed();
     let call_id = call["id"]
         .as_str()
         .ok_or_else(|| format!("no call id in {call}"))?
@@ -71,7 +111,7 @@ fn setup(client: &Client, id: usize) -> Result<String, String> {
     if sup["state"] != "active" {
         return Err(format!("supervision not active: {sup}"));
     }
-    Ok(call_id)
+    Ok((call_id, call_took))
 }
 
 fn run_client(
@@ -90,9 +130,10 @@ fn run_client(
         let result = setup(&client, id);
         let took = t0.elapsed();
         let counted = measuring.load(Ordering::Relaxed);
-        let result = result.and_then(|call_id| {
+        let result = result.and_then(|(call_id, call_took)| {
             if counted {
                 tally.setups.record(took.as_nanos() as u64);
+                tally.calls.record(call_took.as_nanos() as u64);
             }
             client
                 .expect("DELETE", &format!("/v1/calls/{call_id}"), None, 204)
@@ -121,6 +162,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let streams = if args.streams > 0 {
+        match stream_token(&args, api).and_then(|t| Streams::open(api, &t, args.streams)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("setuprate: cannot open the event streams: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let start = Arc::new(Barrier::new(args.clients + 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,13 +191,17 @@ fn main() -> ExitCode {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
+    let received = streams.as_ref().map(Streams::received).unwrap_or_default();
+    drop(streams);
     let mut all = Histogram::default();
+    let mut calls = Histogram::default();
     let mut failures = 0;
     let mut first_error = None;
     for h in handles {
         match h.join() {
             Ok(t) => {
                 all.merge(&t.setups);
+                calls.merge(&t.calls);
                 failures += t.failures;
                 if first_error.is_none() {
                     first_error = t.first_error;
@@ -165,23 +221,39 @@ fn main() -> ExitCode {
         ms(all.quantile(0.99)),
         ms(Some(all.max())),
     );
-    println!("clients  setups  setups/s  p50 ms  p99 ms  max ms  failures");
+    let (call_p50, call_p99) = (ms(calls.quantile(0.5)), ms(calls.quantile(0.99)));
     println!(
-        "{:>7}  {:>6}  {:>8.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>8}",
-        args.clients, setups, rate, p50, p99, max, failures
+        "clients  streams  setups  setups/s  p50 ms  p99 ms  max ms  call p50  call p99  failures"
+    );
+    println!(
+        "{:>7}  {:>7}  {:>6}  {:>8.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>8.2}  {:>8.2}  {:>8}",
+        args.clients, args.streams, setups, rate, p50, p99, max, call_p50, call_p99, failures
     );
     println!(
         "{}",
         json!({
             "clients": args.clients,
+            "streams": args.streams,
+            "stream_viewer": format!("{:?}", args.stream_viewer).to_lowercase(),
+            "stream_bytes": received.bytes,
+            "streams_ended": received.ended,
             "setups": setups,
             "setups_per_s": rate,
             "p50_ms": p50,
             "p99_ms": p99,
             "max_ms": max,
+            "call_p50_ms": call_p50,
+            "call_p99_ms": call_p99,
             "failures": failures,
         })
     );
+    if received.ended > 0 {
+        eprintln!(
+            "setuprate: {} event streams ended during the run",
+            received.ended
+        );
+        return ExitCode::FAILURE;
+    }
     if let Some(e) = first_error {
         eprintln!("setuprate: first failure: {e}");
         return ExitCode::FAILURE;
