@@ -30,7 +30,29 @@ use dataplane::media::matrix::Mode;
 /// Largest request body accepted (docs/api.md: 64 KiB).
 pub const BODY_LEN_MAX: usize = 64 * 1024;
 
+/// The API with the JSON error shape on every answer (docs/api.md, Errors), for tests calling
+/// it in-process.
 pub fn app(state: AppState) -> Router {
+    crate::error::with_json_errors(routes(state))
+}
+
+/// [`app`] with the server's request timeouts of `http` (docs/api.md, Connection limits): a
+/// body whose next piece does not come within `body_timeout`, or a request not answered within
+/// `request_timeout` (a body trickled in), is answered `408 request_timeout` and its connection
+/// closed. Streams answer at once, so the request timeout never cuts them.
+pub fn app_with_limits(state: AppState, http: &crate::config::HttpSection) -> Router {
+    let routes = routes(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            http.body_timeout(),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout(),
+        ));
+    crate::error::with_json_errors(routes)
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/calls", get(list_calls).post(create_call))
         .route("/v1/calls/{call}", get(get_call).delete(delete_call))

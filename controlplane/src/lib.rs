@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod groups;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod state;
