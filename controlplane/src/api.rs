@@ -448,7 +448,7 @@ async fn create_supervision(
     }
     let sup = blocking_api(state, move |s| {
         let call = s.call(id)?;
-        access::check_supervision(
+        let checked = access::check_supervision(
             s,
             &principal,
             call.agent_id.as_deref(),
@@ -456,7 +456,13 @@ async fn create_supervision(
             &id.to_string(),
             None,
             "start",
-        )?;
+        );
+        // A call the caller cannot read answers as an unknown one (docs/api.md, Read
+        // scoping): a 403 would tell that it exists. The denial is audited all the same.
+        if checked.is_err() && !Visibility::of(&principal).call(s, &call) {
+            return Err(StateError::CallNotFound(id).into());
+        }
+        checked?;
         Ok(s.create_supervision(id, req)?)
     })
     .await?;
@@ -480,7 +486,7 @@ fn check_existing(
         return Ok(());
     }
     let mode = mode.unwrap_or(Mode::Listen);
-    access::check_supervision(
+    let checked = access::check_supervision(
         s,
         principal,
         sup.agent_id.as_deref(),
@@ -488,7 +494,14 @@ fn check_existing(
         &sup.call_id.to_string(),
         Some(&id.to_string()),
         action,
-    )
+    );
+    // A supervision the caller cannot read answers as an unknown one (docs/api.md, Read
+    // scoping); one it can read but lacks the right for (listen-only asking for barge) is a
+    // 403. The denial is audited either way.
+    if checked.is_err() && !Visibility::of(principal).supervision(s, &sup) {
+        return Err(StateError::SupervisionNotFound(id).into());
+    }
+    checked
 }
 
 async fn list_supervisions(
