@@ -123,9 +123,10 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // An object first: serde would otherwise take `[…]` for a struct's fields in order.
-        let Json(object) =
-            Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, state)
+        // An object first: serde would otherwise take `[…]` for a struct's fields in order;
+        // and one whose keys are unique at every depth (crate::json).
+        let Json(crate::json::UniqueKeysObject(object)) =
+            Json::<crate::json::UniqueKeysObject>::from_request(req, state)
                 .await
                 .map_err(|e: JsonRejection| ApiError::from(e))?;
         let raw = serde_path_to_error::deserialize(serde_json::Value::Object(object))

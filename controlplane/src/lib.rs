@@ -34,6 +34,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod groups;
+pub mod json;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
