@@ -336,9 +336,9 @@ fn parse_identity(field: &str, s: String) -> Result<String, ApiError> {
 /// A calling number as reported: anything short without control characters (it is compared,
 /// never trusted; but it is logged and shown).
 fn parse_calling_number(field: &str, s: String) -> Result<String, ApiError> {
-    if s.len() > CALLING_NUMBER_LEN_MAX {
+    if s.chars().count() > CALLING_NUMBER_LEN_MAX {
         return Err(ApiError::invalid_body(format!(
-            "{field}: longer than {CALLING_NUMBER_LEN_MAX} bytes"
+            "{field}: longer than {CALLING_NUMBER_LEN_MAX} characters"
         )));
     }
     if s.chars().any(char::is_control) {

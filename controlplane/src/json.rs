@@ -31,6 +31,29 @@ fn unexpected(v: &Value) -> de::Unexpected<'_> {
     }
 }
 
+/// A `u32` as JSON Schema counts integers (2020-12 §6.1.1 via OpenAPI 3.1): `3` and `3.0` alike,
+/// so a schema-valid `"integer"` is never refused for its spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonU32(pub u32);
+
+impl<'de> Deserialize<'de> for JsonU32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        let whole = match (n.as_u64(), n.as_f64()) {
+            (Some(n), _) => Some(n),
+            // Exact: an f64 with no fraction below 2^32 converts without loss.
+            (None, Some(f)) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+                Some(f as u64)
+            }
+            _ => None,
+        };
+        whole
+            .and_then(|n| u32::try_from(n).ok())
+            .map(JsonU32)
+            .ok_or_else(|| de::Error::custom(format_args!("{n} is not an integer in 0..=4294967295")))
+    }
+}
+
 /// Any JSON value, refusing a repeated key in any object.
 struct UniqueKeysValue(Value);
 
@@ -135,5 +158,17 @@ mod tests {
         );
         assert!(parse("[1]").unwrap_err().contains("a JSON object"));
         assert!(parse("{\"a\":1} x").is_err());
+    }
+
+    #[test]
+    fn an_integer_may_be_spelled_as_a_whole_float() {
+        let n = |s: &str| serde_json::from_str::<JsonU32>(s).map(|n| n.0);
+        assert_eq!(n("3").unwrap(), 3);
+        assert_eq!(n("3.0").unwrap(), 3);
+        assert_eq!(n("4294967295").unwrap(), u32::MAX);
+        assert_eq!(n("4294967295.0").unwrap(), u32::MAX);
+        for bad in ["3.5", "-1", "4294967296", "4294967296.0", "1e300", "\"3\""] {
+            assert!(n(bad).is_err(), "{bad}");
+        }
     }
 }
