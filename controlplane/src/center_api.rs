@@ -18,7 +18,6 @@ use crate::access::{
 };
 use crate::agents::{AgentState, PauseReason, Platform, UserId};
 use crate::api::{Body, Visibility, blocking_api as blocking, token_user};
-use crate::json::JsonU32;
 use crate::auth::Role;
 use crate::center::{
     AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
@@ -29,6 +28,7 @@ use crate::error::ApiError;
 use crate::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
 };
+use crate::json::JsonU32;
 use crate::state::AppState;
 use crate::store::{self, ColumnEnum as _, Store, StoreExt as _};
 

@@ -177,7 +177,10 @@ impl HttpSection {
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (key, secs) in [
-            ("http.header_read_timeout_secs", self.header_read_timeout_secs),
+            (
+                "http.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
             ("http.body_timeout_secs", self.body_timeout_secs),
             ("http.request_timeout_secs", self.request_timeout_secs),
         ] {
@@ -968,7 +971,10 @@ mod tests {
             &|c| c.http.header_read_timeout_secs = 0,
             "http.header_read_timeout_secs",
         );
-        check(&|c| c.http.body_timeout_secs = 3601, "http.body_timeout_secs");
+        check(
+            &|c| c.http.body_timeout_secs = 3601,
+            "http.body_timeout_secs",
+        );
         check(
             &|c| c.http.request_timeout_secs = 0,
             "http.request_timeout_secs",

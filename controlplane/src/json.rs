@@ -15,7 +15,10 @@ impl<'de> Deserialize<'de> for UniqueKeysObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match d.deserialize_any(UniqueKeys)? {
             Value::Object(map) => Ok(UniqueKeysObject(map)),
-            other => Err(de::Error::invalid_type(unexpected(&other), &"a JSON object")),
+            other => Err(de::Error::invalid_type(
+                unexpected(&other),
+                &"a JSON object",
+            )),
         }
     }
 }
@@ -50,7 +53,9 @@ impl<'de> Deserialize<'de> for JsonU32 {
         whole
             .and_then(|n| u32::try_from(n).ok())
             .map(JsonU32)
-            .ok_or_else(|| de::Error::custom(format_args!("{n} is not an integer in 0..=4294967295")))
+            .ok_or_else(|| {
+                de::Error::custom(format_args!("{n} is not an integer in 0..=4294967295"))
+            })
     }
 }
 
@@ -151,7 +156,8 @@ mod tests {
 
     #[test]
     fn everything_else_is_as_serde_json_reads_it() {
-        let text = r#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":{"a":1},"d":18446744073709551615}"#;
+        let text =
+            r#"{"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":{"a":1},"d":18446744073709551615}"#;
         assert_eq!(
             Value::Object(parse(text).unwrap()),
             serde_json::from_str::<Value>(text).unwrap()

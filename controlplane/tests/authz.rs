@@ -346,8 +346,7 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
     let (status, err) = supervise_as(&h, &sup_a, &theirs, &own_supervision()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
     let unknown = "c_00000000000000ff";
-    let (unknown_status, unknown_err) =
-        supervise_as(&h, &sup_a, unknown, &own_supervision()).await;
+    let (unknown_status, unknown_err) = supervise_as(&h, &sup_a, unknown, &own_supervision()).await;
     assert_eq!(unknown_status, StatusCode::NOT_FOUND, "{unknown_err}");
     assert_eq!(
         err.to_string().replace(&theirs, "{id}"),
@@ -413,7 +412,11 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
             "{method}: another group's supervision and an unknown one answer alike"
         );
     }
-    assert_eq!(denials(&h).await.len(), before + 2, "the attempts are audited");
+    assert_eq!(
+        denials(&h).await.len(),
+        before + 2,
+        "the attempts are audited"
+    );
     let (_, still) = h.get(&format!("/v1/supervisions/{id}")).await;
     assert_eq!(still["state"], "active", "{still}");
 }

@@ -75,7 +75,11 @@ fn is_closed(stream: &mut TcpStream, got: &mut Vec<u8>) -> bool {
 
 /// Polls until the server closes `stream` (calling `between` between polls, e.g. to trickle
 /// more bytes); returns what it sent first. Panics after [`WAIT_MAX`].
-fn wait_closed(stream: &mut TcpStream, what: &str, mut between: impl FnMut(&mut TcpStream)) -> Vec<u8> {
+fn wait_closed(
+    stream: &mut TcpStream,
+    what: &str,
+    mut between: impl FnMut(&mut TcpStream),
+) -> Vec<u8> {
     let deadline = Instant::now() + WAIT_MAX;
     let mut got = Vec::new();
     while !is_closed(stream, &mut got) {
@@ -281,9 +285,7 @@ fn with_the_connection_cap_reached_an_operator_gets_in_once_a_slot_frees() {
     assert_eq!(status, 200, "{body}");
     assert!(body["calls"].is_array(), "{body}");
     assert!(
-        daemon
-            .output()
-            .contains(&format!("max_connections={CAP}")),
+        daemon.output().contains(&format!("max_connections={CAP}")),
         "the effective cap is not logged:\n{}",
         daemon.output()
     );
@@ -314,7 +316,11 @@ fn a_low_fd_limit_caps_connections_and_the_daemon_never_runs_out() {
             Some(s)
         })
         .collect();
-    assert!(slow.len() > 116, "only {} slow clients connected", slow.len());
+    assert!(
+        slow.len() > 116,
+        "only {} slow clients connected",
+        slow.len()
+    );
 
     // The slow ones are closed a second after they are served; the operator gets in.
     let api = Api::new(addr(HTTP));

@@ -15,7 +15,10 @@ const BAD: StatusCode = StatusCode::BAD_REQUEST;
 /// `{"error": {"code", "message"}}` with a non-empty message.
 fn code(status: StatusCode, body: &Value) -> (StatusCode, &str) {
     let message = body["error"]["message"].as_str().unwrap_or("");
-    assert!(!message.is_empty(), "{status}: not the JSON error shape: {body}");
+    assert!(
+        !message.is_empty(),
+        "{status}: not the JSON error shape: {body}"
+    );
     (status, body["error"]["code"].as_str().unwrap_or(""))
 }
 
@@ -52,8 +55,9 @@ async fn a_name_the_directory_would_refuse_is_refused_where_it_is_given() {
     );
     // A calling number with control characters is refused too (it is logged and shown).
     let call = h.new_call().await;
-    let body = json!({"registered_number": common::NUMBER, "answered": {"calling_number": "+1555\u{0}"}})
-        .to_string();
+    let body =
+        json!({"registered_number": common::NUMBER, "answered": {"calling_number": "+1555\u{0}"}})
+            .to_string();
     let (status, err) = h
         .post(&format!("/v1/calls/{call}/supervisions"), &body)
         .await;
@@ -89,7 +93,9 @@ async fn repeated_json_keys_are_refused_at_any_depth() {
             r#"{"role":"agent","user_id":"ag-1","role":"admin"}"#,
         ),
     ] {
-        let err = h.refused(method, &uri, Some(body), BAD, "invalid_body").await;
+        let err = h
+            .refused(method, &uri, Some(body), BAD, "invalid_body")
+            .await;
         assert!(
             err["error"]["message"]
                 .as_str()
@@ -111,7 +117,10 @@ async fn the_http_layers_own_refusals_have_the_json_error_shape() {
     // 414: a request target over 8 KiB.
     let uri = format!("/v1/calls?{}", "a".repeat(9 * 1024));
     let (status, err) = send(Request::get(uri).body(Body::empty()).unwrap()).await;
-    assert_eq!(code(status, &err), (StatusCode::URI_TOO_LONG, "uri_too_long"));
+    assert_eq!(
+        code(status, &err),
+        (StatusCode::URI_TOO_LONG, "uri_too_long")
+    );
 
     // 431: header fields over 16 KiB.
     let req = Request::get("/v1/calls")
@@ -122,7 +131,10 @@ async fn the_http_layers_own_refusals_have_the_json_error_shape() {
     let (status, err) = send(req).await;
     assert_eq!(
         code(status, &err),
-        (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large")
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large"
+        )
     );
 
     // 413: a body over 64 KiB.
