@@ -6,8 +6,9 @@ set -euo pipefail
 # Debian packages the build and the tests need: clang/llvm compile the XDP program and the
 # vendored libxdp/libbpf (with libelf, zlib, m4, pkg-config); iproute2 and ethtool set up the
 # test namespaces and NIC queues; linux-libc-dev and gcc-multilib give clang the kernel UAPI
-# headers (asm/types.h) for the BPF target.
-EARSHOT_DEBS=(pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4 iproute2 iputils-ping ethtool linux-libc-dev gcc-multilib)
+# headers (asm/types.h) for the BPF target; python3-venv lets controlplane/tests/schemathesis.rs
+# install its pinned schemathesis into a virtualenv under target/.
+EARSHOT_DEBS=(pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4 iproute2 iputils-ping ethtool linux-libc-dev gcc-multilib python3-venv)
 
 ensure_debs() {
     local missing=()

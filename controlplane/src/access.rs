@@ -668,15 +668,24 @@ impl FromBody for NewToken {
                 "user_id: required for a {role} token"
             )));
         }
-        if let Some(name) = &raw.display_name
-            && (name.trim().is_empty() || name.len() > 200)
-        {
-            return Err(ApiError::invalid_body("display_name: 1 to 200 characters"));
-        }
+        // The directory's own rule for a user's name (docs/api.md, Users): a name it would
+        // refuse would make the user vanish from it.
+        let display_name = raw
+            .display_name
+            .map(|name| {
+                crate::agents::check_label(
+                    "display_name",
+                    &name,
+                    crate::groups::LABEL_LEN_MAX,
+                    "must be at most 128 characters",
+                )
+                .map_err(|e| ApiError::invalid_body(e.to_string()))
+            })
+            .transpose()?;
         Ok(NewToken {
             role,
             user_id,
-            display_name: raw.display_name,
+            display_name,
         })
     }
 }

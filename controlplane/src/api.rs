@@ -30,7 +30,29 @@ use dataplane::media::matrix::Mode;
 /// Largest request body accepted (docs/api.md: 64 KiB).
 pub const BODY_LEN_MAX: usize = 64 * 1024;
 
+/// The API with the JSON error shape on every answer (docs/api.md, Errors), for tests calling
+/// it in-process.
 pub fn app(state: AppState) -> Router {
+    crate::error::with_json_errors(routes(state))
+}
+
+/// [`app`] with the server's request timeouts of `http` (docs/api.md, Connection limits): a
+/// body whose next piece does not come within `body_timeout`, or a request not answered within
+/// `request_timeout` (a body trickled in), is answered `408 request_timeout` and its connection
+/// closed. Streams answer at once, so the request timeout never cuts them.
+pub fn app_with_limits(state: AppState, http: &crate::config::HttpSection) -> Router {
+    let routes = routes(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            http.body_timeout(),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout(),
+        ));
+    crate::error::with_json_errors(routes)
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/calls", get(list_calls).post(create_call))
         .route("/v1/calls/{call}", get(get_call).delete(delete_call))
@@ -101,9 +123,10 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // An object first: serde would otherwise take `[…]` for a struct's fields in order.
-        let Json(object) =
-            Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, state)
+        // An object first: serde would otherwise take `[…]` for a struct's fields in order;
+        // and one whose keys are unique at every depth (crate::json).
+        let Json(crate::json::UniqueKeysObject(object)) =
+            Json::<crate::json::UniqueKeysObject>::from_request(req, state)
                 .await
                 .map_err(|e: JsonRejection| ApiError::from(e))?;
         let raw = serde_path_to_error::deserialize(serde_json::Value::Object(object))
@@ -426,7 +449,7 @@ async fn create_supervision(
     }
     let sup = blocking_api(state, move |s| {
         let call = s.call(id)?;
-        access::check_supervision(
+        let checked = access::check_supervision(
             s,
             &principal,
             call.agent_id.as_deref(),
@@ -434,7 +457,13 @@ async fn create_supervision(
             &id.to_string(),
             None,
             "start",
-        )?;
+        );
+        // A call the caller cannot read answers as an unknown one (docs/api.md, Read
+        // scoping): a 403 would tell that it exists. The denial is audited all the same.
+        if checked.is_err() && !Visibility::of(&principal).call(s, &call) {
+            return Err(StateError::CallNotFound(id).into());
+        }
+        checked?;
         Ok(s.create_supervision(id, req)?)
     })
     .await?;
@@ -458,7 +487,7 @@ fn check_existing(
         return Ok(());
     }
     let mode = mode.unwrap_or(Mode::Listen);
-    access::check_supervision(
+    let checked = access::check_supervision(
         s,
         principal,
         sup.agent_id.as_deref(),
@@ -466,7 +495,14 @@ fn check_existing(
         &sup.call_id.to_string(),
         Some(&id.to_string()),
         action,
-    )
+    );
+    // A supervision the caller cannot read answers as an unknown one (docs/api.md, Read
+    // scoping); one it can read but lacks the right for (listen-only asking for barge) is a
+    // 403. The denial is audited either way.
+    if checked.is_err() && !Visibility::of(principal).supervision(s, &sup) {
+        return Err(StateError::SupervisionNotFound(id).into());
+    }
+    checked
 }
 
 async fn list_supervisions(

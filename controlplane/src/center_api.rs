@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
 };
+use crate::json::JsonU32;
 use crate::state::AppState;
 use crate::store::{self, ColumnEnum as _, Store, StoreExt as _};
 
@@ -192,7 +193,7 @@ pub struct RawNewGroup {
     kind: Option<String>,
     lock_last_member: Option<bool>,
     agent_beep: Option<String>,
-    max_monitors_per_agent: Option<u32>,
+    max_monitors_per_agent: Option<JsonU32>,
 }
 
 fn parse_beep(s: &str) -> ApiResult<store::BeepPolicy> {
@@ -204,7 +205,7 @@ fn parse_beep(s: &str) -> ApiResult<store::BeepPolicy> {
     })
 }
 
-fn parse_max_monitors(n: u32) -> ApiResult<u32> {
+fn parse_max_monitors(JsonU32(n): JsonU32) -> ApiResult<u32> {
     if n == 0 {
         return Err(ApiError::invalid_body(
             "max_monitors_per_agent: at least 1 (omit it, or send null, for no cap)",
@@ -260,7 +261,7 @@ pub struct RawGroupChange {
     lock_last_member: Option<bool>,
     agent_beep: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    max_monitors_per_agent: Option<Option<u32>>,
+    max_monitors_per_agent: Option<Option<JsonU32>>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -280,7 +281,8 @@ impl FromBody for GroupChange {
             agent_beep: raw.agent_beep.as_deref().map(parse_beep).transpose()?,
             max_monitors_per_agent: match raw.max_monitors_per_agent {
                 Some(Some(n)) => Some(Some(parse_max_monitors(n)?)),
-                other => other,
+                Some(None) => Some(None),
+                None => None,
             },
         })
     }

@@ -122,19 +122,85 @@ impl SupervisionSection {
     }
 }
 
-/// `[http]`
+/// Longest HTTP timeout the configuration accepts (an hour): beyond it a typo, not a policy.
+const HTTP_TIMEOUT_SECS_MAX: u64 = 3600;
+/// Most HTTP connections the configuration accepts; far above what the fd limit allows on any
+/// host, it only catches typos.
+const HTTP_CONNECTIONS_MAX: usize = 1 << 20;
+
+/// `[http]`: the listener and its limits against slow and idle clients (SPEC §7: they never
+/// lock out an operator; docs/api.md, Connection limits).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     /// The HTTP API, `/metrics` and `/healthz`. Port 0 binds any free port.
     pub listen: SocketAddr,
+    /// How long a connection may take, from the moment the server waits for a request (a new
+    /// connection, or a kept-alive one after its last answer), to send that request's whole
+    /// head: it bounds both idle keep-alive connections and slowly sent headers.
+    pub header_read_timeout_secs: u64,
+    /// Longest wait for the next piece of a request body (a declared body that does not come).
+    pub body_timeout_secs: u64,
+    /// Longest time from a request's head to its answer's head, body included (a body sent a
+    /// byte at a time). Streams (`GET /v1/events`) answer at once and are not cut by it.
+    pub request_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes. The
+    /// daemon lowers it at start when its file-descriptor limit could not hold this many
+    /// besides the media ports.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 4096,
         }
+    }
+}
+
+impl HttpSection {
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, secs) in [
+            (
+                "http.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("http.body_timeout_secs", self.body_timeout_secs),
+            ("http.request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(1..=HTTP_TIMEOUT_SECS_MAX).contains(&secs) {
+                return Err(invalid(
+                    key,
+                    format!("{secs} is not in 1..={HTTP_TIMEOUT_SECS_MAX}"),
+                ));
+            }
+        }
+        if !(1..=HTTP_CONNECTIONS_MAX).contains(&self.max_connections) {
+            return Err(invalid(
+                "http.max_connections",
+                format!(
+                    "{} is not in 1..={HTTP_CONNECTIONS_MAX}",
+                    self.max_connections
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -341,6 +407,23 @@ pub struct Overrides {
     /// 127.0.0.1:8080]
     #[arg(long, value_name = "IP:PORT")]
     pub http_listen: Option<SocketAddr>,
+    /// Seconds a connection has to send a request's head, counted from when the server waits
+    /// for it (also the keep-alive idle limit) [env: EARSHOT_HTTP_HEADER_READ_TIMEOUT_SECS]
+    /// [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub http_header_read_timeout_secs: Option<u64>,
+    /// Longest wait in seconds for the next piece of a request body [env:
+    /// EARSHOT_HTTP_BODY_TIMEOUT_SECS] [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub http_body_timeout_secs: Option<u64>,
+    /// Longest time in seconds from a request's head to its answer [env:
+    /// EARSHOT_HTTP_REQUEST_TIMEOUT_SECS] [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub http_request_timeout_secs: Option<u64>,
+    /// HTTP connections served at once (lowered to fit the fd limit) [env:
+    /// EARSHOT_HTTP_MAX_CONNECTIONS] [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<usize>,
     /// Local address of the media legs [env: EARSHOT_MEDIA_IP] [default: 127.0.0.1]
     #[arg(long, value_name = "IP")]
     pub media_ip: Option<IpAddr>,
@@ -417,6 +500,10 @@ impl Overrides {
         };
         Ok(Overrides {
             http_listen: var(&env, "EARSHOT_HTTP_LISTEN")?,
+            http_header_read_timeout_secs: var(&env, "EARSHOT_HTTP_HEADER_READ_TIMEOUT_SECS")?,
+            http_body_timeout_secs: var(&env, "EARSHOT_HTTP_BODY_TIMEOUT_SECS")?,
+            http_request_timeout_secs: var(&env, "EARSHOT_HTTP_REQUEST_TIMEOUT_SECS")?,
+            http_max_connections: var(&env, "EARSHOT_HTTP_MAX_CONNECTIONS")?,
             media_ip: var(&env, "EARSHOT_MEDIA_IP")?,
             port_min: var(&env, "EARSHOT_PORT_MIN")?,
             port_max: var(&env, "EARSHOT_PORT_MAX")?,
@@ -436,6 +523,10 @@ impl Overrides {
     pub fn apply(&self, config: &mut Config) {
         let Overrides {
             http_listen,
+            http_header_read_timeout_secs,
+            http_body_timeout_secs,
+            http_request_timeout_secs,
+            http_max_connections,
             media_ip,
             port_min,
             port_max,
@@ -449,6 +540,18 @@ impl Overrides {
         } = self.clone();
         if let Some(v) = http_listen {
             config.http.listen = v;
+        }
+        if let Some(v) = http_header_read_timeout_secs {
+            config.http.header_read_timeout_secs = v;
+        }
+        if let Some(v) = http_body_timeout_secs {
+            config.http.body_timeout_secs = v;
+        }
+        if let Some(v) = http_request_timeout_secs {
+            config.http.request_timeout_secs = v;
+        }
+        if let Some(v) = http_max_connections {
+            config.http.max_connections = v;
         }
         if let Some(v) = media_ip {
             config.media.ip = v;
@@ -575,6 +678,7 @@ impl Config {
             crate::auth::Token::from_config(token)
                 .map_err(|e| invalid("auth.admin_token", e.to_string()))?;
         }
+        self.http.validate()?;
         let m = &self.media;
         if m.ip.is_unspecified() || m.ip.is_multicast() {
             return Err(invalid(
@@ -760,6 +864,10 @@ mod tests {
             r#"
             [http]
             listen = "0.0.0.0:9000"
+            header_read_timeout_secs = 5
+            body_timeout_secs = 6
+            request_timeout_secs = 7
+            max_connections = 100
             [media]
             ip = "::1"
             port_min = 30000
@@ -805,6 +913,20 @@ mod tests {
         );
         assert_eq!(c.store.path, Path::new("/var/lib/earshot/earshot.db"));
         assert_eq!(c.supervision.answer_timeout().unwrap().ms(), 45_000);
+        assert_eq!(
+            (
+                c.http.header_read_timeout(),
+                c.http.body_timeout(),
+                c.http.request_timeout(),
+                c.http.max_connections
+            ),
+            (
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(6),
+                std::time::Duration::from_secs(7),
+                100
+            )
+        );
     }
 
     #[test]
@@ -884,6 +1006,19 @@ mod tests {
         check(&|c| c.media.dtmf.stop = 'x', "media.dtmf");
         check(&|c| c.media.dtmf.stop = '4', "media.dtmf");
         check(&|c| c.engine.workers = 0, "engine.workers");
+        check(
+            &|c| c.http.header_read_timeout_secs = 0,
+            "http.header_read_timeout_secs",
+        );
+        check(
+            &|c| c.http.body_timeout_secs = 3601,
+            "http.body_timeout_secs",
+        );
+        check(
+            &|c| c.http.request_timeout_secs = 0,
+            "http.request_timeout_secs",
+        );
+        check(&|c| c.http.max_connections = 0, "http.max_connections");
         check(&|c| c.store.path = PathBuf::new(), "store.path");
         check(
             &|c| c.supervision.answer_timeout_secs = 0,
@@ -935,10 +1070,21 @@ mod tests {
             ("EARSHOT_HTTP_LISTEN", "127.0.0.1:0"),
             ("EARSHOT_BACKEND", "uring"),
             ("EARSHOT_DB", "/tmp/from-env.db"),
+            ("EARSHOT_HTTP_HEADER_READ_TIMEOUT_SECS", "3"),
+            ("EARSHOT_HTTP_MAX_CONNECTIONS", "50"),
         ]);
-        let cli =
-            Cli::try_parse_from(["earshotd", "--port-max", "22500", "--media-ip", "127.0.0.3"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "earshotd",
+            "--port-max",
+            "22500",
+            "--media-ip",
+            "127.0.0.3",
+            "--http-max-connections",
+            "60",
+            "--http-body-timeout-secs",
+            "4",
+        ])
+        .unwrap();
         let c = Config::load(Some(&path), environment, &cli.overrides).unwrap();
         assert_eq!(c.media.port_min, 22000, "env over file");
         assert_eq!(c.media.port_max, 22500, "cli over env");
@@ -950,6 +1096,10 @@ mod tests {
         assert_eq!(c.engine.workers, 2);
         assert_eq!(c.engine.cores, Some(vec![0, 1]));
         assert_eq!(c.http.listen.port(), 0);
+        assert_eq!(c.http.header_read_timeout_secs, 3, "env over default");
+        assert_eq!(c.http.max_connections, 60, "cli over env");
+        assert_eq!(c.http.body_timeout_secs, 4);
+        assert_eq!(c.http.request_timeout_secs, 30);
         assert_eq!(c.store.path, Path::new("/tmp/from-env.db"));
         let cli = Cli::try_parse_from(["earshotd", "--db", ":memory:"]).unwrap();
         let c = Config::load(

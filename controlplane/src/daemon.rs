@@ -10,11 +10,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
-use crate::api::app;
+use crate::api::app_with_limits;
 use crate::config::Config;
+use crate::listener::ConnectionCap;
 use crate::state::AppState;
 
 /// How often the pump drains the engine's events (DTMF, media timeouts).
@@ -76,6 +77,14 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
     let http_addr = listener
         .local_addr()
         .context("cannot read the HTTP listener's address")?;
+    // Before the engine binds its media sockets: the cap is computed against the raised limit.
+    let cap = ConnectionCap::for_config(&config);
+    tracing::info!(
+        max_connections = cap.connections,
+        configured = config.http.max_connections,
+        fd_limit = cap.fd_limit,
+        "HTTP connection cap"
+    );
     let state = AppState::start(&config)?;
     // Keep the control plane off the data plane's cores: its threads run on the cores no
     // worker is pinned to (when there are any).
@@ -91,7 +100,7 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
     let serve_state = state.clone();
     let thread = std::thread::Builder::new()
         .name("earshot-control".into())
-        .spawn(move || runtime.block_on(serve(listener, serve_state, stop_rx)))
+        .spawn(move || runtime.block_on(serve(listener, serve_state, config, cap, stop_rx)))
         .context("cannot start the control plane's thread")?;
     Ok(RunningDaemon {
         http_addr,
@@ -138,6 +147,8 @@ impl Drop for RunningDaemon {
 async fn serve(
     listener: std::net::TcpListener,
     state: AppState,
+    config: Config,
+    cap: ConnectionCap,
     stop: oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let listener =
@@ -149,21 +160,8 @@ async fn serve(
     let (hooks_stop, hooks_stopped) = oneshot::channel();
     let hooks = tokio::spawn(crate::webhook_delivery::run(state.clone(), hooks_stopped));
 
-    let (draining_tx, mut draining) = watch::channel(false);
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
-        let _ = stop.await;
-        let _ = draining_tx.send(true);
-    });
-    let result = tokio::select! {
-        result = server.into_future() => result.context("HTTP server failed"),
-        () = async {
-            let _ = draining.wait_for(|d| *d).await;
-            tokio::time::sleep(DRAIN_MAX).await;
-        } => {
-            tracing::warn!("HTTP connections still open after {DRAIN_MAX:?}; closing them");
-            Ok(())
-        }
-    };
+    let app = app_with_limits(state.clone(), &config.http);
+    crate::listener::serve(listener, app, &config, cap, stop, DRAIN_MAX).await;
 
     let _ = pump_stop.send(());
     if let Err(err) = pump.await {
@@ -178,7 +176,7 @@ async fn serve(
         tracing::error!(%err, "webhook delivery failed");
     }
     state.engine().shutdown();
-    result
+    Ok(())
 }
 
 /// Drains the engine's events every [`PUMP_PERIOD`] and applies them until `stop`. Draining

@@ -282,7 +282,33 @@ pub(crate) fn parse_address(field: &str, s: &str) -> Result<SocketAddr, ApiError
             quote(s)
         )));
     }
+    if let Some(kind) = not_a_party(addr.ip()) {
+        return Err(ApiError::invalid_address(format!(
+            "{field}: {} is {kind}, not one party's address",
+            quote(s)
+        )));
+    }
     Ok(addr)
+}
+
+/// Why `ip` cannot be a party's media address, if it cannot: RTP to a leg goes to exactly one
+/// host (RFC 3550 §11: unicast sessions), so broadcast, multicast, unspecified and the IPv4
+/// "this network" and reserved blocks (RFC 1122 §3.2.1.3, RFC 1112 §4) are refused, also
+/// written as IPv4-mapped IPv6. Loopback and private addresses are fine (a lab, a LAN).
+fn not_a_party(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+        // 0.0.0.0/8: "this host on this network", never a destination.
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("a \"this network\" address (0.0.0.0/8)"),
+        // 240.0.0.0/4: reserved (class E).
+        IpAddr::V4(v4) if v4.octets()[0] >= 240 => Some("a reserved address (240.0.0.0/4)"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+        _ => None,
+    }
 }
 
 fn parse_codec(field: &str, s: &str) -> Result<Codec, ApiError> {
@@ -307,11 +333,18 @@ fn parse_identity(field: &str, s: String) -> Result<String, ApiError> {
     Ok(s)
 }
 
-/// A calling number as reported: anything short (it is compared, never trusted).
+/// A calling number as reported: anything short without control characters (it is compared,
+/// never trusted; but it is logged and shown).
 fn parse_calling_number(field: &str, s: String) -> Result<String, ApiError> {
-    if s.len() > CALLING_NUMBER_LEN_MAX {
+    if s.chars().count() > CALLING_NUMBER_LEN_MAX {
         return Err(ApiError::invalid_body(format!(
-            "{field}: longer than {CALLING_NUMBER_LEN_MAX} bytes"
+            "{field}: longer than {CALLING_NUMBER_LEN_MAX} characters"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: {} contains control characters",
+            quote(&s)
         )));
     }
     Ok(s)

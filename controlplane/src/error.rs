@@ -2,10 +2,12 @@
 //! message, rendered as `{"error": {"code": …, "message": …}}` (docs/api.md, Errors). Every
 //! lower error (engine, state, JSON rejection) is mapped to it here, once.
 
-use axum::Json;
+use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use dataplane::engine::EngineError;
 
 use crate::center::CenterError;
@@ -202,6 +204,7 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "the body must be JSON, with content-type: application/json",
             ),
+            JsonRejection::BytesRejection(_) if timed_out(&rejection) => request_timeout(),
             JsonRejection::BytesRejection(_)
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
@@ -224,4 +227,133 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError::invalid_query(format!("invalid query: {}", rejection.body_text()))
     }
+}
+
+/// Longest request target answered (docs/api.md, Errors: 414 `uri_too_long`).
+pub const URI_LEN_MAX: usize = 8 * 1024;
+/// Most bytes of header fields (names and values) answered (431 `headers_too_large`).
+pub const HEADERS_LEN_MAX: usize = 16 * 1024;
+/// Most bytes of a non-JSON error body kept as the JSON error's message.
+const ERROR_TEXT_MAX: usize = 1024;
+
+/// Whether a body rejection was the server's body timeout (tower-http's, see
+/// [`crate::api::app_with_limits`]) rather than the client's transport failing.
+fn timed_out(rejection: &JsonRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn request_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request did not arrive in time (docs/api.md, Connection limits)",
+    )
+}
+
+/// Wraps `router` so that every error answer has the JSON error shape: answers the HTTP
+/// layers make themselves (axum's rejections, tower-http's timeout) carry plain text or
+/// nothing, and a client should not have to parse two shapes. Request heads over
+/// [`URI_LEN_MAX`] or [`HEADERS_LEN_MAX`] are refused here, before routing; a `408` closes its
+/// connection (the rest of a late body may still be on its way).
+pub fn with_json_errors(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(json_errors))
+}
+
+async fn json_errors(req: Request, next: Next) -> Response {
+    if let Some(err) = head_too_large(&req) {
+        return err.into_response();
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let mut response = if is_json {
+        response
+    } else {
+        let (parts, body) = response.into_parts();
+        let text = axum::body::to_bytes(body, ERROR_TEXT_MAX)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default();
+        let message = if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_owned()
+        } else {
+            text
+        };
+        let err = match status {
+            StatusCode::REQUEST_TIMEOUT => request_timeout(),
+            _ => ApiError::new(status, status_code(status), message),
+        };
+        let mut json = err.into_response();
+        // Keep what the answer said besides its body (Allow, WWW-Authenticate, Retry-After).
+        for (name, value) in &parts.headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                json.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        json
+    };
+    if status == StatusCode::REQUEST_TIMEOUT {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The machine code of an error answer the crate did not make itself.
+fn status_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+fn head_too_large(req: &Request) -> Option<ApiError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > URI_LEN_MAX {
+        return Some(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri_len} bytes, over the limit of {URI_LEN_MAX}"),
+        ));
+    }
+    let headers_len: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (headers_len > HEADERS_LEN_MAX).then(|| {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the header fields are {headers_len} bytes, over the limit of {HEADERS_LEN_MAX}"
+            ),
+        )
+    })
 }

@@ -247,8 +247,16 @@ async fn addresses_are_ip_and_port() {
         "[::1]:0",
         "::1:4000",
         "[::1]:4000",
+        // No single party: broadcast, multicast, unspecified, "this network", reserved.
+        "255.255.255.255:4000",
+        "224.0.0.1:4000",
+        "239.1.2.3:4000",
+        "0.0.0.0:4000",
+        "0.1.2.3:4000",
+        "240.0.0.1:4000",
+        "[::ffff:255.255.255.255]:4000",
     ] {
-        // The last is well-formed but IPv6 while the media address is IPv4.
+        // "[::1]:4000" is well-formed but IPv6 while the media address is IPv4.
         let body = json!({"customer": {"remote": bad}}).to_string();
         h.refused(
             post.clone(),

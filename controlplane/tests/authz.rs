@@ -342,11 +342,16 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
 
     let theirs = call_of(&h, "ag-2").await;
     let before = denials(&h).await.len();
+    // A call sup-a cannot see answers exactly as an unknown one (no existence leak).
     let (status, err) = supervise_as(&h, &sup_a, &theirs, &own_supervision()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    let unknown = "c_00000000000000ff";
+    let (unknown_status, unknown_err) = supervise_as(&h, &sup_a, unknown, &own_supervision()).await;
+    assert_eq!(unknown_status, StatusCode::NOT_FOUND, "{unknown_err}");
     assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_agent")),
-        "{err}"
+        err.to_string().replace(&theirs, "{id}"),
+        unknown_err.to_string().replace(unknown, "{id}"),
+        "another group's call and an unknown one answer alike"
     );
     let (_, sups) = h.get("/v1/supervisions").await;
     assert_eq!(sups["supervisions"], json!([]), "nothing created");
@@ -380,21 +385,40 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sup}");
-    // …and sup-a may not stop sup-1's session on the other group's agent.
+    // …and sup-a may neither stop nor change sup-1's session on the other group's agent,
+    // which answers exactly as an unknown supervision does (audited all the same).
     let id = sup["id"].as_str().unwrap();
-    let (status, err) = h
-        .call_as(
-            Some(&sup_a),
-            Method::DELETE,
-            &format!("/v1/supervisions/{id}"),
-            None,
-        )
-        .await;
+    let unknown = "s_00000000000000ff";
+    let before = denials(&h).await.len();
+    for (method, body) in [
+        (Method::DELETE, None),
+        (Method::PATCH, Some(json!({"mode": "barge"}).to_string())),
+    ] {
+        let (theirs_uri, unknown_uri) = (
+            format!("/v1/supervisions/{id}"),
+            format!("/v1/supervisions/{unknown}"),
+        );
+        let answer = |uri| h.call_as(Some(&sup_a), method.clone(), uri, body.as_deref());
+        let (status, err) = answer(&theirs_uri).await;
+        let (unknown_status, unknown_err) = answer(&unknown_uri).await;
+        assert_eq!(
+            (status, unknown_status),
+            (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+            "{method}: {err} / {unknown_err}"
+        );
+        assert_eq!(
+            err.to_string().replace(id, "{id}"),
+            unknown_err.to_string().replace(unknown, "{id}"),
+            "{method}: another group's supervision and an unknown one answer alike"
+        );
+    }
     assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_agent")),
-        "{err}"
+        denials(&h).await.len(),
+        before + 2,
+        "the attempts are audited"
     );
+    let (_, still) = h.get(&format!("/v1/supervisions/{id}")).await;
+    assert_eq!(still["state"], "active", "{still}");
 }
 
 #[tokio::test]
