@@ -2,13 +2,14 @@
 //!
 //! The store's `events` table is the only source. After every committed write, [`Notifying`]
 //! bumps a `watch` counter; one task, the [`feed`], then reads what the log gained once for
-//! every stream, syncs (only durable events are sent), and broadcasts it as contiguous pages.
-//! Each stream keeps a cursor (the last event id it has passed): it takes from the feed the
-//! events after its cursor, and whenever it is behind the feed (resumed with `Last-Event-ID`,
-//! or too slow for the feed's bounded ring) it reads [`Reads::events_after`] from its cursor
-//! itself, one bounded page at a time, until it has caught up. So events arrive in id order
-//! with no gaps or duplicates by construction, and a slow client costs no memory: it simply
-//! reads further behind.
+//! every stream, syncs (only durable events are sent), renders each event's SSE frame once, and
+//! hands each stream, in a mailbox of its own, the events its viewer may see (waking only
+//! those streams). Each stream keeps a cursor (the last event id it has passed): it takes from
+//! its mailbox the events after its cursor, and whenever it is behind the feed (resumed with
+//! `Last-Event-ID`, its mailbox overflowed, or the feed restarted past it) it reads
+//! [`Reads::events_after`] from its cursor itself, one bounded page at a time, until it has
+//! caught up. So events arrive in id order with no gaps or duplicates by construction, and a
+//! slow client costs bounded memory: it simply reads further behind.
 //!
 //! Visibility ([`Viewer`]): admins and softswitches see every event; a supervisor sees the
 //! events whose scope names them or a group they supervise or belong to; an agent sees the
@@ -99,7 +100,8 @@ pub enum Viewer {
     /// Admins and softswitches: every event.
     All,
     /// A supervisor: events scoped to the user or to one of the groups they supervise or are a
-    /// member of (looked up again for every page, so a change of groups takes effect at once).
+    /// member of (as the directory is when the feed hands out a page, so a change of groups
+    /// takes effect with the next page).
     Supervisor(String),
     /// An agent: events scoped to the user.
     Agent(String),
