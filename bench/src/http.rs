@@ -96,6 +96,10 @@ impl Client {
                 .authorized(self.agent.patch(&url))
                 .content_type("application/json")
                 .send(json()),
+            "PUT" => self
+                .authorized(self.agent.put(&url))
+                .content_type("application/json")
+                .send(json()),
             _ => panic!("unsupported method {method}"),
         };
         let mut response = result?;

@@ -1,6 +1,6 @@
 //! Open `GET /v1/events` streams held while a benchmark runs (`setuprate --streams`): the load
-//! of live panels on the control plane. One thread drains every stream (non-blocking reads in
-//! turn, a short sleep when none had data), as a browser would read them, and counts what each
+//! of live panels on the control plane. One thread drains every stream (epoll, then
+//! non-blocking reads of those that have data), as a browser would read them, and counts what each
 //! received; a stream the daemon ends is counted too.
 
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long the drain sleeps after a pass in which no stream had data.
-const IDLE_SLEEP: Duration = Duration::from_millis(2);
+/// The drain's longest wait for data, so it notices the end of the run.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// The drain's read buffer.
 const READ_BUF: usize = 64 * 1024;
 
@@ -31,11 +31,15 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Opens `n` streams to the daemon at `addr` with `token`, each answered `200` before the
-    /// next is opened, then drains them on a thread of their own.
-    pub fn open(addr: SocketAddr, token: &str, n: usize) -> Result<Streams, String> {
+    /// Opens `n` streams to the daemon at `addr`, the `i`th with `tokens[i % tokens.len()]`,
+    /// each answered `200` before the next is opened, then drains them on a thread of their own.
+    pub fn open(addr: SocketAddr, tokens: &[String], n: usize) -> Result<Streams, String> {
+        if tokens.is_empty() {
+            return Err("no token for the streams".to_owned());
+        }
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
+            let token = &tokens[i % tokens.len()];
             let mut s = TcpStream::connect(addr).map_err(|e| format!("stream {i}: {e}"))?;
             let request = format!(
                 "GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
@@ -96,32 +100,52 @@ impl Drop for Streams {
     }
 }
 
-fn drain(mut sockets: Vec<TcpStream>, stop: &AtomicBool, bytes: &AtomicU64, ended: &AtomicU64) {
+fn drain(sockets: Vec<TcpStream>, stop: &AtomicBool, bytes: &AtomicU64, ended: &AtomicU64) {
+    // Waits in epoll for the streams that have something, rather than reading each in turn:
+    // an idle stream costs the benchmark's core nothing.
+    let Ok(mut poll) = mio::Poll::new() else {
+        ended.fetch_add(sockets.len() as u64, Ordering::Relaxed);
+        return;
+    };
+    let mut open: Vec<Option<mio::net::TcpStream>> = Vec::with_capacity(sockets.len());
+    for (i, s) in sockets.into_iter().enumerate() {
+        let mut s = mio::net::TcpStream::from_std(s);
+        if poll
+            .registry()
+            .register(&mut s, mio::Token(i), mio::Interest::READABLE)
+            .is_err()
+        {
+            ended.fetch_add(1, Ordering::Relaxed);
+            open.push(None);
+            continue;
+        }
+        open.push(Some(s));
+    }
+    let mut events = mio::Events::with_capacity(open.len().max(1));
     let mut buf = vec![0u8; READ_BUF];
     while !stop.load(Ordering::Relaxed) {
-        let mut any = false;
-        sockets.retain_mut(|s| {
-            loop {
+        if poll.poll(&mut events, Some(POLL_TIMEOUT)).is_err() {
+            continue;
+        }
+        for event in &events {
+            let slot = &mut open[event.token().0];
+            let Some(s) = slot else { continue };
+            // Edge-triggered: read until there is nothing more.
+            let keep = loop {
                 match s.read(&mut buf) {
-                    Ok(0) => {
-                        ended.fetch_add(1, Ordering::Relaxed);
-                        return false;
-                    }
+                    Ok(0) => break false,
                     Ok(n) => {
-                        any = true;
                         bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        ended.fetch_add(1, Ordering::Relaxed);
-                        return false;
-                    }
+                    Err(_) => break false,
                 }
+            };
+            if !keep {
+                ended.fetch_add(1, Ordering::Relaxed);
+                *slot = None;
             }
-        });
-        if !any {
-            std::thread::sleep(IDLE_SLEEP);
         }
     }
 }

@@ -94,7 +94,7 @@ pub struct Center {
 }
 
 /// Each user's groups (supervised or member of): the groups whose events they see.
-type Viewers = HashMap<String, Arc<HashSet<String>>>;
+pub type Viewers = HashMap<String, Arc<HashSet<String>>>;
 
 /// Whether `a` and `b` have the same groups with the same supervisors and members (most
 /// directory changes are logins, presence and ringing calls, which leave [`Viewers`] as is).
@@ -494,6 +494,15 @@ impl Center {
     pub fn groups_seen_by(&self, user: &str) -> Arc<HashSet<String>> {
         let viewers = self.viewers.read().unwrap_or_else(PoisonError::into_inner);
         viewers.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Every user's groups, as of the last directory change: a new `Arc` after each change
+    /// of groups (the event feed rebuilds its index of streams by group then).
+    pub fn viewers(&self) -> Arc<Viewers> {
+        self.viewers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set_viewers(&self, viewers: Arc<Viewers>) {

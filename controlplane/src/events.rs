@@ -2,13 +2,14 @@
 //!
 //! The store's `events` table is the only source. After every committed write, [`Notifying`]
 //! bumps a `watch` counter; one task, the [`feed`], then reads what the log gained once for
-//! every stream, syncs (only durable events are sent), and broadcasts it as contiguous pages.
-//! Each stream keeps a cursor (the last event id it has passed): it takes from the feed the
-//! events after its cursor, and whenever it is behind the feed (resumed with `Last-Event-ID`,
-//! or too slow for the feed's bounded ring) it reads [`Reads::events_after`] from its cursor
-//! itself, one bounded page at a time, until it has caught up. So events arrive in id order
-//! with no gaps or duplicates by construction, and a slow client costs no memory: it simply
-//! reads further behind.
+//! every stream, syncs (only durable events are sent), renders each event's SSE frame once, and
+//! hands each stream, in a mailbox of its own, the events its viewer may see (waking only
+//! those streams). Each stream keeps a cursor (the last event id it has passed): it takes from
+//! its mailbox the events after its cursor, and whenever it is behind the feed (resumed with
+//! `Last-Event-ID`, its mailbox overflowed, or the feed restarted past it) it reads
+//! [`Reads::events_after`] from its cursor itself, one bounded page at a time, until it has
+//! caught up. So events arrive in id order with no gaps or duplicates by construction, and a
+//! slow client costs bounded memory: it simply reads further behind.
 //!
 //! Visibility ([`Viewer`]): admins and softswitches see every event; a supervisor sees the
 //! events whose scope names them or a group they supervise or belong to; an agent sees the
@@ -23,11 +24,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::Stream;
-use tokio::sync::{Semaphore, broadcast, watch};
+use axum::response::{IntoResponse as _, Response};
+use tokio::sync::{Semaphore, watch};
 
 use crate::access::{Authorized, Principal, Read, Standing};
 use crate::auth::Role;
@@ -36,7 +38,7 @@ use crate::state::AppState;
 use crate::store::{self, EventId, EventScope, Reads, Store, StoreError, StoreExt as _, Writes};
 
 pub use feed::Feed;
-use feed::{Page, Shared};
+use feed::{Member, Shared};
 
 /// The keep-alive comment's period.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -98,7 +100,8 @@ pub enum Viewer {
     /// Admins and softswitches: every event.
     All,
     /// A supervisor: events scoped to the user or to one of the groups they supervise or are a
-    /// member of (looked up again for every page, so a change of groups takes effect at once).
+    /// member of (as the directory is when the feed hands out a page, so a change of groups
+    /// takes effect with the next page).
     Supervisor(String),
     /// An agent: events scoped to the user.
     Agent(String),
@@ -177,10 +180,11 @@ pub async fn stream(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
     Resume(after): Resume,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    // Subscribed before the first read: a page published after that read is never missed.
-    let pages = state.feed().subscribe(&state);
-    // At the log's end (read after subscribing), the feed has every later event; after a
+) -> Result<Response, ApiError> {
+    let viewer = Viewer::of(&principal);
+    // Joined before the first read: a page published after that read is never missed.
+    let member = state.feed().join(&state, viewer.clone());
+    // At the log's end (read after joining), the feed has every later event; after a
     // resume point, what follows it is read from the store first.
     let behind = after.is_some();
     let after = match after {
@@ -197,19 +201,28 @@ pub async fn stream(
         }
     };
     let cursor = Cursor {
-        viewer: Viewer::of(&principal),
+        viewer,
         standing: Standing::new(state.clone(), principal),
         state,
-        pages,
+        member,
         after,
         behind,
         pending: VecDeque::new(),
     };
-    let events = futures_util::stream::unfold(cursor, |mut c| async move {
-        let event = c.next().await?;
-        Some((Ok(event), c))
+    let frames = futures_util::stream::unfold(cursor, |mut c| async move {
+        let frame = c.next().await?;
+        Some((Ok::<_, Infallible>(frame), c))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    // The frames are rendered once by the feed for every stream (docs/api.md, Events), so
+    // the body is written as is rather than through axum's `Sse`, which renders per stream.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
 }
 
 /// The turns to read the store ([`STORE_READERS`]); one set for the process, as the blocking
@@ -219,33 +232,40 @@ fn readers() -> &'static Semaphore {
     &READERS
 }
 
+/// The keep-alive frame: an SSE comment.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+
 /// One stream's position in the log.
 struct Cursor {
     state: AppState,
     viewer: Viewer,
     /// The caller's authority: the stream ends when it is withdrawn.
     standing: Standing,
-    pages: broadcast::Receiver<Arc<Page>>,
-    /// The last event id passed (visible or not).
+    /// The stream's mailbox in the feed.
+    member: Member,
+    /// The last event id passed.
     after: EventId,
-    /// Whether events after `after` may be missing from the feed (a resume point, a lag, a
-    /// page that follows a later id): they are read from the store until it has no more.
+    /// Whether events after `after` may be missing from the mailbox (a resume point, an
+    /// overflow, a feed restarted past it): they are read from the store until it has no more.
     behind: bool,
-    /// Visible events taken but not yet sent (at most one page).
+    /// Visible events taken but not yet sent (at most a few pages).
     pending: VecDeque<Arc<Shared>>,
 }
 
 impl Cursor {
-    /// The next visible event, waiting for the feed as needed; `None` ends the stream (the
-    /// caller's authority was withdrawn, the daemon is going away, or the store failed: the
-    /// client resumes with `Last-Event-ID`).
-    async fn next(&mut self) -> Option<SseEvent> {
+    /// The next frame (an event, or a keep-alive after [`KEEP_ALIVE`] without one), waiting
+    /// for the feed as needed; `None` ends the stream (the caller's authority was withdrawn,
+    /// or the store failed: the client resumes with `Last-Event-ID`).
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if !self.standing.holds() {
                 return None;
             }
             if let Some(event) = self.pending.pop_front() {
-                return Some(sse(&event));
+                return Some(event.frame.clone());
+            }
+            if self.state.feed().origin() > self.after {
+                self.behind = true;
             }
             if self.behind {
                 match self.catch_up().await {
@@ -256,53 +276,56 @@ impl Cursor {
                     }
                 }
             }
+            if self.take() {
+                continue;
+            }
             let Cursor {
-                standing, pages, ..
+                standing, member, ..
             } = self;
-            let page = tokio::select! {
+            tokio::select! {
                 biased;
                 () = standing.withdrawn() => return None,
-                page = pages.recv() => page,
-            };
-            match page {
-                Ok(page) => self.take(page),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "event stream behind the feed: reading the store");
-                    self.behind = true;
+                () = member.slot.wake.notified() => {}
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    return Some(Bytes::from_static(KEEP_ALIVE_FRAME));
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// Takes a page of the feed: the visible events after the cursor, or, if the page follows
-    /// an id past the cursor (events in between were never handed to this stream), a turn to
-    /// read the store.
-    fn take(&mut self, page: Arc<Page>) {
-        if page.after > self.after {
+    /// Takes what the mailbox holds after the cursor; whether there was anything (events, or
+    /// an overflow: then the stream is behind).
+    fn take(&mut self) -> bool {
+        let mut mailbox = self.member.slot.mailbox();
+        if mailbox.lagged {
+            tracing::debug!("event stream behind the feed: reading the store");
             self.behind = true;
-            return;
+            return true;
         }
-        let last = page.last();
-        if last <= self.after {
-            return;
+        if mailbox.batches.is_empty() {
+            return false;
         }
-        let groups = self.viewer.groups(&self.state);
-        let after = self.after;
-        self.pending.extend(
-            page.events
-                .iter()
-                .filter(|e| e.id > after && visible(&self.viewer, &groups, &e.scope))
-                .cloned(),
-        );
-        self.after = last;
+        for batch in mailbox.batches.drain(..) {
+            for event in batch.iter() {
+                if event.id > self.after {
+                    self.after = event.id;
+                    self.pending.push_back(event.clone());
+                }
+            }
+        }
+        true
     }
 
     /// Reads the next page after the cursor from the store, filtered; done catching up when it
-    /// was not full (from then on the feed has every later event: the stream subscribed to it
-    /// before this read). Only durable events are sent: the page may hold commits of requests
-    /// still waiting for their sync (`store::deferring`), so it is synced before it is used.
+    /// was not full (from then on the mailbox has every later event: the stream joined the
+    /// feed, and reopened an overflowed mailbox, before this read). Only durable events are
+    /// sent: the page may hold commits of requests still waiting for their sync
+    /// (`store::deferring`), so it is synced before it is used.
     async fn catch_up(&mut self) -> Result<(), String> {
+        {
+            let mut mailbox = self.member.slot.mailbox();
+            mailbox.lagged = false;
+        }
         let state = self.state.clone();
         let after = self.after;
         let (events, full) = {
@@ -335,11 +358,4 @@ impl Cursor {
         self.behind = full;
         Ok(())
     }
-}
-
-fn sse(event: &Shared) -> SseEvent {
-    SseEvent::default()
-        .id(event.id.0.to_string())
-        .event(&event.event_type)
-        .data(&event.data)
 }

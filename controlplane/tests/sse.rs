@@ -405,6 +405,71 @@ async fn a_supervisor_sees_the_events_of_their_groups() {
     assert_eq!(seen, [to_agent]);
 }
 
+/// The feed hands a supervisor's stream the events of the groups they see as the directory is
+/// when the events go out: a stream opened before its user was given a group gets that group's
+/// later events, and a stream passed over by pages it may see nothing of still gets what follows
+/// them, in order and once.
+#[tokio::test]
+async fn a_supervisor_stream_follows_a_change_of_their_groups() {
+    let h = Harness::slot(88);
+    let sup_c = h.token("supervisor", Some("sup-c")).await;
+    let (s, g) = h
+        .post(
+            "/v1/groups",
+            &json!({"id": "grp-c", "name": "grp-c"}).to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let mut stream = Stream::open(&h, &sup_c, "", None).await;
+    let mut admin = Stream::open(&h, ADMIN_TOKEN, "", None).await;
+    let append = |n: i64, groups: &[&str], users: &[&str]| {
+        h.state
+            .store()
+            .write(|w| {
+                w.append_event(&NewEvent {
+                    event_type: "supervision.aborted".to_owned(),
+                    payload: json!({"n": n}),
+                    scope: EventScope {
+                        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                        users: users.iter().map(|u| (*u).to_owned()).collect(),
+                    },
+                    at: UnixMs(0),
+                })
+            })
+            .unwrap()
+            .0
+    };
+    let before = append(1, &["grp-c"], &[]);
+    // Handed out (the admin's stream got it) before sup-c supervises grp-c.
+    assert_eq!(admin.take(1).await[0].id, before);
+    let (s, r) = h
+        .call(
+            Method::PUT,
+            "/v1/groups/grp-c/supervisors/sup-c",
+            Some(&json!({"listen": true}).to_string()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let in_group = append(2, &["grp-c"], &[]);
+    // Pages this stream may see nothing of.
+    for n in 0..20 {
+        append(10 + n, &["grp-other"], &["someone-else"]);
+    }
+    let to_sup = append(3, &[], &["sup-c"]);
+
+    let seen: Vec<i64> = stream.drain().await.iter().map(|m| m.id).collect();
+    assert!(
+        !seen.contains(&before),
+        "an event of a group not yet theirs"
+    );
+    assert!(seen.contains(&in_group), "{seen:?}");
+    assert_eq!(seen.last(), Some(&to_sup), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {seen:?}"
+    );
+}
+
 #[tokio::test]
 async fn refused_without_a_token_or_with_a_bad_resume_point() {
     let h = Harness::slot(84);

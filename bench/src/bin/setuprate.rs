@@ -4,8 +4,10 @@
 //! `POST /v1/calls/{id}/supervisions`: media connects in listen), timing the pair, then
 //! deleting the call (not timed) so the appliance's ports are not exhausted. The `POST
 //! /v1/calls` alone is timed too. With `--streams N`, N `GET /v1/events` streams are held open
-//! (and drained) throughout, as live panels would be: an admin's (every event) or a
-//! supervisor's whom no setup names (none). Prints a table and a JSON line.
+//! (and drained) throughout, as live panels would be: an admin's (every event), a
+//! supervisor's whom no setup names (none), or spread over `--panels` supervisors, each with a
+//! group of their own, whom the setups name in turn (each stream gets its supervisor's share
+//! of the supervisions' events). Prints a table and a JSON line.
 //!
 //! ```text
 //! setuprate --api http://127.0.0.1:18080 --clients 8 --duration-secs 10 --streams 1000
@@ -42,35 +44,75 @@ struct Args {
     /// Event streams (`GET /v1/events`) held open during the run.
     #[arg(long, default_value_t = 0)]
     streams: usize,
-    /// Whose streams: `admin` (each gets every event) or `supervisor` (a supervisor no setup
-    /// names: each gets none, the daemon still filters every event for it).
+    /// Whose streams: `admin` (each gets every event), `supervisor` (a supervisor no setup
+    /// names: each gets none) or `panels` (spread over `--panels` supervisors whom the setups
+    /// name in turn).
     #[arg(long, value_enum, default_value_t = Viewer::Admin)]
     stream_viewer: Viewer,
+    /// With `--stream-viewer panels`: how many supervisors (`panel-0`…, each supervising a
+    /// group `panel-group-<n>` of their own) the streams are spread over.
+    #[arg(long, default_value_t = 100)]
+    panels: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Viewer {
     Admin,
     Supervisor,
+    Panels,
 }
 
-/// The token the streams present: the admin's, or a new supervisor token for a panel user.
-fn stream_token(args: &Args, api: SocketAddr) -> Result<String, String> {
+/// A new supervisor token for `user`.
+fn supervisor_token(admin: &Client, user: &str) -> Result<String, String> {
+    let minted = admin.expect(
+        "POST",
+        "/v1/tokens",
+        Some(&json!({"role": "supervisor", "user_id": user})),
+        201,
+    )?;
+    minted["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no token in {minted}"))
+}
+
+/// The tokens the streams present, in turn: the admin's, a supervisor's for a panel user, or
+/// one for each of `--panels` supervisors, each given a group to supervise.
+fn stream_tokens(args: &Args, api: SocketAddr) -> Result<Vec<String>, String> {
+    let admin = Client::new(api, Some(&args.token));
     match args.stream_viewer {
-        Viewer::Admin => Ok(args.token.clone()),
-        Viewer::Supervisor => {
-            let admin = Client::new(api, Some(&args.token));
-            let minted = admin.expect(
-                "POST",
-                "/v1/tokens",
-                Some(&json!({"role": "supervisor", "user_id": "setuprate-panel"})),
-                201,
-            )?;
-            minted["token"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no token in {minted}"))
-        }
+        Viewer::Admin => Ok(vec![args.token.clone()]),
+        Viewer::Supervisor => Ok(vec![supervisor_token(&admin, "setuprate-panel")?]),
+        Viewer::Panels => (0..args.panels)
+            .map(|p| {
+                let user = format!("panel-{p}");
+                let token = supervisor_token(&admin, &user)?;
+                let group = format!("panel-group-{p}");
+                admin.expect(
+                    "POST",
+                    "/v1/groups",
+                    Some(&json!({"id": group, "name": group, "kind": "standard"})),
+                    201,
+                )?;
+                admin.expect(
+                    "PUT",
+                    &format!("/v1/groups/{group}/supervisors/{user}"),
+                    Some(&json!({"listen": true, "intervene": false, "admin": false})),
+                    200,
+                )?;
+                Ok(token)
+            })
+            .collect(),
+    }
+}
+
+/// The supervisor of a client's `n`th setup: its own (`sup-<client>`), or with panels, the
+/// panels in turn across all clients.
+fn supervisor_of(args: &Args, client: usize, n: usize) -> String {
+    if args.stream_viewer == Viewer::Panels && args.panels > 0 {
+        format!("panel-{}", (client + n * args.clients) % args.panels)
+    } else {
+        format!("sup-{client}")
     }
 }
 
@@ -85,7 +127,7 @@ struct Tally {
 
 /// One setup: the call, then the answered supervision; the call's id for the teardown, and
 /// how long the call's creation took.
-fn setup(client: &Client, id: usize) -> Result<(String, Duration), String> {
+fn setup(client: &Client, id: usize, supervisor: &str) -> Result<(String, Duration), String> {
     let t0 = Instant::now();
     let call = client.expect(
         "POST",
@@ -102,7 +144,7 @@ fn setup(client: &Client, id: usize) -> Result<(String, Duration), String> {
         "POST",
         &format!("/v1/calls/{call_id}/supervisions"),
         Some(&json!({
-            "supervisor_id": format!("sup-{id}"),
+            "supervisor_id": supervisor,
             "registered_number": "+15550100",
             "answered": {"calling_number": "+15550100"},
         })),
@@ -125,9 +167,12 @@ fn run_client(
     let client = Client::new(api, Some(&args.token));
     let mut tally = Tally::default();
     start.wait();
+    let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
+        let supervisor = supervisor_of(args, id, n);
+        n += 1;
         let t0 = Instant::now();
-        let result = setup(&client, id);
+        let result = setup(&client, id, &supervisor);
         let took = t0.elapsed();
         let counted = measuring.load(Ordering::Relaxed);
         let result = result.and_then(|(call_id, call_took)| {
@@ -163,7 +208,7 @@ fn main() -> ExitCode {
         }
     };
     let streams = if args.streams > 0 {
-        match stream_token(&args, api).and_then(|t| Streams::open(api, &t, args.streams)) {
+        match stream_tokens(&args, api).and_then(|t| Streams::open(api, &t, args.streams)) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("setuprate: cannot open the event streams: {e}");

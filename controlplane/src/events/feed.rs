@@ -1,53 +1,298 @@
 //! The live feed shared by every event stream (docs/api.md, Events): one task reads each new
-//! page of the event log once, after the commits that wrote it are durable, and hands it to
-//! every open stream through a bounded broadcast ring. A stream filters a page by its viewer
-//! in memory; one that falls behind the ring, or starts behind the feed, reads the log itself
-//! ([`super::Cursor`]) until it has caught up, then takes the feed again.
+//! page of the event log once, after the commits that wrote it are durable, renders each
+//! event's SSE frame once, and hands every open stream the events of the page its viewer may
+//! see, in a bounded mailbox of its own. Only the streams a page concerns are woken: the feed
+//! keeps an index of the open streams by viewer (all-seeing ones; by user; supervisors by the
+//! groups they see, from the directory in memory, [`crate::center::Center::viewers`]), so a
+//! page costs nothing to a stream that can see none of it. A stream whose mailbox overflows,
+//! or that starts behind the feed, reads the log itself ([`super::Cursor`]) until it has
+//! caught up, then takes its mailbox again.
 //!
-//! Pages are contiguous: each names the id it follows ([`Page::after`]), so a stream that sees
-//! a page following an id past its own knows it missed events and catches up from the store
-//! instead of skipping them. That is what keeps the order-by-id, no-gaps guarantee.
+//! A mailbox receives, in id order, every event of every page published since the stream
+//! joined that its viewer may see: so events arrive in id order with no gaps or duplicates
+//! (the stream drops what it already read from the store). A stream that joined before the
+//! feed (re)started at the log's end learns where it started ([`Feed::origin`]) and catches up
+//! from the store.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use axum::body::Bytes;
+use tokio::sync::Notify;
 
+use super::Viewer;
+use crate::center::Viewers;
 use crate::state::AppState;
 use crate::store::{Event, EventId, EventScope, StoreError, StoreExt as _};
 
-/// Pages the ring holds. A stream more than this many pages behind the feed is told it lagged
-/// and catches up from the store. With [`FEED_PAGE`] events a page at most, this bounds the
-/// feed's memory.
+/// Pages a stream's mailbox holds (each at most [`FEED_PAGE`] events, shared with the other
+/// streams that see the whole page). A stream further behind than this drops its mailbox and
+/// catches up from the store; this bounds the feed's memory per stream.
 pub const RING_PAGES: usize = 256;
 
-/// Events the feed reads from the store at a time (one page of the ring, at most).
+/// Events the feed reads from the store at a time (one page, at most).
 pub const FEED_PAGE: u32 = 100;
 
-/// The least time between two publications of the feed. Every page wakes every open stream,
-/// so under a stream of commits the feed gathers what they wrote for this long into one page
-/// rather than waking every stream per commit; an event after a quiet spell goes out at once.
-/// Invisible to a person watching a panel; it bounds the streams' wake-ups to 50 a second.
+/// The least time between two publications of the feed. Each publication wakes every stream
+/// that sees some event of it, so under a stream of commits the feed gathers what they wrote
+/// for this long into one page rather than waking the streams per commit; an event after a
+/// quiet spell goes out at once. Invisible to a person watching a panel; it bounds a stream's
+/// wake-ups to 50 a second.
 pub const FEED_PERIOD: Duration = Duration::from_millis(20);
 
-/// One event as every stream sends it: its data already rendered once for all of them.
+/// One event as every stream sends it: its SSE frame rendered once for all of them.
 #[derive(Debug)]
 pub struct Shared {
     pub id: EventId,
-    pub event_type: String,
-    /// The payload as JSON text (the SSE `data` field).
-    pub data: String,
     pub scope: EventScope,
+    /// `id:`, `event:` and `data:` (the payload as one line of JSON), then the blank line.
+    pub frame: Bytes,
 }
 
 impl From<Event> for Shared {
     fn from(e: Event) -> Shared {
+        // serde_json's compact form has no line break (they are escaped in strings), so the
+        // payload is one `data:` line; an event type is a fixed name.
+        let frame = format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            e.id.0, e.event_type, e.payload
+        );
         Shared {
             id: e.id,
-            event_type: e.event_type,
-            data: e.payload.to_string(),
             scope: e.scope,
+            frame: Bytes::from(frame),
+        }
+    }
+}
+
+/// Events in id order, shared: a whole page is handed as is to every all-seeing stream.
+pub type Batch = Arc<[Arc<Shared>]>;
+
+/// What the feed has handed a stream and it has not taken yet.
+#[derive(Default)]
+pub struct Mailbox {
+    pub batches: VecDeque<Batch>,
+    /// The mailbox overflowed: it was emptied and takes nothing until the stream has caught up
+    /// from the store (it clears this before its last read of the store).
+    pub lagged: bool,
+}
+
+/// One open stream as the feed sees it.
+pub struct Slot {
+    pub viewer: Viewer,
+    pub mailbox: Mutex<Mailbox>,
+    /// Woken when the mailbox got something, or when the feed restarted.
+    pub wake: Notify,
+}
+
+impl Slot {
+    pub fn mailbox(&self) -> std::sync::MutexGuard<'_, Mailbox> {
+        self.mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deliver(&self, batch: Batch) {
+        {
+            let mut mailbox = self.mailbox();
+            if mailbox.lagged {
+                return;
+            }
+            if mailbox.batches.len() >= RING_PAGES {
+                mailbox.batches.clear();
+                mailbox.lagged = true;
+            } else {
+                mailbox.batches.push_back(batch);
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The open streams, and their index by viewer (built again after a stream opens or closes,
+/// or the directory's groups change).
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    slots: HashMap<u64, Arc<Slot>>,
+    index: Option<Arc<Index>>,
+}
+
+/// Which streams see an event: `all` every one; the others by a user or group of its scope.
+struct Index {
+    viewers: Arc<Viewers>,
+    all: Vec<Arc<Slot>>,
+    by_user: HashMap<String, Vec<Arc<Slot>>>,
+    by_group: HashMap<String, Vec<Arc<Slot>>>,
+}
+
+impl Index {
+    fn build(slots: &HashMap<u64, Arc<Slot>>, viewers: Arc<Viewers>) -> Index {
+        let mut index = Index {
+            viewers,
+            all: Vec::new(),
+            by_user: HashMap::new(),
+            by_group: HashMap::new(),
+        };
+        for slot in slots.values() {
+            match &slot.viewer {
+                Viewer::All => index.all.push(slot.clone()),
+                Viewer::Agent(user) => {
+                    index
+                        .by_user
+                        .entry(user.clone())
+                        .or_default()
+                        .push(slot.clone());
+                }
+                Viewer::Supervisor(user) => {
+                    index
+                        .by_user
+                        .entry(user.clone())
+                        .or_default()
+                        .push(slot.clone());
+                    for group in index.viewers.get(user).into_iter().flat_map(|g| g.iter()) {
+                        index
+                            .by_group
+                            .entry(group.clone())
+                            .or_default()
+                            .push(slot.clone());
+                    }
+                }
+                Viewer::Nobody => {}
+            }
+        }
+        index
+    }
+}
+
+/// The feed: the open streams, where it started, and whether its reader task runs (it starts
+/// with the first stream, on that stream's runtime, and ends with it).
+pub struct Feed {
+    streams: Mutex<Registry>,
+    /// The id the feed last (re)started after: a stream behind it may have missed events.
+    origin: AtomicI64,
+    started: AtomicBool,
+}
+
+impl Default for Feed {
+    fn default() -> Feed {
+        Feed {
+            streams: Mutex::default(),
+            origin: AtomicI64::new(0),
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A stream's place in the feed; leaves it when dropped.
+pub struct Member {
+    state: AppState,
+    key: u64,
+    pub slot: Arc<Slot>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut streams = self.state.feed().registry();
+        streams.slots.remove(&self.key);
+        streams.index = None;
+    }
+}
+
+impl Feed {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Joins the feed: every page published from now on goes to the mailbox as `viewer` may
+    /// see it. Starts the reader task if it is not running. Join before reading where to
+    /// start, so no page after that is missed.
+    pub fn join(&self, state: &AppState, viewer: Viewer) -> Member {
+        let slot = Arc::new(Slot {
+            viewer,
+            mailbox: Mutex::default(),
+            wake: Notify::new(),
+        });
+        let key = {
+            let mut streams = self.registry();
+            streams.next += 1;
+            let key = streams.next;
+            streams.slots.insert(key, slot.clone());
+            streams.index = None;
+            key
+        };
+        if !self.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run(state.clone()));
+        }
+        Member {
+            state: state.clone(),
+            key,
+            slot,
+        }
+    }
+
+    /// The id the feed last (re)started after: a stream whose cursor is behind it reads the
+    /// store first (the events in between were never handed to it).
+    pub fn origin(&self) -> EventId {
+        EventId(self.origin.load(Ordering::Acquire))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.registry().slots.is_empty()
+    }
+
+    /// The index of the open streams, built again if they or the directory's groups changed.
+    fn index(&self, viewers: Arc<Viewers>) -> Arc<Index> {
+        let mut streams = self.registry();
+        if let Some(index) = &streams.index
+            && Arc::ptr_eq(&index.viewers, &viewers)
+        {
+            return index.clone();
+        }
+        let index = Arc::new(Index::build(&streams.slots, viewers));
+        streams.index = Some(index.clone());
+        index
+    }
+
+    /// Hands each stream the events of `page` it may see; wakes only those.
+    fn publish(&self, state: &AppState, page: &Page) {
+        let index = self.index(state.center().viewers());
+        for slot in &index.all {
+            slot.deliver(page.events.clone());
+        }
+        // Per stream (by address), what it sees of the page, in id order and once.
+        let mut seen: HashMap<*const Slot, (&Arc<Slot>, Vec<Arc<Shared>>)> = HashMap::new();
+        for event in page.events.iter() {
+            let users = event
+                .scope
+                .users
+                .iter()
+                .filter_map(|u| index.by_user.get(u));
+            let groups = event
+                .scope
+                .groups
+                .iter()
+                .filter_map(|g| index.by_group.get(g));
+            for slot in users.chain(groups).flatten() {
+                let (_, events) = seen
+                    .entry(Arc::as_ptr(slot))
+                    .or_insert_with(|| (slot, Vec::new()));
+                if events.last().is_none_or(|e| e.id != event.id) {
+                    events.push(event.clone());
+                }
+            }
+        }
+        for (slot, events) in seen.into_values() {
+            slot.deliver(events.into());
+        }
+    }
+
+    /// The feed (re)starts after `origin`: every stream is woken to compare its cursor.
+    fn restart(&self, origin: EventId) {
+        self.origin.fetch_max(origin.0, Ordering::AcqRel);
+        let slots: Vec<Arc<Slot>> = self.registry().slots.values().cloned().collect();
+        for slot in slots {
+            slot.wake.notify_one();
         }
     }
 }
@@ -57,7 +302,7 @@ impl From<Event> for Shared {
 #[derive(Debug)]
 pub struct Page {
     pub after: EventId,
-    pub events: Vec<Arc<Shared>>,
+    pub events: Batch,
 }
 
 impl Page {
@@ -67,38 +312,10 @@ impl Page {
     }
 }
 
-/// The feed's ring and whether its reader task runs (it starts with the first stream, on
-/// that stream's runtime, and ends with it).
-pub struct Feed {
-    pages: broadcast::Sender<Arc<Page>>,
-    started: AtomicBool,
-}
-
-impl Default for Feed {
-    fn default() -> Feed {
-        Feed {
-            pages: broadcast::Sender::new(RING_PAGES),
-            started: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Feed {
-    /// A receiver of every page published from now on; starts the reader task if it is not
-    /// running. Subscribe before reading where to start, so no page after that is missed.
-    pub fn subscribe(&self, state: &AppState) -> broadcast::Receiver<Arc<Page>> {
-        let pages = self.pages.subscribe();
-        if !self.started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(run(state.clone()));
-        }
-        pages
-    }
-}
-
 /// The reader task: after every commit, reads what the log gained, page by page, syncs, and
 /// publishes. While no stream listens it reads nothing and forgets where it was: it starts
-/// again at the log's end (a stream that started before that point sees the gap and catches
-/// up from the store).
+/// again at the log's end (a stream that started before that point sees it is behind
+/// [`Feed::origin`] and catches up from the store).
 async fn run(state: AppState) {
     let mut commits = state.commits();
     let mut after: Option<EventId> = None;
@@ -107,7 +324,7 @@ async fn run(state: AppState) {
         commits.borrow_and_update();
         let mut published = false;
         loop {
-            if state.feed().pages.receiver_count() == 0 {
+            if state.feed().is_empty() {
                 after = None;
                 break;
             }
@@ -131,11 +348,11 @@ async fn run(state: AppState) {
                 }
             };
             after = Some(page.last());
-            // A restart's empty page tells the streams where the feed starts again, so one
-            // that is behind catches up at once rather than at the next commit.
-            if !page.events.is_empty() || from.is_none() {
-                // An error: no stream listens any more.
-                let _ = state.feed().pages.send(Arc::new(page));
+            if from.is_none() {
+                state.feed().restart(page.after);
+            }
+            if !page.events.is_empty() {
+                state.feed().publish(&state, &page);
                 published = true;
             }
             if !full {
@@ -163,7 +380,7 @@ fn read_page(state: &AppState, after: Option<EventId>) -> Result<(Page, bool), S
             return Ok((
                 Page {
                     after: end,
-                    events: Vec::new(),
+                    events: Arc::new([]),
                 },
                 false,
             ));
