@@ -27,7 +27,7 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const HTTP: &str = "127.0.0.1:64690";
 const START_MAX: Duration = Duration::from_secs(20);
 /// Examples per operation and the seed: the run is the same every time.
-const EXAMPLES: &str = "30";
+const EXAMPLES: &str = "15";
 const SEED: &str = "7";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance,positive_data_acceptance";
