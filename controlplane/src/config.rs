@@ -128,7 +128,7 @@ const HTTP_TIMEOUT_SECS_MAX: u64 = 3600;
 /// host, it only catches typos.
 const HTTP_CONNECTIONS_MAX: usize = 1 << 20;
 
-/// `[http]`: the listener and its limits against slow and idle clients (SPEC §7: they never
+/// `[http]`: the listener and its limits against slow and idle clients (docs/api.md, Connection limits: they never
 /// lock out an operator; docs/api.md, Connection limits).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

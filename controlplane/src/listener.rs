@@ -1,4 +1,4 @@
-//! The HTTP listener and its limits against slow and idle clients (SPEC §7: however many, they
+//! The HTTP listener and its limits against slow and idle clients (docs/api.md, Connection limits: however many, they
 //! never lock out an operator; docs/api.md, Connection limits).
 //!
 //! axum's own `serve` has no header-read timeout and no connection cap, so the accept loop is

@@ -318,7 +318,7 @@ impl From<LegStats> for StatsView {
     }
 }
 
-/// Where a leg's remote address came from (SPEC §1 source checking).
+/// Where a leg's remote address came from (docs/media.md, Source checking).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RemoteSource {

@@ -1,4 +1,4 @@
-//! SPEC §7 through the real daemon (the `earshotd` binary): slow and idle HTTP clients,
+//! docs/api.md, Connection limits, through the real daemon (the `earshotd` binary): slow and idle HTTP clients,
 //! however many, never lock out an operator (docs/api.md, Connection limits).
 //!
 //! Each test runs its own daemon on loopback ports of its own (HTTP 6461x, media from 64620:

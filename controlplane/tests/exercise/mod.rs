@@ -2,7 +2,7 @@
 //! (`controlplane/fuzz/`, docs/fuzzing.md) and the test that replays its corpus
 //! (`config_corpus.rs`): any text goes through the daemon's own path (`Config::from_toml`,
 //! `Config::validate`, `Config::engine_config`, as `Config::load` does) and is a
-//! configuration or one clear, one-line error, never a panic (SPEC §7, STYLE.md 8).
+//! configuration or one clear, one-line error, never a panic (docs/fuzzing.md).
 
 use std::path::Path;
 

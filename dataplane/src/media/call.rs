@@ -1,4 +1,4 @@
-//! One call's media: its legs, what each hears, and the packets that follow (SPEC §1).
+//! One call's media: its legs, what each hears, and the packets that follow (docs/media.md, Output streams).
 //!
 //! A [`Call`] is sans-IO (STYLE.md 1, 3). The engine hands it every datagram that arrived on
 //! one of its legs with [`Call::handle_datagram`], and calls [`Call::tick`] every 20 ms; the
@@ -172,7 +172,7 @@ pub enum CallEvent {
     /// A leg received no RTP for the media timeout (the silent timeout while it is held).
     /// Reported once, until RTP flows again or its hold changes.
     MediaTimeout { leg: LegId },
-    /// A latching leg locked to its first source (SPEC §1 source checking): from now on it
+    /// A latching leg locked to its first source (docs/media.md, Source checking): from now on it
     /// accepts packets only from `remote`, and sends there. Reported once per leg.
     Latched { leg: LegId, remote: SocketAddr },
 }
@@ -608,7 +608,7 @@ impl Call {
                     && l.timeline
                         .observe(extended, packet.timestamp(), arrival, samples)
                 {
-                    // The sender's clock or numbering jumped (SPEC §1: no output shows it):
+                    // The sender's clock or numbering jumped (docs/media.md, Output streams: no output shows it):
                     // relays of this leg resynchronise, a mix re-anchors its jitter buffer.
                     l.jitter.reset();
                     l.seq.forget_transit();
@@ -642,7 +642,7 @@ impl Call {
     }
 
     /// `from`'s inbound stream broke its timeline: every output relaying it starts a new
-    /// segment on its next packet, so the break never reaches the output (SPEC §1).
+    /// segment on its next packet, so the break never reaches the output (docs/media.md, Output streams).
     fn rebase_relays_from(&mut self, from: LegId) {
         for leg in self.legs.iter_mut().flatten() {
             if leg.plan == (Plan::Relay { from }) {

@@ -1,5 +1,5 @@
 //! The RTP stream the appliance sends to one leg, and the check that keeps an input's
-//! discontinuities out of it (SPEC §1: every output has its own SSRC and continuous sequence
+//! discontinuities out of it (docs/media.md, Output streams: every output has its own SSRC and continuous sequence
 //! numbers and timestamps, across every mode change and whatever its inputs do).
 
 use crate::media::call::DropReason;
@@ -7,7 +7,7 @@ use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES};
 use crate::time::{Duration, Instant};
 use crate::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc};
 
-/// The RTP stream the appliance sends to one leg (SPEC §1: its own SSRC, continuous sequence
+/// The RTP stream the appliance sends to one leg (docs/media.md, Output streams: its own SSRC, continuous sequence
 /// numbers and timestamps across every mode change).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OutputStream {
@@ -239,7 +239,7 @@ const MIN_PTIME_SAMPLES: i64 = 80;
 /// Watches one input for breaks in its own timeline that RFC 3550 §A.1 does not report: a
 /// timestamp step with continuing sequence numbers, or a sequence jump shorter than
 /// `MAX_DROPOUT` with continuing timestamps. Either would otherwise pass through a relay's
-/// fixed offsets into the output (SPEC §1). Fed only the input's new highest audio or comfort
+/// fixed offsets into the output (docs/media.md, Output streams). Fed only the input's new highest audio or comfort
 /// noise packets: RFC 4733 events keep their start timestamp for their whole duration
 /// (§2.5.1.2), so they are no evidence of the sender's clock.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,7 +1,7 @@
 //! Exercisers of the wire views, shared by the property tests (`wire_props.rs`) and the fuzz
 //! targets (`dataplane/fuzz/`, docs/fuzzing.md): each takes any bytes, runs the checked
 //! constructor, reads every accessor of what it returns and asserts the invariants that are
-//! cheap to check. A panic here, on any input, is a bug in a view (STYLE.md 8).
+//! cheap to check. A panic here, on any input, is a bug in a view (docs/fuzzing.md).
 
 // Each includer uses only some of these.
 #![allow(dead_code)]

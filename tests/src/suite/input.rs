@@ -1,4 +1,4 @@
-//! Media input the appliance refuses (SPEC.md §7: dropped and counted, and never at the cost of
+//! Media input the appliance refuses (docs/media.md, Bad input: dropped and counted, and never at the cost of
 //! a genuine packet, even when it comes from the leg's own source, as a spoofer's would):
 //! datagrams over the data plane's 1,500-byte limit, the other G.711 law than the leg's codec,
 //! RFC 4733 payloads of the wrong length, and malformed RTCP. Each is counted on its leg
