@@ -608,8 +608,9 @@ impl Call {
                     && l.timeline
                         .observe(extended, packet.timestamp(), arrival, samples)
                 {
-                    // The sender's clock or numbering jumped (docs/media.md, Output streams: no output shows it):
-                    // relays of this leg resynchronise, a mix re-anchors its jitter buffer.
+                    // The sender's clock or numbering jumped (docs/media.md, Output streams:
+                    // no output shows it): relays of this leg resynchronise, a mix re-anchors
+                    // its jitter buffer.
                     l.jitter.reset();
                     l.seq.forget_transit();
                     self.rebase_relays_from(leg);
