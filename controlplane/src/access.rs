@@ -148,9 +148,9 @@ fn still_authorized(state: &AppState, principal: &Principal) -> bool {
     state.tokens().is_active(&principal.token_id)
 }
 
-/// A long-lived request's hold on its principal's authority (docs/api.md, Events: a revoked token ends its
-/// open streams). Cheap to ask between events: the credentials are looked at again only after
-/// one was written.
+/// A long-lived request's hold on its principal's authority (docs/api.md, Events: a revoked token
+/// ends its open streams). Cheap to ask between events: the credentials are looked at again only
+/// after one was written.
 pub struct Standing {
     state: AppState,
     principal: Principal,

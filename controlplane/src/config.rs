@@ -128,8 +128,8 @@ const HTTP_TIMEOUT_SECS_MAX: u64 = 3600;
 /// host, it only catches typos.
 const HTTP_CONNECTIONS_MAX: usize = 1 << 20;
 
-/// `[http]`: the listener and its limits against slow and idle clients (docs/api.md, Connection limits: they never
-/// lock out an operator; docs/api.md, Connection limits).
+/// `[http]`: the listener and its limits against slow and idle clients (docs/api.md,
+/// Connection limits: they never lock out an operator).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {

@@ -1,5 +1,5 @@
-//! The HTTP listener and its limits against slow and idle clients (docs/api.md, Connection limits: however many, they
-//! never lock out an operator; docs/api.md, Connection limits).
+//! The HTTP listener and its limits against slow and idle clients (docs/api.md, Connection limits:
+//! however many, they never lock out an operator).
 //!
 //! axum's own `serve` has no header-read timeout and no connection cap, so the accept loop is
 //! ours, over hyper's HTTP/1 connection builder:

@@ -1,6 +1,7 @@
 //! Through the real daemon (in-process, real sockets), issue 10 points 5 and 9d: a held party's
-//! silence is not a hang-up (docs/media.md, Held parties and timeouts) until the silent timeout, and a latching leg shows the
-//! address it locked to (docs/media.md, Source checking), also after a restart.
+//! silence is not a hang-up (docs/media.md, Held parties and timeouts) until the silent timeout,
+//! and a latching leg shows the address it locked to (docs/media.md, Source checking), also after a
+//! restart.
 //!
 //! The timeouts are short (`media.timeout_secs` of 1 or 2 s), and nothing here is a timed assertion:
 //! "longer than the media timeout" is shown by a control call, created after the held one,

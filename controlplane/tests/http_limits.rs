@@ -1,5 +1,5 @@
-//! docs/api.md, Connection limits, through the real daemon (the `earshotd` binary): slow and idle HTTP clients,
-//! however many, never lock out an operator (docs/api.md, Connection limits).
+//! docs/api.md, Connection limits, through the real daemon (the `earshotd` binary): slow and idle
+//! HTTP clients, however many, never lock out an operator.
 //!
 //! Each test runs its own daemon on loopback ports of its own (HTTP 6461x, media from 64620:
 //! above the kernel's ephemeral range and clear of the other tests' ranges), with short

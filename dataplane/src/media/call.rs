@@ -1,4 +1,5 @@
-//! One call's media: its legs, what each hears, and the packets that follow (docs/media.md, Output streams).
+//! One call's media: its legs, what each hears, and the packets that follow (docs/media.md, Output
+//! streams).
 //!
 //! A [`Call`] is sans-IO (STYLE.md 1, 3). The engine hands it every datagram that arrived on
 //! one of its legs with [`Call::handle_datagram`], and calls [`Call::tick`] every 20 ms; the
@@ -642,8 +643,8 @@ impl Call {
         self.relay(leg, &packet, ext_seq, now, out);
     }
 
-    /// `from`'s inbound stream broke its timeline: every output relaying it starts a new
-    /// segment on its next packet, so the break never reaches the output (docs/media.md, Output streams).
+    /// `from`'s inbound stream broke its timeline: every output relaying it starts a new segment on
+    /// its next packet, so the break never reaches the output (docs/media.md, Output streams).
     fn rebase_relays_from(&mut self, from: LegId) {
         for leg in self.legs.iter_mut().flatten() {
             if leg.plan == (Plan::Relay { from }) {

@@ -1,14 +1,15 @@
 //! The RTP stream the appliance sends to one leg, and the check that keeps an input's
-//! discontinuities out of it (docs/media.md, Output streams: every output has its own SSRC and continuous sequence
-//! numbers and timestamps, across every mode change and whatever its inputs do).
+//! discontinuities out of it (docs/media.md, Output streams: every output has its own SSRC and
+//! continuous sequence numbers and timestamps, across every mode change and whatever its inputs
+//! do).
 
 use crate::media::call::DropReason;
 use crate::media::{CLOCK_RATE_HZ, FRAME_SAMPLES};
 use crate::time::{Duration, Instant};
 use crate::wire::rtp::{RtpHeader, RtpPacket, SeqNo, Ssrc};
 
-/// The RTP stream the appliance sends to one leg (docs/media.md, Output streams: its own SSRC, continuous sequence
-/// numbers and timestamps across every mode change).
+/// The RTP stream the appliance sends to one leg (docs/media.md, Output streams: its own SSRC,
+/// continuous sequence numbers and timestamps across every mode change).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OutputStream {
     pub(crate) ssrc: Ssrc,
@@ -236,12 +237,12 @@ pub(crate) const MAX_TIMELINE_SLIP: Duration = Duration::from_secs(1);
 /// time elapsed is a jump of the sender's numbering, not loss.
 const MIN_PTIME_SAMPLES: i64 = 80;
 
-/// Watches one input for breaks in its own timeline that RFC 3550 §A.1 does not report: a
-/// timestamp step with continuing sequence numbers, or a sequence jump shorter than
-/// `MAX_DROPOUT` with continuing timestamps. Either would otherwise pass through a relay's
-/// fixed offsets into the output (docs/media.md, Output streams). Fed only the input's new highest audio or comfort
-/// noise packets: RFC 4733 events keep their start timestamp for their whole duration
-/// (§2.5.1.2), so they are no evidence of the sender's clock.
+/// Watches one input for breaks in its own timeline that RFC 3550 §A.1 does not report: a timestamp
+/// step with continuing sequence numbers, or a sequence jump shorter than `MAX_DROPOUT` with
+/// continuing timestamps. Either would otherwise pass through a relay's fixed offsets into the
+/// output (docs/media.md, Output streams). Fed only the input's new highest audio or comfort noise
+/// packets: RFC 4733 events keep their start timestamp for their whole duration (§2.5.1.2), so they
+/// are no evidence of the sender's clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct InputTimeline {
     /// The newest packet seen: extended sequence number, timestamp, arrival on the media

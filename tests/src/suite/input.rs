@@ -1,7 +1,7 @@
-//! Media input the appliance refuses (docs/media.md, Bad input: dropped and counted, and never at the cost of
-//! a genuine packet, even when it comes from the leg's own source, as a spoofer's would):
-//! datagrams over the data plane's 1,500-byte limit, the other G.711 law than the leg's codec,
-//! RFC 4733 payloads of the wrong length, and malformed RTCP. Each is counted on its leg
+//! Media input the appliance refuses (docs/media.md, Bad input: dropped and counted, and never at
+//! the cost of a genuine packet, even when it comes from the leg's own source, as a spoofer's
+//! would): datagrams over the data plane's 1,500-byte limit, the other G.711 law than the leg's
+//! codec, RFC 4733 payloads of the wrong length, and malformed RTCP. Each is counted on its leg
 //! (`stats.dropped.<reason>`) and in `/metrics` (`earshot_packets_dropped_total{reason}`).
 //!
 //! The test sends both parties' packets itself (the endpoints' own senders stay off), so it
