@@ -1,7 +1,7 @@
 //! The control plane's time source (STYLE.md 3: time is an input).
 //!
 //! Every timestamp the control plane records and every `now` it hands to a supervision
-//! [`Session`](crate::lifecycle::Session) comes from the [`Clock`] in
+//! [`Session`](crate::domain::lifecycle::Session) comes from the [`Clock`] in
 //! [`AppState`](crate::AppState); so does the answer-timeout timer, which sleeps with
 //! [`Clock::sleep_until`]. The daemon runs on [`SystemClock`]; tests build their state with a
 //! [`ManualClock`] and move it with [`ManualClock::advance`], then run the due timeouts with

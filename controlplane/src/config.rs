@@ -12,7 +12,7 @@ use dataplane::media::matrix::{MAX_SUPERVISORS, Mode};
 use dataplane::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::lifecycle::{AnswerTimeout, AnswerTimeoutOutOfRange};
+use crate::domain::lifecycle::{AnswerTimeout, AnswerTimeoutOutOfRange};
 
 /// Most data-plane workers one daemon runs; far above any real machine's core count, it only
 /// catches typos.
@@ -675,7 +675,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(token) = &self.auth.admin_token {
-            crate::auth::Token::from_config(token)
+            crate::domain::auth::Token::from_config(token)
                 .map_err(|e| invalid("auth.admin_token", e.to_string()))?;
         }
         self.http.validate()?;

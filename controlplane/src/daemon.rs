@@ -13,10 +13,10 @@ use anyhow::{Context as _, anyhow};
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
-use crate::api::app_with_limits;
+use crate::app::state::AppState;
 use crate::config::Config;
-use crate::listener::ConnectionCap;
-use crate::state::AppState;
+use crate::http::api::app_with_limits;
+use crate::http::listener::ConnectionCap;
 
 /// How often the pump drains the engine's events (DTMF, media timeouts).
 const PUMP_PERIOD: Duration = Duration::from_millis(5);
@@ -158,10 +158,10 @@ async fn serve(
     let (timer_stop, timer_stopped) = oneshot::channel();
     let timer = tokio::spawn(answer_timer(state.clone(), timer_stopped));
     let (hooks_stop, hooks_stopped) = oneshot::channel();
-    let hooks = tokio::spawn(crate::webhook_delivery::run(state.clone(), hooks_stopped));
+    let hooks = tokio::spawn(crate::app::webhooks::run(state.clone(), hooks_stopped));
 
     let app = app_with_limits(state.clone(), &config.http);
-    crate::listener::serve(listener, app, &config, cap, stop, DRAIN_MAX).await;
+    crate::http::listener::serve(listener, app, &config, cap, stop, DRAIN_MAX).await;
 
     let _ = pump_stop.send(());
     if let Err(err) = pump.await {

@@ -8,7 +8,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::lifecycle::AlertKind;
+use crate::domain::lifecycle::AlertKind;
 
 /// The alert kind of sessions the control plane closes itself (a deleted call, a restart),
 /// outside the lifecycle's table.

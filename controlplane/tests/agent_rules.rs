@@ -2,7 +2,7 @@
 //! the five states, as the agent's own change and as a supervisor's forced change, against a
 //! literal table; the dashboard on a scripted day with a virtual clock.
 
-use controlplane::agents::{
+use controlplane::domain::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Effect, PAUSE_REASONS_TRACKED_MAX,
     PauseReason, Platform, StateKind, UserId, transition_allowed,
 };

@@ -8,7 +8,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{Harness, NUMBER, T0_MS, config};
-use controlplane::domain::CallId;
+use controlplane::domain::call::CallId;
 use dataplane::engine::EngineEvent;
 use dataplane::media::matrix::LegId;
 use serde_json::{Value, json};

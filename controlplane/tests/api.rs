@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Harness, NUMBER, T0_MS, config};
-use controlplane::domain::{CallId, SupervisionId};
+use controlplane::domain::call::{CallId, SupervisionId};
 use dataplane::engine::EngineEvent;
 use dataplane::media::matrix::{LegId, MAX_SUPERVISORS};
 use serde_json::{Value, json};

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::StatusCode;
 use common::{Harness, NUMBER, T0_MS};
+use controlplane::app::state::Settings;
 use controlplane::clock::ManualClock;
 use controlplane::metrics::Metrics;
-use controlplane::state::Settings;
 use controlplane::store::{Reads, SqliteStore, Store, StoreError, Writes};
 use controlplane::{AppState, app};
 use dataplane::engine::{self, Engine};
@@ -78,7 +78,7 @@ fn harness(slot: u16) -> (Harness, Arc<FailingStore>) {
         clock.clone(),
     )
     .unwrap();
-    controlplane::access::bootstrap_admin(&state, Some(common::ADMIN_TOKEN)).unwrap();
+    controlplane::http::access::bootstrap_admin(&state, Some(common::ADMIN_TOKEN)).unwrap();
     let h = Harness {
         app: app(state.clone()),
         state,

@@ -478,7 +478,7 @@ async fn listen_only_rights_allow_listening_and_refuse_whisper_audited() {
 /// revoked one stops the start.
 #[test]
 fn the_bootstrap_admin_token() {
-    use controlplane::access::bootstrap_admin;
+    use controlplane::http::access::bootstrap_admin;
     use controlplane::store::{ColumnEnum as _, StoreExt as _};
 
     let mut cfg = common::config(75);
@@ -515,7 +515,7 @@ fn the_bootstrap_admin_token() {
     assert!(bootstrap_admin(&h.state, Some("short")).is_err());
 
     let hash = controlplane::store::TokenHash(
-        controlplane::auth::Token::from_config(configured)
+        controlplane::domain::auth::Token::from_config(configured)
             .unwrap()
             .hash()
             .0,

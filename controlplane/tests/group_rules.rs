@@ -5,7 +5,7 @@
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use controlplane::groups::{
+use controlplane::domain::groups::{
     Availability, Directory, GroupError, GroupEvent, GroupId, GroupKind, MEMBERS_PER_GROUP_MAX,
     MemberFilter, Presence, Rights, TAKEN_CALLS_REMEMBERED_MAX, UserId,
 };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{ADMIN_TOKEN, Harness, NUMBER};
-use controlplane::events::feed::RING_PAGES;
+use controlplane::app::feed::RING_PAGES;
 use controlplane::store::{EventId, EventScope, NewEvent, StoreExt as _, UnixMs};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};

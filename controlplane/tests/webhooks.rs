@@ -17,12 +17,12 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{ADMIN_TOKEN, Harness, T0_MS};
+use controlplane::app::webhooks;
 use controlplane::clock::Clock as _;
+use controlplane::domain::webhooks::{DISABLE_AFTER, MAX_ATTEMPTS};
 use controlplane::store::{
     DeliveryRecord, Event, EventId, EventScope, NewEvent, StoreExt as _, UnixMs, WebhookRecord,
 };
-use controlplane::webhook_delivery;
-use controlplane::webhooks::{DISABLE_AFTER, MAX_ATTEMPTS};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -192,7 +192,7 @@ struct Delivery {
 impl Delivery {
     fn start(h: &Harness) -> Delivery {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(webhook_delivery::run(h.state.clone(), stopped));
+        let task = tokio::spawn(webhooks::run(h.state.clone(), stopped));
         Delivery { stop, task }
     }
 

@@ -15,10 +15,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::state::AppState;
+use crate::app::state::AppState;
 
 /// The OpenAPI document, as served.
-pub const DOCUMENT: &str = include_str!("../openapi.json");
+pub const DOCUMENT: &str = include_str!("../../openapi.json");
 
 /// The interactive documentation page.
 pub const DOCS_PAGE: &str = include_str!("docs.html");
@@ -28,7 +28,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
                         style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
                         base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /openapi.json` and `GET /docs`, merged into [`crate::api::app`].
+/// `GET /openapi.json` and `GET /docs`, merged into [`crate::http::api::app`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(document))

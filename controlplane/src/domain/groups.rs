@@ -37,8 +37,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
-use crate::agents::check_label;
-pub use crate::agents::{InvalidValue, UserId};
+use crate::domain::agents::check_label;
+pub use crate::domain::agents::{InvalidValue, UserId};
 
 /// Groups in a directory.
 pub const GROUPS_MAX: usize = 10_000;
@@ -57,7 +57,7 @@ pub const LABEL_LEN_MAX: usize = 128;
 
 const LABEL_TOO_LONG: &str = "must be at most 128 characters";
 
-crate::agents::text_id!(
+crate::domain::agents::text_id!(
     /// A supervision group's identifier; the same alphabet as a [`UserId`].
     GroupId,
     "group id"

@@ -17,8 +17,6 @@
 //!
 //! A stream lasts as long as its token's authority ([`Standing`]): revoking the token ends it.
 
-pub mod feed;
-
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,14 +29,14 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse as _, Response};
 use tokio::sync::{Semaphore, watch};
 
-use crate::access::{Authorized, Principal, Read, Standing};
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::app::state::AppState;
+use crate::domain::auth::Role;
+use crate::http::access::{Authorized, Principal, Read, Standing};
+use crate::http::error::ApiError;
 use crate::store::{self, EventId, EventScope, Reads, Store, StoreError, StoreExt as _, Writes};
 
-pub use feed::Feed;
-use feed::{Member, Shared};
+pub use crate::app::feed::Feed;
+use crate::app::feed::{Member, Shared};
 
 /// The keep-alive comment's period.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -172,7 +170,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
 }
 
 fn event_id(what: &str, s: &str) -> Result<EventId, ApiError> {
-    crate::api::log_id(what, s.trim()).map(EventId)
+    crate::http::api::log_id(what, s.trim()).map(EventId)
 }
 
 /// `GET /v1/events`.
@@ -191,7 +189,7 @@ pub async fn stream(
         Some(id) => id,
         None => {
             let _turn = readers().acquire().await;
-            crate::api::blocking_api(state.clone(), |s| {
+            crate::http::api::blocking_api(state.clone(), |s| {
                 s.store()
                     .read(|r| r.last_event_id())
                     .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))

@@ -1,7 +1,7 @@
 //! Access control at the HTTP boundary (SPEC §4): the bearer-token [`Principal`], the per-route
 //! endpoint-class guard [`Authorized`], the in-memory token cache, the bootstrap admin token,
 //! and the supervision-rights check with its audited denials. The rules themselves are
-//! [`crate::auth`]'s (pure); this module looks things up and answers in the API's errors.
+//! [`crate::domain::auth`]'s (pure); this module looks things up and answers in the API's errors.
 //!
 //! Every handler but `/healthz` and `/metrics` takes an [`Authorized<C>`] first, `C` naming its
 //! [`EndpointClass`]: a route without one is unauthenticated, so the route table of
@@ -20,12 +20,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataplane::media::matrix::Mode;
 
-use crate::agents::UserId;
-use crate::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
+use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
-use crate::domain::{FromBody, quote, random_id};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::domain::agents::UserId;
+use crate::domain::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
+use crate::domain::call::{FromBody, quote, random_id};
+use crate::http::error::ApiError;
 use crate::store::{
     self, NewAudit, Reads, Store, StoreError, StoreExt as _, TokenRecord, UnixMs, UserRecord,
     Writes,
@@ -363,9 +363,11 @@ impl<C: Class> FromRequestParts<AppState> for Authorized<C> {
                     parts.uri.path()
                 );
                 let who = principal.clone();
-                crate::api::blocking_api(state.clone(), move |s| audit(s, &who, None, detail))
-                    .await
-                    .map_err(Rejection::Forbidden)?;
+                crate::http::api::blocking_api(state.clone(), move |s| {
+                    audit(s, &who, None, detail)
+                })
+                .await
+                .map_err(Rejection::Forbidden)?;
             }
             Err(Rejection::Forbidden(error))
         }
@@ -673,10 +675,10 @@ impl FromBody for NewToken {
         let display_name = raw
             .display_name
             .map(|name| {
-                crate::agents::check_label(
+                crate::domain::agents::check_label(
                     "display_name",
                     &name,
-                    crate::groups::LABEL_LEN_MAX,
+                    crate::domain::groups::LABEL_LEN_MAX,
                     "must be at most 128 characters",
                 )
                 .map_err(|e| ApiError::invalid_body(e.to_string()))
@@ -702,7 +704,7 @@ pub struct Rights {
     pub admin: bool,
 }
 
-impl crate::domain::PlainBody for Rights {}
+impl crate::domain::call::PlainBody for Rights {}
 
 /// `PUT /v1/groups/{id}/members/{user}`.
 #[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
@@ -712,4 +714,4 @@ pub struct Membership {
     pub can_leave: bool,
 }
 
-impl crate::domain::PlainBody for Membership {}
+impl crate::domain::call::PlainBody for Membership {}

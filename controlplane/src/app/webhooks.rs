@@ -1,6 +1,6 @@
 //! Webhook delivery (SPEC §5; docs/api.md, Webhooks): the admin routes of `/v1/webhooks` and
 //! the task that delivers the event log to them. Signing, the message and the retry policy are
-//! [`crate::webhooks`]' (pure); this module is the I/O around them.
+//! [`crate::domain::webhooks`]' (pure); this module is the I/O around them.
 //!
 //! # Fan-out: a durable cursor
 //!
@@ -38,17 +38,17 @@ use axum::{Json, Router};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::access::{Administration, Authorized};
-use crate::api::{Body, blocking_api as blocking};
+use crate::app::state::AppState;
 use crate::clock::{from_unix_ms, to_unix_ms};
-use crate::domain::{FromBody, quote};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::domain::call::{FromBody, quote};
+use crate::domain::webhooks::{self, Attempt, Next, Secret};
+use crate::http::access::{Administration, Authorized};
+use crate::http::api::{Body, blocking_api as blocking};
+use crate::http::error::ApiError;
 use crate::store::{
     DeliveryRecord, Event, EventId, EventScope, NewEvent, Reads, StoreError, StoreExt as _, UnixMs,
     WebhookRecord, Writes,
 };
-use crate::webhooks::{self, Attempt, Next, Secret};
 
 /// Longest webhook URL accepted.
 pub const URL_LEN_MAX: usize = 2048;
@@ -196,9 +196,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = crate::api::path_params(parts).await?;
+        let params = crate::http::api::path_params(parts).await?;
         Ok(WebhookPath(
-            crate::api::param(&params, "webhook")?.to_owned(),
+            crate::http::api::param(&params, "webhook")?.to_owned(),
         ))
     }
 }
@@ -273,7 +273,7 @@ pub fn create(state: &AppState, req: NewWebhook) -> Result<NewWebhookView, ApiEr
     let secret = req.secret.unwrap_or_else(Secret::generate);
     let at = now(state);
     let record = WebhookRecord {
-        id: crate::domain::random_id("wh_")?,
+        id: crate::domain::call::random_id("wh_")?,
         url: req.url,
         secret: secret.expose(),
         event_types: req.event_types,
@@ -370,7 +370,7 @@ pub fn remove(state: &AppState, id: &str) -> Result<(), ApiError> {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The admin routes of `/v1/webhooks`, merged into [`crate::api::app`].
+/// The admin routes of `/v1/webhooks`, merged into [`crate::http::api::app`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", get(list_webhooks).post(create_webhook))

@@ -15,15 +15,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
-use crate::access::{self, Administration, Authorized, Principal, Read, Signalling, Supervision};
-use crate::domain::{
+use crate::app::state::{
+    AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
+};
+use crate::domain::call::{
     CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
     SupervisionId, SupervisorEvent, quote,
 };
-use crate::error::ApiError;
-use crate::state::{
-    AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
+use crate::http::access::{
+    self, Administration, Authorized, Principal, Read, Signalling, Supervision,
 };
+use crate::http::error::ApiError;
 use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
@@ -33,7 +35,7 @@ pub const BODY_LEN_MAX: usize = 64 * 1024;
 /// The API with the JSON error shape on every answer (docs/api.md, Errors), for tests calling
 /// it in-process.
 pub fn app(state: AppState) -> Router {
-    crate::error::with_json_errors(routes(state))
+    crate::http::error::with_json_errors(routes(state))
 }
 
 /// [`app`] with the server's request timeouts of `http` (docs/api.md, Connection limits): a
@@ -49,7 +51,7 @@ pub fn app_with_limits(state: AppState, http: &crate::config::HttpSection) -> Ro
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout(),
         ));
-    crate::error::with_json_errors(routes)
+    crate::http::error::with_json_errors(routes)
 }
 
 fn routes(state: AppState) -> Router {
@@ -76,12 +78,12 @@ fn routes(state: AppState) -> Router {
         )
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/audit", get(list_audit))
-        .route("/v1/events", get(crate::events::stream))
+        .route("/v1/events", get(crate::http::events::stream))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{token}", delete(revoke_token))
-        .merge(crate::center_api::routes())
-        .merge(crate::webhook_delivery::routes())
-        .merge(crate::openapi::routes())
+        .merge(crate::http::center::routes())
+        .merge(crate::app::webhooks::routes())
+        .merge(crate::http::openapi::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // After routing, so the route template is known (MatchedPath).
@@ -124,9 +126,9 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         // An object first: serde would otherwise take `[…]` for a struct's fields in order;
-        // and one whose keys are unique at every depth (crate::json).
-        let Json(crate::json::UniqueKeysObject(object)) =
-            Json::<crate::json::UniqueKeysObject>::from_request(req, state)
+        // and one whose keys are unique at every depth (crate::http::json).
+        let Json(crate::http::json::UniqueKeysObject(object)) =
+            Json::<crate::http::json::UniqueKeysObject>::from_request(req, state)
                 .await
                 .map_err(|e: JsonRejection| ApiError::from(e))?;
         let raw = serde_path_to_error::deserialize(serde_json::Value::Object(object))
@@ -295,20 +297,20 @@ pub(crate) struct Visibility {
     /// Admins and the softswitch: everything.
     pub(crate) all: bool,
     /// The user the token names.
-    pub(crate) me: Option<crate::agents::UserId>,
+    pub(crate) me: Option<crate::domain::agents::UserId>,
     supervisor: bool,
 }
 
 /// The user a token names, if any.
-pub(crate) fn token_user(p: &Principal) -> Option<crate::agents::UserId> {
+pub(crate) fn token_user(p: &Principal) -> Option<crate::domain::agents::UserId> {
     p.user_id
         .as_deref()
-        .and_then(|u| crate::agents::UserId::parse(u).ok())
+        .and_then(|u| crate::domain::agents::UserId::parse(u).ok())
 }
 
 impl Visibility {
     pub(crate) fn of(p: &Principal) -> Visibility {
-        use crate::auth::Role;
+        use crate::domain::auth::Role;
         Visibility {
             all: p.has(Role::Admin) || p.has(Role::Softswitch),
             me: token_user(p),
@@ -318,7 +320,7 @@ impl Visibility {
 
     /// Whether agent `agent` (and what is theirs) is visible: to everyone who sees all, to
     /// the agent, and to a supervisor of one of their groups.
-    pub(crate) fn sees_agent(&self, s: &AppState, agent: &crate::agents::UserId) -> bool {
+    pub(crate) fn sees_agent(&self, s: &AppState, agent: &crate::domain::agents::UserId) -> bool {
         self.all
             || self.me.as_ref().is_some_and(|me| {
                 me == agent || (self.supervisor && s.center().supervises_member(me, agent))
@@ -328,7 +330,7 @@ impl Visibility {
     fn agent(&self, s: &AppState, agent: Option<&str>) -> bool {
         self.all
             || agent
-                .and_then(|a| crate::agents::UserId::parse(a).ok())
+                .and_then(|a| crate::domain::agents::UserId::parse(a).ok())
                 .is_some_and(|a| self.sees_agent(s, &a))
     }
 

@@ -1,5 +1,5 @@
 //! The routes of groups, agents, the supervisor console and the platform's reports (SPEC §3,
-//! docs/api.md "Groups and agents"), over [`crate::center::Center`].
+//! docs/api.md "Groups and agents"), over [`crate::app::center::Center`].
 //!
 //! Endpoint classes (SPEC §4): configuration is `Administration`; a supervisor's actions are
 //! `Console` (they act as the token's user, over members of groups they supervise); an agent's
@@ -13,23 +13,23 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::access::{
-    Administration, AgentSelf, Authorized, Console, Membership, Principal, Read, Rights, Signalling,
-};
-use crate::agents::{AgentState, PauseReason, Platform, UserId};
-use crate::api::{Body, Visibility, blocking_api as blocking, token_user};
-use crate::auth::Role;
-use crate::center::{
+use crate::app::center::{
     AgentChange, AgentView, Center, CenterError, Forcer, GroupChange, GroupView, NewGroup,
 };
+use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
-use crate::domain::{FromBody, PlainBody, parse_registered_number, quote};
-use crate::error::ApiError;
-use crate::groups::{
+use crate::domain::agents::{AgentState, PauseReason, Platform, UserId};
+use crate::domain::auth::Role;
+use crate::domain::call::{FromBody, PlainBody, parse_registered_number, quote};
+use crate::domain::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
 };
-use crate::json::JsonU32;
-use crate::state::AppState;
+use crate::http::access::{
+    Administration, AgentSelf, Authorized, Console, Membership, Principal, Read, Rights, Signalling,
+};
+use crate::http::api::{Body, Visibility, blocking_api as blocking, token_user};
+use crate::http::error::ApiError;
+use crate::http::json::JsonU32;
 use crate::store::{self, ColumnEnum as _, Store, StoreExt as _};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -100,13 +100,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Segments {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        crate::api::path_params(parts).await.map(Segments)
+        crate::http::api::path_params(parts).await.map(Segments)
     }
 }
 
 impl Segments {
     fn raw(&self, name: &str) -> ApiResult<&str> {
-        crate::api::param(&self.0, name)
+        crate::http::api::param(&self.0, name)
     }
 
     fn group(&self) -> ApiResult<GroupId> {
@@ -231,7 +231,7 @@ impl FromBody for NewGroup {
             Some(id) => GroupId::parse(&id)
                 .map_err(|e| ApiError::invalid_body(format!("id: {}: {e}", quote(&id))))?,
             None => {
-                let id = crate::domain::random_id("grp-")?;
+                let id = crate::domain::call::random_id("grp-")?;
                 GroupId::parse(&id).map_err(|e| ApiError::internal(e.to_string()))?
             }
         };
@@ -886,9 +886,13 @@ async fn get_agent(
 // ---- supervisors ----
 
 /// The group-admin right of `user` over `group`, from the store.
-fn group_rights(s: &AppState, group: &GroupId, user: &UserId) -> ApiResult<crate::groups::Rights> {
+fn group_rights(
+    s: &AppState,
+    group: &GroupId,
+    user: &UserId,
+) -> ApiResult<crate::domain::groups::Rights> {
     let sups = s.store().read(|r| r.group_supervisors(group.as_str()))?;
-    Ok(crate::groups::Rights {
+    Ok(crate::domain::groups::Rights {
         group_admin: sups
             .iter()
             .any(|g| g.user_id == user.as_str() && g.group_admin),
@@ -1069,7 +1073,7 @@ async fn get_settings(
     let me = acting_user(&principal)?;
     let number = blocking(state, move |s| {
         Ok(s.store()
-            .read(|r| crate::center::registered_number(r, me.as_str()))?)
+            .read(|r| crate::app::center::registered_number(r, me.as_str()))?)
     })
     .await?;
     Ok(Json(serde_json::json!({"registered_number": number})))
@@ -1094,7 +1098,7 @@ async fn put_settings(
                     detail: format!("no user {me}"),
                 });
             }
-            crate::center::set_registered_number(w, me.as_str(), &digits, at)
+            crate::app::center::set_registered_number(w, me.as_str(), &digits, at)
         })?;
         Ok(digits)
     })
@@ -1183,7 +1187,7 @@ async fn send_message(
     State(state): State<AppState>,
     seg: Segments,
     Body(msg): Body<Message>,
-) -> ApiResult<(StatusCode, Json<crate::agents::ChatMessage>)> {
+) -> ApiResult<(StatusCode, Json<crate::domain::agents::ChatMessage>)> {
     let agent = seg.user()?;
     let message = blocking(state, move |s| {
         check_supervises(s, &principal, &agent)?;

@@ -7,7 +7,7 @@
 //!   connection, or a kept-alive one after its answer) and closes the connection if the head
 //!   is not complete in time: idle and slowloris connections both end there;
 //! - tower-http's body timeout ends a declared body that does not come, and its request
-//!   timeout a body trickled a byte at a time (see [`crate::api::app_with_limits`]);
+//!   timeout a body trickled a byte at a time (see [`crate::http::api::app_with_limits`]);
 //! - a semaphore caps the connections served at once: at the cap, the loop stops accepting
 //!   and new connections wait in the kernel's listen backlog until one closes, so the daemon
 //!   never runs out of file descriptors (`accept: Too many open files`) and an operator's
@@ -39,7 +39,7 @@ const CONNECTIONS_MIN: usize = 16;
 /// from a descriptor the reserve did not foresee): the condition usually clears when a
 /// connection closes, and retrying at once would spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-/// Largest request head hyper buffers (request line and headers). Above [`crate::api`]'s own
+/// Largest request head hyper buffers (request line and headers). Above [`crate::http::api`]'s own
 /// documented limits, so those answer with the JSON error shape; beyond this one hyper answers
 /// a bare 431 itself.
 const HEAD_BUF_MAX: usize = 128 * 1024;

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use dataplane::engine::EngineError;
 
-use crate::center::CenterError;
-use crate::groups::GroupError;
-use crate::lifecycle::Refused;
-use crate::state::StateError;
+use crate::app::center::CenterError;
+use crate::app::state::StateError;
+use crate::domain::groups::GroupError;
+use crate::domain::lifecycle::Refused;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ impl From<JsonRejection> for ApiError {
                     "payload_too_large",
                     format!(
                         "the body exceeds the limit of {} bytes",
-                        crate::api::BODY_LEN_MAX
+                        crate::http::api::BODY_LEN_MAX
                     ),
                 )
             }
@@ -237,7 +237,7 @@ pub const HEADERS_LEN_MAX: usize = 16 * 1024;
 const ERROR_TEXT_MAX: usize = 1024;
 
 /// Whether a body rejection was the server's body timeout (tower-http's, see
-/// [`crate::api::app_with_limits`]) rather than the client's transport failing.
+/// [`crate::http::api::app_with_limits`]) rather than the client's transport failing.
 fn timed_out(rejection: &JsonRejection) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
     while let Some(err) = source {

@@ -11,7 +11,7 @@
 //!
 //! Messages: [`body`] is the JSON an event is delivered as, [`message_id`] its stable
 //! `webhook-id`, and [`wants`] says whether an endpoint's event-type filter takes it. The I/O
-//! (the store, HTTP) is [`crate::webhook_delivery`]'s.
+//! (the store, HTTP) is [`crate::app::webhooks`]'s.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -12,8 +12,10 @@ use dataplane::wire::g711::Codec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::ApiError;
-use crate::lifecycle::{Direction, SupervisorNumber, ValidationAlert, validate_supervisor_number};
+use crate::domain::lifecycle::{
+    Direction, SupervisorNumber, ValidationAlert, validate_supervisor_number,
+};
+use crate::http::error::ApiError;
 
 /// Longest piece of client input quoted back in an error message.
 const QUOTE_LEN_MAX: usize = 64;

@@ -124,10 +124,10 @@ macro_rules! text_id {
         pub struct $name(String);
 
         impl $name {
-            /// 1 to [`USER_ID_LEN_MAX`](crate::agents::USER_ID_LEN_MAX) characters among
+            /// 1 to [`USER_ID_LEN_MAX`](crate::domain::agents::USER_ID_LEN_MAX) characters among
             /// `A-Z a-z 0-9 . _ - : @`.
-            pub fn parse(s: &str) -> Result<$name, $crate::agents::InvalidValue> {
-                $crate::agents::check_id($field, s)?;
+            pub fn parse(s: &str) -> Result<$name, $crate::domain::agents::InvalidValue> {
+                $crate::domain::agents::check_id($field, s)?;
                 Ok($name(s.to_owned()))
             }
 
@@ -137,10 +137,10 @@ macro_rules! text_id {
         }
 
         impl TryFrom<String> for $name {
-            type Error = $crate::agents::InvalidValue;
+            type Error = $crate::domain::agents::InvalidValue;
 
-            fn try_from(s: String) -> Result<$name, $crate::agents::InvalidValue> {
-                $crate::agents::check_id($field, &s)?;
+            fn try_from(s: String) -> Result<$name, $crate::domain::agents::InvalidValue> {
+                $crate::domain::agents::check_id($field, &s)?;
                 Ok($name(s))
             }
         }

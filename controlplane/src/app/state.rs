@@ -55,17 +55,17 @@ use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::access::TokenCache;
 use crate::clock::{Clock, SystemClock, from_unix_ms, to_unix_ms};
 use crate::config::{Config, DtmfAction, DtmfKeys};
-use crate::domain::{
+use crate::domain::call::{
     CallEvent, CallId, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
     SupervisorEvent,
 };
-use crate::lifecycle::{
+use crate::domain::lifecycle::{
     self, AgentId, AnswerTimeout, AuditAction, CallFacts, CallKind, Direction, HangupParty, Input,
     Output, Refused, Session, SessionScope, Start, SupervisorId,
 };
+use crate::http::access::TokenCache;
 use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
 use crate::store::{
     self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
@@ -952,12 +952,12 @@ struct Inner {
     /// Every token's hash (access control looks requests up here, not in the store).
     tokens: TokenCache,
     /// Bumped after every committed write (`store` is wrapped in a
-    /// [`crate::events::Notifying`]): wakes the event feed, which then reads the event log.
+    /// [`crate::http::events::Notifying`]): wakes the event feed, which then reads the event log.
     commits: tokio::sync::watch::Sender<u64>,
     /// The event log's pages as they become durable, read once for every SSE stream.
-    feed: crate::events::Feed,
+    feed: crate::http::events::Feed,
     /// Groups and agents (SPEC §3).
-    center: crate::center::Center,
+    center: crate::app::center::Center,
 }
 
 /// The control plane's shared state: the engine handle, the records, the store, the clock, the
@@ -1005,10 +1005,11 @@ impl AppState {
         }
         let records = load(store.as_ref()).context("cannot load the recent history")?;
         let tokens = TokenCache::load(store.as_ref())?;
-        let center = crate::center::Center::load(store.as_ref(), clock.now_ms())
+        let center = crate::app::center::Center::load(store.as_ref(), clock.now_ms())
             .context("cannot load the groups and agents")?;
         let (commits, _) = tokio::sync::watch::channel(0);
-        let store: Arc<dyn Store> = Arc::new(crate::events::Notifying::new(store, commits.clone()));
+        let store: Arc<dyn Store> =
+            Arc::new(crate::http::events::Notifying::new(store, commits.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -1021,7 +1022,7 @@ impl AppState {
                 deadline_armed: Notify::new(),
                 tokens,
                 commits,
-                feed: crate::events::Feed::default(),
+                feed: crate::http::events::Feed::default(),
                 center,
             }),
         })
@@ -1051,7 +1052,7 @@ impl AppState {
             clock,
         )?;
         if let Some(token) =
-            crate::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
+            crate::http::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
         {
             // Shown this once: only its hash is stored.
             tracing::warn!(
@@ -1069,7 +1070,7 @@ impl AppState {
     }
 
     /// Groups and agents.
-    pub fn center(&self) -> &crate::center::Center {
+    pub fn center(&self) -> &crate::app::center::Center {
         &self.inner.center
     }
 
@@ -1095,7 +1096,7 @@ impl AppState {
     }
 
     /// The SSE streams' shared feed of the event log.
-    pub fn feed(&self) -> &crate::events::Feed {
+    pub fn feed(&self) -> &crate::http::events::Feed {
         &self.inner.feed
     }
 
@@ -1724,7 +1725,7 @@ impl AppState {
             (None, Some(sup)) => self
                 .inner
                 .store
-                .read(|r| crate::center::registered_number(r, sup))?,
+                .read(|r| crate::app::center::registered_number(r, sup))?,
             (None, None) => None,
         };
         // Persistent: only with the supervisor's grant over the agent (else refused, audited).

@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::Serialize;
 
-use crate::agents::{
+use crate::clock::to_unix_ms;
+use crate::domain::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Dashboard, InvalidValue, Platform,
     UserId,
 };
-use crate::clock::to_unix_ms;
-use crate::groups::{
+use crate::domain::groups::{
     Availability, Directory, Group, GroupError, GroupEvent, GroupId, GroupKind, MemberFilter,
     MemberView, Membership, Presence, Rights, RingingCallView,
 };
@@ -717,7 +717,7 @@ impl Center {
         store: &dyn Store,
         group: &GroupId,
         user: &str,
-        rights: crate::access::Rights,
+        rights: crate::http::access::Rights,
         now_ms: u64,
     ) -> Result<(), CenterError> {
         let user = parse_user(user)?;
@@ -1395,7 +1395,7 @@ mod tests {
             max_monitors_per_agent: None,
         };
         c.create_group(&store, new_group, T0_MS).unwrap();
-        let rights = crate::access::Rights {
+        let rights = crate::http::access::Rights {
             listen: true,
             intervene: false,
             admin: true,

@@ -1,0 +1,11 @@
+//! The HTTP adapter: router, extractors, access guard, views, the one `ApiError`, OpenAPI
+//! (docs/design.md §9).
+
+pub mod access;
+pub mod api;
+pub mod center;
+pub mod error;
+pub mod events;
+pub mod json;
+pub mod listener;
+pub mod openapi;
