@@ -9,6 +9,7 @@
 //! - [`api`], [`daemon`]: the HTTP client and the in-process daemon.
 //! - [`netns`]: two network namespaces joined by a veth pair, and running code inside them.
 //! - [`setup`]: where a scenario runs: loopback, or a veth pair with either backend.
+//! - [`ports`]: media port ranges for test daemons, chosen by the OS.
 //! - [`process`]: the `earshotd` binary run in a namespace, for the control plane's tests.
 //! - [`scenario`]: a supervised call driven through its modes and recorded as phases.
 //! - [`verdict`]: hearing-matrix, privacy and continuity checks that report every failure with
@@ -20,6 +21,7 @@ pub mod audio;
 pub mod daemon;
 pub mod endpoint;
 pub mod netns;
+pub mod ports;
 pub mod process;
 pub mod rtp;
 pub mod scenario;

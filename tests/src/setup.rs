@@ -14,6 +14,10 @@ use controlplane::config::{BackendKind, Config};
 
 use crate::endpoint::Endpoint;
 use crate::netns::{self, Veth};
+use crate::ports;
+
+/// Media ports of a loopback daemon: 50 legs, many more than any scenario opens.
+const LOOPBACK_PORTS: u16 = 100;
 
 /// The network a scenario's daemon and endpoints share.
 #[derive(Debug, Clone)]
@@ -79,8 +83,14 @@ impl Setup {
         config.media.ip = self.appliance_ip();
         config.engine.backend = self.backend;
         config.engine.workers = self.workers;
-        if let Net::Veth(v) = &self.net {
-            config.engine.interface = Some(v.appliance_if.clone());
+        match &self.net {
+            Net::Veth(v) => config.engine.interface = Some(v.appliance_if.clone()),
+            // On the machine's loopback, other daemons and programs bind ports too: a range the
+            // OS had free (in a namespace of its own, the default range cannot collide).
+            Net::Loopback => {
+                (config.media.port_min, config.media.port_max) =
+                    ports::udp_range_on(self.appliance_ip(), LOOPBACK_PORTS);
+            }
         }
     }
 
