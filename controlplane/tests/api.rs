@@ -27,8 +27,8 @@ fn addr(v: &Value) -> SocketAddr {
 
 #[tokio::test]
 async fn create_call_allocates_two_media_addresses() {
-    let h = Harness::start();
     let cfg = config();
+    let h = Harness::new(&cfg);
     let (status, call) = h
         .post(
             "/v1/calls",
@@ -438,8 +438,8 @@ async fn unknown_ids_routes_and_methods() {
 
 #[tokio::test]
 async fn supervision_lifecycle() {
-    let h = Harness::start();
     let cfg = config();
+    let h = Harness::new(&cfg);
     let call = h.new_call().await;
     let body = json!({
         "supervisor": {"remote": "192.0.2.10:5004"},

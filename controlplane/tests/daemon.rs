@@ -38,9 +38,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16,
 
 #[test]
 fn daemons_run_side_by_side_and_shut_down() {
-    let daemons: Vec<_> = (0..3)
-        .map(|_| spawn(common::config()).unwrap())
-        .collect();
+    let daemons: Vec<_> = (0..3).map(|_| spawn(common::config()).unwrap()).collect();
     for d in &daemons {
         assert_ne!(d.http_addr.port(), 0);
         let (status, body) = http(d.http_addr, "GET", "/healthz", None);

@@ -7,6 +7,8 @@
 //! - [`audio`]: the test tones and per-packet Goertzel measurement.
 //! - [`rtp`]: an independent RTP / RFC 4733 codec, so the tests do not share the daemon's.
 //! - [`api`], [`daemon`]: the HTTP client and the in-process daemon.
+//! - [`needs_root`]: the harness of test binaries that need root: ignored without it, failed
+//!   under `CI=true`.
 //! - [`netns`]: two network namespaces joined by a veth pair, and running code inside them.
 //! - [`setup`]: where a scenario runs: loopback, or a veth pair with either backend.
 //! - [`ports`]: media port ranges for test daemons, chosen by the OS.
@@ -20,6 +22,7 @@ pub mod api;
 pub mod audio;
 pub mod daemon;
 pub mod endpoint;
+pub mod needs_root;
 pub mod netns;
 pub mod ports;
 pub mod process;

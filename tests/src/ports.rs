@@ -103,6 +103,10 @@ mod tests {
         drop(held);
         assert_eq!(free_from(ip, first, 4, &[]), Some(first..=first + 3));
         assert_eq!(free_from(ip, first, 4, &[first + 3..=first + 5]), None);
-        assert_eq!(free_from(ip, u16::MAX - 1, 4, &[]), None, "past the last port");
+        assert_eq!(
+            free_from(ip, u16::MAX - 1, 4, &[]),
+            None,
+            "past the last port"
+        );
     }
 }

@@ -74,7 +74,8 @@ impl DaemonProcess {
             // tells [`DaemonProcess::wait_listening`] the bound address.
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").map_or_else(|_| "info".into(), |v| format!("{v},earshotd=info")),
+                std::env::var("RUST_LOG")
+                    .map_or_else(|_| "info".into(), |v| format!("{v},earshotd=info")),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

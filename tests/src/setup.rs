@@ -117,16 +117,9 @@ pub fn on_veth(backend: BackendKind, body: impl FnOnce(&Setup) + Send) {
 
 /// Creates a namespace pair whose veth has `queues` queues, runs `body` on a thread in the
 /// peer namespace with a setup of `queues` workers on `backend`, and deletes the namespaces
-/// (also when `body` panics; the panic is then resumed). Skipped, with a printed line, when
-/// not root.
+/// (also when `body` panics; the panic is then resumed). Needs root: see [`netns::assert_root`].
 pub fn on_veth_with(queues: u32, backend: BackendKind, body: impl FnOnce(&Setup) + Send) {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_owned();
-    if !netns::root_or_skip(&test) {
-        return;
-    }
+    netns::assert_root();
     // Created and dropped on this thread, whose mount namespace is the machine's: deleting a
     // namespace unmounts it, and that must not happen in a thread's private copy.
     let veth = Arc::new(Veth::with_queues(queues));
