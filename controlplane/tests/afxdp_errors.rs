@@ -4,8 +4,9 @@
 //! `--backend auto` the first two start on io_uring with one log line saying why.
 //!
 //! Each test runs the binary in the appliance namespace of a veth pair of its own, so nothing
-//! touches the machine's interfaces. Needs root; without it each test prints a line and
-//! returns.
+//! touches the machine's interfaces. Needs root: a plain binary (`harness = false`) runs the
+//! tests through `earshot_tests::needs_root`, so without root each reports *ignored*, and fails
+//! under `CI=true`.
 
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -99,39 +100,27 @@ fn falls_back(veth: &Veth, args: &[&str], why: &[&str]) {
 }
 
 /// Runs `body` in the peer namespace of a fresh pair (with `queues` queues).
-fn with_veth(test: &str, body: impl FnOnce(&Veth) + Send) {
-    if !netns::root_or_skip(test) {
-        return;
-    }
+fn with_veth(body: impl FnOnce(&Veth) + Send) {
+    netns::assert_root();
     let veth = Veth::create();
     veth.in_peer(|| body(&veth));
 }
 
-#[test]
 fn a_missing_interface_with_afxdp_is_one_line_naming_it() {
-    with_veth(
-        "a_missing_interface_with_afxdp_is_one_line_naming_it",
-        |veth| {
-            let line =
-                fails_with_one_line(veth, &[], &["--backend", "afxdp", "--interface", "nope0"]);
-            assert!(line.contains("nope0"), "{line}");
-        },
-    );
+    with_veth(|veth| {
+        let line = fails_with_one_line(veth, &[], &["--backend", "afxdp", "--interface", "nope0"]);
+        assert!(line.contains("nope0"), "{line}");
+    });
 }
 
-#[test]
 fn a_missing_interface_with_auto_falls_back_to_io_uring() {
-    with_veth(
-        "a_missing_interface_with_auto_falls_back_to_io_uring",
-        |veth| {
-            falls_back(veth, &["--interface", "nope0"], &["nope0"]);
-        },
-    );
+    with_veth(|veth| {
+        falls_back(veth, &["--interface", "nope0"], &["nope0"]);
+    });
 }
 
-#[test]
 fn too_few_queues_with_afxdp_is_one_line_saying_so() {
-    with_veth("too_few_queues_with_afxdp_is_one_line_saying_so", |veth| {
+    with_veth(|veth| {
         let line = fails_with_one_line(
             veth,
             &[],
@@ -151,9 +140,8 @@ fn too_few_queues_with_afxdp_is_one_line_saying_so() {
     });
 }
 
-#[test]
 fn too_few_queues_with_auto_falls_back_to_io_uring() {
-    with_veth("too_few_queues_with_auto_falls_back_to_io_uring", |veth| {
+    with_veth(|veth| {
         falls_back(
             veth,
             &["--interface", &veth.appliance_if, "--workers", "2"],
@@ -164,31 +152,37 @@ fn too_few_queues_with_auto_falls_back_to_io_uring() {
 
 /// As an unprivileged user with no capabilities at all (none permitted, none inheritable, an
 /// empty bounding set), AF_XDP cannot be set up: one line saying why.
-#[test]
 fn missing_capabilities_with_afxdp_is_one_clear_line() {
-    with_veth(
-        "missing_capabilities_with_afxdp_is_one_clear_line",
-        |veth| {
-            let line = fails_with_one_line(
-                veth,
-                &[
-                    "setpriv",
-                    "--inh-caps=-all",
-                    "--bounding-set=-all",
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                ],
-                &["--backend", "afxdp", "--interface", &veth.appliance_if],
-            );
-            let lower = line.to_lowercase();
-            assert!(
-                ["permission", "not permitted", "capabilit", "cap_"]
-                    .iter()
-                    .any(|w| lower.contains(w)),
-                "the error must say that privileges are missing: {line}"
-            );
-            assert!(!veth.xdp_attached(), "{}", veth.appliance_link());
-        },
-    );
+    with_veth(|veth| {
+        let line = fails_with_one_line(
+            veth,
+            &[
+                "setpriv",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ],
+            &["--backend", "afxdp", "--interface", &veth.appliance_if],
+        );
+        let lower = line.to_lowercase();
+        assert!(
+            ["permission", "not permitted", "capabilit", "cap_"]
+                .iter()
+                .any(|w| lower.contains(w)),
+            "the error must say that privileges are missing: {line}"
+        );
+        assert!(!veth.xdp_attached(), "{}", veth.appliance_link());
+    });
+}
+
+fn main() {
+    earshot_tests::needs_root::main(earshot_tests::root_trials![
+        a_missing_interface_with_afxdp_is_one_line_naming_it,
+        a_missing_interface_with_auto_falls_back_to_io_uring,
+        too_few_queues_with_afxdp_is_one_line_saying_so,
+        too_few_queues_with_auto_falls_back_to_io_uring,
+        missing_capabilities_with_afxdp_is_one_clear_line,
+    ]);
 }

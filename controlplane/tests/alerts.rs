@@ -269,7 +269,7 @@ async fn check(h: &Harness, cases: Vec<Case>) {
 
 #[tokio::test]
 async fn row_monitoring_initiated() {
-    let h = Harness::slot(42);
+    let h = Harness::start();
     check(
         &h,
         vec![
@@ -306,7 +306,7 @@ async fn row_monitoring_initiated() {
 
 #[tokio::test]
 async fn row_monitoring_stopped() {
-    let h = Harness::slot(43);
+    let h = Harness::start();
     check(
         &h,
         vec![
@@ -349,7 +349,7 @@ async fn row_monitoring_stopped() {
 
 #[tokio::test]
 async fn row_failed_agent_not_ready() {
-    let h = Harness::slot(44);
+    let h = Harness::start();
     let failed = |c: Case| {
         c.ends(
             &["failed_agent_not_ready"],
@@ -380,7 +380,7 @@ async fn row_failed_agent_not_ready() {
 
 #[tokio::test]
 async fn row_failed_no_call_to_monitor() {
-    let h = Harness::slot(45);
+    let h = Harness::start();
     let vanished = |c: Case| {
         c.ends(
             &["monitoring_initiated", "failed_no_call_to_monitor"],
@@ -433,7 +433,7 @@ async fn row_failed_no_call_to_monitor() {
 
 #[tokio::test]
 async fn row_failed_supervisor_didnt_answer() {
-    let h = Harness::slot(46);
+    let h = Harness::start();
     let unanswered = |c: Case| {
         c.ends(
             &["failed_supervisor_didnt_answer"],
@@ -461,7 +461,7 @@ async fn row_failed_supervisor_didnt_answer() {
 
 #[tokio::test]
 async fn the_answer_timeout_fires_at_30_s_not_before() {
-    let h = Harness::slot(47);
+    let h = Harness::start();
     let call = h.new_call().await;
     let (_, sup) = h
         .post(
@@ -542,7 +542,7 @@ async fn the_answer_timeout_fires_at_30_s_not_before() {
 
 #[tokio::test]
 async fn the_answer_timeout_is_configurable() {
-    let mut cfg = config(48);
+    let mut cfg = config();
     cfg.supervision.answer_timeout_secs = 10;
     let h = Harness::new(&cfg);
     let call = h.new_call().await;
@@ -561,7 +561,7 @@ async fn the_answer_timeout_is_configurable() {
 
 #[tokio::test]
 async fn row_failed_supervisor_number_invalid() {
-    let h = Harness::slot(49);
+    let h = Harness::start();
     let invalid = |c: Case| {
         c.ends(
             &["failed_supervisor_number_invalid"],
@@ -604,7 +604,7 @@ async fn row_failed_supervisor_number_invalid() {
 
 #[tokio::test]
 async fn row_failed_no_permission() {
-    let h = Harness::slot(50);
+    let h = Harness::start();
     check(
         &h,
         vec![
@@ -643,7 +643,7 @@ async fn row_failed_no_permission() {
 
 #[tokio::test]
 async fn web_calls_are_never_supervised() {
-    let h = Harness::slot(51);
+    let h = Harness::start();
     let (_, call) = h.post("/v1/calls", r#"{"web": true}"#).await;
     assert_eq!(call["web"], true);
     let call = call["id"].as_str().unwrap();
@@ -673,7 +673,7 @@ async fn web_calls_are_never_supervised() {
 
 #[tokio::test]
 async fn row_monitoring_failed() {
-    let h = Harness::slot(52);
+    let h = Harness::start();
     let failed = |c: Case| {
         c.ends(
             &["monitoring_failed"],
@@ -708,7 +708,7 @@ async fn row_monitoring_failed() {
 
 #[tokio::test]
 async fn row_aborted_agent_held_call() {
-    let h = Harness::slot(53);
+    let h = Harness::start();
     let held = |name, event| {
         case(name, vec![answered(), Mode("whisper"), call_event(event)]).ends(
             &["monitoring_initiated", "aborted_agent_held_call"],
@@ -734,7 +734,7 @@ async fn row_aborted_agent_held_call() {
 
 #[tokio::test]
 async fn row_aborted_party_hung_up() {
-    let h = Harness::slot(54);
+    let h = Harness::start();
     let ended = |c: Case, alerts: &'static [&'static str], reason| {
         c.ends(alerts, "aborted", Some(reason), &["start", "abort"])
     };
@@ -825,7 +825,7 @@ async fn row_aborted_party_hung_up() {
 
 #[tokio::test]
 async fn row_validation() {
-    let h = Harness::slot(55);
+    let h = Harness::start();
     let call = h.new_call().await;
     let uri = format!("/v1/calls/{call}/supervisions");
     for number in ["44 1632 960000", "+44-1632", "supervisor", "", "+", "12"] {
@@ -858,7 +858,7 @@ async fn row_validation() {
 
 #[tokio::test]
 async fn alerts_and_audit_are_listed_in_order_with_paging() {
-    let h = Harness::slot(56);
+    let h = Harness::start();
     let call = h.new_call().await;
     let first = h.new_supervision(&call).await;
     h.patch(

@@ -27,8 +27,8 @@ fn addr(v: &Value) -> SocketAddr {
 
 #[tokio::test]
 async fn create_call_allocates_two_media_addresses() {
-    let h = Harness::slot(0);
-    let cfg = config(0);
+    let cfg = config();
+    let h = Harness::new(&cfg);
     let (status, call) = h
         .post(
             "/v1/calls",
@@ -97,7 +97,7 @@ async fn create_call_allocates_two_media_addresses() {
 
 #[tokio::test]
 async fn bodies_are_checked_before_anything_changes() {
-    let h = Harness::slot(1);
+    let h = Harness::start();
     let call = h.new_call().await;
     let sup = h.new_supervision(&call).await;
     let post = Method::POST;
@@ -236,7 +236,7 @@ async fn bodies_are_checked_before_anything_changes() {
 
 #[tokio::test]
 async fn addresses_are_ip_and_port() {
-    let h = Harness::slot(2);
+    let h = Harness::start();
     let call = h.new_call().await;
     let post = Method::POST;
     for bad in [
@@ -306,7 +306,7 @@ async fn addresses_are_ip_and_port() {
 
 #[tokio::test]
 async fn unknown_ids_routes_and_methods() {
-    let h = Harness::slot(3);
+    let h = Harness::start();
     let call = h.new_call().await;
     let sup = h.new_supervision(&call).await;
     let (get, post, patch, delete) = (Method::GET, Method::POST, Method::PATCH, Method::DELETE);
@@ -438,8 +438,8 @@ async fn unknown_ids_routes_and_methods() {
 
 #[tokio::test]
 async fn supervision_lifecycle() {
-    let h = Harness::slot(4);
-    let cfg = config(4);
+    let cfg = config();
+    let h = Harness::new(&cfg);
     let call = h.new_call().await;
     let body = json!({
         "supervisor": {"remote": "192.0.2.10:5004"},
@@ -577,7 +577,7 @@ async fn supervision_lifecycle() {
 
 #[tokio::test]
 async fn a_requested_supervision_has_no_media_until_answered() {
-    let h = Harness::slot(41);
+    let h = Harness::start();
     let call = h.new_call().await;
     let calls_before = h.state.engine().calls();
     let body = json!({"supervisor_id": "sup-1", "registered_number": NUMBER});
@@ -673,7 +673,7 @@ async fn a_requested_supervision_has_no_media_until_answered() {
 
 #[tokio::test]
 async fn flagged_calls_fail_new_supervisions_and_abort_active_ones() {
-    let h = Harness::slot(5);
+    let h = Harness::start();
     for (start, end, flag, ended, reason, refused_as) in [
         (
             "hold",
@@ -782,7 +782,7 @@ async fn flagged_calls_fail_new_supervisions_and_abort_active_ones() {
 
 #[tokio::test]
 async fn supervisor_cap() {
-    let mut cfg = config(6);
+    let mut cfg = config();
     cfg.media.max_supervisors_per_call = 2;
     let h = Harness::new(&cfg);
     let call = h.new_call().await;
@@ -810,7 +810,7 @@ async fn supervisor_cap() {
     .await;
 
     // At the engine's own maximum; requested sessions count too.
-    let h = Harness::slot(7);
+    let h = Harness::start();
     let call = h.new_call().await;
     for _ in 0..MAX_SUPERVISORS - 1 {
         h.new_supervision(&call).await;
@@ -839,7 +839,7 @@ async fn supervisor_cap() {
 
 #[tokio::test]
 async fn invalid_events() {
-    let h = Harness::slot(8);
+    let h = Harness::start();
     let call = h.new_call().await;
     let sup = h.new_supervision(&call).await;
     let events = format!("/v1/calls/{call}/events");
@@ -865,7 +865,7 @@ async fn invalid_events() {
 
 #[tokio::test]
 async fn hangups_end_calls_and_supervisions() {
-    let h = Harness::slot(9);
+    let h = Harness::start();
     let sup_state = |s: &Value| (s["state"].clone(), s["abort"].clone());
     // Inbound: the caller leaving leaves the agent monitored (wrap-up); the agent's hang-up
     // ends it all. The agent hanging up first ends the supervision at once.
@@ -1029,7 +1029,7 @@ async fn hangups_end_calls_and_supervisions() {
 
 #[tokio::test]
 async fn deleting_a_call_aborts_its_supervisions() {
-    let h = Harness::slot(10);
+    let h = Harness::start();
     let call = h.new_call().await;
     let sup = h.new_supervision(&call).await;
     h.patch(
@@ -1076,7 +1076,7 @@ async fn deleting_a_call_aborts_its_supervisions() {
 #[tokio::test]
 async fn capacity_errors_change_nothing() {
     // Room for exactly one call: two even ports.
-    let mut cfg = config(11);
+    let mut cfg = config();
     cfg.media.port_max = cfg.media.port_min + 3;
     let h = Harness::new(&cfg);
     let call = h.new_call().await;
@@ -1125,7 +1125,7 @@ async fn capacity_errors_change_nothing() {
         "each start that could not connect is audited: {audit}"
     );
 
-    let mut cfg = config(12);
+    let mut cfg = config();
     cfg.media.max_calls = 1;
     let h = Harness::new(&cfg);
     h.new_call().await;
@@ -1141,7 +1141,7 @@ async fn capacity_errors_change_nothing() {
 
 #[tokio::test]
 async fn supervisor_keys_and_media_timeouts() {
-    let h = Harness::slot(13);
+    let h = Harness::start();
     let call = h.new_call().await;
     let sup = h.new_supervision(&call).await;
     let sup_id: SupervisionId = sup.parse().unwrap();
@@ -1248,7 +1248,7 @@ async fn supervisor_keys_and_media_timeouts() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let h = Harness::slot(14);
+    let h = Harness::start();
     let (status, body) = h.get("/healthz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     let call = h.new_call().await;
@@ -1276,7 +1276,7 @@ async fn health_and_metrics() {
 
 #[tokio::test]
 async fn api_requests_are_counted_by_route_template_without_ids() {
-    let h = Harness::slot(40);
+    let h = Harness::start();
     let call = h.new_call().await;
     h.get(&format!("/v1/calls/{call}")).await;
     h.get("/v1/calls/c_0000000000000000").await;

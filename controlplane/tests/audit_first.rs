@@ -59,8 +59,8 @@ impl Store for FailingStore {
 }
 
 /// A daemon state over a [`FailingStore`] (both failures off), behind the HTTP API.
-fn harness(slot: u16) -> (Harness, Arc<FailingStore>) {
-    let config = common::config(slot);
+fn harness() -> (Harness, Arc<FailingStore>) {
+    let config = common::config();
     let registry = prometheus::Registry::new();
     let engine = Engine::start(config.engine_config(), &registry).unwrap();
     let metrics = Metrics::new(&registry).unwrap();
@@ -101,7 +101,7 @@ fn supervisor_legs(state: &AppState, call: engine::CallId) -> usize {
 
 #[tokio::test]
 async fn no_supervisor_media_without_a_durable_audit_record() {
-    let (h, store) = harness(57);
+    let (h, store) = harness();
 
     let call = h.new_call().await;
     let engine_call = h.state.engine_call(call.parse().unwrap()).unwrap();
@@ -171,7 +171,7 @@ async fn no_supervisor_media_without_a_durable_audit_record() {
 /// whose syncs fail, the answered supervisor gets no media, and no request is acknowledged.
 #[tokio::test]
 async fn no_supervisor_media_before_the_audit_record_is_synced() {
-    let (h, store) = harness(58);
+    let (h, store) = harness();
     let call = h.new_call().await;
     let engine_call = h.state.engine_call(call.parse().unwrap()).unwrap();
 

@@ -76,7 +76,7 @@ async fn denials(h: &Harness) -> Vec<Value> {
 /// says so, else 403.
 #[tokio::test]
 async fn each_role_against_each_endpoint_class() {
-    let h = Harness::slot(70);
+    let h = Harness::start();
     let supervisor = h.token("supervisor", Some("sup-a")).await;
     let agent = h.token("agent", Some("ag-1")).await;
     let softswitch = h.token("softswitch", None).await;
@@ -166,7 +166,7 @@ async fn each_role_against_each_endpoint_class() {
 /// Every route but `/healthz` and `/metrics` refuses a request without credentials.
 #[tokio::test]
 async fn every_route_needs_a_token_and_says_so() {
-    let h = Harness::slot(71);
+    let h = Harness::start();
     let id = "00000000000000000000000000000001";
     let routes = [
         (Method::GET, "/v1/calls".to_owned()),
@@ -273,7 +273,7 @@ async fn every_route_needs_a_token_and_says_so() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once_and_secrets_are_never_listed() {
-    let h = Harness::slot(72);
+    let h = Harness::start();
     let (status, minted) = h
         .post(
             "/v1/tokens",
@@ -331,7 +331,7 @@ async fn a_revoked_token_is_refused_at_once_and_secrets_are_never_listed() {
 
 #[tokio::test]
 async fn a_supervisor_cannot_supervise_another_groups_agent() {
-    let h = Harness::slot(73);
+    let h = Harness::start();
     let sup_a = h.token("supervisor", Some("sup-a")).await;
     h.token("agent", Some("ag-1")).await;
     h.token("agent", Some("ag-2")).await;
@@ -423,7 +423,7 @@ async fn a_supervisor_cannot_supervise_another_groups_agent() {
 
 #[tokio::test]
 async fn listen_only_rights_allow_listening_and_refuse_whisper_audited() {
-    let h = Harness::slot(74);
+    let h = Harness::start();
     let sup = h.token("supervisor", Some("sup-l")).await;
     h.token("agent", Some("ag-1")).await;
     group(&h, "grp-a", "ag-1", "sup-l", json!({"listen": true})).await;
@@ -481,7 +481,7 @@ fn the_bootstrap_admin_token() {
     use controlplane::http::access::bootstrap_admin;
     use controlplane::store::{ColumnEnum as _, StoreExt as _};
 
-    let mut cfg = common::config(75);
+    let mut cfg = common::config();
     cfg.auth.admin_token = None;
     let h = Harness::new(&cfg);
     let admins = |h: &Harness| {

@@ -65,8 +65,8 @@ fn strings<'a>(v: &'a Value, list: &str, key: &str) -> Vec<&'a str> {
 ///   joined: the only one logged in), ag-3 (may leave, not joined).
 /// - `fixed` (mutual aid): sup-1; ag-4 (may not leave, hence logged in).
 /// - `other` (mutual aid): sup-2 (group admin); ag-5 (may leave, joined).
-async fn fixture(slot: u16) -> Fixture {
-    let h = Harness::slot(slot);
+async fn fixture() -> Fixture {
+    let h = Harness::start();
     let sup1 = h.token("supervisor", Some("sup-1")).await;
     let sup2 = h.token("supervisor", Some("sup-2")).await;
     let softswitch = h.token("softswitch", None).await;
@@ -314,7 +314,7 @@ async fn every_group_rule_through_the_api() {
     ];
     for (what, who, path, status, expect) in rows {
         // Each row on a fresh fixture, so rows do not depend on each other.
-        let f = fixture(90).await;
+        let f = fixture().await;
         let before = groups(&f.h).await;
         let (got, answer) = post(&f.h, &token(&f, who), path, json!({})).await;
         assert_eq!(got, status, "{what}: {answer}");
@@ -348,7 +348,7 @@ fn who_user(who: Who) -> &'static str {
 
 #[tokio::test]
 async fn concurrent_takes_of_a_ringing_call_have_exactly_one_winner() {
-    let f = fixture(91).await;
+    let f = fixture().await;
     // A third supervisor over `aid` so that several supervisors race.
     let sup3 = f.h.token("supervisor", Some("sup-3")).await;
     ok(
@@ -433,7 +433,7 @@ async fn concurrent_takes_of_a_ringing_call_have_exactly_one_winner() {
 
 #[tokio::test]
 async fn the_console_shows_availability_presence_search_and_forwarding() {
-    let f = fixture(92).await;
+    let f = fixture().await;
     let h = &f.h;
     ok(
         h,
@@ -566,7 +566,7 @@ async fn every_agent_state_transition_own_and_forced() {
         ['n', 'n', 'y', '=', 'y'], // pause
         ['y', 'n', 'y', 'n', '='], // disconnected
     ];
-    let h = Harness::slot(93);
+    let h = Harness::start();
     let sup = h.token("supervisor", Some("sup-t")).await;
     let outsider = h.token("supervisor", Some("sup-x")).await;
     ok(
@@ -656,7 +656,7 @@ fn logged(h: &Harness, event_type: &str) -> Vec<controlplane::store::Event> {
 
 #[tokio::test]
 async fn dashboards_settings_and_private_chat() {
-    let f = fixture(94).await;
+    let f = fixture().await;
     let h = &f.h;
     let ag2 = &f.agents["ag-2"];
     let (s, v) = put(h, ag2, "/v1/me/state", json!({"state": "available"})).await;
@@ -753,7 +753,7 @@ async fn dashboards_settings_and_private_chat() {
 
 #[tokio::test]
 async fn subscriptions_notify_when_the_agent_is_on_a_service_call() {
-    let f = fixture(95).await;
+    let f = fixture().await;
     let h = &f.h;
     let (s, v) = put(h, &f.sup1, "/v1/console/subscriptions/ag-2", json!({})).await;
     assert_eq!(
@@ -798,7 +798,7 @@ async fn subscriptions_notify_when_the_agent_is_on_a_service_call() {
 
 #[tokio::test]
 async fn groups_set_the_beep_and_the_monitors_per_agent() {
-    let f = fixture(96).await;
+    let f = fixture().await;
     let h = &f.h;
     let v = ok(
         h,
@@ -853,7 +853,7 @@ async fn groups_set_the_beep_and_the_monitors_per_agent() {
 
 #[tokio::test]
 async fn the_registered_number_is_validated_and_used() {
-    let f = fixture(97).await;
+    let f = fixture().await;
     let h = &f.h;
     let (s, v) = put(
         h,
@@ -911,7 +911,7 @@ async fn the_registered_number_is_validated_and_used() {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let f = fixture(98).await;
+    let f = fixture().await;
     let h = &f.h;
     let ag = &f.agents["ag-2"];
     let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(70_000));
@@ -1119,7 +1119,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn groups_and_agents_are_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(99);
+    let mut config = common::config();
     config.store.path = dir.path().join("earshot.db");
     let ag2;
     {
@@ -1175,7 +1175,7 @@ async fn groups_and_agents_are_durable() {
 /// revoking the grant ends the following.
 #[tokio::test]
 async fn persistent_supervision_follows_the_agent_with_a_grant() {
-    let f = fixture(102).await;
+    let f = fixture().await;
     let h = &f.h;
     let start = json!({"persistent": true, "registered_number": NUMBER,
                        "answered": {"calling_number": NUMBER}});
@@ -1296,7 +1296,7 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
 /// their groups (and their own supervisions), an agent their own; the rest answers 404.
 #[tokio::test]
 async fn reads_are_scoped_to_what_the_caller_may_see() {
-    let f = fixture(104).await;
+    let f = fixture().await;
     let h = &f.h;
     let c2 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-2"})).await;
     let c5 = ok(h, Method::POST, "/v1/calls", json!({"agent_id": "ag-5"})).await;

@@ -38,9 +38,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16,
 
 #[test]
 fn daemons_run_side_by_side_and_shut_down() {
-    let daemons: Vec<_> = (20..23)
-        .map(|slot| spawn(common::config(slot)).unwrap())
-        .collect();
+    let daemons: Vec<_> = (0..3).map(|_| spawn(common::config()).unwrap()).collect();
     for d in &daemons {
         assert_ne!(d.http_addr.port(), 0);
         let (status, body) = http(d.http_addr, "GET", "/healthz", None);
@@ -76,13 +74,13 @@ fn daemons_run_side_by_side_and_shut_down() {
 
 #[test]
 fn bad_config_and_busy_port_are_errors() {
-    let mut config = common::config(23);
+    let mut config = common::config();
     config.media.port_max = config.media.port_min - 2;
     let err = spawn(config).err().unwrap();
     assert!(format!("{err:#}").contains("port_min"), "{err:#}");
 
-    let first = spawn(common::config(24)).unwrap();
-    let mut config = common::config(25);
+    let first = spawn(common::config()).unwrap();
+    let mut config = common::config();
     config.http.listen = first.http_addr;
     let err = spawn(config).err().unwrap();
     assert!(
@@ -126,7 +124,7 @@ fn key_packet(seq: u16, timestamp: u32, event: u8) -> [u8; 16] {
 
 #[test]
 fn supervisor_keys_switch_modes_through_the_pump() {
-    let daemon = spawn(common::config(26)).unwrap();
+    let daemon = spawn(common::config()).unwrap();
     let addr = daemon.http_addr;
     let (_, call) = http(addr, "POST", "/v1/calls", Some("{}"));
     let call: Value = serde_json::from_str(&call).unwrap();
@@ -175,7 +173,7 @@ fn supervisor_keys_switch_modes_through_the_pump() {
 
 #[test]
 fn silent_legs_time_out_as_hangups() {
-    let mut config = common::config(27);
+    let mut config = common::config();
     config.media.timeout_secs = 1;
     let daemon = spawn(config).unwrap();
     let addr = daemon.http_addr;
@@ -207,7 +205,7 @@ fn silent_legs_time_out_as_hangups() {
 
 #[test]
 fn the_timer_fires_the_answer_timeout_on_the_system_clock() {
-    let mut config = common::config(28);
+    let mut config = common::config();
     config.supervision.answer_timeout_secs = 1;
     let daemon = spawn(config).unwrap();
     let addr = daemon.http_addr;

@@ -4,10 +4,9 @@
 //! not resumed.
 //!
 //! The daemon runs from a temporary working directory with `--db <tmp>/earshot.db`, on
-//! loopback ports of its own (HTTP 64500, media 64000–64099: above the kernel's ephemeral range
-//! and clear of the in-process tests' ranges).
+//! loopback ports the OS chose: HTTP on port 0 (each start reads the bound address from the
+//! daemon's log), media on a range reserved once for every start of the test.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,38 +15,37 @@ use earshot_tests::process::DaemonProcess;
 use serde_json::{Value, json};
 
 const EARSHOTD: &str = env!("CARGO_BIN_EXE_earshotd");
-const HTTP: &str = "127.0.0.1:64500";
-const PORT_MIN: &str = "64000";
-const PORT_MAX: &str = "64099";
 /// How long a start may take to answer `/healthz` (a debug build, a loaded machine).
 const START_MAX: Duration = Duration::from_secs(20);
 const NUMBER: &str = "+15550100";
 
-fn start(dir: &std::path::Path, which: &str) -> DaemonProcess {
+/// Starts the daemon on `media` (`port_min`, `port_max`) and returns it with a client of its
+/// HTTP address.
+fn start(dir: &std::path::Path, media: (u16, u16), which: &str) -> (DaemonProcess, Api) {
     let mut command = Command::new(EARSHOTD);
     command.current_dir(dir).args([
         "--http-listen",
-        HTTP,
+        "127.0.0.1:0",
         "--media-ip",
         "127.0.0.1",
         "--port-min",
-        PORT_MIN,
+        &media.0.to_string(),
         "--port-max",
-        PORT_MAX,
+        &media.1.to_string(),
         "--admin-token",
         earshot_tests::api::ADMIN_TOKEN,
         "--db",
     ]);
     command.arg(dir.join("earshot.db"));
     let mut daemon = DaemonProcess::spawn(format!("earshotd ({which})"), command);
-    if let Err(e) = daemon.wait_healthy(&api(), START_MAX) {
+    let api = match daemon.wait_listening(START_MAX) {
+        Ok(addr) => Api::new(addr),
+        Err(e) => panic!("{which} start: {e}"),
+    };
+    if let Err(e) = daemon.wait_healthy(&api, START_MAX) {
         panic!("{which} start: {e}");
     }
-    daemon
-}
-
-fn api() -> Api {
-    Api::new(HTTP.parse::<SocketAddr>().unwrap())
+    (daemon, api)
 }
 
 fn id(v: &Value) -> String {
@@ -67,8 +65,8 @@ fn list(api: &Api, path: &str, key: &str) -> Vec<Value> {
 #[test]
 fn acknowledged_writes_survive_kill_9_and_live_sessions_are_closed_not_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let api = api();
-    let mut first = start(dir.path(), "first");
+    let media = earshot_tests::ports::udp_range(100);
+    let (mut first, api) = start(dir.path(), media, "first");
 
     // A live call with an active supervision (in whisper) and a requested one.
     let live = api
@@ -134,7 +132,7 @@ fn acknowledged_writes_survive_kill_9_and_live_sessions_are_closed_not_resumed()
     let status = first.kill9();
     assert!(!status.success(), "kill -9: {status}");
 
-    let mut second = start(dir.path(), "second (after kill -9)");
+    let (mut second, api) = start(dir.path(), media, "second (after kill -9)");
     assert!(
         second
             .output()
@@ -239,7 +237,7 @@ fn acknowledged_writes_survive_kill_9_and_live_sessions_are_closed_not_resumed()
         "SIGTERM:\n{}",
         second.output()
     );
-    let _third = start(dir.path(), "third (after a graceful stop)");
+    let (_third, api) = start(dir.path(), media, "third (after a graceful stop)");
     let alerts_third = list(&api, "/v1/alerts?limit=1000", "alerts");
     assert_eq!(alerts_third[..alerts.len()], alerts[..]);
     assert_eq!(

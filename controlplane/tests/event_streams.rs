@@ -3,8 +3,8 @@
 //! stays under a fixed bound however many streams are open (one feed reads the log for all of
 //! them; a stream never takes a thread of its own).
 //!
-//! The daemon runs with an in-memory database on loopback ports of its own (HTTP 64510, media
-//! 64100–64199: above the kernel's ephemeral range and clear of the other tests' ranges).
+//! The daemon runs with an in-memory database on loopback ports the OS chose (HTTP on port 0,
+//! 100 media ports from [`earshot_tests::ports`]).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -17,7 +17,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const EARSHOTD: &str = env!("CARGO_BIN_EXE_earshotd");
-const HTTP: &str = "127.0.0.1:64510";
 /// How long a start may take to answer `/healthz` (a debug build, a loaded machine).
 const START_MAX: Duration = Duration::from_secs(20);
 /// Open streams: more than the daemon would ever have threads.
@@ -88,33 +87,35 @@ impl Open {
 #[tokio::test(flavor = "current_thread")]
 async fn open_streams_cost_no_threads_and_all_get_every_event() {
     let dir = tempfile::tempdir().unwrap();
+    let (port_min, port_max) = earshot_tests::ports::udp_range(100);
     let mut command = Command::new(EARSHOTD);
     command.current_dir(dir.path()).args([
         "--http-listen",
-        HTTP,
+        "127.0.0.1:0",
         "--media-ip",
         "127.0.0.1",
         "--port-min",
-        "64100",
+        &port_min.to_string(),
         "--port-max",
-        "64199",
+        &port_max.to_string(),
         "--admin-token",
         ADMIN_TOKEN,
         "--db",
         ":memory:",
     ]);
     let mut daemon = DaemonProcess::spawn("earshotd (event streams)", command);
-    let addr: SocketAddr = HTTP.parse().unwrap();
     let started = tokio::task::spawn_blocking(move || {
-        let result = daemon.wait_healthy(&Api::new(addr), START_MAX);
+        let result = daemon.wait_listening(START_MAX).and_then(|addr| {
+            daemon
+                .wait_healthy(&Api::new(addr), START_MAX)
+                .map(|()| addr)
+        });
         (daemon, result)
     })
     .await
     .unwrap();
     let daemon = started.0;
-    if let Err(e) = started.1 {
-        panic!("start: {e}");
-    }
+    let addr = started.1.unwrap_or_else(|e| panic!("start: {e}"));
     let idle = threads(daemon.pid());
 
     let mut streams = Vec::with_capacity(STREAMS);

@@ -21,10 +21,8 @@ const SETUPS_PER_CLIENT: usize = 4;
 async fn concurrent_setups_are_all_acknowledged_and_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("earshot.db");
-    // Slots 15 to 22 (unused by the other tests): 320 ports, room for the 3 legs (even ports)
-    // of every setup.
-    let mut config = common::config(15);
-    config.media.port_max = common::config(22).media.port_max;
+    // 320 ports: room for the 3 legs (even ports) of every setup.
+    let mut config = common::config_with_ports(320);
     config.store.path = path.clone();
     let h = std::sync::Arc::new(Harness::new(&config));
 

@@ -1,9 +1,9 @@
 //! docs/api.md, Connection limits, through the real daemon (the `earshotd` binary): slow and idle
 //! HTTP clients, however many, never lock out an operator.
 //!
-//! Each test runs its own daemon on loopback ports of its own (HTTP 6461x, media from 64620:
-//! above the kernel's ephemeral range and clear of the other tests' ranges), with short
-//! timeouts so that a slow client is closed in about a second. Every wait is a bounded poll.
+//! Each test runs its own daemon on loopback ports the OS chose (HTTP on port 0, 20 media ports
+//! from [`earshot_tests::ports`]), with short timeouts so that a slow client is closed in about
+//! a second. Every wait is a bounded poll.
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -21,9 +21,10 @@ const START_MAX: Duration = Duration::from_secs(20);
 /// The bound of every poll for something the daemon does after a 1–2 s timeout.
 const WAIT_MAX: Duration = Duration::from_secs(15);
 
-/// Starts `earshotd` on `http`, media ports `media_min..+19`, with `args` after those,
-/// through `wrapper` (e.g. `prlimit …`) when not empty.
-fn start(http: &str, media_min: u16, wrapper: &[&str], args: &[&str]) -> DaemonProcess {
+/// Starts `earshotd` on an HTTP port and 20 media ports the OS chose, with `args` after those,
+/// through `wrapper` (e.g. `prlimit …`) when not empty; returns it with its HTTP address.
+fn start(wrapper: &[&str], args: &[&str]) -> (DaemonProcess, SocketAddr) {
+    let (port_min, port_max) = earshot_tests::ports::udp_range(20);
     let (program, wrapper_args) = match wrapper.split_first() {
         Some((program, rest)) => (*program, rest),
         None => (EARSHOTD, &[][..]),
@@ -33,24 +34,23 @@ fn start(http: &str, media_min: u16, wrapper: &[&str], args: &[&str]) -> DaemonP
         command.args(wrapper_args).arg(EARSHOTD);
     }
     command
-        .args(["--http-listen", http, "--media-ip", "127.0.0.1"])
-        .args(["--port-min", &media_min.to_string()])
-        .args(["--port-max", &(media_min + 19).to_string()])
+        .args(["--http-listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
+        .args(["--port-min", &port_min.to_string()])
+        .args(["--port-max", &port_max.to_string()])
         .args(["--admin-token", ADMIN_TOKEN, "--db", ":memory:"])
         .args(args);
-    let mut daemon = DaemonProcess::spawn(format!("earshotd on {http}"), command);
-    if let Err(e) = daemon.wait_healthy(&Api::new(addr(http)), START_MAX) {
+    let mut daemon = DaemonProcess::spawn("earshotd", command);
+    let http = daemon
+        .wait_listening(START_MAX)
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    if let Err(e) = daemon.wait_healthy(&Api::new(http), START_MAX) {
         panic!("start: {e}");
     }
-    daemon
+    (daemon, http)
 }
 
-fn addr(http: &str) -> SocketAddr {
-    http.parse().unwrap()
-}
-
-fn connect(http: &str) -> TcpStream {
-    let stream = TcpStream::connect(addr(http)).unwrap();
+fn connect(http: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(http).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -142,10 +142,7 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: earshot\r\n\r\n";
 
 #[test]
 fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() {
-    const HTTP: &str = "127.0.0.1:64610";
-    let _daemon = start(
-        HTTP,
-        64620,
+    let (_daemon, http) = start(
         &[],
         &[
             "--http-header-read-timeout-secs",
@@ -158,7 +155,7 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
     );
 
     // An event stream, open across every timeout below: it must outlive them all.
-    let mut events = connect(HTTP);
+    let mut events = connect(http);
     write!(
         events,
         "GET /v1/events HTTP/1.1\r\nhost: earshot\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
@@ -166,18 +163,18 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
     .unwrap();
 
     // Connected, never a byte sent.
-    let mut idle = connect(HTTP);
+    let mut idle = connect(http);
     let got = wait_closed(&mut idle, "idle connection", |_| {});
     assert!(got.is_empty(), "idle connection got {got:?}");
 
     // One request answered, then idle on keep-alive.
-    let mut kept = connect(HTTP);
+    let mut kept = connect(http);
     kept.write_all(HEALTHZ).unwrap();
     assert_eq!(read_answer(&mut kept, "kept-alive healthz").0, 200);
     wait_closed(&mut kept, "kept-alive idle connection", |_| {});
 
     // Slowloris: a header line every 100 ms, never the end of the head.
-    let mut slow_head = connect(HTTP);
+    let mut slow_head = connect(http);
     slow_head
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: earshot\r\n")
         .unwrap();
@@ -188,7 +185,7 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
     });
 
     // A declared 10 MB body that never comes: 408 in the JSON error shape, then closed.
-    let mut no_body = connect(HTTP);
+    let mut no_body = connect(http);
     write!(
         no_body,
         "POST /v1/calls HTTP/1.1\r\nhost: earshot\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
@@ -201,7 +198,7 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
 
     // A body trickled a byte every 100 ms (never 1 s apart): the request timeout ends it.
-    let mut trickle = connect(HTTP);
+    let mut trickle = connect(http);
     write!(
         trickle,
         "POST /v1/calls HTTP/1.1\r\nhost: earshot\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
@@ -216,7 +213,7 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
     assert_eq!(body["error"]["code"], "request_timeout", "{body}");
 
     // The stream, open for longer than every timeout, still delivers.
-    let api = Api::new(addr(HTTP));
+    let api = Api::new(http);
     let call = api
         .post("/v1/calls", &serde_json::json!({}))
         .expect(201, "POST /v1/calls");
@@ -239,11 +236,8 @@ fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeouts() 
 
 #[test]
 fn with_the_connection_cap_reached_an_operator_gets_in_once_a_slot_frees() {
-    const HTTP: &str = "127.0.0.1:64611";
     const CAP: usize = 20;
-    let daemon = start(
-        HTTP,
-        64640,
+    let (daemon, http) = start(
         &[],
         &[
             "--http-max-connections",
@@ -256,7 +250,7 @@ fn with_the_connection_cap_reached_an_operator_gets_in_once_a_slot_frees() {
     // starts a next request's head and never finishes it.
     let mut slow: Vec<TcpStream> = (0..CAP)
         .map(|i| {
-            let mut s = connect(HTTP);
+            let mut s = connect(http);
             s.write_all(HEALTHZ).unwrap();
             assert_eq!(read_answer(&mut s, &format!("slow client {i}")).0, 200);
             s.write_all(b"GET /healthz HTTP/1.1\r\nx-slow: ").unwrap();
@@ -265,7 +259,7 @@ fn with_the_connection_cap_reached_an_operator_gets_in_once_a_slot_frees() {
         .collect();
 
     // Every slot is held: the operator's connection waits in the backlog, unanswered.
-    let mut operator = connect(HTTP);
+    let mut operator = connect(http);
     write!(
         operator,
         "GET /v1/calls HTTP/1.1\r\nhost: earshot\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
@@ -293,12 +287,9 @@ fn with_the_connection_cap_reached_an_operator_gets_in_once_a_slot_frees() {
 
 #[test]
 fn a_low_fd_limit_caps_connections_and_the_daemon_never_runs_out() {
-    const HTTP: &str = "127.0.0.1:64612";
     const FDS: usize = 200;
     // 20 media ports and the reserve of 64 leave 116 connections of the configured 4,096.
-    let daemon = start(
-        HTTP,
-        64660,
+    let (daemon, http) = start(
         &["prlimit", &format!("--nofile={FDS}:{FDS}"), "--"],
         &["--http-header-read-timeout-secs", "1"],
     );
@@ -311,7 +302,7 @@ fn a_low_fd_limit_caps_connections_and_the_daemon_never_runs_out() {
     // may not even connect.
     let slow: Vec<TcpStream> = (0..FDS + 100)
         .filter_map(|_| {
-            let mut s = TcpStream::connect_timeout(&addr(HTTP), Duration::from_millis(300)).ok()?;
+            let mut s = TcpStream::connect_timeout(&http, Duration::from_millis(300)).ok()?;
             s.write_all(b"GET /healthz HTTP/1.1\r\nx-slow: ").ok()?;
             Some(s)
         })
@@ -323,7 +314,7 @@ fn a_low_fd_limit_caps_connections_and_the_daemon_never_runs_out() {
     );
 
     // The slow ones are closed a second after they are served; the operator gets in.
-    let api = Api::new(addr(HTTP));
+    let api = Api::new(http);
     let deadline = Instant::now() + WAIT_MAX;
     loop {
         match api.try_request("GET", "/v1/calls", None) {

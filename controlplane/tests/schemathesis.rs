@@ -23,9 +23,9 @@ use earshot_tests::process::DaemonProcess;
 
 const EARSHOTD: &str = env!("CARGO_BIN_EXE_earshotd");
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
-/// Loopback ports of its own: HTTP 64690, media 40000–41999 (the run creates many calls and
-/// supervisions; a small range would answer 503 `ports_exhausted`, which is a finding).
-const HTTP: &str = "127.0.0.1:64690";
+/// Media ports of the daemon, on loopback where the OS chose them (the run creates many calls
+/// and supervisions; a small range would answer 503 `ports_exhausted`, which is a finding).
+const MEDIA_PORTS: u16 = 2000;
 const START_MAX: Duration = Duration::from_secs(20);
 /// Examples per operation and the seed: the run is the same every time.
 const EXAMPLES: &str = "15";
@@ -68,14 +68,19 @@ fn schemathesis() -> PathBuf {
 #[test]
 fn schemathesis_finds_no_schema_valid_request_refused_and_no_answer_off_the_document() {
     let st = schemathesis();
+    let (port_min, port_max) = earshot_tests::ports::udp_range(MEDIA_PORTS);
     let mut command = Command::new(EARSHOTD);
     command
-        .args(["--http-listen", HTTP, "--media-ip", "127.0.0.1"])
-        .args(["--port-min", "40000", "--port-max", "41999"])
+        .args(["--http-listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
+        .args(["--port-min", &port_min.to_string()])
+        .args(["--port-max", &port_max.to_string()])
         .args(["--admin-token", ADMIN_TOKEN, "--db", ":memory:"])
         .env("RUST_LOG", "warn");
     let mut daemon = DaemonProcess::spawn("earshotd for schemathesis", command);
-    let api = Api::new(HTTP.parse().unwrap());
+    let http = daemon
+        .wait_listening(START_MAX)
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let api = Api::new(http);
     if let Err(e) = daemon.wait_healthy(&api, START_MAX) {
         panic!("start: {e}");
     }
@@ -84,7 +89,7 @@ fn schemathesis_finds_no_schema_valid_request_refused_and_no_answer_off_the_docu
         // It keeps a cache directory in its working directory: under target/, not the source.
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .arg("run")
-        .arg(format!("http://{HTTP}/openapi.json"))
+        .arg(format!("http://{http}/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
         .args(["--mode", "positive", "--checks", CHECKS])
         .args(["--max-examples", EXAMPLES, "--seed", SEED])

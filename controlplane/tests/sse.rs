@@ -198,7 +198,7 @@ async fn scenario(h: &Harness, agent: &str) -> (String, String) {
 
 #[tokio::test]
 async fn events_arrive_live_in_order() {
-    let h = Harness::slot(80);
+    let h = Harness::start();
     // Something logged before the stream opens is not replayed: it starts at the live tail.
     h.new_call().await;
     let tail = last_logged(&h);
@@ -242,7 +242,7 @@ async fn events_arrive_live_in_order() {
 
 #[tokio::test]
 async fn last_event_id_resumes_exactly_after_it() {
-    let h = Harness::slot(81);
+    let h = Harness::start();
     let (call, _) = scenario(&h, "ag-1").await;
     let all = logged_after(&h, 0);
     assert!(all.len() >= 4, "{all:#?}");
@@ -286,7 +286,7 @@ async fn last_event_id_resumes_exactly_after_it() {
 
 #[tokio::test]
 async fn callers_see_only_their_events() {
-    let h = Harness::slot(82);
+    let h = Harness::start();
     let ag1 = h.token("agent", Some("ag-1")).await;
     let ag2 = h.token("agent", Some("ag-2")).await;
     let sup1 = h.token("supervisor", Some("sup-1")).await;
@@ -350,7 +350,7 @@ async fn callers_see_only_their_events() {
 
 #[tokio::test]
 async fn a_supervisor_sees_the_events_of_their_groups() {
-    let h = Harness::slot(83);
+    let h = Harness::start();
     let sup_a = h.token("supervisor", Some("sup-a")).await;
     let ag_1 = h.token("agent", Some("ag-1")).await;
     let (s, g) = h
@@ -411,7 +411,7 @@ async fn a_supervisor_sees_the_events_of_their_groups() {
 /// them, in order and once.
 #[tokio::test]
 async fn a_supervisor_stream_follows_a_change_of_their_groups() {
-    let h = Harness::slot(88);
+    let h = Harness::start();
     let sup_c = h.token("supervisor", Some("sup-c")).await;
     let (s, g) = h
         .post(
@@ -472,7 +472,7 @@ async fn a_supervisor_stream_follows_a_change_of_their_groups() {
 
 #[tokio::test]
 async fn refused_without_a_token_or_with_a_bad_resume_point() {
-    let h = Harness::slot(84);
+    let h = Harness::start();
     // Sent as is (the harness's `send` would add the admin's token).
     let status_of = |token: Option<&str>, uri: &str, last_id: Option<&str>| {
         let mut req = Request::get(uri.to_owned());
@@ -528,7 +528,7 @@ fn append_to(state: &controlplane::AppState, n: usize) -> i64 {
 
 #[tokio::test]
 async fn revoking_a_token_ends_its_streams_and_no_other() {
-    let h = Harness::slot(85);
+    let h = Harness::start();
     let (s, minted) = h
         .post("/v1/tokens", &json!({"role": "admin"}).to_string())
         .await;
@@ -585,11 +585,11 @@ async fn revoking_a_token_ends_its_streams_and_no_other() {
 async fn many_streams_each_get_every_event_once_in_order() {
     const STREAMS: usize = 300;
     /// An RTP and an RTCP port per leg, two legs a call, one more per supervision (every
-    /// third call): the slot has 40 ports.
+    /// third call): the harness has `common::PORTS` (40) ports.
     const CALLS: usize = 6;
     /// Events appended straight to the store meanwhile, from another thread.
     const APPENDED: usize = 200;
-    let h = Harness::slot(86);
+    let h = Harness::start();
     let sup = h.token("supervisor", Some("sup-1")).await;
     let tail = last_logged(&h);
     let mut streams = Vec::new();
@@ -663,7 +663,7 @@ async fn many_streams_each_get_every_event_once_in_order() {
 
 #[tokio::test]
 async fn a_stream_left_behind_by_the_feed_catches_up_from_the_store() {
-    let h = Harness::slot(87);
+    let h = Harness::start();
     let tail = last_logged(&h);
     // Not read while the log grows past the feed's ring.
     let mut lagging = Stream::open(&h, ADMIN_TOKEN, "", None).await;

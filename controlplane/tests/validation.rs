@@ -24,7 +24,7 @@ fn code(status: StatusCode, body: &Value) -> (StatusCode, &str) {
 
 #[tokio::test]
 async fn a_name_the_directory_would_refuse_is_refused_where_it_is_given() {
-    let h = Harness::slot(112);
+    let h = Harness::start();
     let long = "n".repeat(129);
     for bad in ["Bob\u{7}Smith", "Bob\nSmith", "   ", long.as_str()] {
         let body = json!({"role": "agent", "user_id": "ag-1", "display_name": bad}).to_string();
@@ -66,7 +66,7 @@ async fn a_name_the_directory_would_refuse_is_refused_where_it_is_given() {
 
 #[tokio::test]
 async fn repeated_json_keys_are_refused_at_any_depth() {
-    let h = Harness::slot(112);
+    let h = Harness::start();
     let call = h.new_call().await;
     let (status, sup) = h
         .post(
@@ -110,7 +110,7 @@ async fn repeated_json_keys_are_refused_at_any_depth() {
 
 #[tokio::test]
 async fn the_http_layers_own_refusals_have_the_json_error_shape() {
-    let h = Harness::slot(112);
+    let h = Harness::start();
     let send = |req: Request<Body>| h.send(req);
     let auth = format!("Bearer {ADMIN_TOKEN}");
 

@@ -333,7 +333,7 @@ fn assert_signed(received: &[Received]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_signed_in_order_with_their_type_and_data() {
-    let h = Harness::slot(104);
+    let h = Harness::start();
     let task = Delivery::start(&h);
     let before = append(&h, "call.created", json!({"call_id": "c_before"}));
     let rx = Receiver::start(204, &[]).await;
@@ -399,7 +399,7 @@ async fn events_arrive_signed_in_order_with_their_type_and_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_receiver_gets_retries_with_backoff_then_success_and_order_holds() {
-    let h = Harness::slot(105);
+    let h = Harness::start();
     let task = Delivery::start(&h);
     let rx = Receiver::start(204, &[500, 503]).await;
     let id = hook_to(&h, &rx, None).await;
@@ -465,7 +465,7 @@ async fn a_failing_receiver_gets_retries_with_backoff_then_success_and_order_hol
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_every_time_gets_its_webhook_disabled_and_re_enabling_resumes() {
-    let h = Harness::slot(106);
+    let h = Harness::start();
     let task = Delivery::start(&h);
     let bad_rx = Receiver::start(500, &[]).await;
     let good_rx = Receiver::start(204, &[]).await;
@@ -547,7 +547,7 @@ async fn a_receiver_failing_every_time_gets_its_webhook_disabled_and_re_enabling
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_types_filter_what_a_webhook_gets() {
-    let h = Harness::slot(107);
+    let h = Harness::start();
     let task = Delivery::start(&h);
     let some_rx = Receiver::start(204, &[]).await;
     let all_rx = Receiver::start(204, &[]).await;
@@ -616,7 +616,7 @@ async fn event_types_filter_what_a_webhook_gets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_resumes_after_a_restart_without_repeating_or_skipping() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(108);
+    let mut config = common::config();
     config.store.path = dir.path().join("earshot.db");
     let rx = Receiver::start(204, &[]).await;
 
@@ -649,7 +649,7 @@ async fn delivery_resumes_after_a_restart_without_repeating_or_skipping() {
 
 #[tokio::test]
 async fn the_routes_create_show_change_and_delete_and_never_show_the_secret_again() {
-    let h = Harness::slot(109);
+    let h = Harness::start();
     let (status, created) = h
         .post(
             "/v1/webhooks",
@@ -733,7 +733,7 @@ async fn refused(
 
 #[tokio::test]
 async fn bad_input_is_refused_with_a_clear_message_and_creates_nothing() {
-    let h = Harness::slot(110);
+    let h = Harness::start();
     let bad_request = |mentions: &'static str| (StatusCode::BAD_REQUEST, "invalid_body", mentions);
     let long = format!("https://example.com/{}", "a".repeat(2048));
     let cases: Vec<(Value, &str)> = vec![
@@ -848,7 +848,7 @@ async fn bad_input_is_refused_with_a_clear_message_and_creates_nothing() {
 
 #[tokio::test]
 async fn only_admins_manage_webhooks() {
-    let h = Harness::slot(111);
+    let h = Harness::start();
     let (id, _) = create(&h, json!({"url": "https://example.com/hook"})).await;
     let tokens = [
         h.token("supervisor", Some("sup-1")).await,
@@ -896,7 +896,7 @@ async fn only_admins_manage_webhooks() {
 /// created over HTTP (wall clock; the receiver on 127.0.0.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_delivers_webhooks() {
-    let daemon = controlplane::spawn(common::config(103)).unwrap();
+    let daemon = controlplane::spawn(common::config()).unwrap();
     let base = format!("http://{}", daemon.http_addr);
     let rx = Receiver::start(204, &[]).await;
     let client = reqwest::Client::new();

@@ -6,10 +6,11 @@
 //!   in one, ping / TCP / UDP from the other, detach on drop, leftovers and foreign programs.
 //! - `kernel-cfg/nic-setup --dry-run`.
 //!
-//! Loading BPF needs root (CAP_BPF, CAP_NET_ADMIN): CI runs these as root; elsewhere they print
-//! why they skip. A test run cannot hand the program an AF_XDP socket, so a media frame comes
-//! back `XDP_PASS` (the XSKMAP fallback) with the `redirect` counter moved; the veth test with
-//! a real AF_XDP socket shows the redirect itself.
+//! Loading BPF needs root (CAP_BPF, CAP_NET_ADMIN): a plain binary (`harness = false`) runs the
+//! tests through `needs_root`, so without root those report *ignored*, and fail under `CI=true`
+//! (CI runs them as root). A test run cannot hand the program an AF_XDP socket, so a media frame
+//! comes back `XDP_PASS` (the XSKMAP fallback) with the `redirect` counter moved; the veth test
+//! with a real AF_XDP socket shows the redirect itself.
 
 // setns(2) on a dedicated thread and the xsk-rs ring calls are unsafe; each block says why it
 // is sound.
@@ -24,6 +25,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod needs_root;
 
 use dataplane::engine::xdp::{
     self, OBJECT, PROGRAM_NAME, XdpError, XdpFallback, XdpFilter, XdpMode, XdpProgram, XdpStats,
@@ -47,28 +50,6 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
-
-// ---- Skipping without root -------------------------------------------------------------------
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: loading XDP programs needs root (CAP_BPF, CAP_NET_ADMIN)");
-            return;
-        }
-    };
-}
 
 // ---- Frames ----------------------------------------------------------------------------------
 
@@ -176,9 +157,7 @@ fn decide(frames: &[Vec<u8>]) -> XdpStats {
     stats
 }
 
-#[test]
 fn media_udp_inside_the_range_is_redirected() {
-    require_root!();
     let frames = vec![
         udp4_frame(MEDIA_V4, PORT_MIN),
         udp4_frame(MEDIA_V4, 20002),
@@ -195,9 +174,7 @@ fn media_udp_inside_the_range_is_redirected() {
     );
 }
 
-#[test]
 fn media_address_outside_the_port_range_passes() {
-    require_root!();
     let frames = vec![
         udp4_frame(MEDIA_V4, PORT_MIN - 1),
         udp4_frame(MEDIA_V4, PORT_MAX + 1),
@@ -215,9 +192,7 @@ fn media_address_outside_the_port_range_passes() {
     );
 }
 
-#[test]
 fn udp_to_another_address_passes() {
-    require_root!();
     let frames = vec![
         udp4_frame(OTHER_V4, 20002),
         udp4_frame(Ipv4Addr::BROADCAST, 20002),
@@ -235,9 +210,7 @@ fn udp_to_another_address_passes() {
     );
 }
 
-#[test]
 fn tcp_icmp_and_neighbour_discovery_pass() {
-    require_root!();
     let echo = [8, 0, 0xf7, 0xff, 0, 0, 0, 0];
     let neighbour_solicitation = [135, 0, 0, 0, 0, 0, 0, 0];
     let frames = vec![
@@ -263,9 +236,7 @@ fn tcp_icmp_and_neighbour_discovery_pass() {
     );
 }
 
-#[test]
 fn non_ip_frames_pass() {
-    require_root!();
     let arp_request = {
         let mut a = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
         a.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x0b]);
@@ -299,9 +270,7 @@ fn non_ip_frames_pass() {
     );
 }
 
-#[test]
 fn ipv4_fragments_pass() {
-    require_root!();
     const MF: u16 = 0x2000;
     const DF: u16 = 0x4000;
     let fragment = |frag: u16| {
@@ -333,9 +302,7 @@ fn ipv4_fragments_pass() {
     );
 }
 
-#[test]
 fn ipv4_options_are_skipped_by_ihl() {
-    require_root!();
     // Router alert (4 bytes), then 36 more bytes of NOPs + EOL: the largest header, IHL 15.
     let router_alert = [0x94, 0x04, 0, 0];
     let mut longest = vec![0x01; 39];
@@ -365,9 +332,7 @@ fn ipv4_options_are_skipped_by_ihl() {
     );
 }
 
-#[test]
 fn ipv6_extension_headers_pass() {
-    require_root!();
     // Each carries UDP to a media port behind the extension header: the program does not walk
     // the chain.
     let behind = |ext_len_units: u8| {
@@ -431,9 +396,7 @@ fn assert_truncation(frame: &[u8], udp_end: usize) {
     }
 }
 
-#[test]
 fn truncated_frames_pass_at_every_header_boundary() {
-    require_root!();
     assert_truncation(&udp4_frame(MEDIA_V4, 20002), 14 + 20 + 8);
     assert_truncation(&udp6_frame(MEDIA_V6, 20002), 14 + 40 + 8);
     let options = [0x01; 8];
@@ -454,9 +417,7 @@ fn truncated_frames_pass_at_every_header_boundary() {
     );
 }
 
-#[test]
 fn ipv4_ihl_below_five_is_malformed() {
-    require_root!();
     let frames: Vec<_> = (0..5u8)
         .map(|ihl| {
             let mut ip = ipv4(IPPROTO_UDP, MEDIA_V4, &[], 0, &udp(20002));
@@ -473,9 +434,7 @@ fn ipv4_ihl_below_five_is_malformed() {
     );
 }
 
-#[test]
 fn addresses_and_range_are_configurable() {
-    require_root!();
     let p = XdpProgram::load(
         &[OTHER_V4.into(), MEDIA_V4.into(), OTHER_V6.into()],
         2000,
@@ -499,7 +458,6 @@ fn addresses_and_range_are_configurable() {
     }
 }
 
-#[test]
 fn bad_configuration_is_refused_before_loading() {
     // No root needed: checked before anything reaches the kernel.
     let media = [IpAddr::from(MEDIA_V4)];
@@ -549,9 +507,7 @@ fn drop_effective_capabilities(caps: &[u32]) {
     assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
 }
 
-#[test]
 fn missing_capabilities_are_named() {
-    require_root!();
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;
@@ -583,9 +539,7 @@ fn program_or_error() -> String {
     }
 }
 
-#[test]
 fn xskmap_refuses_what_is_not_a_bound_af_xdp_socket() {
-    require_root!();
     let p = program();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let err = p.register_xsk(0, udp.as_raw_fd()).unwrap_err();
@@ -600,7 +554,6 @@ fn xskmap_refuses_what_is_not_a_bound_af_xdp_socket() {
 
 // ---- Interfaces ------------------------------------------------------------------------------
 
-#[test]
 fn a_missing_interface_is_named() {
     let media = [IpAddr::from(MEDIA_V4)];
     for name in ["earshot-nope0", "", "a/b", "much-too-long-interface-name"] {
@@ -624,7 +577,6 @@ fn a_missing_interface_is_named() {
     }
 }
 
-#[test]
 fn loopback_has_a_queue() {
     assert!(xdp::queue_count("lo").unwrap() >= 1);
     assert_eq!(xdp::ifindex("lo").unwrap(), 1);
@@ -839,9 +791,7 @@ fn media() -> Vec<IpAddr> {
     vec![MEDIA_V4.into(), MEDIA_V6.into()]
 }
 
-#[test]
 fn attached_on_veth_media_is_steered_and_everything_else_still_works() {
-    require_root!();
     let ns = Netns::new();
     let (a, b, veth) = (ns.a.clone(), ns.b.clone(), ns.veth_a.clone());
     let id = in_netns(&a, move || {
@@ -902,11 +852,9 @@ fn attached_on_veth_media_is_steered_and_everything_else_still_works() {
     });
 }
 
-#[test]
 fn a_registered_af_xdp_socket_receives_the_media_and_only_the_media() {
     use xsk_rs::config::{LibxdpFlags, SocketConfig, UmemConfig};
     use xsk_rs::{Socket, Umem};
-    require_root!();
     let ns = Netns::new();
     let (veth, b) = (ns.veth_a.clone(), ns.b.clone());
     in_netns(&ns.a, move || {
@@ -973,9 +921,7 @@ fn a_registered_af_xdp_socket_receives_the_media_and_only_the_media() {
     });
 }
 
-#[test]
 fn a_second_filter_on_the_same_interface_is_refused_while_the_first_lives() {
-    require_root!();
     let ns = Netns::new();
     let veth = ns.veth_a.clone();
     in_netns(&ns.a, move || {
@@ -1000,9 +946,7 @@ fn a_second_filter_on_the_same_interface_is_refused_while_the_first_lives() {
     });
 }
 
-#[test]
 fn generic_mode_attaches_and_detaches() {
-    require_root!();
     let ns = Netns::new();
     let (veth, b) = (ns.veth_a.clone(), ns.b.clone());
     in_netns(&ns.a, move || {
@@ -1022,9 +966,7 @@ fn generic_mode_attaches_and_detaches() {
     });
 }
 
-#[test]
 fn native_refused_by_the_driver_falls_back_to_generic_or_fails() {
-    require_root!();
     let ns = Netns::new();
     // veth refuses native XDP (for programs without multi-buffer support) when its peer's MTU
     // does not fit in a page.
@@ -1068,8 +1010,6 @@ const CHILD_ENV: &str = "EARSHOT_XDP_TEST_CHILD";
 
 /// Not a test of its own: the child that `kill -9` is tried on. It attaches as told by
 /// `CHILD_ENV`, says so on stdout, and waits to be killed.
-#[test]
-#[ignore = "run by a_killed_process_leaves_nothing_that_blocks_the_next_start"]
 fn child_attach_and_wait() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
@@ -1118,9 +1058,7 @@ fn attach_in_child_and_kill(ns: &Netns, mode: &str) -> u32 {
     id.expect("the child attached")
 }
 
-#[test]
 fn a_killed_process_leaves_nothing_that_blocks_the_next_start() {
-    require_root!();
     let ns = Netns::new();
 
     // Native, through a bpf_link: the kernel detaches with the dead process's fds.
@@ -1209,9 +1147,7 @@ fn foreign_object() -> TempFile {
     object
 }
 
-#[test]
 fn a_netlink_attached_leftover_is_removed_and_a_foreign_program_is_refused() {
-    require_root!();
     let ns = Netns::new();
     let object = TempFile::new("earshot_xdp.o", OBJECT);
     // What a run killed while attached through netlink (generic mode) leaves behind.
@@ -1294,7 +1230,6 @@ fn run_nic_setup_with_path(args: &[&str], path: &str) -> (bool, String, String) 
     )
 }
 
-#[test]
 fn nic_setup_dry_run_prints_the_commands() {
     let (ok, stdout, stderr) = run_nic_setup(&[
         "lo",
@@ -1313,7 +1248,6 @@ fn nic_setup_dry_run_prints_the_commands() {
     assert!(stderr.contains("ntuple"), "{stderr}");
 }
 
-#[test]
 fn nic_setup_refuses_bad_arguments() {
     // A command line that is accepted, and variants of it that each get one thing wrong.
     let valid = [
@@ -1365,7 +1299,6 @@ case "$1" in
 esac
 "#;
 
-#[test]
 fn nic_setup_steers_port_shares_to_queues_where_ntuple_is_supported() {
     use std::os::unix::fs::PermissionsExt;
     let fake = TempFile::new("ethtool-dir", b"");
@@ -1447,7 +1380,6 @@ fn nic_setup_steers_port_shares_to_queues_where_ntuple_is_supported() {
 
 // ---- kernel-cfg/sysctl.d ---------------------------------------------------------------------
 
-#[test]
 fn sysctl_file_sets_keys_this_kernel_has() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-cfg/sysctl.d/90-earshot.conf");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -1467,4 +1399,45 @@ fn sysctl_file_sets_keys_this_kernel_has() {
     }
     assert!(text.contains("net.ipv4.ip_local_reserved_ports = 20000-29999"));
     assert!(keys >= 5);
+}
+
+fn main() {
+    let mut trials = needs_root::root_trials![
+        media_udp_inside_the_range_is_redirected,
+        media_address_outside_the_port_range_passes,
+        udp_to_another_address_passes,
+        tcp_icmp_and_neighbour_discovery_pass,
+        non_ip_frames_pass,
+        ipv4_fragments_pass,
+        ipv4_options_are_skipped_by_ihl,
+        ipv6_extension_headers_pass,
+        truncated_frames_pass_at_every_header_boundary,
+        ipv4_ihl_below_five_is_malformed,
+        addresses_and_range_are_configurable,
+        missing_capabilities_are_named,
+        xskmap_refuses_what_is_not_a_bound_af_xdp_socket,
+        attached_on_veth_media_is_steered_and_everything_else_still_works,
+        a_registered_af_xdp_socket_receives_the_media_and_only_the_media,
+        a_second_filter_on_the_same_interface_is_refused_while_the_first_lives,
+        generic_mode_attaches_and_detaches,
+        native_refused_by_the_driver_falls_back_to_generic_or_fails,
+        a_killed_process_leaves_nothing_that_blocks_the_next_start,
+        a_netlink_attached_leftover_is_removed_and_a_foreign_program_is_refused,
+    ];
+    trials.extend(needs_root::plain_trials![
+        bad_configuration_is_refused_before_loading,
+        a_missing_interface_is_named,
+        loopback_has_a_queue,
+        nic_setup_dry_run_prints_the_commands,
+        nic_setup_refuses_bad_arguments,
+        nic_setup_steers_port_shares_to_queues_where_ntuple_is_supported,
+        sysctl_file_sets_keys_this_kernel_has,
+    ]);
+    // Not a test of its own: the child that
+    // `a_killed_process_leaves_nothing_that_blocks_the_next_start` starts with `--exact
+    // child_attach_and_wait --ignored`.
+    trials.push(
+        needs_root::plain("child_attach_and_wait", child_attach_and_wait).with_ignored_flag(true),
+    );
+    needs_root::main(trials);
 }

@@ -7,8 +7,11 @@
 //! - [`audio`]: the test tones and per-packet Goertzel measurement.
 //! - [`rtp`]: an independent RTP / RFC 4733 codec, so the tests do not share the daemon's.
 //! - [`api`], [`daemon`]: the HTTP client and the in-process daemon.
+//! - [`needs_root`]: the harness of test binaries that need root: ignored without it, failed
+//!   under `CI=true`.
 //! - [`netns`]: two network namespaces joined by a veth pair, and running code inside them.
 //! - [`setup`]: where a scenario runs: loopback, or a veth pair with either backend.
+//! - [`ports`]: media port ranges for test daemons, chosen by the OS.
 //! - [`process`]: the `earshotd` binary run in a namespace, for the control plane's tests.
 //! - [`scenario`]: a supervised call driven through its modes and recorded as phases.
 //! - [`verdict`]: hearing-matrix, privacy and continuity checks that report every failure with
@@ -19,7 +22,9 @@ pub mod api;
 pub mod audio;
 pub mod daemon;
 pub mod endpoint;
+pub mod needs_root;
 pub mod netns;
+pub mod ports;
 pub mod process;
 pub mod rtp;
 pub mod scenario;

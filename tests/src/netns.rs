@@ -36,20 +36,21 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// Fixtures made by this process so far; numbers the names and the /24.
 static FIXTURES: AtomicU32 = AtomicU32::new(0);
 
-/// Whether this process may create namespaces (it runs as root). Tests that need them print a
-/// line and return early when it may not.
+/// Whether this process may create namespaces (it runs as root). Test binaries that need them
+/// run their tests through [`crate::needs_root`].
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// [`is_root`], printing why the calling test is skipped when not.
-pub fn root_or_skip(test: &str) -> bool {
-    let root = is_root();
-    if !root {
-        println!("{test}: skipped: needs root to create network namespaces (CI runs as root)");
-    }
-    root
+/// Panics, saying why, when this process may not create namespaces: a test that needs them and
+/// was not made with [`crate::needs_root::trial`] fails instead of passing without running.
+pub fn assert_root() {
+    assert!(
+        is_root(),
+        "{}: run this test through earshot_tests::needs_root::trial",
+        crate::needs_root::REASON
+    );
 }
 
 /// A network namespace, by the identity of its nsfs inode (what `ip netns identify` compares).

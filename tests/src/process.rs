@@ -7,6 +7,7 @@
 //! process if it still runs, and prints everything it wrote when the test is failing.
 
 use std::io::{BufRead as _, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -69,9 +70,12 @@ impl DaemonProcess {
         let label = label.into();
         let mut child = command
             .env("NO_COLOR", "1")
+            // `earshotd`'s own info lines stay in whatever the filter: the `listening` line
+            // tells [`DaemonProcess::wait_listening`] the bound address.
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("RUST_LOG")
+                    .map_or_else(|_| "info".into(), |v| format!("{v},earshotd=info")),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -156,6 +160,32 @@ impl DaemonProcess {
         status
     }
 
+    /// The HTTP address the daemon bound, read from its `listening` log line (so a test can
+    /// start it with `--http-listen 127.0.0.1:0` and let the OS choose the port). Polls its
+    /// output every 20 ms; fails with that output if it exits first or `within` passes.
+    pub fn wait_listening(&mut self, within: Duration) -> Result<SocketAddr, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let output = self.output();
+            if let Some(addr) = output.lines().find_map(listening_addr) {
+                return Ok(addr);
+            }
+            if let Some(status) = self.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}) before listening; its output:\n{output}",
+                    self.label
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} not listening within {within:?}; its output:\n{output}",
+                    self.label
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls `GET /healthz` through `api` every 50 ms until it answers 200. Fails with the
     /// process's output if it exits first or `within` passes.
     pub fn wait_healthy(&mut self, api: &Api, within: Duration) -> Result<(), String> {
@@ -186,6 +216,16 @@ impl DaemonProcess {
     }
 }
 
+/// The `http=` field of `earshotd`'s `listening` line (text log format), if `line` is that line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let (_, fields) = line.split_once(" listening ")?;
+    fields
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("http="))?
+        .parse()
+        .ok()
+}
+
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
         if self.try_wait().is_none() {
@@ -205,5 +245,21 @@ impl Drop for DaemonProcess {
                 self.label
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_line_gives_the_bound_address() {
+        let line = "2026-12-08T00:40:01.123Z  INFO earshotd: listening http=127.0.0.1:41234 \
+                    media_ip=127.0.0.1 media_ports=40000-40039 backend=io_uring workers=1 db=:memory:";
+        assert_eq!(
+            listening_addr(line),
+            Some(SocketAddr::from(([127, 0, 0, 1], 41234)))
+        );
+        assert_eq!(listening_addr("INFO earshotd: HTTP connection cap"), None);
     }
 }

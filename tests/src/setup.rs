@@ -14,6 +14,10 @@ use controlplane::config::{BackendKind, Config};
 
 use crate::endpoint::Endpoint;
 use crate::netns::{self, Veth};
+use crate::ports;
+
+/// Media ports of a loopback daemon: 50 legs, many more than any scenario opens.
+const LOOPBACK_PORTS: u16 = 100;
 
 /// The network a scenario's daemon and endpoints share.
 #[derive(Debug, Clone)]
@@ -79,8 +83,14 @@ impl Setup {
         config.media.ip = self.appliance_ip();
         config.engine.backend = self.backend;
         config.engine.workers = self.workers;
-        if let Net::Veth(v) = &self.net {
-            config.engine.interface = Some(v.appliance_if.clone());
+        match &self.net {
+            Net::Veth(v) => config.engine.interface = Some(v.appliance_if.clone()),
+            // On the machine's loopback, other daemons and programs bind ports too: a range the
+            // OS had free (in a namespace of its own, the default range cannot collide).
+            Net::Loopback => {
+                (config.media.port_min, config.media.port_max) =
+                    ports::udp_range_on(self.appliance_ip(), LOOPBACK_PORTS);
+            }
         }
     }
 
@@ -107,16 +117,9 @@ pub fn on_veth(backend: BackendKind, body: impl FnOnce(&Setup) + Send) {
 
 /// Creates a namespace pair whose veth has `queues` queues, runs `body` on a thread in the
 /// peer namespace with a setup of `queues` workers on `backend`, and deletes the namespaces
-/// (also when `body` panics; the panic is then resumed). Skipped, with a printed line, when
-/// not root.
+/// (also when `body` panics; the panic is then resumed). Needs root: see [`netns::assert_root`].
 pub fn on_veth_with(queues: u32, backend: BackendKind, body: impl FnOnce(&Setup) + Send) {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_owned();
-    if !netns::root_or_skip(&test) {
-        return;
-    }
+    netns::assert_root();
     // Created and dropped on this thread, whose mount namespace is the machine's: deleting a
     // namespace unmounts it, and that must not happen in a thread's private copy.
     let veth = Arc::new(Veth::with_queues(queues));

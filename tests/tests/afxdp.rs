@@ -9,7 +9,9 @@
 //! few queues, and two workers on a two-queue veth.
 //!
 //! Every test makes namespaces of its own (deleted when it ends, also on failure), so they run
-//! in parallel. They need root; without it each prints a line and returns.
+//! in parallel. They need root: a plain binary (`harness = false`) runs them through
+//! `earshot_tests::needs_root`, so without root each reports *ignored*, and fails under
+//! `CI=true`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -18,32 +20,41 @@ use controlplane::config::BackendKind;
 use dataplane::engine::Backend;
 use earshot_tests::api::Api;
 use earshot_tests::daemon::TestDaemon;
+use earshot_tests::needs_root;
 use earshot_tests::scenario::{Mode, Rig, RigOptions, Step};
 use earshot_tests::setup::{Setup, on_veth, on_veth_with};
 use earshot_tests::verdict::{Report, check_matrix, check_privacy};
 
-/// One test per scenario of the suite, each on a veth pair of its own with `$backend`.
+/// One test per scenario of the suite, each on a veth pair of its own with `$backend`, named
+/// `$prefix::<scenario>`.
 macro_rules! scenarios_on_veth {
-    ($backend:expr; $($group:ident :: $name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                super::on_veth($backend, earshot_tests::suite::$group::$name);
-            }
-        )*
+    ($backend:expr, $prefix:literal; $($group:ident :: $name:ident),* $(,)?) => {
+        vec![$(
+            needs_root::trial(concat!($prefix, "::", stringify!($name)), || {
+                on_veth($backend, earshot_tests::suite::$group::$name)
+            })
+        ),*]
     };
 }
 
-/// The suite with AF_XDP.
-mod afxdp {
-    use super::BackendKind;
-    earshot_tests::each_scenario!(scenarios_on_veth, BackendKind::AfXdp);
-}
-
-/// The suite with io_uring over the same kind of veth: both backends judged in namespaces.
-mod uring_on_veth {
-    use super::BackendKind;
-    earshot_tests::each_scenario!(scenarios_on_veth, BackendKind::Uring);
+fn main() {
+    // The suite with AF_XDP, then with io_uring over the same kind of veth: both backends
+    // judged in namespaces.
+    let mut trials = earshot_tests::each_scenario!(scenarios_on_veth, BackendKind::AfXdp, "afxdp");
+    trials.extend(earshot_tests::each_scenario!(
+        scenarios_on_veth,
+        BackendKind::Uring,
+        "uring_on_veth"
+    ));
+    trials.extend(earshot_tests::root_trials![
+        the_xdp_program_is_attached_for_the_daemons_life_only,
+        non_media_traffic_reaches_the_kernel_while_calls_run,
+        auto_chooses_afxdp_where_it_can,
+        a_missing_interface_is_an_error_with_afxdp_and_a_fallback_with_auto,
+        too_few_queues_is_an_error_with_afxdp_and_a_fallback_with_auto,
+        two_workers_on_a_two_queue_veth,
+    ]);
+    needs_root::main(trials);
 }
 
 const DWELL: Duration = Duration::from_millis(800);
@@ -59,7 +70,6 @@ fn assert_backend(daemon: &TestDaemon, setup: &Setup, want: Backend) {
     );
 }
 
-#[test]
 fn the_xdp_program_is_attached_for_the_daemons_life_only() {
     on_veth(BackendKind::AfXdp, |setup| {
         let veth = setup.veth().expect("a veth setup");
@@ -92,7 +102,6 @@ fn the_xdp_program_is_attached_for_the_daemons_life_only() {
 /// While calls run over AF_XDP, everything that is not media reaches the kernel as usual: the
 /// API over TCP, ICMP echo, UDP to a port outside the media range (and ARP, without which none
 /// of it would work); and the media keeps flowing.
-#[test]
 fn non_media_traffic_reaches_the_kernel_while_calls_run() {
     on_veth(BackendKind::AfXdp, |setup| {
         let veth = setup.veth().expect("a veth setup");
@@ -156,7 +165,6 @@ fn non_media_traffic_reaches_the_kernel_while_calls_run() {
 }
 
 /// `auto` on an interface that can do AF_XDP runs AF_XDP.
-#[test]
 fn auto_chooses_afxdp_where_it_can() {
     on_veth(BackendKind::Auto, |setup| {
         let daemon = TestDaemon::start_in(setup, |_| {});
@@ -167,7 +175,6 @@ fn auto_chooses_afxdp_where_it_can() {
 
 /// `afxdp` on an interface that does not exist: an error naming it, not a panic; `auto`: io_uring,
 /// and the calls work.
-#[test]
 fn a_missing_interface_is_an_error_with_afxdp_and_a_fallback_with_auto() {
     on_veth(BackendKind::AfXdp, |setup| {
         let nope = |c: &mut controlplane::Config| c.engine.interface = Some("nope0".into());
@@ -195,7 +202,6 @@ fn a_missing_interface_is_an_error_with_afxdp_and_a_fallback_with_auto() {
 
 /// Two workers on a one-queue veth: AF_XDP needs a queue per worker, so `afxdp` is an error
 /// that says so and `auto` falls back to io_uring.
-#[test]
 fn too_few_queues_is_an_error_with_afxdp_and_a_fallback_with_auto() {
     on_veth(BackendKind::AfXdp, |setup| {
         let two = Setup {
@@ -230,7 +236,6 @@ fn too_few_queues_is_an_error_with_afxdp_and_a_fallback_with_auto() {
 /// Two workers, each owning one queue of a two-queue veth. The peer's flows spread over both
 /// queues, so frames for one worker's call also arrive on the other's queue and are handed
 /// over: the matrix must hold across whisper and barge all the same.
-#[test]
 fn two_workers_on_a_two_queue_veth() {
     on_veth_with(2, BackendKind::AfXdp, |setup| {
         let daemon = TestDaemon::start_in(setup, |_| {});

@@ -23,13 +23,22 @@ pub const ADMIN_TOKEN: &str = "es_test-admin-token-0123456789abcdefghij";
 /// Where the manual clock starts (2025-11-21, in ms since the epoch).
 pub const T0_MS: u64 = 1_763_700_000_000;
 
-/// A configuration whose media ports are `61000 + 40 * slot ..+ 39`: each test its own range, so
-/// tests running in parallel never compete for ports; and a private in-memory database.
-pub fn config(slot: u16) -> Config {
+/// Media ports per test daemon: room for 20 legs.
+pub const PORTS: u16 = 40;
+
+/// A configuration with [`PORTS`] media ports of its own, chosen by the OS (so tests running in
+/// parallel, in this process or another, never compete for them), HTTP on a port the OS picks,
+/// and a private in-memory database.
+pub fn config() -> Config {
+    config_with_ports(PORTS)
+}
+
+/// As [`config`], with `ports` media ports.
+pub fn config_with_ports(ports: u16) -> Config {
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
-    config.media.port_min = 61000 + 40 * slot;
-    config.media.port_max = config.media.port_min + 39;
+    (config.media.port_min, config.media.port_max) =
+        earshot_tests::ports::udp_range_on(config.media.ip, ports);
     config.store.path = ":memory:".into();
     config.auth.admin_token = Some(ADMIN_TOKEN.to_owned());
     config
@@ -64,8 +73,9 @@ impl Harness {
         }
     }
 
-    pub fn slot(slot: u16) -> Harness {
-        Harness::new(&config(slot))
+    /// A harness on [`config`].
+    pub fn start() -> Harness {
+        Harness::new(&config())
     }
 
     /// Moves the clock by `ms` and runs the answer timeouts then due.
