@@ -1,17 +1,17 @@
 //! The event streams of `GET /v1/events` (docs/api.md, Events): what each stream reads of the
-//! event log, and who may see what. The HTTP adapter (`crate::http::events`) parses where a
-//! stream starts and ends it when the caller's authority is withdrawn.
+//! event log, and who may see what. The HTTP adapter parses where a stream starts and ends it
+//! when the caller's authority is withdrawn (docs/design.md §9).
 //!
 //! The store's `events` table is the only source. After every committed write, [`Notifying`]
-//! bumps a `watch` counter; one task, the [`crate::app::feed`], then reads what the log gained once for
-//! every stream, syncs (only durable events are sent), renders each event's SSE frame once, and
-//! hands each stream, in a mailbox of its own, the events its viewer may see (waking only
-//! those streams). Each stream keeps a cursor (the last event id it has passed): it takes from
-//! its mailbox the events after its cursor, and whenever it is behind the feed (resumed with
-//! `Last-Event-ID`, its mailbox overflowed, or the feed restarted past it) it reads
-//! [`crate::store::EventReads::events_after`] from its cursor itself, one bounded page at a time, until it has
-//! caught up. So events arrive in id order with no gaps or duplicates by construction, and a
-//! slow client costs bounded memory: it simply reads further behind.
+//! bumps a `watch` counter; one task, the [`crate::app::feed`], then reads what the log gained
+//! once for every stream, syncs (only durable events are sent), renders each event's SSE frame
+//! once, and hands each stream, in a mailbox of its own, the events its viewer may see (waking
+//! only those streams). Each stream keeps a cursor (the last event id it has passed): it takes
+//! from its mailbox the events after its cursor, and whenever it is behind the feed (resumed
+//! with `Last-Event-ID`, its mailbox overflowed, or the feed restarted past it) it reads
+//! [`crate::store::EventReads::events_after`] from its cursor itself, one bounded page at a
+//! time, until it has caught up. So events arrive in id order with no gaps or duplicates by
+//! construction, and a slow client costs bounded memory: it simply reads further behind.
 //!
 //! Visibility ([`Viewer`]): admins and softswitches see every event; a supervisor sees the
 //! events whose scope names them or a group they supervise or belong to; an agent sees the

@@ -1,28 +1,29 @@
-//! Webhook delivery (docs/api.md, Webhooks): the use cases of `/v1/webhooks` (the routes are
-//! `crate::http::webhooks`') and the task that delivers the event log to them. Signing, the message and the retry policy are
-//! [`crate::domain::webhooks`]' (pure); this module is the I/O around them.
+//! Webhook delivery (docs/api.md, Webhooks): the use cases behind the admin routes of
+//! `/v1/webhooks` (the HTTP adapter parses and renders) and the task that delivers the event log
+//! to them. Signing, the message and the retry policy are [`crate::domain::webhooks`]' (pure);
+//! this module is the I/O around them (docs/design.md §9).
 //!
 //! # Fan-out: a durable cursor
 //!
 //! The store's event log is the only source. A cursor in the store
-//! ([`crate::store::EventReads::webhook_cursor`]) says how far the log has been *fanned out*: every event up to it
-//! has a delivery row for each webhook that was enabled and wanted it at the time. [`fan_out`]
-//! moves the cursor in the transaction that writes those rows, so a restart neither fans an
-//! event out twice nor skips one. A change of the webhooks (create, patch) first fans out the
-//! log up to its tail in its own transaction: the events committed before the change go to the
-//! webhooks as they were, those after it to the webhooks as they are. So a new webhook gets
-//! exactly the events committed after its creation.
+//! ([`crate::store::EventReads::webhook_cursor`]) says how far the log has been *fanned out*: every
+//! event up to it has a delivery row for each webhook that was enabled and wanted it at the time.
+//! [`fan_out`] moves the cursor in the transaction that writes those rows, so a restart neither
+//! fans an event out twice nor skips one. A change of the webhooks (create, patch) first fans out
+//! the log up to its tail in its own transaction: the events committed before the change go to the
+//! webhooks as they were, those after it to the webhooks as they are. So a new webhook gets exactly
+//! the events committed after its creation.
 //!
 //! # Delivery: per webhook, in event order
 //!
 //! A webhook's next delivery is its unfinished one with the lowest event id
-//! ([`crate::store::EventReads::next_delivery`]). The task attempts it when it is due, and only it: a webhook's
-//! events arrive in order, each retried until delivered or given up before the next is sent
-//! (head-of-line blocking is the price of order). Webhooks are served in parallel, one attempt
+//! ([`crate::store::EventReads::next_delivery`]). The task attempts it when it is due, and only it:
+//! a webhook's events arrive in order, each retried until delivered or given up before the next is
+//! sent (head-of-line blocking is the price of order). Webhooks are served in parallel, one attempt
 //! each at a time and at most [`IN_FLIGHT_MAX`] in all. An attempt's outcome and what follows it
 //! ([`webhooks::next`]: done, retry at, give up, disable the webhook) are written in one
-//! transaction. Delivery is at least once: an attempt cut short by a shutdown is made again
-//! after the restart, under the same `webhook-id`.
+//! transaction. Delivery is at least once: an attempt cut short by a shutdown is made again after
+//! the restart, under the same `webhook-id`.
 //!
 //! The task sleeps on the state's clock until the soonest due delivery, and wakes on every
 //! store commit (new events, a changed webhook): tests drive it with a manual clock.
