@@ -299,7 +299,7 @@ fn every_ref_resolves_and_every_component_is_used() {
 const SOURCES: [(&str, &str); 5] = [
     ("api", include_str!("../src/http/api.rs")),
     ("center", include_str!("../src/http/center.rs")),
-    ("webhooks", include_str!("../src/app/webhooks.rs")),
+    ("webhooks", include_str!("../src/http/webhooks.rs")),
     ("openapi", include_str!("../src/http/openapi.rs")),
     ("events", include_str!("../src/http/events.rs")),
 ];

@@ -5,8 +5,8 @@
 //! keeps an index of the open streams by viewer (all-seeing ones; by user; supervisors by the
 //! groups they see, from the directory in memory, [`crate::app::center::Center::viewers`]), so a
 //! page costs nothing to a stream that can see none of it. A stream whose mailbox overflows,
-//! or that starts behind the feed, reads the log itself ([`crate::http::events::Cursor`]) until it has
-//! caught up, then takes its mailbox again.
+//! or that starts behind the feed, reads the log itself ([`crate::app::events::Cursor`]) until
+//! it has caught up, then takes its mailbox again.
 //!
 //! A mailbox receives, in id order, every event of every page published since the stream
 //! joined that its viewer may see: so events arrive in id order with no gaps or duplicates
@@ -23,8 +23,8 @@ use axum::body::Bytes;
 use tokio::sync::Notify;
 
 use crate::app::center::Viewers;
+use crate::app::events::Viewer;
 use crate::app::state::AppState;
-use crate::http::events::Viewer;
 use crate::store::{Event, EventId, EventScope, StoreError, StoreExt as _};
 
 /// Pages a stream's mailbox holds (each at most [`FEED_PAGE`] events, shared with the other

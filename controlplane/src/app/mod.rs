@@ -2,6 +2,7 @@
 //! (docs/design.md §9). It knows no HTTP.
 
 pub mod center;
+pub mod events;
 pub mod feed;
 pub mod state;
 pub mod webhooks;

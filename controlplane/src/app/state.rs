@@ -952,10 +952,10 @@ struct Inner {
     /// Every token's hash (access control looks requests up here, not in the store).
     tokens: TokenCache,
     /// Bumped after every committed write (`store` is wrapped in a
-    /// [`crate::http::events::Notifying`]): wakes the event feed, which then reads the event log.
+    /// [`crate::app::events::Notifying`]): wakes the event feed, which then reads the event log.
     commits: tokio::sync::watch::Sender<u64>,
     /// The event log's pages as they become durable, read once for every SSE stream.
-    feed: crate::http::events::Feed,
+    feed: crate::app::feed::Feed,
     /// Groups and agents (SPEC §3).
     center: crate::app::center::Center,
 }
@@ -1009,7 +1009,7 @@ impl AppState {
             .context("cannot load the groups and agents")?;
         let (commits, _) = tokio::sync::watch::channel(0);
         let store: Arc<dyn Store> =
-            Arc::new(crate::http::events::Notifying::new(store, commits.clone()));
+            Arc::new(crate::app::events::Notifying::new(store, commits.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -1022,7 +1022,7 @@ impl AppState {
                 deadline_armed: Notify::new(),
                 tokens,
                 commits,
-                feed: crate::http::events::Feed::default(),
+                feed: crate::app::feed::Feed::default(),
                 center,
             }),
         })
@@ -1096,7 +1096,7 @@ impl AppState {
     }
 
     /// The SSE streams' shared feed of the event log.
-    pub fn feed(&self) -> &crate::http::events::Feed {
+    pub fn feed(&self) -> &crate::app::feed::Feed {
         &self.inner.feed
     }
 

@@ -1,28 +1,29 @@
-//! Webhook delivery (SPEC §5; docs/api.md, Webhooks): the admin routes of `/v1/webhooks` and
-//! the task that delivers the event log to them. Signing, the message and the retry policy are
-//! [`crate::domain::webhooks`]' (pure); this module is the I/O around them.
+//! Webhook delivery (docs/api.md, Webhooks): the use cases behind the admin routes of
+//! `/v1/webhooks` (the HTTP adapter parses and renders) and the task that delivers the event log
+//! to them. Signing, the message and the retry policy are [`crate::domain::webhooks`]' (pure);
+//! this module is the I/O around them (docs/design.md §9).
 //!
 //! # Fan-out: a durable cursor
 //!
 //! The store's event log is the only source. A cursor in the store
-//! ([`Reads::webhook_cursor`]) says how far the log has been *fanned out*: every event up to it
-//! has a delivery row for each webhook that was enabled and wanted it at the time. [`fan_out`]
-//! moves the cursor in the transaction that writes those rows, so a restart neither fans an
-//! event out twice nor skips one. A change of the webhooks (create, patch) first fans out the
-//! log up to its tail in its own transaction: the events committed before the change go to the
-//! webhooks as they were, those after it to the webhooks as they are. So a new webhook gets
-//! exactly the events committed after its creation.
+//! ([`crate::store::EventReads::webhook_cursor`]) says how far the log has been *fanned out*: every
+//! event up to it has a delivery row for each webhook that was enabled and wanted it at the time.
+//! [`fan_out`] moves the cursor in the transaction that writes those rows, so a restart neither
+//! fans an event out twice nor skips one. A change of the webhooks (create, patch) first fans out
+//! the log up to its tail in its own transaction: the events committed before the change go to the
+//! webhooks as they were, those after it to the webhooks as they are. So a new webhook gets exactly
+//! the events committed after its creation.
 //!
 //! # Delivery: per webhook, in event order
 //!
 //! A webhook's next delivery is its unfinished one with the lowest event id
-//! ([`Reads::next_delivery`]). The task attempts it when it is due, and only it: a webhook's
-//! events arrive in order, each retried until delivered or given up before the next is sent
-//! (head-of-line blocking is the price of order). Webhooks are served in parallel, one attempt
+//! ([`crate::store::EventReads::next_delivery`]). The task attempts it when it is due, and only it:
+//! a webhook's events arrive in order, each retried until delivered or given up before the next is
+//! sent (head-of-line blocking is the price of order). Webhooks are served in parallel, one attempt
 //! each at a time and at most [`IN_FLIGHT_MAX`] in all. An attempt's outcome and what follows it
 //! ([`webhooks::next`]: done, retry at, give up, disable the webhook) are written in one
-//! transaction. Delivery is at least once: an attempt cut short by a shutdown is made again
-//! after the restart, under the same `webhook-id`.
+//! transaction. Delivery is at least once: an attempt cut short by a shutdown is made again after
+//! the restart, under the same `webhook-id`.
 //!
 //! The task sleeps on the state's clock until the soonest due delivery, and wakes on every
 //! store commit (new events, a changed webhook): tests drive it with a manual clock.
@@ -30,25 +31,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::routing::get;
-use axum::{Json, Router};
+use reqwest::header;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::app::state::AppState;
 use crate::clock::{from_unix_ms, to_unix_ms};
-use crate::domain::call::{FromBody, quote};
+use crate::domain::call::quote;
 use crate::domain::webhooks::{self, Attempt, Next, Secret};
-use crate::http::access::{Administration, Authorized};
-use crate::http::api::{Body, blocking_api as blocking};
-use crate::http::error::ApiError;
 use crate::store::{
     DeliveryRecord, Event, EventId, EventScope, NewEvent, Reads, StoreError, StoreExt as _, UnixMs,
-    WebhookRecord, Writes,
+    Writes,
 };
+
+/// A webhook as stored (the HTTP adapter renders it, never its secret).
+pub use crate::store::WebhookRecord;
 
 /// Longest webhook URL accepted.
 pub const URL_LEN_MAX: usize = 2048;
@@ -71,65 +68,9 @@ const DISABLED: &str = "the webhook is disabled";
 /// The event appended when a webhook is disabled after repeated failure.
 pub const EVENT_DISABLED: &str = "webhook.disabled";
 
-// ---- request bodies ----
+// ---- use cases (blocking: they commit) ----
 
-fn parse_url(field: &str, s: &str) -> Result<String, ApiError> {
-    if s.len() > URL_LEN_MAX {
-        return Err(ApiError::invalid_body(format!(
-            "{field}: longer than {URL_LEN_MAX} characters"
-        )));
-    }
-    let url = reqwest::Url::parse(s).map_err(|e| {
-        ApiError::invalid_body(format!(
-            "{field}: {} is not an absolute http:// or https:// URL ({e})",
-            quote(s)
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::invalid_body(format!(
-            "{field}: {} is not an http:// or https:// URL",
-            quote(s)
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_body(format!(
-            "{field}: {} has no host",
-            quote(s)
-        )));
-    }
-    // Stored as parsed (normalised: `http://h` becomes `http://h/`), which may be longer.
-    let url = url.to_string();
-    if url.len() > URL_LEN_MAX {
-        return Err(ApiError::invalid_body(format!(
-            "{field}: longer than {URL_LEN_MAX} characters once normalised"
-        )));
-    }
-    Ok(url)
-}
-
-fn parse_event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if types.len() > EVENT_TYPES_MAX {
-        return Err(ApiError::invalid_body(format!(
-            "event_types: at most {EVENT_TYPES_MAX} entries"
-        )));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(types.len());
-    for (i, t) in types.into_iter().enumerate() {
-        if !webhooks::is_event_type_pattern(&t) {
-            return Err(ApiError::invalid_body(format!(
-                "event_types[{i}]: {} is not an event type (\"call.created\") or a prefix of \
-                 one (\"call.*\"); omit event_types, or give [], for every event",
-                quote(&t)
-            )));
-        }
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    Ok(out)
-}
-
-/// `POST /v1/webhooks`.
+/// `POST /v1/webhooks`, parsed.
 pub struct NewWebhook {
     pub url: String,
     /// Empty: every event.
@@ -138,122 +79,35 @@ pub struct NewWebhook {
     pub secret: Option<Secret>,
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNewWebhook {
-    url: String,
-    event_types: Option<Vec<String>>,
-    secret: Option<String>,
-}
-
-impl FromBody for NewWebhook {
-    type Raw = RawNewWebhook;
-    fn parse(raw: RawNewWebhook) -> Result<NewWebhook, ApiError> {
-        let url = parse_url("url", &raw.url)?;
-        let event_types = parse_event_types(raw.event_types.unwrap_or_default())?;
-        let secret = raw
-            .secret
-            .map(|s| Secret::parse(&s).map_err(|e| ApiError::invalid_body(format!("secret: {e}"))))
-            .transpose()?;
-        Ok(NewWebhook {
-            url,
-            event_types,
-            secret,
-        })
-    }
-}
-
-/// `PATCH /v1/webhooks/{id}`: each field absent is left as it is.
+/// `PATCH /v1/webhooks/{id}`, parsed: each field absent is left as it is.
 pub struct WebhookChange {
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhookChange {
-    url: Option<String>,
-    event_types: Option<Vec<String>>,
-    enabled: Option<bool>,
+/// Why a webhook use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The webhook, or a row it needs, does not exist (the detail alone is the message).
+    #[error("{0}")]
+    NotFound(String),
+    /// [`WEBHOOKS_MAX`] exist already.
+    #[error("there are {WEBHOOKS_MAX} webhooks already, the most there may be")]
+    TooMany,
+    #[error("no random identifier from the OS: {0}")]
+    Random(getrandom::Error),
+    #[error(transparent)]
+    Store(StoreError),
 }
 
-impl FromBody for WebhookChange {
-    type Raw = RawWebhookChange;
-    fn parse(raw: RawWebhookChange) -> Result<WebhookChange, ApiError> {
-        Ok(WebhookChange {
-            url: raw.url.map(|u| parse_url("url", &u)).transpose()?,
-            event_types: raw.event_types.map(parse_event_types).transpose()?,
-            enabled: raw.enabled,
-        })
-    }
-}
-
-/// `{webhook}` in the path.
-pub struct WebhookPath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = crate::http::api::path_params(parts).await?;
-        Ok(WebhookPath(
-            crate::http::api::param(&params, "webhook")?.to_owned(),
-        ))
-    }
-}
-
-// ---- views ----
-
-/// A webhook as the API shows it: never its secret.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct WebhookView {
-    pub id: String,
-    pub url: String,
-    /// Empty: every event.
-    pub event_types: Vec<String>,
-    pub enabled: bool,
-    /// Deliveries given up in a row (reset by a delivered one, or by re-enabling).
-    pub consecutive_failures: u32,
-    /// When the appliance disabled it after repeated failure (`null` otherwise).
-    pub disabled_at_ms: Option<i64>,
-    pub created_at_ms: i64,
-}
-
-impl From<&WebhookRecord> for WebhookView {
-    fn from(w: &WebhookRecord) -> WebhookView {
-        WebhookView {
-            id: w.id.clone(),
-            url: w.url.clone(),
-            event_types: w.event_types.clone(),
-            enabled: w.enabled,
-            consecutive_failures: w.consecutive_failures,
-            disabled_at_ms: w.disabled_at.map(|at| at.0),
-            created_at_ms: w.created_at.0,
+impl From<StoreError> for WebhookError {
+    /// A missing row's message is its detail alone ("no webhook with id …").
+    fn from(e: StoreError) -> WebhookError {
+        match e {
+            StoreError::NotFound { detail, .. } => WebhookError::NotFound(detail),
+            e => WebhookError::Store(e),
         }
-    }
-}
-
-/// `POST /v1/webhooks`'s answer: the secret, this once.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewWebhookView {
-    #[serde(flatten)]
-    pub meta: WebhookView,
-    pub secret: String,
-}
-
-#[derive(serde::Serialize)]
-struct Webhooks {
-    webhooks: Vec<WebhookView>,
-}
-
-// ---- operations (blocking: they commit) ----
-
-/// Store errors as the API answers them, but a missing webhook's message is the detail alone.
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound { detail, .. } => ApiError::not_found(detail),
-        e => ApiError::from(e),
     }
 }
 
@@ -264,16 +118,40 @@ fn not_found(id: &str) -> StoreError {
     }
 }
 
+/// A created webhook and its secret, which is shown this once.
+pub struct Created {
+    pub webhook: WebhookRecord,
+    pub secret: String,
+}
+
 fn now(state: &AppState) -> UnixMs {
     to_unix_ms(state.clock().now_ms())
 }
 
+/// A fresh webhook id: `wh_` and 16 hex digits from the OS's random number generator.
+fn new_id() -> Result<String, WebhookError> {
+    getrandom::u64()
+        .map(|n| format!("wh_{n:016x}"))
+        .map_err(WebhookError::Random)
+}
+
+/// A new random secret. No OS randomness is a broken host: the request fails rather than take
+/// a predictable key.
+fn new_secret() -> Result<Secret, WebhookError> {
+    let mut key = [0u8; webhooks::KEY_LEN];
+    getrandom::fill(&mut key).map_err(WebhookError::Random)?;
+    Ok(Secret::from_key(key))
+}
+
 /// Creates a webhook: it gets the events committed from now on.
-pub fn create(state: &AppState, req: NewWebhook) -> Result<NewWebhookView, ApiError> {
-    let secret = req.secret.unwrap_or_else(Secret::generate);
+pub fn create(state: &AppState, req: NewWebhook) -> Result<Created, WebhookError> {
+    let secret = match req.secret {
+        Some(secret) => secret,
+        None => new_secret()?,
+    };
     let at = now(state);
     let record = WebhookRecord {
-        id: crate::domain::call::random_id("wh_")?,
+        id: new_id()?,
         url: req.url,
         secret: secret.expose(),
         event_types: req.event_types,
@@ -282,145 +160,76 @@ pub fn create(state: &AppState, req: NewWebhook) -> Result<NewWebhookView, ApiEr
         disabled_at: None,
         created_at: at,
     };
-    let created = state
-        .store()
-        .write(|w| {
-            if w.webhooks()?.len() >= WEBHOOKS_MAX {
-                return Ok(false);
-            }
-            // The events before it go to the webhooks as they were.
-            catch_up(w, at)?;
-            w.create_webhook(&record)?;
-            Ok(true)
-        })
-        .map_err(store_error)?;
+    let created = state.store().write(|w| {
+        if w.webhooks()?.len() >= WEBHOOKS_MAX {
+            return Ok(false);
+        }
+        // The events before it go to the webhooks as they were.
+        catch_up(w, at)?;
+        w.create_webhook(&record)?;
+        Ok(true)
+    })?;
     if !created {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "too_many_webhooks",
-            format!("there are {WEBHOOKS_MAX} webhooks already, the most there may be"),
-        ));
+        return Err(WebhookError::TooMany);
     }
-    Ok(NewWebhookView {
-        meta: WebhookView::from(&record),
-        secret: record.secret,
+    let secret = record.secret.clone();
+    Ok(Created {
+        webhook: record,
+        secret,
     })
 }
 
-pub fn list(state: &AppState) -> Result<Vec<WebhookView>, ApiError> {
-    let hooks = state.store().read(|r| r.webhooks()).map_err(store_error)?;
-    Ok(hooks.iter().map(WebhookView::from).collect())
+pub fn list(state: &AppState) -> Result<Vec<WebhookRecord>, WebhookError> {
+    Ok(state.store().read(|r| r.webhooks())?)
 }
 
-pub fn show(state: &AppState, id: &str) -> Result<WebhookView, ApiError> {
-    let hook = state
+pub fn show(state: &AppState, id: &str) -> Result<WebhookRecord, WebhookError> {
+    Ok(state
         .store()
-        .read(|r| r.webhook(id)?.ok_or_else(|| not_found(id)))
-        .map_err(store_error)?;
-    Ok(WebhookView::from(&hook))
+        .read(|r| r.webhook(id)?.ok_or_else(|| not_found(id)))?)
 }
 
 /// Changes a webhook. Re-enabling one resets its failures; disabling one drops its pending
 /// deliveries (a disabled webhook is sent nothing). A new filter or state applies to the events
 /// committed from now on.
-pub fn change(state: &AppState, id: &str, req: WebhookChange) -> Result<WebhookView, ApiError> {
+pub fn change(
+    state: &AppState,
+    id: &str,
+    req: WebhookChange,
+) -> Result<WebhookRecord, WebhookError> {
     let at = now(state);
-    let hook = state
-        .store()
-        .write(|w| {
-            let mut hook = w.webhook(id)?.ok_or_else(|| not_found(id))?;
-            catch_up(w, at)?;
-            if let Some(url) = &req.url {
-                hook.url.clone_from(url);
+    Ok(state.store().write(|w| {
+        let mut hook = w.webhook(id)?.ok_or_else(|| not_found(id))?;
+        catch_up(w, at)?;
+        if let Some(url) = &req.url {
+            hook.url.clone_from(url);
+        }
+        if let Some(types) = &req.event_types {
+            hook.event_types.clone_from(types);
+        }
+        match req.enabled {
+            Some(true) if !hook.enabled => {
+                hook.enabled = true;
+                hook.consecutive_failures = 0;
+                hook.disabled_at = None;
             }
-            if let Some(types) = &req.event_types {
-                hook.event_types.clone_from(types);
+            Some(false) if hook.enabled => {
+                hook.enabled = false;
+                w.cancel_deliveries(id, DISABLED)?;
             }
-            match req.enabled {
-                Some(true) if !hook.enabled => {
-                    hook.enabled = true;
-                    hook.consecutive_failures = 0;
-                    hook.disabled_at = None;
-                }
-                Some(false) if hook.enabled => {
-                    hook.enabled = false;
-                    w.cancel_deliveries(id, DISABLED)?;
-                }
-                _ => {}
-            }
-            w.update_webhook(&hook)?;
-            Ok(hook)
-        })
-        .map_err(store_error)?;
-    Ok(WebhookView::from(&hook))
+            _ => {}
+        }
+        w.update_webhook(&hook)?;
+        Ok(hook)
+    })?)
 }
 
 /// Deletes a webhook and its deliveries (an attempt in flight finishes unrecorded).
-pub fn remove(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state
-        .store()
-        .write(|w| {
-            w.webhook(id)?.ok_or_else(|| not_found(id))?;
-            w.delete_webhook(id)
-        })
-        .map_err(store_error)
-}
-
-// ---- routes ----
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// The admin routes of `/v1/webhooks`, merged into [`crate::http::api::app`].
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
-        .route(
-            "/v1/webhooks/{webhook}",
-            get(get_webhook).patch(patch_webhook).delete(delete_webhook),
-        )
-}
-
-async fn create_webhook(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    Body(req): Body<NewWebhook>,
-) -> ApiResult<(StatusCode, Json<NewWebhookView>)> {
-    let hook = blocking(state, move |s| create(s, req)).await?;
-    Ok((StatusCode::CREATED, Json(hook)))
-}
-
-async fn list_webhooks(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Webhooks>> {
-    let webhooks = blocking(state, list).await?;
-    Ok(Json(Webhooks { webhooks }))
-}
-
-async fn get_webhook(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    WebhookPath(id): WebhookPath,
-) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(blocking(state, move |s| show(s, &id)).await?))
-}
-
-async fn patch_webhook(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    WebhookPath(id): WebhookPath,
-    Body(req): Body<WebhookChange>,
-) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(blocking(state, move |s| change(s, &id, req)).await?))
-}
-
-async fn delete_webhook(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    WebhookPath(id): WebhookPath,
-) -> ApiResult<StatusCode> {
-    blocking(state, move |s| remove(s, &id)).await?;
-    Ok(StatusCode::NO_CONTENT)
+pub fn remove(state: &AppState, id: &str) -> Result<(), WebhookError> {
+    Ok(state.store().write(|w| {
+        w.webhook(id)?.ok_or_else(|| not_found(id))?;
+        w.delete_webhook(id)
+    })?)
 }
 
 // ---- fan-out ----
@@ -692,17 +501,23 @@ async fn attempt(
     }
 }
 
-/// Runs `f` on the blocking pool (it takes the store's lock) through `api::blocking_api`, so
-/// `f`'s writes are synced together after it and what it read is durable when it returns: an
-/// event is never sent before it is durable. A failure, the store's or the pool's, as text for
-/// the log.
+/// Runs `f` on the blocking pool (it takes the store's lock) with its writes deferred, then
+/// syncs (`crate::store`, "Durability"), as an API request does: `f`'s writes are synced
+/// together after it and what it read is durable when it returns, so an event is never sent
+/// before it is durable. A failure, the store's or the pool's, as text for the log.
 async fn on_store<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&AppState) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, String> {
-    blocking(state.clone(), move |s| Ok(f(s)?))
-        .await
-        .map_err(|e| e.message)
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = crate::store::deferring(|| f(&state));
+        state.store().sync()?;
+        out
+    })
+    .await
+    .map_err(|e| format!("the task failed: {e}"))?
+    .map_err(|e| e.to_string())
 }
 
 /// Logs a store failure of an attempt, then holds the webhook for [`STORE_RETRY`]: its delivery
@@ -869,26 +684,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_parsed_strictly_and_shown_without_credentials() {
-        assert_eq!(
-            parse_url("url", "HTTPS://Example.COM:443/a?b=c").unwrap(),
-            "https://example.com/a?b=c"
-        );
-        assert_eq!(
-            parse_url("url", "http://127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080/"
-        );
-        for bad in [
-            "",
-            "/hook",
-            "ftp://example.com",
-            "http://",
-            "file:///etc/passwd",
-        ] {
-            let err = parse_url("url", bad).unwrap_err();
-            assert_eq!(err.code, "invalid_body", "{bad:?}");
-            assert!(err.message.starts_with("url: "), "{bad:?}: {}", err.message);
-        }
+    fn new_secrets_are_random() {
+        let s = new_secret().unwrap();
+        assert_eq!(Secret::parse(&s.expose()).unwrap(), s);
+        assert_ne!(new_secret().unwrap(), s);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
         assert_eq!(
             redacted("https://user:pw@example.com/hook"),
             "https://example.com/hook"

@@ -11,7 +11,8 @@
 //!
 //! Messages: [`body`] is the JSON an event is delivered as, [`message_id`] its stable
 //! `webhook-id`, and [`wants`] says whether an endpoint's event-type filter takes it. The I/O
-//! (the store, HTTP) is [`crate::app::webhooks`]'s.
+//! (the store, HTTP, the OS's randomness for new secrets) is the app layer's
+//! (docs/design.md §9).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -21,7 +22,7 @@ use sha2::Sha256;
 /// The secret prefix of the scheme.
 const SECRET_PREFIX: &str = "whsec_";
 /// Bytes of a generated secret's key.
-const KEY_LEN: usize = 24;
+pub const KEY_LEN: usize = 24;
 /// Delivery attempts of one event before it is given up (the first try and the retries).
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Consecutive failed deliveries (each after all its attempts) that disable an endpoint.
@@ -48,12 +49,9 @@ impl std::fmt::Debug for Secret {
 pub struct InvalidSecret;
 
 impl Secret {
-    /// A new random secret.
-    pub fn generate() -> Secret {
-        let mut key = vec![0u8; KEY_LEN];
-        // No OS randomness is a broken host; an all-zero key would be worse than failing.
-        getrandom::fill(&mut key).expect("the OS random number generator is available");
-        Secret { key }
+    /// A new secret of `key`, which the caller drew from the OS's random number generator.
+    pub fn from_key(key: [u8; KEY_LEN]) -> Secret {
+        Secret { key: key.to_vec() }
     }
 
     /// Parses `whsec_…`.
@@ -344,9 +342,9 @@ mod tests {
 
     #[test]
     fn secrets_round_trip_and_bad_ones_are_refused() {
-        let s = Secret::generate();
+        let s = Secret::from_key([7; KEY_LEN]);
         assert_eq!(Secret::parse(&s.expose()).unwrap(), s);
-        assert_ne!(Secret::generate(), s);
+        assert_ne!(Secret::from_key([8; KEY_LEN]), s);
         for bad in [
             "",
             "whsec_",

@@ -82,7 +82,7 @@ fn routes(state: AppState) -> Router {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{token}", delete(revoke_token))
         .merge(crate::http::center::routes())
-        .merge(crate::app::webhooks::routes())
+        .merge(crate::http::webhooks::routes())
         .merge(crate::http::openapi::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use dataplane::engine::EngineError;
 
 use crate::app::center::CenterError;
+use crate::app::events::EventsError;
 use crate::app::state::StateError;
+use crate::app::webhooks::WebhookError;
 use crate::domain::groups::GroupError;
 use crate::domain::lifecycle::Refused;
 use crate::store::StoreError;
@@ -190,6 +192,29 @@ impl From<CenterError> for ApiError {
             CenterError::Store(e) => store_status(e),
         };
         ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<EventsError> for ApiError {
+    fn from(err: EventsError) -> ApiError {
+        match err {
+            EventsError::Sync(e) => ApiError::from(e),
+            e @ (EventsError::Read(_) | EventsError::Task(_)) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            WebhookError::NotFound(_) => ApiError::not_found(message),
+            WebhookError::TooMany => {
+                ApiError::new(StatusCode::CONFLICT, "too_many_webhooks", message)
+            }
+            WebhookError::Random(_) => ApiError::internal(message),
+            WebhookError::Store(e) => ApiError::from(e),
+        }
     }
 }
 

@@ -1,145 +1,24 @@
 //! `GET /v1/events`: the event log as Server-Sent Events (docs/api.md, Events).
 //!
-//! The store's `events` table is the only source. After every committed write, [`Notifying`]
-//! bumps a `watch` counter; one task, the [`feed`], then reads what the log gained once for
-//! every stream, syncs (only durable events are sent), renders each event's SSE frame once, and
-//! hands each stream, in a mailbox of its own, the events its viewer may see (waking only
-//! those streams). Each stream keeps a cursor (the last event id it has passed): it takes from
-//! its mailbox the events after its cursor, and whenever it is behind the feed (resumed with
-//! `Last-Event-ID`, its mailbox overflowed, or the feed restarted past it) it reads
-//! [`Reads::events_after`] from its cursor itself, one bounded page at a time, until it has
-//! caught up. So events arrive in id order with no gaps or duplicates by construction, and a
-//! slow client costs bounded memory: it simply reads further behind.
-//!
-//! Visibility ([`Viewer`]): admins and softswitches see every event; a supervisor sees the
-//! events whose scope names them or a group they supervise or belong to; an agent sees the
-//! events whose scope names them. Any other caller sees nothing.
-//!
-//! A stream lasts as long as its token's authority ([`Standing`]): revoking the token ends it.
+//! The stream itself (the feed, each stream's cursor over the log, who sees what) is
+//! [`crate::app::events`]'; this adapter parses where it starts and ends it when the caller's
+//! authority is withdrawn ([`Standing`]: revoking the token ends it).
 
-use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse as _, Response};
-use tokio::sync::{Semaphore, watch};
 
+use crate::app::events::{Cursor, EventId, Viewer};
 use crate::app::state::AppState;
-use crate::domain::auth::Role;
-use crate::http::access::{Authorized, Principal, Read, Standing};
+use crate::http::access::{Authorized, Read, Standing};
 use crate::http::error::ApiError;
-use crate::store::{self, EventId, EventScope, Reads, Store, StoreError, StoreExt as _, Writes};
-
-pub use crate::app::feed::Feed;
-use crate::app::feed::{Member, Shared};
-
-/// The keep-alive comment's period.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Events a stream catching up reads from the store per page (the most it holds at once).
-pub const PAGE: u32 = 100;
-
-/// Streams reading the store at once (catching up, or finding the log's end as they open):
-/// each read takes a thread of the blocking pool, and however many streams are open, the
-/// thread count stays bounded (the others wait their turn).
-pub const STORE_READERS: usize = 4;
 
 /// The `Last-Event-ID` request header.
 const LAST_EVENT_ID: &str = "last-event-id";
-
-/// A [`Store`] that bumps `commits` after every committed write, so the SSE streams know the
-/// log may have grown. Every write of the daemon goes through it (reads and syncs pass straight
-/// on). A write inside [`store::deferring`] is committed but maybe not yet durable when the
-/// counter moves: a reader syncs before it publishes what it read (`Cursor::page`).
-pub struct Notifying {
-    inner: Arc<dyn Store>,
-    commits: watch::Sender<u64>,
-}
-
-impl Notifying {
-    pub fn new(inner: Arc<dyn Store>, commits: watch::Sender<u64>) -> Notifying {
-        Notifying { inner, commits }
-    }
-}
-
-impl Store for Notifying {
-    fn write_dyn(
-        &self,
-        f: &mut dyn FnMut(&mut dyn Writes) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let result = self.inner.write_dyn(f);
-        if result.is_ok() {
-            // `send_modify` updates the value even when no stream listens.
-            self.commits.send_modify(|n| *n = n.wrapping_add(1));
-        }
-        result
-    }
-
-    fn read_dyn(
-        &self,
-        f: &mut dyn FnMut(&dyn Reads) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.inner.read_dyn(f)
-    }
-
-    fn sync(&self) -> Result<(), StoreError> {
-        self.inner.sync()
-    }
-}
-
-/// Who reads the stream, for the visibility rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Viewer {
-    /// Admins and softswitches: every event.
-    All,
-    /// A supervisor: events scoped to the user or to one of the groups they supervise or are a
-    /// member of (as the directory is when the feed hands out a page, so a change of groups
-    /// takes effect with the next page).
-    Supervisor(String),
-    /// An agent: events scoped to the user.
-    Agent(String),
-    /// A token with no user and no all-seeing role: nothing.
-    Nobody,
-}
-
-impl Viewer {
-    pub fn of(principal: &Principal) -> Viewer {
-        if principal.has(Role::Admin) || principal.has(Role::Softswitch) {
-            return Viewer::All;
-        }
-        match &principal.user_id {
-            Some(user) if principal.has(Role::Supervisor) => Viewer::Supervisor(user.clone()),
-            Some(user) if principal.has(Role::Agent) => Viewer::Agent(user.clone()),
-            _ => Viewer::Nobody,
-        }
-    }
-
-    /// The groups whose events the viewer sees (supervisors only): the directory's, as of
-    /// its last change (so a change of groups takes effect with the next page).
-    fn groups(&self, state: &AppState) -> Arc<HashSet<String>> {
-        match self {
-            Viewer::Supervisor(user) => state.center().groups_seen_by(user),
-            _ => Arc::default(),
-        }
-    }
-}
-
-/// Whether `viewer` (with `groups`, from [`Viewer::groups`]) may see an event of `scope`.
-pub fn visible(viewer: &Viewer, groups: &HashSet<String>, scope: &EventScope) -> bool {
-    match viewer {
-        Viewer::All => true,
-        Viewer::Supervisor(user) => {
-            scope.users.iter().any(|u| u == user) || scope.groups.iter().any(|g| groups.contains(g))
-        }
-        Viewer::Agent(user) => scope.users.iter().any(|u| u == user),
-        Viewer::Nobody => false,
-    }
-}
 
 /// Where a stream starts: after `Last-Event-ID` (the header wins, as a reconnecting
 /// `EventSource` sends it), else after `?after=`, else at the live tail.
@@ -179,38 +58,21 @@ pub async fn stream(
     State(state): State<AppState>,
     Resume(after): Resume,
 ) -> Result<Response, ApiError> {
-    let viewer = Viewer::of(&principal);
-    // Joined before the first read: a page published after that read is never missed.
-    let member = state.feed().join(&state, viewer.clone());
-    // At the log's end (read after joining), the feed has every later event; after a
-    // resume point, what follows it is read from the store first.
-    let behind = after.is_some();
-    let after = match after {
-        Some(id) => id,
-        None => {
-            let _turn = readers().acquire().await;
-            crate::http::api::blocking_api(state.clone(), |s| {
-                s.store()
-                    .read(|r| r.last_event_id())
-                    .map_err(|e| ApiError::internal(format!("cannot read the event log: {e}")))
-            })
-            .await?
-            .unwrap_or(EventId::ZERO)
-        }
-    };
-    let cursor = Cursor {
-        viewer,
-        standing: Standing::new(state.clone(), principal),
-        state,
-        member,
-        after,
-        behind,
-        pending: VecDeque::new(),
-    };
-    let frames = futures_util::stream::unfold(cursor, |mut c| async move {
-        let frame = c.next().await?;
-        Some((Ok::<_, Infallible>(frame), c))
-    });
+    let viewer = Viewer::of(&principal.roles, principal.user_id.as_deref());
+    let cursor = Cursor::open(state.clone(), viewer, after).await?;
+    let standing = Standing::new(state, principal);
+    let frames =
+        futures_util::stream::unfold((cursor, standing), |(mut c, mut standing)| async move {
+            if !standing.holds() {
+                return None;
+            }
+            let frame = tokio::select! {
+                biased;
+                () = standing.withdrawn() => None,
+                frame = c.next() => frame,
+            }?;
+            Some((Ok::<_, Infallible>(frame), (c, standing)))
+        });
     // The frames are rendered once by the feed for every stream (docs/api.md, Events), so
     // the body is written as is rather than through axum's `Sse`, which renders per stream.
     Ok((
@@ -221,139 +83,4 @@ pub async fn stream(
         Body::from_stream(frames),
     )
         .into_response())
-}
-
-/// The turns to read the store ([`STORE_READERS`]); one set for the process, as the blocking
-/// pool is.
-fn readers() -> &'static Semaphore {
-    static READERS: Semaphore = Semaphore::const_new(STORE_READERS);
-    &READERS
-}
-
-/// The keep-alive frame: an SSE comment.
-const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
-
-/// One stream's position in the log.
-struct Cursor {
-    state: AppState,
-    viewer: Viewer,
-    /// The caller's authority: the stream ends when it is withdrawn.
-    standing: Standing,
-    /// The stream's mailbox in the feed.
-    member: Member,
-    /// The last event id passed.
-    after: EventId,
-    /// Whether events after `after` may be missing from the mailbox (a resume point, an
-    /// overflow, a feed restarted past it): they are read from the store until it has no more.
-    behind: bool,
-    /// Visible events taken but not yet sent (at most a few pages).
-    pending: VecDeque<Arc<Shared>>,
-}
-
-impl Cursor {
-    /// The next frame (an event, or a keep-alive after [`KEEP_ALIVE`] without one), waiting
-    /// for the feed as needed; `None` ends the stream (the caller's authority was withdrawn,
-    /// or the store failed: the client resumes with `Last-Event-ID`).
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if !self.standing.holds() {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event.frame.clone());
-            }
-            if self.state.feed().origin() > self.after {
-                self.behind = true;
-            }
-            if self.behind {
-                match self.catch_up().await {
-                    Ok(()) => continue,
-                    Err(err) => {
-                        tracing::warn!(%err, "event stream ended: cannot read the event log");
-                        return None;
-                    }
-                }
-            }
-            if self.take() {
-                continue;
-            }
-            let Cursor {
-                standing, member, ..
-            } = self;
-            tokio::select! {
-                biased;
-                () = standing.withdrawn() => return None,
-                () = member.slot.wake.notified() => {}
-                () = tokio::time::sleep(KEEP_ALIVE) => {
-                    return Some(Bytes::from_static(KEEP_ALIVE_FRAME));
-                }
-            }
-        }
-    }
-
-    /// Takes what the mailbox holds after the cursor; whether there was anything (events, or
-    /// an overflow: then the stream is behind).
-    fn take(&mut self) -> bool {
-        let mut mailbox = self.member.slot.mailbox();
-        if mailbox.lagged {
-            tracing::debug!("event stream behind the feed: reading the store");
-            self.behind = true;
-            return true;
-        }
-        if mailbox.batches.is_empty() {
-            return false;
-        }
-        for batch in mailbox.batches.drain(..) {
-            for event in batch.iter() {
-                if event.id > self.after {
-                    self.after = event.id;
-                    self.pending.push_back(event.clone());
-                }
-            }
-        }
-        true
-    }
-
-    /// Reads the next page after the cursor from the store, filtered; done catching up when it
-    /// was not full (from then on the mailbox has every later event: the stream joined the
-    /// feed, and reopened an overflowed mailbox, before this read). Only durable events are
-    /// sent: the page may hold commits of requests still waiting for their sync
-    /// (`store::deferring`), so it is synced before it is used.
-    async fn catch_up(&mut self) -> Result<(), String> {
-        {
-            let mut mailbox = self.member.slot.mailbox();
-            mailbox.lagged = false;
-        }
-        let state = self.state.clone();
-        let after = self.after;
-        let (events, full) = {
-            let _turn = readers().acquire().await.map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || {
-                let page = state.store().read(|r| r.events_after(after, PAGE))?;
-                state.store().sync()?;
-                Ok::<_, store::StoreError>(page)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
-            .map(|page| {
-                let full = page.len() >= PAGE as usize;
-                (page, full)
-            })?
-        };
-        let Some(last) = events.last().map(|e| e.id) else {
-            self.behind = false;
-            return Ok(());
-        };
-        let groups = self.viewer.groups(&self.state);
-        self.pending.extend(
-            events
-                .into_iter()
-                .filter(|e| visible(&self.viewer, &groups, &e.scope))
-                .map(|e| Arc::new(Shared::from(e))),
-        );
-        self.after = last;
-        self.behind = full;
-        Ok(())
-    }
 }

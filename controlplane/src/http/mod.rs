@@ -9,3 +9,4 @@ pub mod events;
 pub mod json;
 pub mod listener;
 pub mod openapi;
+pub mod webhooks;

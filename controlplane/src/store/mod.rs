@@ -3,7 +3,9 @@
 //! # Shape
 //!
 //! - [`Reads`]: every query. [`Writes`]: every mutation (and, as a supertrait, every query).
-//!   Both speak only the plain records of [`records`]; no backend type crosses them.
+//!   Each is the sum of one trait per aggregate (`AccessReads`, `CenterReads`, `CallReads`,
+//!   `EventReads`, and their `*Writes`), which a backend implements one file each. Both speak
+//!   only the plain records of [`records`]; no backend type crosses them.
 //! - [`Store`]: a backend. It runs a closure inside one transaction and hands it a
 //!   `&mut dyn Writes` (or a `&dyn Reads` for a read snapshot); the transaction commits iff the
 //!   closure returns `Ok`. `Store` is dyn-compatible, so the daemon can hold an
@@ -129,18 +131,35 @@ pub enum StoreError {
 
 type Result<T> = core::result::Result<T, StoreError>;
 
-/// Every query. Each call sees the snapshot of the transaction it runs in.
-pub trait Reads {
-    // Tokens and users (SPEC §4).
+/// Every query, by aggregate ([`AccessReads`], [`CenterReads`], [`CallReads`],
+/// [`EventReads`]). Each call sees the snapshot of the transaction it runs in.
+pub trait Reads: AccessReads + CenterReads + CallReads + EventReads {}
+
+impl<T: AccessReads + CenterReads + CallReads + EventReads> Reads for T {}
+
+/// The queries of access control (docs/design.md §4): tokens, grants, the audit log.
+pub trait AccessReads {
     fn token(&self, id: &str) -> Result<Option<TokenRecord>>;
     /// Revoked tokens too: check [`TokenRecord::is_active`].
     fn token_by_hash(&self, token_hash: &TokenHash) -> Result<Option<TokenRecord>>;
     fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    fn grant(&self, id: GrantId) -> Result<Option<GrantRecord>>;
+    /// The unrevoked grant of `supervisor_id` over `agent_id`, if any.
+    fn active_grant(&self, supervisor_id: &str, agent_id: &str) -> Result<Option<GrantRecord>>;
+    /// All grants, revoked ones included, oldest first.
+    fn grants(&self) -> Result<Vec<GrantRecord>>;
+    /// A page in id order, after an id ([`AuditId::ZERO`] for the start).
+    fn audit_after(&self, after: AuditId, limit: u32) -> Result<Vec<AuditRecord>>;
+    fn audit_of_supervision(&self, supervision_id: &str) -> Result<Vec<AuditRecord>>;
+}
+
+/// The queries of the contact center (docs/design.md §3): users, groups, agents,
+/// subscriptions.
+pub trait CenterReads {
     fn user(&self, id: &str) -> Result<Option<UserRecord>>;
     fn users(&self) -> Result<Vec<UserRecord>>;
     fn supervisor_settings(&self, user_id: &str) -> Result<Option<SupervisorSettings>>;
 
-    // Groups (SPEC §3).
     fn group(&self, id: &str) -> Result<Option<GroupRecord>>;
     fn groups(&self) -> Result<Vec<GroupRecord>>;
     fn group_supervisors(&self, group_id: &str) -> Result<Vec<GroupSupervisor>>;
@@ -150,18 +169,14 @@ pub trait Reads {
     /// The groups `user_id` is a member of.
     fn memberships(&self, user_id: &str) -> Result<Vec<GroupMember>>;
 
-    // Agents, grants, subscriptions.
     fn agent(&self, user_id: &str) -> Result<Option<AgentRecord>>;
     fn agents(&self) -> Result<Vec<AgentRecord>>;
-    fn grant(&self, id: GrantId) -> Result<Option<GrantRecord>>;
-    /// The unrevoked grant of `supervisor_id` over `agent_id`, if any.
-    fn active_grant(&self, supervisor_id: &str, agent_id: &str) -> Result<Option<GrantRecord>>;
-    /// All grants, revoked ones included, oldest first.
-    fn grants(&self) -> Result<Vec<GrantRecord>>;
     fn subscriptions_of(&self, supervisor_id: &str) -> Result<Vec<Subscription>>;
     fn subscribers_of(&self, agent_id: &str) -> Result<Vec<Subscription>>;
+}
 
-    // Calls and supervisions (SPEC §2).
+/// The queries of calls and supervisions (docs/design.md §2), with their alerts.
+pub trait CallReads {
     fn call(&self, id: &str) -> Result<Option<CallRecord>>;
     fn call_by_external_id(&self, external_id: &str) -> Result<Option<CallRecord>>;
     /// Calls not ended (bounded by the appliance's capacity).
@@ -175,16 +190,18 @@ pub trait Reads {
     /// The newest supervisions first, at most `limit` (clamped to [`PAGE_LIMIT_MAX`]).
     fn recent_supervisions(&self, limit: u32) -> Result<Vec<SupervisionRecord>>;
 
-    // Logs: pages in id order, after an id ([`AlertId::ZERO`] … for the start).
+    /// A page in id order, after an id ([`AlertId::ZERO`] for the start).
     fn alerts_after(&self, after: AlertId, limit: u32) -> Result<Vec<AlertRecord>>;
     fn alerts_of_supervision(&self, supervision_id: &str) -> Result<Vec<AlertRecord>>;
-    fn audit_after(&self, after: AuditId, limit: u32) -> Result<Vec<AuditRecord>>;
-    fn audit_of_supervision(&self, supervision_id: &str) -> Result<Vec<AuditRecord>>;
+}
+
+/// The queries of the event log and the webhooks it is delivered to (docs/api.md, Events and
+/// Webhooks).
+pub trait EventReads {
     /// The SSE resume: the events with id > `after` (the client's `Last-Event-ID`), in order.
     fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>>;
     fn last_event_id(&self) -> Result<Option<EventId>>;
 
-    // Webhooks.
     fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>>;
     fn webhooks(&self) -> Result<Vec<WebhookRecord>>;
     fn delivery(&self, event_id: EventId, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
@@ -192,19 +209,30 @@ pub trait Reads {
     /// one that may be attempted, since a webhook's deliveries go in event order.
     fn next_delivery(&self, webhook_id: &str) -> Result<Option<DeliveryRecord>>;
     /// How far the event log has been fanned out to the webhooks (see
-    /// [`Writes::set_webhook_cursor`]).
+    /// [`EventWrites::set_webhook_cursor`]).
     fn webhook_cursor(&self) -> Result<EventId>;
 }
 
-/// Every mutation. `create_*` answers [`StoreError::Conflict`] when the key is taken;
-/// `update_*`, `delete_*`, `remove_*`, `revoke_*` answer [`StoreError::NotFound`] when the row
-/// is missing; a reference to a missing row is [`StoreError::NotFound`] too.
-pub trait Writes: Reads {
+/// The mutations of access control. Like every `*Writes`: `create_*` answers
+/// [`StoreError::Conflict`] when the key is taken; `update_*`, `delete_*`, `remove_*`,
+/// `revoke_*` answer [`StoreError::NotFound`] when the row is missing; a reference to a missing
+/// row is [`StoreError::NotFound`] too.
+pub trait AccessWrites {
     /// The hash must be unique.
     fn create_token(&mut self, token: &TokenRecord) -> Result<()>;
     /// Idempotent: a token already revoked keeps its first `revoked_at`.
     fn revoke_token(&mut self, id: &str, at: UnixMs) -> Result<()>;
 
+    /// Conflict when an unrevoked grant for the pair exists.
+    fn create_grant(&mut self, grant: &NewGrant) -> Result<GrantId>;
+    /// Idempotent: a grant already revoked keeps its first `revoked_at`.
+    fn revoke_grant(&mut self, id: GrantId, at: UnixMs) -> Result<()>;
+
+    fn append_audit(&mut self, audit: &NewAudit) -> Result<AuditId>;
+}
+
+/// The mutations of the contact center.
+pub trait CenterWrites {
     fn create_user(&mut self, user: &UserRecord) -> Result<()>;
     /// Replaces the display name, phone number and roles.
     fn update_user(&mut self, user: &UserRecord) -> Result<()>;
@@ -232,13 +260,12 @@ pub trait Writes: Reads {
     fn update_agent(&mut self, agent: &AgentRecord) -> Result<()>;
     fn delete_agent(&mut self, user_id: &str) -> Result<()>;
 
-    /// Conflict when an unrevoked grant for the pair exists.
-    fn create_grant(&mut self, grant: &NewGrant) -> Result<GrantId>;
-    /// Idempotent: a grant already revoked keeps its first `revoked_at`.
-    fn revoke_grant(&mut self, id: GrantId, at: UnixMs) -> Result<()>;
     fn subscribe(&mut self, subscription: &Subscription) -> Result<()>;
     fn unsubscribe(&mut self, supervisor_id: &str, agent_id: &str) -> Result<()>;
+}
 
+/// The mutations of calls and supervisions.
+pub trait CallWrites {
     fn create_call(&mut self, call: &CallRecord) -> Result<()>;
     /// Replaces every field but `id` and `created_at`.
     fn update_call(&mut self, call: &CallRecord) -> Result<()>;
@@ -247,7 +274,10 @@ pub trait Writes: Reads {
     fn update_supervision(&mut self, supervision: &SupervisionRecord) -> Result<()>;
 
     fn append_alert(&mut self, alert: &NewAlert) -> Result<AlertId>;
-    fn append_audit(&mut self, audit: &NewAudit) -> Result<AuditId>;
+}
+
+/// The mutations of the event log and the webhooks.
+pub trait EventWrites {
     /// Ids increase strictly in commit order, and are never reused.
     fn append_event(&mut self, event: &NewEvent) -> Result<EventId>;
 
@@ -265,7 +295,11 @@ pub trait Writes: Reads {
     /// Every event up to `after` has been fanned out: it has its delivery rows, one per webhook
     /// it was due to. Never moves back.
     fn set_webhook_cursor(&mut self, after: EventId) -> Result<()>;
+}
 
+/// Every mutation, by aggregate ([`AccessWrites`], [`CenterWrites`], [`CallWrites`],
+/// [`EventWrites`]), and every query; plus the restart recovery, written once over them.
+pub trait Writes: Reads + AccessWrites + CenterWrites + CallWrites + EventWrites {
     /// SPEC §7: after a crash, sessions that were live are closed, not resumed. Every
     /// supervision not in a terminal state becomes `aborted` with `reason` at `now`, and gets
     /// an alert (`aborted`), an audit record (actor `system`) and a `supervision.aborted` event
@@ -365,6 +399,8 @@ pub trait Writes: Reads {
         Ok(ended)
     }
 }
+
+impl<T: Reads + AccessWrites + CenterWrites + CallWrites + EventWrites> Writes for T {}
 
 /// A backend: runs closures in transactions. Dyn-compatible (`Arc<dyn Store>`); use the
 /// generic forms of [`StoreExt`].

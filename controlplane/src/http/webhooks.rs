@@ -1,0 +1,273 @@
+//! The admin routes of `/v1/webhooks` (docs/api.md, Webhooks): bodies parsed, one use case of
+//! [`crate::app::webhooks`] called, its webhook rendered (never its secret but once).
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::state::AppState;
+use crate::app::webhooks::{
+    self, EVENT_TYPES_MAX, NewWebhook, URL_LEN_MAX, WebhookChange, WebhookRecord,
+};
+use crate::domain::call::{FromBody, quote};
+use crate::domain::webhooks::{Secret, is_event_type_pattern};
+use crate::http::access::{Administration, Authorized};
+use crate::http::api::{Body, blocking_api as blocking};
+use crate::http::error::ApiError;
+
+// ---- request bodies ----
+
+fn parse_url(field: &str, s: &str) -> Result<String, ApiError> {
+    if s.len() > URL_LEN_MAX {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: longer than {URL_LEN_MAX} characters"
+        )));
+    }
+    let url = reqwest::Url::parse(s).map_err(|e| {
+        ApiError::invalid_body(format!(
+            "{field}: {} is not an absolute http:// or https:// URL ({e})",
+            quote(s)
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: {} is not an http:// or https:// URL",
+            quote(s)
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: {} has no host",
+            quote(s)
+        )));
+    }
+    // Stored as parsed (normalised: `http://h` becomes `http://h/`), which may be longer.
+    let url = url.to_string();
+    if url.len() > URL_LEN_MAX {
+        return Err(ApiError::invalid_body(format!(
+            "{field}: longer than {URL_LEN_MAX} characters once normalised"
+        )));
+    }
+    Ok(url)
+}
+
+fn parse_event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if types.len() > EVENT_TYPES_MAX {
+        return Err(ApiError::invalid_body(format!(
+            "event_types: at most {EVENT_TYPES_MAX} entries"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(types.len());
+    for (i, t) in types.into_iter().enumerate() {
+        if !is_event_type_pattern(&t) {
+            return Err(ApiError::invalid_body(format!(
+                "event_types[{i}]: {} is not an event type (\"call.created\") or a prefix of \
+                 one (\"call.*\"); omit event_types, or give [], for every event",
+                quote(&t)
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewWebhook {
+    url: String,
+    event_types: Option<Vec<String>>,
+    secret: Option<String>,
+}
+
+impl FromBody for NewWebhook {
+    type Raw = RawNewWebhook;
+    fn parse(raw: RawNewWebhook) -> Result<NewWebhook, ApiError> {
+        let url = parse_url("url", &raw.url)?;
+        let event_types = parse_event_types(raw.event_types.unwrap_or_default())?;
+        let secret = raw
+            .secret
+            .map(|s| Secret::parse(&s).map_err(|e| ApiError::invalid_body(format!("secret: {e}"))))
+            .transpose()?;
+        Ok(NewWebhook {
+            url,
+            event_types,
+            secret,
+        })
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhookChange {
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+impl FromBody for WebhookChange {
+    type Raw = RawWebhookChange;
+    fn parse(raw: RawWebhookChange) -> Result<WebhookChange, ApiError> {
+        Ok(WebhookChange {
+            url: raw.url.map(|u| parse_url("url", &u)).transpose()?,
+            event_types: raw.event_types.map(parse_event_types).transpose()?,
+            enabled: raw.enabled,
+        })
+    }
+}
+
+/// `{webhook}` in the path.
+pub struct WebhookPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = crate::http::api::path_params(parts).await?;
+        Ok(WebhookPath(
+            crate::http::api::param(&params, "webhook")?.to_owned(),
+        ))
+    }
+}
+
+// ---- views ----
+
+/// A webhook as the API shows it: never its secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    /// Empty: every event.
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    /// Deliveries given up in a row (reset by a delivered one, or by re-enabling).
+    pub consecutive_failures: u32,
+    /// When the appliance disabled it after repeated failure (`null` otherwise).
+    pub disabled_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+impl From<&WebhookRecord> for WebhookView {
+    fn from(w: &WebhookRecord) -> WebhookView {
+        WebhookView {
+            id: w.id.clone(),
+            url: w.url.clone(),
+            event_types: w.event_types.clone(),
+            enabled: w.enabled,
+            consecutive_failures: w.consecutive_failures,
+            disabled_at_ms: w.disabled_at.map(|at| at.0),
+            created_at_ms: w.created_at.0,
+        }
+    }
+}
+
+/// `POST /v1/webhooks`'s answer: the secret, this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewWebhookView {
+    #[serde(flatten)]
+    pub meta: WebhookView,
+    pub secret: String,
+}
+
+#[derive(serde::Serialize)]
+struct Webhooks {
+    webhooks: Vec<WebhookView>,
+}
+
+// ---- routes ----
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The admin routes of `/v1/webhooks`, merged into [`crate::http::api::app`].
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/v1/webhooks/{webhook}",
+            get(get_webhook).patch(patch_webhook).delete(delete_webhook),
+        )
+}
+
+async fn create_webhook(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    Body(req): Body<NewWebhook>,
+) -> ApiResult<(StatusCode, Json<NewWebhookView>)> {
+    let created = blocking(state, move |s| Ok(webhooks::create(s, req)?)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewWebhookView {
+            meta: WebhookView::from(&created.webhook),
+            secret: created.secret,
+        }),
+    ))
+}
+
+async fn list_webhooks(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Webhooks>> {
+    let hooks = blocking(state, |s| Ok(webhooks::list(s)?)).await?;
+    Ok(Json(Webhooks {
+        webhooks: hooks.iter().map(WebhookView::from).collect(),
+    }))
+}
+
+async fn get_webhook(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    WebhookPath(id): WebhookPath,
+) -> ApiResult<Json<WebhookView>> {
+    let hook = blocking(state, move |s| Ok(webhooks::show(s, &id)?)).await?;
+    Ok(Json(WebhookView::from(&hook)))
+}
+
+async fn patch_webhook(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    WebhookPath(id): WebhookPath,
+    Body(req): Body<WebhookChange>,
+) -> ApiResult<Json<WebhookView>> {
+    let hook = blocking(state, move |s| Ok(webhooks::change(s, &id, req)?)).await?;
+    Ok(Json(WebhookView::from(&hook)))
+}
+
+async fn delete_webhook(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    WebhookPath(id): WebhookPath,
+) -> ApiResult<StatusCode> {
+    blocking(state, move |s| Ok(webhooks::remove(s, &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_strictly() {
+        assert_eq!(
+            parse_url("url", "HTTPS://Example.COM:443/a?b=c").unwrap(),
+            "https://example.com/a?b=c"
+        );
+        assert_eq!(
+            parse_url("url", "http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080/"
+        );
+        for bad in [
+            "",
+            "/hook",
+            "ftp://example.com",
+            "http://",
+            "file:///etc/passwd",
+        ] {
+            let err = parse_url("url", bad).unwrap_err();
+            assert_eq!(err.code, "invalid_body", "{bad:?}");
+            assert!(err.message.starts_with("url: "), "{bad:?}: {}", err.message);
+        }
+    }
+}
