@@ -3,5 +3,7 @@
 
 pub mod center;
 pub mod feed;
+pub mod recovery;
+pub mod rights;
 pub mod state;
 pub mod webhooks;

@@ -76,6 +76,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "open_indexes",
         sql: include_str!("migrations/0004_open_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "no_call",
+        sql: include_str!("migrations/0005_no_call.sql"),
+    },
 ];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or
@@ -1312,7 +1317,7 @@ impl Reads for Db<'_> {
                 concat!(
                     "SELECT ",
                     supervision_cols!(),
-                    " FROM supervisions WHERE state IN ('requested', 'active') \
+                    " FROM supervisions WHERE state IN ('requested', 'active', 'no_call') \
                      ORDER BY created_at_ms, id"
                 ),
                 [],
