@@ -8,6 +8,7 @@ use crate::domain::agents::UserId;
 use crate::domain::call::CallId;
 
 use super::alerts::AbortCause;
+use super::state::State;
 
 /// A grant of persistent supervision, as the caller recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -280,4 +281,15 @@ impl Refused {
             Refused::TimeoutDue { .. } => "timeout_due",
         }
     }
+}
+
+/// What [`super::Session::restored`] rebuilds a session from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub supervisor: Option<UserId>,
+    pub agent: Option<UserId>,
+    pub scope: SessionScope,
+    pub call: CallFacts,
+    /// Not [`State::New`], not terminal.
+    pub state: State,
 }

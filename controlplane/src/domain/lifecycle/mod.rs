@@ -4,8 +4,9 @@
 //! [`State`] ([`State::record`]).
 //!
 //! Files: `inputs.rs` (the start and every later input), `state.rs` (the states),
-//! `session.rs` (the transition function), `alerts.rs` (alert kinds, texts, end reasons),
-//! `outputs.rs` (what the driver must do), `number.rs` (the registered number's check).
+//! `session.rs` (the transition function), `checks.rs` (the start checks), `alerts.rs` (alert
+//! kinds, texts, end reasons), `outputs.rs` (what the driver must do), `number.rs` (the
+//! registered number's check).
 //!
 //! # Contract with the driver
 //!
@@ -122,6 +123,7 @@
 //! was monitored, the no-call end otherwise.
 
 mod alerts;
+mod checks;
 mod inputs;
 mod number;
 mod outputs;
@@ -131,14 +133,14 @@ mod state;
 pub use alerts::{AbortCause, AbortReason, AlertKind, FailReason, UnknownAlertCode};
 pub use inputs::{
     AnswerTimeout, AnswerTimeoutOutOfRange, CallFacts, CallKind, Direction, GrantId, HangupParty,
-    Input, Refused, SessionScope, Start,
+    Input, Refused, Restored, SessionScope, Start,
 };
 pub use number::{
     NumberProblem, SUPERVISOR_NUMBER_DIGITS_MAX, SUPERVISOR_NUMBER_DIGITS_MIN, SupervisorNumber,
     ValidationAlert, validate_supervisor_number,
 };
 pub use outputs::{Alert, AuditAction, AuditActor, AuditRecord, Output};
-pub use session::{Restored, Session};
+pub use session::Session;
 pub use state::{CallLink, State, SupervisionState, Vanished};
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 use dataplane::media::matrix::Mode;
 use serde::{Serialize, Serializer};
 
+use crate::domain::agents::UserId;
 use crate::domain::call::{CallId, SupervisionId};
 
 use super::alerts::{AbortCause, AlertKind};
 use super::state::State;
-use crate::domain::agents::UserId;
 
 /// An alert: an event to show and a durable record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

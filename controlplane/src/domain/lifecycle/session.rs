@@ -3,13 +3,14 @@
 
 use dataplane::media::matrix::Mode;
 
+use crate::domain::agents::UserId;
 use crate::domain::call::{CallId, SupervisionId, quote};
 
-use crate::domain::agents::UserId;
-
 use super::alerts::{AbortCause, AbortReason, AlertKind, FailReason};
+use super::checks::{check_call_state, check_rights};
 use super::inputs::{
-    AnswerTimeout, CallFacts, CallKind, Direction, HangupParty, Input, Refused, SessionScope, Start,
+    AnswerTimeout, CallFacts, CallKind, Direction, HangupParty, Input, Refused, Restored,
+    SessionScope, Start,
 };
 use super::number::{SupervisorNumber, validate_supervisor_number};
 use super::outputs::{Alert, AuditAction, AuditActor, AuditRecord, Output};
@@ -79,17 +80,6 @@ enum CallEvent {
     SecurePayment,
     Conference,
     Released,
-}
-
-/// What [`Session::restored`] rebuilds a session from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restored {
-    pub supervisor: Option<UserId>,
-    pub agent: Option<UserId>,
-    pub scope: SessionScope,
-    pub call: CallFacts,
-    /// Not [`State::New`], not terminal.
-    pub state: State,
 }
 
 /// One supervision session. See the module docs for the contract and the rules.
@@ -804,46 +794,4 @@ impl Session {
             })
         })
     }
-}
-
-/// Rules 2–3 of the module docs: rights over the agent, and conferences.
-fn check_rights(call: &CallFacts, supervisor_may_listen: bool) -> Option<(FailReason, String)> {
-    if !supervisor_may_listen {
-        Some((
-            FailReason::NoPermission,
-            "the supervisor has no listen right over this agent".to_owned(),
-        ))
-    } else if call.conference {
-        Some((
-            FailReason::NoPermission,
-            "the call is a conference, which may not be monitored".to_owned(),
-        ))
-    } else {
-        None
-    }
-}
-
-/// Rules 5–7 of the module docs: the call's state.
-fn check_call_state(call: &CallFacts) -> Option<(FailReason, String)> {
-    let (reason, why) = if call.secure_payment {
-        (
-            FailReason::AgentNotReady,
-            "the customer is in the secure-payment system",
-        )
-    } else if call.on_hold && call.in_consult {
-        (
-            FailReason::MonitoringFailed,
-            "the agent is in a consult and the customer is on hold",
-        )
-    } else if call.on_hold {
-        (FailReason::MonitoringFailed, "the customer is on hold")
-    } else if call.in_consult {
-        (
-            FailReason::AgentNotReady,
-            "the agent is the consulted party of a consult",
-        )
-    } else {
-        return None;
-    };
-    Some((reason, why.to_owned()))
 }
