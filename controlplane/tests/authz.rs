@@ -665,3 +665,37 @@ async fn without_the_listen_right_the_supervision_fails_and_outside_the_groups_i
         "only the failed one: {sups}"
     );
 }
+
+/// One rule for user ids (docs/design.md §3): a call accepts only an `agent_id` that access
+/// control can name, so a call never vanishes from its agent's supervisors' view.
+#[tokio::test]
+async fn an_agent_id_a_call_accepts_is_one_its_supervisors_see() {
+    let h = Harness::slot(77);
+    let too_long = "a".repeat(65);
+    for bad in ["agent 7", "agent/7", "agent\u{e9}", too_long.as_str()] {
+        let (status, err) = h
+            .post("/v1/calls", &json!({"agent_id": bad}).to_string())
+            .await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_body")),
+            "{bad}: {err}"
+        );
+    }
+    let (_, calls) = h.get("/v1/calls").await;
+    assert_eq!(calls["calls"], json!([]), "nothing created");
+
+    let sup = h.token("supervisor", Some("sup-v")).await;
+    h.token("agent", Some("ag.1@site")).await;
+    group(&h, "grp-v", "ag.1@site", "sup-v", json!({"listen": true})).await;
+    let call = call_of(&h, "ag.1@site").await;
+    let (status, calls) = h.call_as(Some(&sup), Method::GET, "/v1/calls", None).await;
+    assert_eq!(status, StatusCode::OK, "{calls}");
+    let ids: Vec<&str> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [call.as_str()], "{calls}");
+}
