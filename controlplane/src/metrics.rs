@@ -10,10 +10,6 @@ use prometheus::{
 
 use crate::domain::lifecycle::AlertKind;
 
-/// The alert kind of sessions the control plane closes itself (a deleted call, a restart),
-/// outside the lifecycle's table.
-pub const ALERT_KIND_ABORTED: &str = "aborted";
-
 /// The outcomes of a webhook delivery attempt, the `outcome` label of
 /// `earshot_webhook_deliveries_total`: delivered (2xx), failed (to be retried), given up (the
 /// event's last attempt failed).
@@ -99,12 +95,8 @@ impl Metrics {
         for mode in Mode::ALL {
             supervisions.with_label_values(&[mode.as_str()]).set(0);
         }
-        for kind in AlertKind::ALL
-            .map(AlertKind::code)
-            .iter()
-            .chain(&[ALERT_KIND_ABORTED])
-        {
-            alerts.with_label_values(&[kind]).reset();
+        for kind in AlertKind::ALL {
+            alerts.with_label_values(&[kind.code()]).reset();
         }
         Ok(Metrics {
             registry: registry.clone(),
@@ -139,7 +131,7 @@ impl Metrics {
         self.supervision_started(to);
     }
 
-    /// One alert raised. `kind` is an [`AlertKind`] code or [`ALERT_KIND_ABORTED`]: a bounded set.
+    /// One alert raised. `kind` is an [`AlertKind`] code: a bounded set.
     pub(crate) fn alert(&self, kind: &str) {
         self.alerts.with_label_values(&[kind]).inc();
     }

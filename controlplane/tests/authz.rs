@@ -558,3 +558,144 @@ fn the_admin_token_comes_from_file_env_or_cli_and_is_never_serialized() {
     .unwrap();
     assert_eq!(file.auth.admin_token.as_deref(), Some(strong));
 }
+
+/// docs/design.md §2, §4: the listen right is an input of the session's start. A supervisor of
+/// the agent's group without it gets a supervision that fails `no_permission`, with its alert
+/// on their own feed and the attempt audited as a denial; a supervisor of none of the agent's
+/// groups is refused as before, learning nothing about the call.
+#[tokio::test]
+async fn without_the_listen_right_the_supervision_fails_and_outside_the_groups_it_is_refused() {
+    let h = Harness::start();
+    let sup = h.token("supervisor", Some("sup-n")).await;
+    h.token("agent", Some("ag-1")).await;
+    h.token("agent", Some("ag-2")).await;
+    h.token("supervisor", Some("sup-o")).await;
+    // Group admin and intervention rights, but not listening.
+    group(
+        &h,
+        "grp-a",
+        "ag-1",
+        "sup-n",
+        json!({"intervene": true, "admin": true}),
+    )
+    .await;
+    group(&h, "grp-b", "ag-2", "sup-o", json!({"listen": true})).await;
+
+    // In the agent's group, without the right: created, failed at once.
+    let mine = call_of(&h, "ag-1").await;
+    let before = denials(&h).await.len();
+    let (status, session) = supervise_as(&h, &sup, &mine, &own_supervision()).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(
+        (
+            &session["state"],
+            &session["failure"],
+            &session["supervisor_id"]
+        ),
+        (&json!("failed"), &json!("no_permission"), &json!("sup-n")),
+        "{session}"
+    );
+    assert_eq!(session["leg"]["local"], Value::Null, "no media: {session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    // The alert is on their own feed.
+    let (status, feed) = h.call_as(Some(&sup), Method::GET, "/v1/alerts", None).await;
+    assert_eq!(status, StatusCode::OK, "{feed}");
+    let kinds: Vec<&Value> = feed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["supervision_id"] == id.as_str())
+        .map(|a| &a["kind"])
+        .collect();
+    assert_eq!(kinds, [&json!("failed_no_permission")], "{feed}");
+    // Audited as a denial, once, naming the session.
+    let denied = denials(&h).await;
+    assert_eq!(denied.len(), before + 1, "{denied:?}");
+    let record = denied.last().unwrap();
+    assert_eq!(
+        (
+            &record["actor"],
+            &record["action"],
+            &record["supervision_id"],
+            &record["call_id"]
+        ),
+        (
+            &json!("user:sup-n"),
+            &json!("supervision.denial"),
+            &json!(id),
+            &json!(mine)
+        ),
+        "{record}"
+    );
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("failed_no_permission"),
+        "{record}"
+    );
+
+    // Outside the agent's groups: today's refusal, exactly as for an unknown call.
+    let theirs = call_of(&h, "ag-2").await;
+    let (status, err) = supervise_as(&h, &sup, &theirs, &own_supervision()).await;
+    let unknown = "c_00000000000000ff";
+    let (unknown_status, unknown_err) = supervise_as(&h, &sup, unknown, &own_supervision()).await;
+    assert_eq!(
+        (status, unknown_status),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string().replace(&theirs, "{id}"),
+        unknown_err.to_string().replace(unknown, "{id}"),
+    );
+    let denied = denials(&h).await;
+    assert_eq!(denied.len(), before + 2, "{denied:?}");
+    assert!(
+        denied.last().unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not_your_agent"),
+        "{denied:?}"
+    );
+    let (_, sups) = h.get("/v1/supervisions").await;
+    assert_eq!(
+        sups["supervisions"].as_array().unwrap().len(),
+        1,
+        "only the failed one: {sups}"
+    );
+}
+
+/// One rule for user ids (docs/design.md §3): a call accepts only an `agent_id` that access
+/// control can name, so a call never vanishes from its agent's supervisors' view.
+#[tokio::test]
+async fn an_agent_id_a_call_accepts_is_one_its_supervisors_see() {
+    let h = Harness::start();
+    let too_long = "a".repeat(65);
+    for bad in ["agent 7", "agent/7", "agent\u{e9}", too_long.as_str()] {
+        let (status, err) = h
+            .post("/v1/calls", &json!({"agent_id": bad}).to_string())
+            .await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_body")),
+            "{bad}: {err}"
+        );
+    }
+    let (_, calls) = h.get("/v1/calls").await;
+    assert_eq!(calls["calls"], json!([]), "nothing created");
+
+    let sup = h.token("supervisor", Some("sup-v")).await;
+    h.token("agent", Some("ag.1@site")).await;
+    group(&h, "grp-v", "ag.1@site", "sup-v", json!({"listen": true})).await;
+    let call = call_of(&h, "ag.1@site").await;
+    let (status, calls) = h.call_as(Some(&sup), Method::GET, "/v1/calls", None).await;
+    assert_eq!(status, StatusCode::OK, "{calls}");
+    let ids: Vec<&str> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [call.as_str()], "{calls}");
+}

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use controlplane::app::recovery::recover_after_restart;
 use controlplane::store::{
     AlertId, AuditId, AuditRecord, BeepPolicy, CallDirection, CallFlags, CallRecord, CallState,
     EventId, GrantId, GroupKind, GroupRecord, NewAlert, NewAudit, NewGrant, PAGE_LIMIT_MAX,
@@ -58,7 +59,7 @@ fn writer_process() {
                 })?;
             }
             w.create_call(&CallRecord {
-                id: "c-live".to_owned(),
+                id: "c_0000000000001111".to_owned(),
                 external_id: None,
                 agent_id: Some("agent".to_owned()),
                 state: CallState::Active,
@@ -74,8 +75,8 @@ fn writer_process() {
                 media: serde_json::json!({}),
             })?;
             w.create_supervision(&SupervisionRecord {
-                id: "s-live".to_owned(),
-                call_id: Some("c-live".to_owned()),
+                id: "s_0000000000001111".to_owned(),
+                call_id: Some("c_0000000000001111".to_owned()),
                 supervisor_id: Some("sup".to_owned()),
                 agent_id: Some("agent".to_owned()),
                 state: SupervisionState::Active,
@@ -131,7 +132,7 @@ fn writer_process() {
         let alert = store
             .write(|w| {
                 w.append_alert(&NewAlert {
-                    supervision_id: Some("s-live".to_owned()),
+                    supervision_id: Some("s_0000000000001111".to_owned()),
                     kind: "monitoring_initiated".to_owned(),
                     text: format!("round {round}"),
                     at: now,
@@ -183,8 +184,8 @@ fn audit_record(detail: &str) -> NewAudit {
         at: UnixMs(1_700_000_000_000),
         actor: "user:sup".to_owned(),
         action: "supervision.mode".to_owned(),
-        supervision_id: Some("s-live".to_owned()),
-        call_id: Some("c-live".to_owned()),
+        supervision_id: Some("s_0000000000001111".to_owned()),
+        call_id: Some("c_0000000000001111".to_owned()),
         mode: None,
         outcome: "ok".to_owned(),
         detail: Some(detail.to_owned()),
@@ -347,12 +348,10 @@ fn acknowledged_writes_survive_kill_9_and_live_sessions_are_closed() {
         .read(|r| r.last_event_id())
         .unwrap()
         .unwrap_or(EventId::ZERO);
-    let recovery = store
-        .recover_after_restart(UnixMs(1_800_000_000_000))
-        .unwrap();
+    let recovery = recover_after_restart(&store, UnixMs(1_800_000_000_000)).unwrap();
     assert_eq!(recovery.sessions.len(), 1);
     let closed = &recovery.sessions[0];
-    assert_eq!(closed.supervision.id, "s-live");
+    assert_eq!(closed.supervision.id, "s_0000000000001111");
     assert_eq!(closed.supervision.state, SupervisionState::Aborted);
     assert_eq!(
         closed.supervision.end_reason.as_deref(),
@@ -364,21 +363,19 @@ fn acknowledged_writes_survive_kill_9_and_live_sessions_are_closed() {
     // And that, too, is durable: a second restart finds nothing live and the records there.
     let store = SqliteStore::open(&db).unwrap();
     assert_eq!(
-        store
-            .recover_after_restart(UnixMs(1_800_000_000_001))
-            .unwrap(),
+        recover_after_restart(&store, UnixMs(1_800_000_000_001)).unwrap(),
         Default::default()
     );
     store
         .read(|r| {
             assert!(r.open_sessions()?.is_empty());
-            let alerts = r.alerts_of_supervision("s-live")?;
+            let alerts = r.alerts_of_supervision("s_0000000000001111")?;
             assert!(
                 alerts
                     .iter()
                     .any(|a| a.id == closed.alert_id && a.kind == "aborted")
             );
-            let audit = r.audit_of_supervision("s-live")?;
+            let audit = r.audit_of_supervision("s_0000000000001111")?;
             assert!(
                 audit
                     .iter()

@@ -4,5 +4,7 @@
 pub mod center;
 pub mod events;
 pub mod feed;
+pub mod recovery;
+pub mod rights;
 pub mod state;
 pub mod webhooks;

@@ -17,7 +17,7 @@
 //!   `kill -9` and power loss. The one sync inside an operation is the audit record's, before
 //!   the media command that starts media or changes its mode (SPEC §4). At start-up,
 //!   [`AppState::new`] closes what a crashed run left open
-//!   ([`crate::store::StoreExt::recover_after_restart`]: not resumed, SPEC §7) and loads the
+//!   ([`crate::app::recovery`]: not resumed, docs/design.md §7) and loads the
 //!   recent history.
 //!
 //! # Blocking
@@ -55,18 +55,20 @@ use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::app::rights::{self, Requester};
 use crate::clock::{Clock, SystemClock, from_unix_ms, to_unix_ms};
 use crate::config::{Config, DtmfAction, DtmfKeys};
+use crate::domain::agents::UserId;
 use crate::domain::call::{
     CallEvent, CallId, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
     SupervisorEvent,
 };
 use crate::domain::lifecycle::{
-    self, AgentId, AnswerTimeout, AuditAction, CallFacts, CallKind, Direction, HangupParty, Input,
-    Output, Refused, Session, SessionScope, Start, SupervisorId,
+    self, AbortCause, AnswerTimeout, AuditAction, AuditActor, CallFacts, CallKind, Direction,
+    HangupParty, Input, Output, Refused, Session, SessionScope, Start,
 };
 use crate::http::access::TokenCache;
-use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
+use crate::metrics::Metrics;
 use crate::store::{
     self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
     PAGE_LIMIT_MAX, SqliteStore, Store, StoreError, StoreExt as _, Writes,
@@ -76,8 +78,6 @@ use crate::store::{
 const ENGINE_EVENTS_RETRY_MAX: usize = 4096;
 /// Rows a page of `GET /v1/alerts` or `GET /v1/audit` returns when the client does not say.
 pub const PAGE_DEFAULT: u32 = 100;
-/// The end reason of supervisions closed because their call was deleted.
-pub const CALL_DELETED: &str = "call_deleted";
 
 /// What the state needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +140,9 @@ pub enum StateError {
     Store(#[from] StoreError),
     #[error("no random identifier from the OS: {0}")]
     Random(getrandom::Error),
+    /// Refused by the requester's rights before any session exists (docs/design.md §4).
+    #[error(transparent)]
+    Denied(crate::domain::auth::Denied),
     #[error("{0}")]
     Internal(String),
 }
@@ -155,77 +158,32 @@ pub enum CallState {
     Ended,
 }
 
-/// A supervision's state as the API shows it (SPEC §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SupervisionState {
-    /// The supervisor's leg is being connected (ringing, or waiting for the outbound agent).
-    Requested,
-    /// Media flows, in `mode`.
-    Active,
-    /// The supervisor answered but the call vanished while the phone rang: no media; the
-    /// session ends when the supervisor stops or hangs up.
-    NoCall,
-    /// Ended by the supervisor (API `DELETE`, or the stop key).
-    Stopped,
-    /// See `failure`.
-    Failed,
-    /// See `abort`.
-    Aborted,
+/// A supervision's state as the API shows it: derived from its session (docs/design.md §2).
+pub use crate::domain::lifecycle::SupervisionState;
+
+/// The store's column for a supervision's state: one to one.
+fn stored_state(state: SupervisionState) -> store::SupervisionState {
+    match state {
+        SupervisionState::Requested => store::SupervisionState::Requested,
+        SupervisionState::Active => store::SupervisionState::Active,
+        SupervisionState::NoCall => store::SupervisionState::NoCall,
+        SupervisionState::Stopped => store::SupervisionState::Stopped,
+        SupervisionState::Failed => store::SupervisionState::Failed,
+        SupervisionState::Aborted => store::SupervisionState::Aborted,
+    }
 }
 
-impl SupervisionState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SupervisionState::Requested => "requested",
-            SupervisionState::Active => "active",
-            SupervisionState::NoCall => "no_call",
-            SupervisionState::Stopped => "stopped",
-            SupervisionState::Failed => "failed",
-            SupervisionState::Aborted => "aborted",
-        }
-    }
-
-    pub const fn is_open(self) -> bool {
-        matches!(
-            self,
-            SupervisionState::Requested | SupervisionState::Active | SupervisionState::NoCall
-        )
-    }
-
-    fn of(state: lifecycle::State) -> SupervisionState {
-        match state {
-            lifecycle::State::New | lifecycle::State::Requested { .. } => {
-                SupervisionState::Requested
-            }
-            lifecycle::State::Active { .. } => SupervisionState::Active,
-            lifecycle::State::NoCall { .. } => SupervisionState::NoCall,
-            lifecycle::State::Stopped => SupervisionState::Stopped,
-            lifecycle::State::Failed(_) => SupervisionState::Failed,
-            lifecycle::State::Aborted(_) => SupervisionState::Aborted,
-        }
-    }
-
-    /// The store's five states: `no_call` is stored as `active` (the session is open and the
-    /// supervisor's leg is up).
-    fn stored(self) -> store::SupervisionState {
-        match self {
-            SupervisionState::Requested => store::SupervisionState::Requested,
-            SupervisionState::Active | SupervisionState::NoCall => store::SupervisionState::Active,
-            SupervisionState::Stopped => store::SupervisionState::Stopped,
-            SupervisionState::Failed => store::SupervisionState::Failed,
-            SupervisionState::Aborted => store::SupervisionState::Aborted,
-        }
-    }
-
-    fn from_stored(state: store::SupervisionState) -> SupervisionState {
-        match state {
-            store::SupervisionState::Requested => SupervisionState::Requested,
-            store::SupervisionState::Active => SupervisionState::Active,
-            store::SupervisionState::Stopped => SupervisionState::Stopped,
-            store::SupervisionState::Failed => SupervisionState::Failed,
-            store::SupervisionState::Aborted => SupervisionState::Aborted,
-        }
+/// The inverse of [`stored_state`]. A row `active` written by a version that stored `no_call`
+/// as `active` reads as `active`: such a row is open, so the start-up recovery closes it
+/// (`aborted`, `restart`) before anything is loaded, as it did.
+fn state_of_stored(state: store::SupervisionState) -> SupervisionState {
+    match state {
+        store::SupervisionState::Requested => SupervisionState::Requested,
+        store::SupervisionState::Active => SupervisionState::Active,
+        store::SupervisionState::NoCall => SupervisionState::NoCall,
+        store::SupervisionState::Stopped => SupervisionState::Stopped,
+        store::SupervisionState::Failed => SupervisionState::Failed,
+        store::SupervisionState::Aborted => SupervisionState::Aborted,
     }
 }
 
@@ -695,7 +653,7 @@ impl SupervisionRecord {
             call_id: Some(self.call.to_string()),
             supervisor_id: self.supervisor_id.clone(),
             agent_id: self.agent_id.clone(),
-            state: self.state.stored(),
+            state: stored_state(self.state),
             mode: self.mode,
             end_reason: self.failure.clone().or_else(|| self.abort.clone()),
             scope: if self.persistent {
@@ -717,7 +675,7 @@ impl SupervisionRecord {
     /// A supervision from the store: history, with no session (recovery closed the open ones
     /// before anything is loaded).
     fn from_stored(s: &store::SupervisionRecord, call: CallId, seq: u64) -> SupervisionRecord {
-        let state = SupervisionState::from_stored(s.state);
+        let state = state_of_stored(s.state);
         SupervisionRecord {
             seq,
             call,
@@ -881,17 +839,6 @@ fn leg_spec(req: LegRequest) -> LegSpec {
     }
 }
 
-/// A supervision closed outside its lifecycle, its end not yet committed (see
-/// [`AppState::close_supervision`]).
-struct Closed {
-    id: SupervisionId,
-    stored: store::SupervisionRecord,
-    scope: EventScope,
-    payload: serde_json::Value,
-    alert: NewAlert,
-    now: u64,
-}
-
 /// One step of a session: an input, or its answer timeout.
 enum Step {
     Input(Input),
@@ -899,7 +846,7 @@ enum Step {
 }
 
 /// The audit record of a session's output, as stored.
-fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
+pub(crate) fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
     let (action, outcome) = match a.action {
         AuditAction::Start => ("start", "ok"),
         AuditAction::ModeChange => ("mode_change", "ok"),
@@ -909,15 +856,25 @@ fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
         AuditAction::Abort => ("abort", "aborted"),
     };
     let mut detail = Vec::new();
-    if !a.agent.0.is_empty() {
-        detail.push(format!("agent {}", a.agent.0));
-    }
-    if let Some(alert) = a.alert {
-        detail.push(format!("alert {}", alert.code()));
-    }
+    let actor = match a.actor {
+        AuditActor::Supervisor => {
+            if let Some(agent) = &a.agent {
+                detail.push(format!("agent {agent}"));
+            }
+            if let Some(alert) = a.alert {
+                detail.push(format!("alert {}", alert.code()));
+            }
+            actor(a.supervisor.as_ref().map_or("", |s| s.as_str()))
+        }
+        // An abort from outside the call: why, and what it ended (docs/design.md §4).
+        AuditActor::System { was, reason } => {
+            detail.push(format!("reason {}; was {was}", reason.code()));
+            "system".to_owned()
+        }
+    };
     NewAudit {
         at: to_unix_ms(a.at_ms),
-        actor: actor(&a.supervisor.0),
+        actor,
         action: format!("supervision.{action}"),
         supervision_id: Some(a.session.to_string()),
         call_id: Some(a.call.to_string()),
@@ -925,6 +882,14 @@ fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
         outcome: outcome.to_owned(),
         detail: (!detail.is_empty()).then(|| detail.join("; ")),
     }
+}
+
+/// A user id of a call or a request, validated when it came in (domain/call.rs parses them
+/// with the [`UserId`] rule), so a failure here is a bug.
+fn user_id(field: &str, id: Option<&str>) -> Result<Option<UserId>, StateError> {
+    id.map(UserId::parse)
+        .transpose()
+        .map_err(|e| StateError::Internal(format!("{field}: {e}")))
 }
 
 /// Who acted, in an audit record: the supervisor the request named (access control makes it
@@ -986,11 +951,11 @@ impl AppState {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<AppState> {
-        let recovery = store
-            .recover_after_restart(to_unix_ms(clock.now_ms()))
-            .context("cannot close the sessions left open by the previous run")?;
+        let recovery =
+            crate::app::recovery::recover_after_restart(store.as_ref(), to_unix_ms(clock.now_ms()))
+                .context("cannot close the sessions left open by the previous run")?;
         for closed in &recovery.sessions {
-            metrics.alert(ALERT_KIND_ABORTED);
+            metrics.alert(lifecycle::AlertKind::Aborted.code());
             tracing::warn!(
                 supervision = %closed.supervision.id,
                 was = closed.previous_state.as_str(),
@@ -1315,28 +1280,21 @@ impl AppState {
         self.call_view_of(&r, id)
     }
 
-    /// `DELETE /v1/calls/{id}`: its open supervisions are closed (`aborted`, `call_deleted`),
-    /// its media released if still anchored, and the API forgets it (the store keeps it as
-    /// history, marked deleted).
+    /// `DELETE /v1/calls/{id}`: its open supervisions are aborted through their sessions
+    /// ([`Input::Abort`], cause `call_deleted`), its media released if still anchored, and the
+    /// API forgets it (the store keeps it as history, marked deleted).
     ///
-    /// One transaction records the supervisions' ends and the call's (after each
-    /// supervision's audit record, committed before its leg is released).
+    /// Each supervision's end is committed as its session ends (its audit record before its
+    /// leg is released); then the call's end, in one transaction.
     pub fn delete_call(&self, id: CallId) -> Result<(), StateError> {
         let mut r = self.records();
         r.call(id)?;
         let now = self.now_ms();
-        let mut closed = Vec::new();
-        if let Err(err) = self.release_call(&mut r, id, now, &mut closed) {
-            // Those already closed (leg released) are recorded all the same.
-            if !closed.is_empty() {
-                self.commit_closed(&closed, |_| Ok(()))?;
-            }
-            return Err(err);
-        }
+        self.release_call(&mut r, id, now)?;
         let call = r.call(id)?;
         let stored = call.stored(id, Some(now));
         let scope = call_scope(call);
-        self.commit_closed(&closed, |w| {
+        self.inner.store.write(|w| {
             w.update_call(&stored)?;
             append_event(
                 w,
@@ -1353,24 +1311,23 @@ impl AppState {
         Ok(())
     }
 
-    /// The media side of [`AppState::delete_call`]: closes the call's open supervisions (each
-    /// pushed onto `closed` once its leg is released, its end left to commit), then releases
-    /// the call's media if still anchored.
-    fn release_call(
-        &self,
-        r: &mut Records,
-        id: CallId,
-        now: u64,
-        closed: &mut Vec<Closed>,
-    ) -> Result<(), StateError> {
+    /// The media side of [`AppState::delete_call`]: aborts the call's open supervisions (docs/
+    /// design.md §2: the abort is an input of the session, whose outputs are carried out like
+    /// any other's), then releases the call's media if still anchored.
+    fn release_call(&self, r: &mut Records, id: CallId, now: u64) -> Result<(), StateError> {
         for sup in r.open_supervisions(id) {
-            closed.extend(self.close_supervision(
-                r,
-                sup,
-                now,
-                CALL_DELETED,
-                "the call was deleted",
-            )?);
+            let abort = Input::Abort {
+                reason: AbortCause::CallDeleted,
+            };
+            match self.step(r, sup, now, Step::Input(abort)) {
+                // Its answer timeout was due and fired first: it has ended already.
+                Err(StateError::Refused {
+                    refused: Refused::Ended { .. },
+                    ..
+                })
+                | Ok(()) => {}
+                Err(err) => return Err(err),
+            }
         }
         self.end_call_media(r, id, now)
     }
@@ -1684,12 +1641,28 @@ impl AppState {
 
     /// `POST /v1/calls/{id}/supervisions`: a new session, started (SPEC §2 start checks); with
     /// `answered`, the supervisor's leg is reported ringing and answered at once.
+    ///
+    /// The requester's listen right is an input of the start ([`crate::app::rights`]): without
+    /// it, in one of the agent's groups, the session fails `no_permission`; outside them, the
+    /// request is refused ([`StateError::Denied`], audited) before anything else is checked.
     pub fn create_supervision(
         &self,
         call_id: CallId,
         req: NewSupervision,
+        requester: &Requester,
     ) -> Result<SupervisionView, StateError> {
         let mut r = self.records();
+        let supervisor_may_listen = rights::may_listen(
+            self.store(),
+            requester,
+            r.call(call_id)?.agent_id.as_deref(),
+            &call_id.to_string(),
+            to_unix_ms(self.now_ms()),
+        )
+        .map_err(|refused| match refused {
+            rights::StartRefused::Denied(denied) => StateError::Denied(denied),
+            rights::StartRefused::Store(err) => StateError::Store(err),
+        })?;
         let call = r.active_call(call_id)?;
         let max = self.inner.settings.max_supervisors_per_call;
         if r.open_supervisions(call_id).len() >= max {
@@ -1744,13 +1717,11 @@ impl AppState {
         };
         let mut session = Session::new(id, self.inner.settings.answer_timeout);
         let start = Start {
-            supervisor: SupervisorId(req.supervisor_id.clone().unwrap_or_default()),
-            agent: AgentId(agent_id.clone().unwrap_or_default()),
+            supervisor: user_id("supervisor_id", req.supervisor_id.as_deref())?,
+            agent: user_id("agent_id", agent_id.as_deref())?,
             scope,
             call: facts,
-            // Rights are checked, and a denial audited, by access control before this
-            // (`access::check_supervision`).
-            supervisor_may_listen: true,
+            supervisor_may_listen,
             registered_number: registered_number.clone().unwrap_or_default(),
             answer_timeout: None,
         };
@@ -2035,7 +2006,7 @@ impl AppState {
 
         let previous = sup.state;
         if let Some(state) = state {
-            sup.state = SupervisionState::of(state);
+            sup.state = state.record();
             if let Some(mode) = state.mode() {
                 sup.mode = mode;
             }
@@ -2090,7 +2061,7 @@ impl AppState {
                 let record = NewAlert {
                     supervision_id: Some(alert.session.to_string()),
                     kind: alert.kind.code().to_owned(),
-                    text: alert.kind.text().to_owned(),
+                    text: alert.text.to_owned(),
                     at: to_unix_ms(alert.at_ms),
                     call_id: Some(alert.call.to_string()),
                     reason: Some(alert.reason.clone()),
@@ -2190,96 +2161,6 @@ impl AppState {
         if let Err(e) = self.inner.store.write(|w| w.append_audit(&record)) {
             tracing::error!(supervision = %id, err = %e, "cannot audit a failed media command");
         }
-    }
-
-    /// Ends an open supervision outside the lifecycle (its call was deleted): `aborted` with
-    /// `reason`, an audit record (committed; durable before the caller answers), its leg
-    /// released; then what is left to record — the new state, an alert (`aborted`) and an event
-    /// — is returned for the caller to commit with its own change ([`AppState::commit_closed`]).
-    /// `None`: already ended.
-    fn close_supervision(
-        &self,
-        r: &mut Records,
-        id: SupervisionId,
-        now: u64,
-        reason: &str,
-        why: &str,
-    ) -> Result<Option<Closed>, StateError> {
-        let engine_call = r.calls.get(&r.supervision(id)?.call).and_then(|c| c.engine);
-        let Some(sup) = r.supervisions.get_mut(&id) else {
-            return Err(StateError::SupervisionNotFound(id));
-        };
-        if !sup.state.is_open() {
-            return Ok(None);
-        }
-        let mode = sup.media.map(|_| sup.mode);
-        let record = NewAudit {
-            at: to_unix_ms(now),
-            actor: "system".to_owned(),
-            action: "supervision.abort".to_owned(),
-            supervision_id: Some(id.to_string()),
-            call_id: Some(sup.call.to_string()),
-            mode,
-            outcome: "aborted".to_owned(),
-            detail: Some(format!("reason {reason}; was {}", sup.state.as_str())),
-        };
-        // SPEC §4: written before the media changes. Only a disconnect follows, so committed
-        // is enough (no media flows on it); the caller's answer waits for the sync.
-        self.inner.store.write(|w| w.append_audit(&record))?;
-        let disconnect = Output::DisconnectMedia { call: sup.call };
-        self.media(engine_call, id, sup, &disconnect)?;
-        sup.state = SupervisionState::Aborted;
-        sup.abort = Some(reason.to_owned());
-        sup.ended_at_ms = Some(now);
-        sup.session = None;
-        let stored = sup.stored(id);
-        let scope = sup.scope();
-        let payload = sup.event_payload(id);
-        let alert = NewAlert {
-            supervision_id: Some(id.to_string()),
-            kind: ALERT_KIND_ABORTED.to_owned(),
-            text: format!("aborted – {}", reason.replace('_', " ")),
-            at: to_unix_ms(now),
-            call_id: Some(sup.call.to_string()),
-            reason: Some(why.to_owned()),
-        };
-        self.sync_deadline(r, id);
-        Ok(Some(Closed {
-            id,
-            stored,
-            scope,
-            payload,
-            alert,
-            now,
-        }))
-    }
-
-    /// Commits the ends of `closed` supervisions and `then` (the caller's change) in one
-    /// transaction; then counts their alerts.
-    fn commit_closed(
-        &self,
-        closed: &[Closed],
-        then: impl Fn(&mut dyn Writes) -> Result<(), StoreError>,
-    ) -> Result<(), StateError> {
-        self.inner.store.write(|w| {
-            for c in closed {
-                w.update_supervision(&c.stored)?;
-                append_event(
-                    w,
-                    "supervision.aborted",
-                    c.payload.clone(),
-                    c.scope.clone(),
-                    c.now,
-                )?;
-                raise_alert(w, &c.alert, c.scope.clone(), c.now)?;
-            }
-            then(w)
-        })?;
-        for c in closed {
-            self.inner.metrics.alert(ALERT_KIND_ABORTED);
-            tracing::info!(supervision = %c.id, reason = c.stored.end_reason.as_deref().unwrap_or_default(), "supervision closed");
-        }
-        Ok(())
     }
 
     // ---- timeouts ----

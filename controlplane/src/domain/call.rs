@@ -19,8 +19,6 @@ use crate::http::error::ApiError;
 
 /// Longest piece of client input quoted back in an error message.
 const QUOTE_LEN_MAX: usize = 64;
-/// Longest user identifier (a supervisor's or an agent's id as the softswitch names them).
-pub const IDENTITY_LEN_MAX: usize = 128;
 /// Longest calling number the softswitch may report (E.164 has 15 digits; room for a SIP user
 /// part, which then does not match).
 pub const CALLING_NUMBER_LEN_MAX: usize = 128;
@@ -322,17 +320,19 @@ fn parse_codec(field: &str, s: &str) -> Result<Codec, ApiError> {
     })
 }
 
-/// An identifier the softswitch chose (a supervisor's or an agent's): 1 to
-/// [`IDENTITY_LEN_MAX`] characters, none of them a control character.
+/// A user id the softswitch or a client gave (a supervisor's or an agent's), checked by the one
+/// rule for user ids, [`crate::domain::agents::UserId::parse`]: an agent id accepted on a call
+/// is then one that access control, the groups and the event scopes can name too (an id they
+/// could not parse would make the call vanish from its supervisors' view, docs/design.md §3).
 fn parse_identity(field: &str, s: String) -> Result<String, ApiError> {
-    if s.is_empty() || s.chars().count() > IDENTITY_LEN_MAX || s.chars().any(char::is_control) {
-        return Err(ApiError::invalid_body(format!(
-            "{field}: {} is not an identifier (1 to {IDENTITY_LEN_MAX} characters, no control \
-             characters)",
-            quote(&s)
-        )));
+    match crate::domain::agents::UserId::parse(&s) {
+        Ok(_) => Ok(s),
+        Err(e) => Err(ApiError::invalid_body(format!(
+            "{field}: {} is not a user id: {}",
+            quote(&s),
+            e.reason
+        ))),
     }
-    Ok(s)
 }
 
 /// A calling number as reported: anything short without control characters (it is compared,
@@ -840,6 +840,17 @@ mod tests {
         let err = NewCall::parse(serde_json::from_str(r#"{"direction":"sideways"}"#).unwrap())
             .unwrap_err();
         assert_eq!(err.code, "invalid_body");
+        // The one user id rule: what a call accepts, every other part can name.
+        for bad in ["agent 7", "agent/7", "é", &"a".repeat(65)] {
+            let body = serde_json::json!({ "agent_id": bad });
+            let err = NewCall::parse(serde_json::from_value(body).unwrap()).unwrap_err();
+            assert_eq!(err.code, "invalid_body", "{bad}");
+            assert!(err.message.contains("not a user id"), "{}", err.message);
+        }
+        let longest = "a".repeat(64);
+        let body = serde_json::json!({ "agent_id": longest });
+        let call = NewCall::parse(serde_json::from_value(body).unwrap()).unwrap();
+        assert!(crate::domain::agents::UserId::parse(call.agent_id.as_deref().unwrap()).is_ok());
     }
 
     #[test]

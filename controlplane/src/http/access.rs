@@ -23,12 +23,11 @@ use dataplane::media::matrix::Mode;
 use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
 use crate::domain::agents::UserId;
-use crate::domain::auth::{self, Denied, EndpointClass, GroupRights, Role, Token};
+use crate::domain::auth::{self, Denied, EndpointClass, Role, Token};
 use crate::domain::call::{FromBody, quote, random_id};
 use crate::http::error::ApiError;
 use crate::store::{
-    self, NewAudit, Reads, Store, StoreError, StoreExt as _, TokenRecord, UnixMs, UserRecord,
-    Writes,
+    self, NewAudit, Store, StoreError, StoreExt as _, TokenRecord, UnixMs, UserRecord, Writes,
 };
 
 // ---- roles between the store's column and the rules ----
@@ -565,29 +564,8 @@ pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenView, ApiError> {
 
 // ---- supervision rights ----
 
-/// A supervisor's rights over an agent: the union over the groups they supervise that the
-/// agent is a member of; `None`: no such group.
-pub fn rights_over(
-    r: &dyn Reads,
-    supervisor: &str,
-    agent: &str,
-) -> Result<Option<GroupRights>, StoreError> {
-    let groups: Vec<String> = r
-        .memberships(agent)?
-        .into_iter()
-        .map(|m| m.group_id)
-        .collect();
-    let mut union: Option<GroupRights> = None;
-    for s in r.supervised_groups(supervisor)? {
-        if groups.contains(&s.group_id) {
-            let u = union.get_or_insert_with(GroupRights::default);
-            u.listen |= s.listen_right;
-            u.intervene |= s.intervene_right;
-            u.admin |= s.group_admin;
-        }
-    }
-    Ok(union)
-}
+// Moved to app (the start of a supervision decides there, docs/design.md §4).
+pub use crate::app::rights::rights_over;
 
 /// Whether `principal` may supervise `agent` in `mode`: admins always; supervisors by their
 /// group rights ([`auth::may_supervise`]). A denial is audited (SPEC §4), then answered 403

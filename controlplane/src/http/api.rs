@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
+use crate::app::rights::Requester;
 use crate::app::state::{
     AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
 };
@@ -449,24 +450,24 @@ async fn create_supervision(
             _ => {}
         }
     }
+    let requester = if principal.is_admin() {
+        Requester::Admin
+    } else {
+        Requester::Supervisor {
+            user: token_user(&principal),
+            actor: principal.actor(),
+        }
+    };
     let sup = blocking_api(state, move |s| {
         let call = s.call(id)?;
-        let checked = access::check_supervision(
-            s,
-            &principal,
-            call.agent_id.as_deref(),
-            Mode::Listen,
-            &id.to_string(),
-            None,
-            "start",
-        );
-        // A call the caller cannot read answers as an unknown one (docs/api.md, Read
-        // scoping): a 403 would tell that it exists. The denial is audited all the same.
-        if checked.is_err() && !Visibility::of(&principal).call(s, &call) {
-            return Err(StateError::CallNotFound(id).into());
+        match s.create_supervision(id, req, &requester) {
+            // A call the caller cannot read answers as an unknown one (docs/api.md, Read
+            // scoping): a 403 would tell that it exists. The denial is audited all the same.
+            Err(StateError::Denied(_)) if !Visibility::of(&principal).call(s, &call) => {
+                Err(StateError::CallNotFound(id).into())
+            }
+            created => Ok(created?),
         }
-        checked?;
-        Ok(s.create_supervision(id, req)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(sup)))

@@ -139,6 +139,9 @@ impl From<StateError> for ApiError {
             StateError::MonitorLimit { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "monitor_limit", message)
             }
+            StateError::Denied(denied) => {
+                ApiError::new(StatusCode::FORBIDDEN, denied.code(), message)
+            }
             StateError::Engine(err) => ApiError::from(err),
             StateError::Store(_) | StateError::Random(_) | StateError::Internal(_) => {
                 ApiError::internal(message)

@@ -10,8 +10,7 @@
 //!   `&mut dyn Writes` (or a `&dyn Reads` for a read snapshot); the transaction commits iff the
 //!   closure returns `Ok`. `Store` is dyn-compatible, so the daemon can hold an
 //!   `Arc<dyn Store>` and pick SQLite or (later) PostgreSQL from its configuration.
-//! - [`StoreExt`]: the generic conveniences on every `Store` (`write`, `read`, the restart
-//!   recovery).
+//! - [`StoreExt`]: the generic conveniences on every `Store` (`write`, `read`).
 //! - [`SqliteStore`]: the embedded default (SPEC §5: `earshot.db` in the working directory).
 //!
 //! ```ignore
@@ -95,8 +94,8 @@ pub fn is_deferring() -> bool {
 /// a larger `limit` is clamped to it.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
 
-/// The end reason and alert text [`StoreExt::recover_after_restart`] gives sessions that were
-/// live when the process died.
+/// The end reason the start-up recovery (`app::recovery`) gives the sessions and calls that
+/// were live when the process died.
 pub const RESTART_REASON: &str = "restart";
 
 /// What went wrong, mapped once from the backend's errors (STYLE.md 7). Messages name the
@@ -300,85 +299,9 @@ pub trait EventWrites {
 /// Every mutation, by aggregate ([`AccessWrites`], [`CenterWrites`], [`CallWrites`],
 /// [`EventWrites`]), and every query; plus the restart recovery, written once over them.
 pub trait Writes: Reads + AccessWrites + CenterWrites + CallWrites + EventWrites {
-    /// SPEC §7: after a crash, sessions that were live are closed, not resumed. Every
-    /// supervision not in a terminal state becomes `aborted` with `reason` at `now`, and gets
-    /// an alert (`aborted`), an audit record (actor `system`) and a `supervision.aborted` event
-    /// visible to its supervisor, its agent and the agent's groups. Atomic with the rest of the
-    /// transaction it runs in. Written once over the other methods, so every backend shares it.
-    fn close_stale_sessions(&mut self, now: UnixMs, reason: &str) -> Result<Vec<ClosedSession>> {
-        let mut closed = Vec::new();
-        for previous in self.open_sessions()? {
-            let mut session = previous.clone();
-            session.state = SupervisionState::Aborted;
-            session.end_reason = Some(reason.to_owned());
-            session.ended_at = Some(now);
-            self.update_supervision(&session)?;
-
-            let alert_id = self.append_alert(&NewAlert {
-                supervision_id: Some(session.id.clone()),
-                kind: "aborted".to_owned(),
-                text: format!("aborted – {reason}"),
-                at: now,
-                call_id: session.call_id.clone(),
-                reason: Some(format!(
-                    "the process stopped while the session was {}; it is not resumed",
-                    previous.state.as_str()
-                )),
-            })?;
-            let audit_id = self.append_audit(&NewAudit {
-                at: now,
-                actor: "system".to_owned(),
-                action: "supervision.abort".to_owned(),
-                supervision_id: Some(session.id.clone()),
-                call_id: session.call_id.clone(),
-                mode: Some(session.mode),
-                outcome: "aborted".to_owned(),
-                detail: Some(format!("reason {reason}; was {}", previous.state.as_str())),
-            })?;
-            let mut scope = EventScope::default();
-            if let Some(agent_id) = &session.agent_id {
-                scope.groups = self
-                    .memberships(agent_id)?
-                    .into_iter()
-                    .map(|m| m.group_id)
-                    .collect();
-            }
-            scope.users.extend(
-                session
-                    .supervisor_id
-                    .iter()
-                    .chain(&session.agent_id)
-                    .cloned(),
-            );
-            let event_id = self.append_event(&NewEvent {
-                event_type: "supervision.aborted".to_owned(),
-                payload: serde_json::json!({
-                    "supervision_id": session.id,
-                    "call_id": session.call_id,
-                    "supervisor_id": session.supervisor_id,
-                    "agent_id": session.agent_id,
-                    "state": session.state.as_str(),
-                    "previous_state": previous.state.as_str(),
-                    "mode": session.mode.as_str(),
-                    "end_reason": reason,
-                    "alert_id": alert_id.0,
-                }),
-                scope,
-                at: now,
-            })?;
-            closed.push(ClosedSession {
-                supervision: session,
-                previous_state: previous.state,
-                alert_id,
-                audit_id,
-                event_id,
-            });
-        }
-        Ok(closed)
-    }
-
     /// Ends every call not ended (their media did not survive the process) with a `call.ended`
-    /// event carrying `reason`. Shared by every backend, like [`Writes::close_stale_sessions`].
+    /// event carrying `reason`. Shared by every backend; the start-up recovery runs it
+    /// (`app::recovery`, docs/design.md §7).
     fn end_stale_calls(&mut self, now: UnixMs, reason: &str) -> Result<Vec<CallRecord>> {
         let mut ended = Vec::new();
         for mut call in self.open_calls()? {
@@ -445,18 +368,6 @@ pub trait StoreExt: Store {
         out.ok_or_else(|| StoreError::Backend {
             context: "read".to_owned(),
             cause: "the backend ended the snapshot without running the query".into(),
-        })
-    }
-
-    /// The start-up step after a crash (SPEC §7), in one transaction: closes every live
-    /// supervision ([`Writes::close_stale_sessions`], reason [`RESTART_REASON`]) and ends every
-    /// open call ([`Writes::end_stale_calls`]).
-    fn recover_after_restart(&self, now: UnixMs) -> Result<Recovery> {
-        self.write(|w| {
-            Ok(Recovery {
-                sessions: w.close_stale_sessions(now, RESTART_REASON)?,
-                calls: w.end_stale_calls(now, RESTART_REASON)?,
-            })
         })
     }
 }

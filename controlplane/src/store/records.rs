@@ -144,6 +144,9 @@ column_enum!(
     pub enum SupervisionState {
         Requested = "requested",
         Active = "active",
+        /// The supervisor's leg is up with no call (docs/design.md §2). Versions before
+        /// migration 5 stored it as `active`.
+        NoCall = "no_call",
         Stopped = "stopped",
         Failed = "failed",
         Aborted = "aborted",
@@ -478,7 +481,8 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
 }
 
-/// A session closed by [`super::Writes::close_stale_sessions`], with the records written for it.
+/// A session closed by the start-up recovery (`app::recovery`), with the records written for
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedSession {
     /// As it is now (aborted).
@@ -489,7 +493,7 @@ pub struct ClosedSession {
     pub event_id: EventId,
 }
 
-/// What [`super::StoreExt::recover_after_restart`] closed.
+/// What the start-up recovery (`app::recovery`) closed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recovery {
     pub sessions: Vec<ClosedSession>,

@@ -200,7 +200,7 @@ impl CallReads for Db<'_> {
                 concat!(
                     "SELECT ",
                     supervision_cols!(),
-                    " FROM supervisions WHERE state IN ('requested', 'active') \
+                    " FROM supervisions WHERE state IN ('requested', 'active', 'no_call') \
                      ORDER BY created_at_ms, id"
                 ),
                 [],

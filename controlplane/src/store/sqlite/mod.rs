@@ -76,6 +76,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "open_indexes",
         sql: include_str!("../migrations/0004_open_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "no_call",
+        sql: include_str!("../migrations/0005_no_call.sql"),
+    },
 ];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or

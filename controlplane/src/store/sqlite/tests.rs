@@ -866,9 +866,10 @@ fn supervisions_round_trip_in_every_state_mode_and_scope() {
             }
         }
     }
+    // Open: requested, active and no_call.
     assert_eq!(
         store.read(|r| r.open_sessions()).unwrap().len(),
-        2 * Mode::ALL.len() * 2
+        3 * Mode::ALL.len() * 2
     );
     assert_eq!(store.read(|r| r.recent_supervisions(5)).unwrap().len(), 5);
     assert_eq!(
@@ -1338,7 +1339,7 @@ fn an_upgrade_to_the_open_indexes_keeps_the_rows_and_finds_the_open_ones() {
     drop(store);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), latest_version());
     let indexes = index_names(&store);
     for gone in ["calls_by_state", "supervisions_by_state"] {
         assert!(!indexes.contains(&gone.to_owned()), "{indexes:?}");
@@ -1375,13 +1376,73 @@ fn an_upgrade_to_the_open_indexes_keeps_the_rows_and_finds_the_open_ones() {
     );
     let plan = query_plan(
         &store,
-        "SELECT id FROM supervisions WHERE state IN ('requested', 'active') \
+        "SELECT id FROM supervisions WHERE state IN ('requested', 'active', 'no_call') \
          ORDER BY created_at_ms, id",
     );
     assert!(
         plan.contains("supervisions_open") && !plan.contains("TEMP B-TREE"),
         "{plan}"
     );
+}
+
+/// Version 5 lets `no_call` be stored (docs/design.md §2): a database of version 4 keeps its
+/// rows (an `active` row stays `active`, open), and a `no_call` row then round-trips and is
+/// open; nothing else may be stored as a state.
+#[test]
+fn an_upgrade_to_no_call_keeps_the_rows_and_stores_no_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let store = SqliteStore::open_with(&path, &MIGRATIONS[..4]).unwrap();
+    let sessions = [
+        supervision("s1", "c1", SupervisionState::Active),
+        supervision("s2", "c1", SupervisionState::Stopped),
+        supervision("s3", "c1", SupervisionState::Requested),
+    ];
+    store
+        .write(|w| {
+            w.create_call(&call("c1"))?;
+            for s in &sessions {
+                w.create_supervision(s)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut no_call = supervision("s4", "c1", SupervisionState::NoCall);
+    no_call.media = json!({"beep": true});
+    assert!(
+        store.write(|w| w.create_supervision(&no_call)).is_err(),
+        "version 4 has no no_call"
+    );
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 5);
+    store.write(|w| w.create_supervision(&no_call)).unwrap();
+    store
+        .read(|r| {
+            for s in sessions.iter().chain([&no_call]) {
+                assert_eq!(r.supervision(&s.id)?.as_ref(), Some(s));
+            }
+            let open: Vec<_> = r.open_sessions()?.into_iter().map(|s| s.id).collect();
+            assert_eq!(open, ["s1", "s3", "s4"]);
+            Ok(())
+        })
+        .unwrap();
+    let guard = store.lock().unwrap();
+    let refused = guard.conn.execute(
+        "UPDATE supervisions SET state = 'paused' WHERE id = 's1'",
+        [],
+    );
+    assert!(refused.is_err(), "the CHECK still holds");
+    drop(guard);
+    let indexes = index_names(&store);
+    for kept in [
+        "supervisions_by_call",
+        "supervisions_by_created",
+        "supervisions_open",
+    ] {
+        assert!(indexes.contains(&kept.to_owned()), "{indexes:?}");
+    }
 }
 
 // --- Transactions ------------------------------------------------------------------------------
@@ -1536,142 +1597,6 @@ fn a_column_that_does_not_parse_is_corrupt_not_a_panic() {
         message.contains("calls.state") && message.contains("teleported"),
         "{message}"
     );
-}
-
-// --- Restart recovery --------------------------------------------------------------------------
-
-#[test]
-fn close_stale_sessions_closes_exactly_the_live_ones_with_alert_audit_and_event() {
-    let store = seeded();
-    store
-        .write(|w| {
-            for (id, state) in [
-                ("s-req", SupervisionState::Requested),
-                ("s-act", SupervisionState::Active),
-                ("s-stop", SupervisionState::Stopped),
-                ("s-fail", SupervisionState::Failed),
-                ("s-abort", SupervisionState::Aborted),
-            ] {
-                w.create_supervision(&supervision(id, "c1", state))?;
-            }
-            let mut persistent = supervision("s-pers", "c1", SupervisionState::Active);
-            persistent.scope = SupervisionScope::Persistent;
-            persistent.call_id = None;
-            w.create_supervision(&persistent)?;
-            let mut ended = call("c-ended");
-            ended.external_id = None;
-            ended.state = CallState::Ended;
-            ended.ended_at = Some(UnixMs(2_500));
-            w.create_call(&ended)
-        })
-        .unwrap();
-    let before_terminal: Vec<_> = ["s-stop", "s-fail", "s-abort"]
-        .iter()
-        .map(|id| store.read(|r| r.supervision(id)).unwrap().unwrap())
-        .collect();
-    let last_event = store.read(|r| r.last_event_id()).unwrap();
-
-    let now = UnixMs(99_000);
-    let recovery = store.recover_after_restart(now).unwrap();
-
-    let mut closed: Vec<&str> = recovery
-        .sessions
-        .iter()
-        .map(|c| c.supervision.id.as_str())
-        .collect();
-    closed.sort_unstable();
-    assert_eq!(closed, ["s-act", "s-pers", "s-req"]);
-    assert_eq!(
-        recovery
-            .calls
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>(),
-        ["c1"]
-    );
-    store
-        .read(|r| {
-            assert!(r.open_sessions()?.is_empty());
-            assert!(r.open_calls()?.is_empty());
-            for c in &recovery.sessions {
-                let s = r.supervision(&c.supervision.id)?.unwrap();
-                assert_eq!(s, c.supervision);
-                assert_eq!(s.state, SupervisionState::Aborted);
-                assert_eq!(s.end_reason.as_deref(), Some(RESTART_REASON));
-                assert_eq!(s.ended_at, Some(now));
-                let alerts = r.alerts_of_supervision(&s.id)?;
-                assert_eq!(alerts.len(), 1);
-                assert_eq!(alerts[0].id, c.alert_id);
-                assert_eq!(alerts[0].kind, "aborted");
-                assert_eq!(alerts[0].text, "aborted – restart");
-                let audit = r.audit_of_supervision(&s.id)?;
-                assert_eq!(audit.len(), 1);
-                assert_eq!(audit[0].id, c.audit_id);
-                assert_eq!(audit[0].actor, "system");
-                assert_eq!(audit[0].outcome, "aborted");
-            }
-            // Terminal sessions are untouched and got nothing.
-            for before in &before_terminal {
-                assert_eq!(r.supervision(&before.id)?.as_ref(), Some(before));
-                assert!(r.alerts_of_supervision(&before.id)?.is_empty());
-            }
-            let events = r.events_after(last_event.unwrap_or(EventId::ZERO), 100)?;
-            let aborted: Vec<_> = events
-                .iter()
-                .filter(|e| e.event_type == "supervision.aborted")
-                .collect();
-            assert_eq!(aborted.len(), 3);
-            let act = recovery
-                .sessions
-                .iter()
-                .find(|c| c.supervision.id == "s-act")
-                .unwrap();
-            assert_eq!(act.previous_state, SupervisionState::Active);
-            let e = aborted.iter().find(|e| e.id == act.event_id).unwrap();
-            assert_eq!(e.payload["supervision_id"], "s-act");
-            assert_eq!(e.payload["end_reason"], "restart");
-            assert_eq!(e.payload["previous_state"], "active");
-            assert_eq!(e.scope.groups, ["g1"]);
-            assert_eq!(e.scope.users, ["sup", "agent"]);
-            assert_eq!(
-                events
-                    .iter()
-                    .filter(|e| e.event_type == "call.ended")
-                    .count(),
-                1
-            );
-            Ok(())
-        })
-        .unwrap();
-
-    // Idempotent: nothing is left to close.
-    assert_eq!(
-        store.recover_after_restart(UnixMs(100_000)).unwrap(),
-        Recovery::default()
-    );
-}
-
-#[test]
-fn close_stale_sessions_is_atomic_with_its_transaction() {
-    let store = seeded();
-    store
-        .write(|w| w.create_supervision(&supervision("s1", "c1", SupervisionState::Active)))
-        .unwrap();
-    let err = store.write(|w| {
-        let closed = w.close_stale_sessions(UnixMs(1), RESTART_REASON)?;
-        assert_eq!(closed.len(), 1);
-        Err::<(), _>(StoreError::Schema("a later step failed".to_owned()))
-    });
-    assert!(err.is_err());
-    store
-        .read(|r| {
-            assert_eq!(r.open_sessions()?.len(), 1);
-            assert!(r.alerts_after(AlertId::ZERO, 10)?.is_empty());
-            assert!(r.audit_after(AuditId::ZERO, 10)?.is_empty());
-            assert_eq!(r.last_event_id()?, None);
-            Ok(())
-        })
-        .unwrap();
 }
 
 #[test]
