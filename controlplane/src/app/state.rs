@@ -48,14 +48,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use dataplane::engine::{self, Engine, EngineError, EngineEvent, LegSpec, LegStats};
+use dataplane::engine::{self, EngineError, EngineEvent, LegSpec, LegStats};
 use dataplane::media::call::DropReason;
 use dataplane::media::matrix::{LegId, Mode};
 use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, SystemClock, from_unix_ms, to_unix_ms};
+use crate::app::engine::Media;
+use crate::clock::{Clock, from_unix_ms, to_unix_ms};
 use crate::config::{Config, DtmfAction, DtmfKeys};
 use crate::domain::call::{
     CallEvent, CallId, Flag, LegRequest, NewCall, NewSupervision, Party, SupervisionId,
@@ -69,7 +70,7 @@ use crate::http::access::TokenCache;
 use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
 use crate::store::{
     self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
-    PAGE_LIMIT_MAX, SqliteStore, Store, StoreError, StoreExt as _, Writes,
+    PAGE_LIMIT_MAX, Store, StoreError, StoreExt as _, Writes,
 };
 
 /// Most engine events kept for retry while the engine's command ring is full (STYLE.md 4).
@@ -138,8 +139,8 @@ pub enum StateError {
     Engine(#[from] EngineError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error("no random identifier from the OS: {0}")]
-    Random(getrandom::Error),
+    #[error(transparent)]
+    Random(#[from] crate::app::random::RandomError),
     #[error("{0}")]
     Internal(String),
 }
@@ -819,7 +820,7 @@ impl Records {
 
     fn fresh_call_id(&self) -> Result<CallId, StateError> {
         loop {
-            let id = CallId::random().map_err(StateError::Random)?;
+            let id = CallId::from_u64(crate::app::random::random_u64()?);
             if !self.calls.contains_key(&id) {
                 return Ok(id);
             }
@@ -828,7 +829,7 @@ impl Records {
 
     fn fresh_supervision_id(&self) -> Result<SupervisionId, StateError> {
         loop {
-            let id = SupervisionId::random().map_err(StateError::Random)?;
+            let id = SupervisionId::from_u64(crate::app::random::random_u64()?);
             if !self.supervisions.contains_key(&id) {
                 return Ok(id);
             }
@@ -938,7 +939,8 @@ fn actor(supervisor_id: &str) -> String {
 }
 
 struct Inner {
-    engine: Engine,
+    /// The media (docs/design.md §9: a port; the daemon plugs in the data-plane engine).
+    engine: Box<dyn Media>,
     records: Mutex<Records>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -980,7 +982,7 @@ impl AppState {
     /// ones are still answered by id). `metrics` must be registered in the registry the engine
     /// was started with, so `/metrics` shows both.
     pub fn new(
-        engine: Engine,
+        engine: impl Media + 'static,
         metrics: Metrics,
         settings: Settings,
         store: Arc<dyn Store>,
@@ -1012,7 +1014,7 @@ impl AppState {
             Arc::new(crate::http::events::Notifying::new(store, commits.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
-                engine,
+                engine: Box::new(engine),
                 records: Mutex::new(records),
                 store,
                 clock,
@@ -1028,42 +1030,6 @@ impl AppState {
         })
     }
 
-    /// A fresh registry, an engine started from `config`, the store it names, and the wall
-    /// clock. The configuration should have been validated.
-    pub fn start(config: &Config) -> anyhow::Result<AppState> {
-        AppState::start_with(config, Arc::new(SystemClock))
-    }
-
-    /// [`AppState::start`] with another clock (tests: a [`crate::clock::ManualClock`]).
-    pub fn start_with(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-        let path = &config.store.path;
-        let store = SqliteStore::open(path)
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        let registry = prometheus::Registry::new();
-        let engine = Engine::start(config.engine_config(), &registry)
-            .context("cannot start the data plane")?;
-        let metrics =
-            Metrics::new(&registry).context("cannot register the control plane's metrics")?;
-        let state = AppState::new(
-            engine,
-            metrics,
-            Settings::from_config(config),
-            Arc::new(store),
-            clock,
-        )?;
-        if let Some(token) =
-            crate::http::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
-        {
-            // Shown this once: only its hash is stored.
-            tracing::warn!(
-                "no admin token configured: generated one, shown only now; use it as \
-                 `Authorization: Bearer {}` (or set [auth] admin_token / EARSHOT_ADMIN_TOKEN)",
-                token.expose()
-            );
-        }
-        Ok(state)
-    }
-
     /// The token cache (access control).
     pub fn tokens(&self) -> &TokenCache {
         &self.inner.tokens
@@ -1074,8 +1040,9 @@ impl AppState {
         &self.inner.center
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+    /// The media the use cases drive (diagnostics, tests).
+    pub fn engine(&self) -> &dyn Media {
+        self.inner.engine.as_ref()
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -40,10 +40,11 @@ use tokio::task::JoinSet;
 
 use crate::app::state::AppState;
 use crate::clock::{from_unix_ms, to_unix_ms};
-use crate::domain::call::{FromBody, quote};
+use crate::domain::ids::quote;
 use crate::domain::webhooks::{self, Attempt, Next, Secret};
 use crate::http::access::{Administration, Authorized};
 use crate::http::api::{Body, blocking_api as blocking};
+use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::store::{
     DeliveryRecord, Event, EventId, EventScope, NewEvent, Reads, StoreError, StoreExt as _, UnixMs,
@@ -273,7 +274,7 @@ pub fn create(state: &AppState, req: NewWebhook) -> Result<NewWebhookView, ApiEr
     let secret = req.secret.unwrap_or_else(Secret::generate);
     let at = now(state);
     let record = WebhookRecord {
-        id: crate::domain::call::random_id("wh_")?,
+        id: crate::app::random::random_id("wh_")?,
         url: req.url,
         secret: secret.expose(),
         event_types: req.event_types,

@@ -115,7 +115,7 @@ use core::str::FromStr;
 use dataplane::media::matrix::Mode;
 use serde::{Serialize, Serializer};
 
-use crate::domain::call::{CallId, SupervisionId, quote};
+use crate::domain::ids::{CallId, SupervisionId, quote};
 
 // ---------------------------------------------------------------------------------------------
 // Supervisor number
