@@ -1,9 +1,15 @@
 //! The use cases over domain, store and engine: every business rule and every write
 //! (docs/design.md §9). It knows no HTTP.
 
+pub mod calls;
 pub mod center;
 pub mod engine;
 pub mod feed;
+pub mod history;
+pub mod pump;
 pub mod random;
+pub mod records;
 pub mod state;
+pub mod supervisions;
+pub mod views;
 pub mod webhooks;

@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
-use crate::app::state::{
-    AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
-};
+use crate::app::state::{AppState, PAGE_DEFAULT, StateError};
+use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
 use crate::domain::call::{
     CallEvent, CallId, ModeChange, NewCall, NewSupervision, Party, RemoteChange, SupervisionId,
     SupervisorEvent,
