@@ -13,3 +13,6 @@ pub mod state;
 pub mod supervisions;
 pub mod views;
 pub mod webhooks;
+
+#[cfg(test)]
+mod tests;
