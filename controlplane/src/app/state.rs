@@ -1,6 +1,15 @@
 //! Calls and supervisions: the control plane's state, the rules of docs/api.md, and the driver
 //! of each supervision's [`Session`] (SPEC §2).
 //!
+//! # Files
+//!
+//! This file composes the state (store, media, groups and agents, clock, settings);
+//! the use cases are `impl AppState` blocks by concern (docs/design.md §9): `records.rs` (the
+//! records and their store mapping), `views.rs` (what the API shows of them), `calls.rs`,
+//! `supervisions.rs` (the session driver and the answer timeouts), `history.rs` (alerts and
+//! audit read back) and `pump.rs` (the media's events). The media is reached only through
+//! [`crate::app::engine::Media`].
+//!
 //! # Layers
 //!
 //! - The **records** (in memory, behind one `std::sync::Mutex`) are what the API shows and what
@@ -58,6 +67,7 @@ use crate::clock::{Clock, to_unix_ms};
 use crate::config::{Config, DtmfKeys};
 use crate::domain::call::{CallId, SupervisionId};
 use crate::domain::lifecycle::{AnswerTimeout, Refused};
+// NOTE(merge): TokenCache moves to app/tokens.rs (H-D); Notifying/Feed below to app/ (H-E).
 use crate::http::access::TokenCache;
 use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
 use crate::store::{ColumnEnum as _, Store, StoreError, StoreExt as _};
