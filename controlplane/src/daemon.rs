@@ -6,6 +6,7 @@
 //! caller), so tests can run several daemons in one process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,10 +14,19 @@ use anyhow::{Context as _, anyhow};
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
-use crate::app::state::AppState;
+use dataplane::engine::{
+    Backend, CallId, CallMedia, Engine, EngineError, EngineEvent, LegSpec, LegStats,
+    SupervisorMedia,
+};
+use dataplane::media::matrix::{LegId, Mode};
+
+use crate::app::engine::Media;
+use crate::app::state::{AppState, Settings};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::api::app_with_limits;
 use crate::http::listener::ConnectionCap;
+use crate::store::SqliteStore;
 
 /// How often the pump drains the engine's events (DTMF, media timeouts).
 const PUMP_PERIOD: Duration = Duration::from_millis(5);
@@ -64,6 +74,91 @@ fn pin_to(cores: &[usize]) {
     }
 }
 
+/// The daemon's state composed from `config` (docs/design.md §9: config → store → engine →
+/// app): the store it names, an engine started from it in a fresh registry, the control
+/// plane's gauges in the same registry, and the wall clock. The configuration should have
+/// been validated.
+pub fn start_state(config: &Config) -> anyhow::Result<AppState> {
+    start_state_with(config, Arc::new(SystemClock))
+}
+
+/// [`start_state`] with another clock (tests: a [`crate::clock::ManualClock`]).
+pub fn start_state_with(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let path = &config.store.path;
+    let store = SqliteStore::open(path)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let registry = prometheus::Registry::new();
+    let engine =
+        Engine::start(config.engine_config(), &registry).context("cannot start the data plane")?;
+    let metrics = crate::metrics::Metrics::new(&registry)
+        .context("cannot register the control plane's metrics")?;
+    let state = AppState::new(
+        engine,
+        metrics,
+        Settings::from_config(config),
+        Arc::new(store),
+        clock,
+    )?;
+    // NOTE(merge): the admin bootstrap lives in `http::access` today; it moves with the token
+    // use cases (app/tokens.rs).
+    if let Some(token) =
+        crate::http::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
+    {
+        // Shown this once: only its hash is stored.
+        tracing::warn!(
+            "no admin token configured: generated one, shown only now; use it as \
+             `Authorization: Bearer {}` (or set [auth] admin_token / EARSHOT_ADMIN_TOKEN)",
+            token.expose()
+        );
+    }
+    Ok(state)
+}
+
+/// The data-plane engine is the media of the use cases (the port of docs/design.md §9).
+impl Media for Engine {
+    fn create_call(&self, customer: LegSpec, agent: LegSpec) -> Result<CallMedia, EngineError> {
+        Engine::create_call(self, customer, agent)
+    }
+    fn delete_call(&self, call: CallId) -> Result<(), EngineError> {
+        Engine::delete_call(self, call)
+    }
+    fn add_supervisor(
+        &self,
+        call: CallId,
+        spec: LegSpec,
+        beep: bool,
+    ) -> Result<SupervisorMedia, EngineError> {
+        Engine::add_supervisor(self, call, spec, beep)
+    }
+    fn remove_supervisor(&self, call: CallId, leg: LegId) -> Result<(), EngineError> {
+        Engine::remove_supervisor(self, call, leg)
+    }
+    fn set_mode(&self, call: CallId, leg: LegId, mode: Mode) -> Result<(), EngineError> {
+        Engine::set_mode(self, call, leg, mode)
+    }
+    fn set_remote(&self, call: CallId, leg: LegId, remote: SocketAddr) -> Result<(), EngineError> {
+        Engine::set_remote(self, call, leg, remote)
+    }
+    fn set_held(&self, call: CallId, leg: LegId, held: bool) -> Result<(), EngineError> {
+        Engine::set_held(self, call, leg, held)
+    }
+    fn leg_stats(&self, call: CallId, leg: LegId) -> Option<LegStats> {
+        Engine::leg_stats(self, call, leg)
+    }
+    fn drain_events(&self, out: &mut Vec<EngineEvent>) {
+        Engine::drain_events(self, out)
+    }
+    fn backend(&self) -> Backend {
+        Engine::backend(self)
+    }
+    fn calls(&self) -> usize {
+        Engine::calls(self)
+    }
+    fn shutdown(&self) {
+        Engine::shutdown(self)
+    }
+}
+
 /// Starts a daemon and returns once its HTTP listener is bound (connections queue from then
 /// on).
 pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
@@ -85,7 +180,7 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
         fd_limit = cap.fd_limit,
         "HTTP connection cap"
     );
-    let state = AppState::start(&config)?;
+    let state = start_state(&config)?;
     // Keep the control plane off the data plane's cores: its threads run on the cores no
     // worker is pinned to (when there are any).
     let control_cores = control_cores(config.engine.cores.as_deref());

@@ -4,7 +4,7 @@
 //! like every other end's (docs/design.md §2); this module only writes them. Open calls are
 //! ended (their media did not survive the process).
 
-use crate::app::state::new_audit;
+use crate::app::supervisions::new_audit;
 use crate::clock::{from_unix_ms, to_unix_ms};
 use crate::domain::agents::UserId;
 use crate::domain::call::{CallId, SupervisionId};

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::app::state::AppState;
 use crate::clock::{from_unix_ms, to_unix_ms};
-use crate::domain::call::quote;
+use crate::domain::ids::quote;
 use crate::domain::webhooks::{self, Attempt, Next, Secret};
 use crate::store::{
     DeliveryRecord, Event, EventId, EventScope, NewEvent, Reads, StoreError, StoreExt as _, UnixMs,

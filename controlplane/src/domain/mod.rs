@@ -4,5 +4,6 @@ pub mod agents;
 pub mod auth;
 pub mod call;
 pub mod groups;
+pub mod ids;
 pub mod lifecycle;
 pub mod webhooks;

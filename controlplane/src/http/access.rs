@@ -20,11 +20,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataplane::media::matrix::Mode;
 
+use crate::app::random::random_id;
 use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
 use crate::domain::agents::UserId;
 use crate::domain::auth::{self, Denied, EndpointClass, Role, Token};
-use crate::domain::call::{FromBody, quote, random_id};
+use crate::domain::ids::quote;
+use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::store::{
     self, NewAudit, Store, StoreError, StoreExt as _, TokenRecord, UnixMs, UserRecord, Writes,
@@ -682,7 +684,7 @@ pub struct Rights {
     pub admin: bool,
 }
 
-impl crate::domain::call::PlainBody for Rights {}
+impl crate::http::bodies::PlainBody for Rights {}
 
 /// `PUT /v1/groups/{id}/members/{user}`.
 #[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize)]
@@ -692,4 +694,4 @@ pub struct Membership {
     pub can_leave: bool,
 }
 
-impl crate::domain::call::PlainBody for Membership {}
+impl crate::http::bodies::PlainBody for Membership {}

@@ -16,16 +16,17 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::app::rights::Requester;
-use crate::app::state::{
-    AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
-};
+use crate::app::state::{AppState, PAGE_DEFAULT, StateError};
+use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
 use crate::domain::call::{
-    CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
-    SupervisionId, SupervisorEvent, quote,
+    CallEvent, CallId, ModeChange, NewCall, NewSupervision, Party, RemoteChange, SupervisionId,
+    SupervisorEvent,
 };
+use crate::domain::ids::quote;
 use crate::http::access::{
     self, Administration, Authorized, Principal, Read, Signalling, Supervision,
 };
+use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;

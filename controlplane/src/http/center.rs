@@ -20,14 +20,16 @@ use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
 use crate::domain::agents::{AgentState, PauseReason, Platform, UserId};
 use crate::domain::auth::Role;
-use crate::domain::call::{FromBody, PlainBody, parse_registered_number, quote};
+use crate::domain::call::parse_registered_number;
 use crate::domain::groups::{
     GroupEvent, GroupId, GroupKind, MemberFilter, MemberView, Presence, RingingCallView,
 };
+use crate::domain::ids::quote;
 use crate::http::access::{
     Administration, AgentSelf, Authorized, Console, Membership, Principal, Read, Rights, Signalling,
 };
 use crate::http::api::{Body, Visibility, blocking_api as blocking, token_user};
+use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::error::ApiError;
 use crate::http::json::JsonU32;
 use crate::store::{self, ColumnEnum as _, Store, StoreExt as _};
@@ -231,7 +233,7 @@ impl FromBody for NewGroup {
             Some(id) => GroupId::parse(&id)
                 .map_err(|e| ApiError::invalid_body(format!("id: {}: {e}", quote(&id))))?,
             None => {
-                let id = crate::domain::call::random_id("grp-")?;
+                let id = crate::app::random::random_id("grp-")?;
                 GroupId::parse(&id).map_err(|e| ApiError::internal(e.to_string()))?
             }
         };

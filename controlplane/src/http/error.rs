@@ -14,8 +14,12 @@ use crate::app::center::CenterError;
 use crate::app::events::EventsError;
 use crate::app::state::StateError;
 use crate::app::webhooks::WebhookError;
+use crate::app::random::RandomError;
+use crate::domain::call::InputError;
 use crate::domain::groups::GroupError;
+use crate::domain::ids::IdError;
 use crate::domain::lifecycle::Refused;
+use crate::domain::lifecycle::ValidationAlert;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +116,36 @@ impl From<EngineError> for ApiError {
                 ApiError::internal(format!("data plane: {message}"))
             }
         }
+    }
+}
+
+impl From<IdError> for ApiError {
+    /// An id not of the form the appliance hands out names nothing.
+    fn from(err: IdError) -> ApiError {
+        ApiError::not_found(err.to_string())
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            InputError::Body(_) => ApiError::invalid_body(message),
+            InputError::Address(_) => ApiError::invalid_address(message),
+            InputError::Mode(_) => ApiError::invalid_mode(message),
+            InputError::Event(_) => ApiError::invalid_event(message),
+            // docs/design.md §2 `validation`: its own code, the rule's words.
+            InputError::Validation(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ValidationAlert::CODE, message)
+            }
+            InputError::Id(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<RandomError> for ApiError {
+    fn from(err: RandomError) -> ApiError {
+        ApiError::internal(err.to_string())
     }
 }
 

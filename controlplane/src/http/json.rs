@@ -124,7 +124,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate key {}",
-                    crate::domain::call::quote(&key)
+                    crate::domain::ids::quote(&key)
                 )));
             }
             let UniqueKeysValue(value) = map.next_value()?;

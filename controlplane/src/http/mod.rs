@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod bodies;
 pub mod center;
 pub mod error;
 pub mod events;

@@ -11,7 +11,8 @@ use crate::app::state::AppState;
 use crate::app::webhooks::{
     self, EVENT_TYPES_MAX, NewWebhook, URL_LEN_MAX, WebhookChange, WebhookRecord,
 };
-use crate::domain::call::{FromBody, quote};
+use crate::domain::ids::quote;
+use crate::http::bodies::FromBody;
 use crate::domain::webhooks::{Secret, is_event_type_pattern};
 use crate::http::access::{Administration, Authorized};
 use crate::http::api::{Body, blocking_api as blocking};

@@ -65,7 +65,7 @@ impl Harness {
     pub fn new(config: &Config) -> Harness {
         config.validate().unwrap();
         let clock = Arc::new(ManualClock::new(T0_MS));
-        let state = AppState::start_with(config, clock.clone()).unwrap();
+        let state = controlplane::daemon::start_state_with(config, clock.clone()).unwrap();
         Harness {
             app: app(state.clone()),
             state,

@@ -4,7 +4,7 @@
 use dataplane::media::matrix::Mode;
 
 use crate::domain::agents::UserId;
-use crate::domain::call::{CallId, SupervisionId, quote};
+use crate::domain::ids::{CallId, SupervisionId, quote};
 
 use super::alerts::{AbortCause, AbortReason, AlertKind, FailReason};
 use super::checks::{check_call_state, check_rights};

@@ -1,0 +1,331 @@
+//! What the API shows of calls, supervisions, alerts and audit records, built from the
+//! records (and the media's live statistics) under the records lock.
+
+use std::net::SocketAddr;
+
+use dataplane::engine::{self, LegStats};
+use dataplane::media::call::DropReason;
+use dataplane::media::matrix::{LegId, Mode};
+use serde::{Deserialize, Serialize};
+
+use crate::app::records::*;
+use crate::app::state::{AppState, StateError};
+use crate::domain::call::{CallId, Flag, SupervisionId};
+use crate::store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    Active,
+    Ended,
+}
+
+/// A supervision's state as the API shows it: derived from its session (docs/design.md §2).
+pub use crate::domain::lifecycle::SupervisionState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Flags {
+    pub on_hold: bool,
+    pub consult: bool,
+    pub secure_payment: bool,
+    pub conference: bool,
+}
+
+impl Flags {
+    pub(super) fn slot(&mut self, flag: Flag) -> &mut bool {
+        match flag {
+            Flag::OnHold => &mut self.on_hold,
+            Flag::Consult => &mut self.consult,
+            Flag::SecurePayment => &mut self.secure_payment,
+            Flag::Conference => &mut self.conference,
+        }
+    }
+}
+
+/// Which parties of a call have hung up (the call ends when both have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct HungUp {
+    pub customer: bool,
+    pub agent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StatsView {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub packets_dropped: u64,
+    /// `packets_dropped` by reason (docs/api.md, "Metrics": the media reasons).
+    #[serde(default)]
+    pub dropped: DroppedView,
+}
+
+/// A leg's drops by reason, as a JSON object with one count per media drop reason (every
+/// reason present, zero included, so clients need no defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DroppedView(pub [u64; DropReason::COUNT]);
+
+impl DroppedView {
+    /// The count for `reason`.
+    pub fn of(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()]
+    }
+}
+
+impl Serialize for DroppedView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(DropReason::COUNT))?;
+        for reason in DropReason::ALL {
+            map.serialize_entry(reason.as_str(), &self.of(reason))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for DroppedView {
+    /// Reasons this build does not know are ignored and missing ones are zero, so records
+    /// written by another version still load.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(DroppedView(
+            DropReason::ALL.map(|r| map.get(r.as_str()).copied().unwrap_or(0)),
+        ))
+    }
+}
+
+impl From<LegStats> for StatsView {
+    fn from(s: LegStats) -> StatsView {
+        StatsView {
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            packets_lost: s.packets_lost,
+            jitter_ms: s.jitter_ms,
+            packets_dropped: s.packets_dropped,
+            dropped: DroppedView(s.dropped),
+        }
+    }
+}
+
+/// Where a leg's remote address came from (docs/media.md, Source checking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteSource {
+    /// Given by the softswitch (the create request, or `PATCH …/legs/{party}`): strict source.
+    Configured,
+    /// Not given: the leg latched to the first source it heard and is locked to it.
+    Latched,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegView {
+    /// `null` for a supervisor's leg whose media is not connected (yet, or ever).
+    pub local: Option<SocketAddr>,
+    /// The party's address: configured, or latched; `null` while a latching leg has heard
+    /// nothing.
+    pub remote: Option<SocketAddr>,
+    /// How `remote` was learnt; `null` with it.
+    pub remote_source: Option<RemoteSource>,
+    pub codec: &'static str,
+    /// The party is on hold (`hold` call event): its silence is judged by
+    /// `media.silent_timeout_secs`, not `media.timeout_secs`.
+    pub held: bool,
+    pub stats: StatsView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegsView {
+    pub customer: LegView,
+    pub agent: LegView,
+}
+
+/// A call as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallView {
+    pub id: CallId,
+    pub state: CallState,
+    pub direction: &'static str,
+    pub agent_id: Option<String>,
+    pub web: bool,
+    pub agent_answered: bool,
+    pub flags: Flags,
+    pub hung_up: HungUp,
+    pub legs: LegsView,
+    /// Every supervision of the call, open and ended, oldest first.
+    pub supervisions: Vec<SupervisionId>,
+    pub created_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+}
+
+/// A supervision as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupervisionView {
+    pub id: SupervisionId,
+    pub call_id: CallId,
+    pub state: SupervisionState,
+    /// The current mode (`listen` until media connects), or the last one once ended.
+    pub mode: &'static str,
+    /// Why it failed (state `failed`): `agent_not_ready`, `no_call_to_monitor`, …
+    pub failure: Option<String>,
+    /// Why it was aborted (state `aborted`): `agent_held_call`, …, `call_deleted`, `restart`.
+    pub abort: Option<String>,
+    pub supervisor_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub registered_number: Option<String>,
+    pub beep: bool,
+    /// Follows the agent to their next calls; `call_id` is the call attached last.
+    pub persistent: bool,
+    pub leg: LegView,
+    pub created_at_ms: u64,
+    /// When the supervisor's leg was answered (media connected, or the no-call message).
+    pub started_at_ms: Option<u64>,
+    pub ended_at_ms: Option<u64>,
+}
+
+/// An alert record (SPEC §2) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub kind: String,
+    pub text: String,
+    pub reason: Option<String>,
+    pub supervision_id: Option<String>,
+    pub call_id: Option<String>,
+    pub at_ms: i64,
+}
+
+impl From<store::AlertRecord> for AlertView {
+    fn from(a: store::AlertRecord) -> AlertView {
+        AlertView {
+            id: a.id.0,
+            kind: a.kind,
+            text: a.text,
+            reason: a.reason,
+            supervision_id: a.supervision_id,
+            call_id: a.call_id,
+            at_ms: a.at.0,
+        }
+    }
+}
+
+/// An audit record (SPEC §4) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditView {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub supervision_id: Option<String>,
+    pub call_id: Option<String>,
+    pub mode: Option<&'static str>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl From<store::AuditRecord> for AuditView {
+    fn from(a: store::AuditRecord) -> AuditView {
+        AuditView {
+            id: a.id.0,
+            at_ms: a.at.0,
+            actor: a.actor,
+            action: a.action,
+            supervision_id: a.supervision_id,
+            call_id: a.call_id,
+            mode: a.mode.map(Mode::as_str),
+            outcome: a.outcome,
+            detail: a.detail,
+        }
+    }
+}
+
+impl AppState {
+    pub(super) fn leg_view(
+        &self,
+        live: Option<(engine::CallId, LegId)>,
+        record: &LegRecord,
+    ) -> LegView {
+        let stats = record
+            .final_stats
+            .or_else(|| {
+                live.and_then(|(call, leg)| self.inner.engine.leg_stats(call, leg))
+                    .map(StatsView::from)
+            })
+            .unwrap_or_default();
+        LegView {
+            local: record.local,
+            remote: record.remote,
+            remote_source: record.remote.map(|_| {
+                if record.latched {
+                    RemoteSource::Latched
+                } else {
+                    RemoteSource::Configured
+                }
+            }),
+            codec: record.codec.name(),
+            held: record.held,
+            stats,
+        }
+    }
+
+    pub(super) fn call_view(&self, id: CallId, call: &CallRecord) -> CallView {
+        let live = |leg| call.engine.map(|c| (c, leg));
+        CallView {
+            id,
+            state: call.state,
+            direction: call.direction.as_str(),
+            agent_id: call.agent_id.clone(),
+            web: call.web,
+            agent_answered: call.agent_answered,
+            flags: call.flags,
+            hung_up: call.hung_up,
+            legs: LegsView {
+                customer: self.leg_view(live(LegId::CUSTOMER), &call.customer),
+                agent: self.leg_view(live(LegId::AGENT), &call.agent),
+            },
+            supervisions: call.supervisions.clone(),
+            created_at_ms: call.created_at_ms,
+            ended_at_ms: call.ended_at_ms,
+        }
+    }
+
+    pub(super) fn supervision_view(
+        &self,
+        id: SupervisionId,
+        sup: &SupervisionRecord,
+    ) -> SupervisionView {
+        SupervisionView {
+            id,
+            call_id: sup.call,
+            state: sup.state,
+            mode: sup.mode.as_str(),
+            failure: sup.failure.clone(),
+            abort: sup.abort.clone(),
+            supervisor_id: sup.supervisor_id.clone(),
+            agent_id: sup.agent_id.clone(),
+            registered_number: sup.registered_number.clone(),
+            beep: sup.beep,
+            persistent: sup.persistent,
+            leg: self.leg_view(sup.media, &sup.leg),
+            created_at_ms: sup.created_at_ms,
+            started_at_ms: sup.started_at_ms,
+            ended_at_ms: sup.ended_at_ms,
+        }
+    }
+
+    pub(super) fn call_view_of(&self, r: &Records, id: CallId) -> Result<CallView, StateError> {
+        Ok(self.call_view(id, r.call(id)?))
+    }
+
+    pub(super) fn supervision_view_of(
+        &self,
+        r: &Records,
+        id: SupervisionId,
+    ) -> Result<SupervisionView, StateError> {
+        Ok(self.supervision_view(id, r.supervision(id)?))
+    }
+}
