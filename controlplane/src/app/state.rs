@@ -55,6 +55,7 @@ use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::app::tokens::TokenCache;
 use crate::clock::{Clock, SystemClock, from_unix_ms, to_unix_ms};
 use crate::config::{Config, DtmfAction, DtmfKeys};
 use crate::domain::call::{
@@ -65,7 +66,6 @@ use crate::domain::lifecycle::{
     self, AgentId, AnswerTimeout, AuditAction, CallFacts, CallKind, Direction, HangupParty, Input,
     Output, Refused, Session, SessionScope, Start, SupervisorId,
 };
-use crate::http::access::TokenCache;
 use crate::metrics::{ALERT_KIND_ABORTED, Metrics};
 use crate::store::{
     self, AlertId, AuditId, ColumnEnum as _, EventScope, NewAlert, NewAudit, NewEvent,
@@ -1052,7 +1052,7 @@ impl AppState {
             clock,
         )?;
         if let Some(token) =
-            crate::http::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
+            crate::app::tokens::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
         {
             // Shown this once: only its hash is stored.
             tracing::warn!(

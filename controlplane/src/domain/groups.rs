@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::Serialize;
 
 use crate::domain::agents::check_label;
-pub use crate::domain::agents::{InvalidValue, UserId};
+pub use crate::domain::ids::{GroupId, InvalidValue, UserId};
 
 /// Groups in a directory.
 pub const GROUPS_MAX: usize = 10_000;
@@ -56,12 +56,6 @@ pub const TAKEN_CALLS_REMEMBERED_MAX: usize = 1_024;
 pub const LABEL_LEN_MAX: usize = 128;
 
 const LABEL_TOO_LONG: &str = "must be at most 128 characters";
-
-crate::domain::agents::text_id!(
-    /// A supervision group's identifier; the same alphabet as a [`UserId`].
-    GroupId,
-    "group id"
-);
 
 /// `standard`: members are always in the group when connected and cannot join or leave;
 /// `mutual_aid`: members join and leave at will, within the admin's limits.

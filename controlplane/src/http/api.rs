@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
+use crate::app::rights;
 use crate::app::state::{
     AlertView, AppState, AuditView, CallView, LegView, PAGE_DEFAULT, StateError, SupervisionView,
 };
@@ -22,10 +23,9 @@ use crate::domain::call::{
     CallEvent, CallId, FromBody, ModeChange, NewCall, NewSupervision, Party, RemoteChange,
     SupervisionId, SupervisorEvent, quote,
 };
-use crate::http::access::{
-    self, Administration, Authorized, Principal, Read, Signalling, Supervision,
-};
+use crate::http::access::{Administration, Authorized, Principal, Read, Signalling, Supervision};
 use crate::http::error::ApiError;
+use crate::http::tokens;
 use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
@@ -431,7 +431,7 @@ async fn create_supervision(
                 let detail = format!("forbidden: supervisor_id {named} is not the caller");
                 let who = principal.clone();
                 blocking_api(state, move |s| {
-                    access::audit(s, &who, Some(&id.to_string()), detail)
+                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)?)
                 })
                 .await?;
                 return Err(ApiError::new(
@@ -451,7 +451,7 @@ async fn create_supervision(
     }
     let sup = blocking_api(state, move |s| {
         let call = s.call(id)?;
-        let checked = access::check_supervision(
+        let checked = rights::check_supervision(
             s,
             &principal,
             call.agent_id.as_deref(),
@@ -489,7 +489,7 @@ fn check_existing(
         return Ok(());
     }
     let mode = mode.unwrap_or(Mode::Listen);
-    let checked = access::check_supervision(
+    let checked = rights::check_supervision(
         s,
         principal,
         sup.agent_id.as_deref(),
@@ -504,7 +504,7 @@ fn check_existing(
     if checked.is_err() && !Visibility::of(principal).supervision(s, &sup) {
         return Err(StateError::SupervisionNotFound(id).into());
     }
-    checked
+    Ok(checked?)
 }
 
 async fn list_supervisions(
@@ -645,16 +645,16 @@ async fn list_audit(
 
 #[derive(serde::Serialize)]
 struct Tokens {
-    tokens: Vec<access::TokenView>,
+    tokens: Vec<tokens::TokenView>,
 }
 
 async fn create_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
-    Body(req): Body<access::NewToken>,
-) -> ApiResult<(StatusCode, Json<access::NewTokenView>)> {
+    Body(req): Body<tokens::NewToken>,
+) -> ApiResult<(StatusCode, Json<tokens::NewTokenView>)> {
     let token = blocking_api(state, move |s| {
-        access::create_token(s, req.role, req.user_id, req.display_name)
+        tokens::create_token(s, req.role, req.user_id, req.display_name)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(token)))
@@ -664,7 +664,7 @@ async fn list_tokens(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Tokens>> {
-    let tokens = blocking_api(state, access::tokens).await?;
+    let tokens = blocking_api(state, tokens::tokens).await?;
     Ok(Json(Tokens { tokens }))
 }
 
@@ -684,9 +684,9 @@ async fn revoke_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
     TokenPath(id): TokenPath,
-) -> ApiResult<Json<access::TokenView>> {
+) -> ApiResult<Json<tokens::TokenView>> {
     Ok(Json(
-        blocking_api(state, move |s| access::revoke_token(s, &id)).await?,
+        blocking_api(state, move |s| tokens::revoke_token(s, &id)).await?,
     ))
 }
 

@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use dataplane::engine::EngineError;
 
 use crate::app::center::CenterError;
+use crate::app::rights::RightsError;
 use crate::app::state::StateError;
+use crate::app::tokens::TokenError;
 use crate::domain::groups::GroupError;
 use crate::domain::lifecycle::Refused;
 use crate::store::StoreError;
@@ -190,6 +192,28 @@ impl From<CenterError> for ApiError {
             CenterError::Store(e) => store_status(e),
         };
         ApiError::new(status, code, err.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> ApiError {
+        match err {
+            TokenError::UnknownToken(_) => ApiError::not_found(err.to_string()),
+            TokenError::Random(_) => ApiError::internal(err.to_string()),
+            TokenError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+/// A denial answers 403 with the [`crate::domain::auth::Denied`] code (docs/api.md, Errors).
+impl From<RightsError> for ApiError {
+    fn from(err: RightsError) -> ApiError {
+        match err {
+            RightsError::Denied(denied) => {
+                ApiError::new(StatusCode::FORBIDDEN, denied.code(), denied.to_string())
+            }
+            RightsError::Store(e) => ApiError::from(e),
+        }
     }
 }
 
