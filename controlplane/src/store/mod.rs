@@ -56,6 +56,8 @@ mod sqlite;
 
 use std::cell::Cell;
 
+use crate::domain::audit::{AuditAction, AuditOutcome};
+
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -294,11 +296,11 @@ pub trait Writes: Reads {
             let audit_id = self.append_audit(&NewAudit {
                 at: now,
                 actor: "system".to_owned(),
-                action: "supervision.abort".to_owned(),
+                action: AuditAction::SupervisionAbort.as_str().to_owned(),
                 supervision_id: Some(session.id.clone()),
                 call_id: session.call_id.clone(),
                 mode: Some(session.mode),
-                outcome: "aborted".to_owned(),
+                outcome: AuditOutcome::Aborted.as_str().to_owned(),
                 detail: Some(format!("reason {reason}; was {}", previous.state.as_str())),
             })?;
             let mut scope = EventScope::default();
