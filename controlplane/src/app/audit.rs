@@ -56,3 +56,45 @@ impl Audit {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_spells_the_stored_columns() {
+        let row = Audit::new(
+            UnixMs(7),
+            "user:sup-1",
+            AuditAction::SupervisionDenial,
+            AuditOutcome::Denied,
+        )
+        .supervision(Some("sup-x"))
+        .call(Some("call-1"))
+        .mode(Some(Mode::Barge))
+        .detail(Some("start: listen_only; agent ag-1".to_owned()))
+        .record();
+        assert_eq!(row.at, UnixMs(7));
+        assert_eq!(row.actor, "user:sup-1");
+        assert_eq!(row.action, "supervision.denial");
+        assert_eq!(row.outcome, "denied");
+        assert_eq!(row.supervision_id.as_deref(), Some("sup-x"));
+        assert_eq!(row.call_id.as_deref(), Some("call-1"));
+        assert_eq!(row.mode, Some(Mode::Barge));
+        let bare = Audit::new(
+            UnixMs(1),
+            "system",
+            AuditAction::GrantRevoke,
+            AuditOutcome::Ok,
+        )
+        .record();
+        assert_eq!(
+            (bare.action.as_str(), bare.outcome.as_str()),
+            ("grant.revoke", "ok")
+        );
+        assert_eq!(
+            (bare.supervision_id, bare.call_id, bare.mode, bare.detail),
+            (None, None, None, None)
+        );
+    }
+}
