@@ -204,8 +204,8 @@ pub(super) async fn join_or_leave(
     .map(Events::json)
 }
 
-/// A supervisor acts on an agent only if the agent is in a group they supervise (docs/design.md §4);
-/// admins on any.
+/// A supervisor acts on an agent only if the agent is in a group they supervise
+/// (docs/design.md §4); admins on any.
 pub(super) fn check_supervises(
     s: &AppState,
     principal: &Principal,

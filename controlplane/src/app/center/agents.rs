@@ -76,7 +76,7 @@ impl Center {
     }
 
     /// A state change: the agent's own (`forced_by: None`) or a supervisor's forced one; the
-    /// same rules (SPEC §3). Who may force is the caller's check.
+    /// same rules (docs/design.md §3). Who may force is the caller's check.
     pub fn change_state(
         &self,
         store: &dyn Store,

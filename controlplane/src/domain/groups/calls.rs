@@ -57,7 +57,7 @@ impl Directory {
     }
 
     /// A supervisor of one of `member`'s groups cancels their forwarding: `forwarded` becomes
-    /// `logged_in` (no admin right needed, SPEC §3).
+    /// `logged_in` (no admin right needed, docs/design.md §3).
     pub fn cancel_forwarding(
         &mut self,
         actor: &UserId,

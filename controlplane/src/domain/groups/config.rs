@@ -6,9 +6,9 @@ use super::*;
 impl Directory {
     // ----- configuration (company admin) -----
 
-    /// Adds a user or updates their display name and number (seed 000: members are shown and
-    /// searched by both; `None`: no number registered). A new user is `offline` with an idle
-    /// line.
+    /// Adds a user or updates their display name and number (docs/design.md §3: members are
+    /// shown and searched by both; `None`: no number registered). A new user is `offline` with
+    /// an idle line.
     pub fn upsert_user(
         &mut self,
         user: UserId,
