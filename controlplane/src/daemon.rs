@@ -102,7 +102,7 @@ pub fn start_state_with(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     // NOTE(merge): the admin bootstrap lives in `http::access` today; it moves with the token
     // use cases (app/tokens.rs).
     if let Some(token) =
-        crate::http::access::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
+        crate::app::tokens::bootstrap_admin(&state, config.auth.admin_token.as_deref())?
     {
         // Shown this once: only its hash is stored.
         tracing::warn!(

@@ -78,7 +78,7 @@ fn harness() -> (Harness, Arc<FailingStore>) {
         clock.clone(),
     )
     .unwrap();
-    controlplane::http::access::bootstrap_admin(&state, Some(common::ADMIN_TOKEN)).unwrap();
+    controlplane::app::tokens::bootstrap_admin(&state, Some(common::ADMIN_TOKEN)).unwrap();
     let h = Harness {
         app: app(state.clone()),
         state,

@@ -478,7 +478,7 @@ async fn listen_only_rights_allow_listening_and_refuse_whisper_audited() {
 /// revoked one stops the start.
 #[test]
 fn the_bootstrap_admin_token() {
-    use controlplane::http::access::bootstrap_admin;
+    use controlplane::app::tokens::bootstrap_admin;
     use controlplane::store::{ColumnEnum as _, StoreExt as _};
 
     let mut cfg = common::config();

@@ -67,8 +67,7 @@ use crate::clock::{Clock, to_unix_ms};
 use crate::config::{Config, DtmfKeys};
 use crate::domain::call::{CallId, SupervisionId};
 use crate::domain::lifecycle::{AnswerTimeout, Refused};
-// NOTE(merge): TokenCache moves to app/tokens.rs (H-D); Notifying/Feed below to app/ (H-E).
-use crate::http::access::TokenCache;
+use crate::app::tokens::TokenCache;
 use crate::domain::lifecycle;
 use crate::metrics::Metrics;
 use crate::store::{ColumnEnum as _, Store, StoreError};

@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Longest [`UserId`], in bytes (ASCII only).
-pub const USER_ID_LEN_MAX: usize = 64;
+pub use crate::domain::ids::{InvalidValue, USER_ID_LEN_MAX, UserId};
+
 /// Longest [`PauseReason`], in characters: long enough for "training – new product", short
 /// enough to be a dashboard label.
 pub const PAUSE_REASON_LEN_MAX: usize = 64;
@@ -46,40 +46,6 @@ pub const PAUSE_REASON_LEN_MAX: usize = 64;
 pub const PAUSE_REASONS_TRACKED_MAX: usize = 16;
 /// Longest [`ChatMessage`] text, in characters.
 pub const CHAT_TEXT_LEN_MAX: usize = 2000;
-
-/// A client-supplied value that is not acceptable (stable code `invalid_value`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field}: {reason}")]
-pub struct InvalidValue {
-    /// What was being parsed, e.g. `"user id"`.
-    pub field: &'static str,
-    /// Why it was refused, in words a client can act on.
-    pub reason: &'static str,
-}
-
-impl InvalidValue {
-    /// The stable machine code the API reports.
-    pub fn code(&self) -> &'static str {
-        "invalid_value"
-    }
-}
-
-/// Whether `c` may appear in an identifier: ASCII letters, digits and `. _ - : @`, so an id is
-/// safe to log, to put in a URL path and to compare byte-wise.
-fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')
-}
-
-/// Checks an identifier: 1 to [`USER_ID_LEN_MAX`] characters of [`is_id_char`].
-pub(crate) fn check_id(field: &'static str, s: &str) -> Result<(), InvalidValue> {
-    if s.is_empty() || s.len() > USER_ID_LEN_MAX || !s.chars().all(is_id_char) {
-        return Err(InvalidValue {
-            field,
-            reason: "must be 1 to 64 characters among A-Z a-z 0-9 . _ - : @",
-        });
-    }
-    Ok(())
-}
 
 /// Checks a human label: non-empty once trimmed, at most `len_max` characters, no control
 /// characters (they would corrupt logs and consoles). Returns it trimmed.
@@ -110,62 +76,6 @@ pub(crate) fn check_label(
     }
     Ok(trimmed.to_owned())
 }
-
-/// Defines an identifier newtype over `String`, checked by [`check_id`] on every way in
-/// (`parse`, `TryFrom`, serde), named `$field` in its errors.
-macro_rules! text_id {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
-        $(#[$doc])*
-        #[derive(
-            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize,
-            ::serde::Deserialize,
-        )]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// 1 to [`USER_ID_LEN_MAX`](crate::domain::agents::USER_ID_LEN_MAX) characters among
-            /// `A-Z a-z 0-9 . _ - : @`.
-            pub fn parse(s: &str) -> Result<$name, $crate::domain::agents::InvalidValue> {
-                $crate::domain::agents::check_id($field, s)?;
-                Ok($name(s.to_owned()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = $crate::domain::agents::InvalidValue;
-
-            fn try_from(s: String) -> Result<$name, $crate::domain::agents::InvalidValue> {
-                $crate::domain::agents::check_id($field, &s)?;
-                Ok($name(s))
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl ::core::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-pub(crate) use text_id;
-
-text_id!(
-    /// A user of the appliance (agent, supervisor, admin) as the rest of the control plane names
-    /// them. A newtype so an agent id is never confused with a case or a call id (STYLE.md 10).
-    UserId,
-    "user id"
-);
 
 /// Why an agent is on pause. A validated free label rather than a fixed enum, because each
 /// campaign defines its own reasons ("lunch", "training", "coaching"…); 1 to

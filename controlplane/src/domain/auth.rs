@@ -101,6 +101,11 @@ impl Token {
     }
 }
 
+/// A new random record id, `prefix` then 16 hex digits (a token's id, never its secret).
+pub fn random_id(prefix: &str) -> Result<String, getrandom::Error> {
+    getrandom::u64().map(|n| format!("{prefix}{n:016x}"))
+}
+
 /// A configured token that is too short or has spaces or control characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a token must be at least 32 printable characters without spaces")]
@@ -174,6 +179,34 @@ pub fn allowed(role: Role, class: EndpointClass) -> bool {
         (Role::Supervisor, C::Supervision | C::Console | C::Read) => true,
         (Role::Agent, C::AgentSelf | C::Read) => true,
         _ => false,
+    }
+}
+
+/// Who is calling: the token's user (none for service and bootstrap tokens), its roles and the
+/// token's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Option<String>,
+    /// A token acts with its own role only.
+    pub roles: Vec<Role>,
+    pub token_id: String,
+}
+
+impl Principal {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has(Role::Admin)
+    }
+
+    /// The audit log's actor: `user:<id>`, else `token:<id>`.
+    pub fn actor(&self) -> String {
+        match &self.user_id {
+            Some(user) => format!("user:{user}"),
+            None => format!("token:{}", self.token_id),
+        }
     }
 }
 

@@ -1,5 +1,8 @@
-//! The identifiers the appliance hands out, each parsed by one rule (docs/design.md §9): the
-//! exact form it was handed out in, anything else naming nothing.
+//! The identifiers of the control plane, each parsed by one rule (docs/design.md §9): the ids
+//! the appliance hands out ([`CallId`], [`SupervisionId`]) in the exact form they were handed
+//! out in, anything else naming nothing; a [`UserId`] names an agent, a supervisor, an admin or
+//! a token's owner everywhere, with one parse rule; a [`GroupId`] a supervision group
+//! (docs/design.md §3).
 
 use core::fmt;
 use core::str::FromStr;
@@ -80,6 +83,106 @@ id_type!(
     SupervisionId, "s_", "supervision"
 );
 
+/// Longest [`UserId`], in bytes (ASCII only).
+pub const USER_ID_LEN_MAX: usize = 64;
+
+/// A client-supplied value that is not acceptable (stable code `invalid_value`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidValue {
+    /// What was being parsed, e.g. `"user id"`.
+    pub field: &'static str,
+    /// Why it was refused, in words a client can act on.
+    pub reason: &'static str,
+}
+
+impl InvalidValue {
+    /// The stable machine code the API reports.
+    pub fn code(&self) -> &'static str {
+        "invalid_value"
+    }
+}
+
+/// Whether `c` may appear in an identifier: ASCII letters, digits and `. _ - : @`, so an id is
+/// safe to log, to put in a URL path and to compare byte-wise.
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')
+}
+
+/// Checks an identifier: 1 to [`USER_ID_LEN_MAX`] characters of [`is_id_char`]. The one rule
+/// of every id of this module.
+pub(crate) fn check_id(field: &'static str, s: &str) -> Result<(), InvalidValue> {
+    if s.is_empty() || s.len() > USER_ID_LEN_MAX || !s.chars().all(is_id_char) {
+        return Err(InvalidValue {
+            field,
+            reason: "must be 1 to 64 characters among A-Z a-z 0-9 . _ - : @",
+        });
+    }
+    Ok(())
+}
+
+/// Defines an identifier newtype over `String`, checked by [`check_id`] on every way in
+/// (`parse`, `TryFrom`, serde), named `$field` in its errors.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// 1 to [`USER_ID_LEN_MAX`](crate::domain::ids::USER_ID_LEN_MAX) characters among
+            /// `A-Z a-z 0-9 . _ - : @`.
+            pub fn parse(s: &str) -> Result<$name, $crate::domain::ids::InvalidValue> {
+                $crate::domain::ids::check_id($field, s)?;
+                Ok($name(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::domain::ids::InvalidValue;
+
+            fn try_from(s: String) -> Result<$name, $crate::domain::ids::InvalidValue> {
+                $crate::domain::ids::check_id($field, &s)?;
+                Ok($name(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// A user of the appliance (agent, supervisor, admin, a token's owner) as the whole control
+    /// plane names them. A newtype so an agent id is never confused with a case or a call id
+    /// (docs/design.md §9).
+    UserId,
+    "user id"
+);
+
+text_id!(
+    /// A supervision group's identifier; the same alphabet as a [`UserId`].
+    GroupId,
+    "group id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +211,18 @@ mod tests {
     fn quotes_are_bounded() {
         let long = "x".repeat(10_000);
         assert!(quote(&long).len() < 100);
+    }
+
+    #[test]
+    fn one_rule_for_every_user_id() {
+        for bad in ["", "a b", "é", &"x".repeat(65), "a/b", "a\nb"] {
+            assert_eq!(UserId::parse(bad).unwrap_err().code(), "invalid_value");
+            assert!(UserId::try_from(bad.to_owned()).is_err());
+            assert!(serde_json::from_value::<UserId>(serde_json::json!(bad)).is_err());
+        }
+        let id = UserId::parse("sup.1@site-a:7_x").unwrap();
+        assert_eq!(id.as_str(), "sup.1@site-a:7_x");
+        assert!(UserId::parse(&"x".repeat(64)).is_ok());
+        assert_eq!(serde_json::to_value(&id).unwrap(), "sup.1@site-a:7_x");
     }
 }

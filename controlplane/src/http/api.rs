@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
-use crate::app::rights::Requester;
+use crate::app::rights::{self, Requester};
 use crate::app::state::{AppState, PAGE_DEFAULT, StateError};
 use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
 use crate::domain::call::{
@@ -23,11 +23,10 @@ use crate::domain::call::{
     SupervisorEvent,
 };
 use crate::domain::ids::quote;
-use crate::http::access::{
-    self, Administration, Authorized, Principal, Read, Signalling, Supervision,
-};
+use crate::http::access::{Administration, Authorized, Principal, Read, Signalling, Supervision};
 use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
+use crate::http::tokens;
 use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
@@ -433,7 +432,7 @@ async fn create_supervision(
                 let detail = format!("forbidden: supervisor_id {named} is not the caller");
                 let who = principal.clone();
                 blocking_api(state, move |s| {
-                    access::audit(s, &who, Some(&id.to_string()), detail)
+                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)?)
                 })
                 .await?;
                 return Err(ApiError::new(
@@ -491,7 +490,7 @@ fn check_existing(
         return Ok(());
     }
     let mode = mode.unwrap_or(Mode::Listen);
-    let checked = access::check_supervision(
+    let checked = rights::check_supervision(
         s,
         principal,
         sup.agent_id.as_deref(),
@@ -506,7 +505,7 @@ fn check_existing(
     if checked.is_err() && !Visibility::of(principal).supervision(s, &sup) {
         return Err(StateError::SupervisionNotFound(id).into());
     }
-    checked
+    Ok(checked?)
 }
 
 async fn list_supervisions(
@@ -647,16 +646,16 @@ async fn list_audit(
 
 #[derive(serde::Serialize)]
 struct Tokens {
-    tokens: Vec<access::TokenView>,
+    tokens: Vec<tokens::TokenView>,
 }
 
 async fn create_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
-    Body(req): Body<access::NewToken>,
-) -> ApiResult<(StatusCode, Json<access::NewTokenView>)> {
+    Body(req): Body<tokens::NewToken>,
+) -> ApiResult<(StatusCode, Json<tokens::NewTokenView>)> {
     let token = blocking_api(state, move |s| {
-        access::create_token(s, req.role, req.user_id, req.display_name)
+        tokens::create_token(s, req.role, req.user_id, req.display_name)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(token)))
@@ -666,7 +665,7 @@ async fn list_tokens(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Tokens>> {
-    let tokens = blocking_api(state, access::tokens).await?;
+    let tokens = blocking_api(state, tokens::tokens).await?;
     Ok(Json(Tokens { tokens }))
 }
 
@@ -686,9 +685,9 @@ async fn revoke_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
     TokenPath(id): TokenPath,
-) -> ApiResult<Json<access::TokenView>> {
+) -> ApiResult<Json<tokens::TokenView>> {
     Ok(Json(
-        blocking_api(state, move |s| access::revoke_token(s, &id)).await?,
+        blocking_api(state, move |s| tokens::revoke_token(s, &id)).await?,
     ))
 }
 

@@ -12,10 +12,12 @@ use dataplane::engine::EngineError;
 
 use crate::app::center::CenterError;
 use crate::app::events::EventsError;
-use crate::app::state::StateError;
 use crate::app::webhooks::WebhookError;
 use crate::app::random::RandomError;
 use crate::domain::call::InputError;
+use crate::app::rights::RightsError;
+use crate::app::state::StateError;
+use crate::app::tokens::TokenError;
 use crate::domain::groups::GroupError;
 use crate::domain::ids::IdError;
 use crate::domain::lifecycle::Refused;
@@ -241,6 +243,16 @@ impl From<EventsError> for ApiError {
     }
 }
 
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> ApiError {
+        match err {
+            TokenError::UnknownToken(_) => ApiError::not_found(err.to_string()),
+            TokenError::Random(_) => ApiError::internal(err.to_string()),
+            TokenError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
 impl From<WebhookError> for ApiError {
     fn from(err: WebhookError) -> ApiError {
         let message = err.to_string();
@@ -251,6 +263,18 @@ impl From<WebhookError> for ApiError {
             }
             WebhookError::Random(_) => ApiError::internal(message),
             WebhookError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+/// A denial answers 403 with the [`crate::domain::auth::Denied`] code (docs/api.md, Errors).
+impl From<RightsError> for ApiError {
+    fn from(err: RightsError) -> ApiError {
+        match err {
+            RightsError::Denied(denied) => {
+                ApiError::new(StatusCode::FORBIDDEN, denied.code(), denied.to_string())
+            }
+            RightsError::Store(e) => ApiError::from(e),
         }
     }
 }

@@ -2,12 +2,17 @@
 //! (docs/design.md §9).
 
 pub mod access;
+pub mod agents;
 pub mod api;
 pub mod bodies;
 pub mod center;
+pub mod console;
 pub mod error;
 pub mod events;
+pub mod groups;
 pub mod json;
 pub mod listener;
 pub mod openapi;
 pub mod webhooks;
+pub mod tokens;
+pub mod users;

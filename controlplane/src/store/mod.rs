@@ -57,6 +57,7 @@ mod sqlite;
 
 use std::cell::Cell;
 
+
 pub use records::*;
 pub use sqlite::SqliteStore;
 
