@@ -7,10 +7,10 @@ use dataplane::media::matrix::LegId;
 
 use crate::app::records::*;
 use crate::app::state::{AppState, StateError};
-use crate::domain::lifecycle::AbortCause;
 use crate::app::supervisions::*;
 use crate::app::views::*;
 use crate::domain::call::{CallEvent, CallId, Flag, NewCall, Party, SupervisionId};
+use crate::domain::lifecycle::AbortCause;
 use crate::domain::lifecycle::{Direction, HangupParty, Input, Refused};
 use crate::store::StoreExt as _;
 

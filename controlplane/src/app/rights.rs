@@ -14,8 +14,8 @@ use dataplane::media::matrix::Mode;
 use crate::app::audit::{Audit, AuditAction, AuditOutcome};
 use crate::app::state::AppState;
 use crate::clock::to_unix_ms;
-use crate::domain::auth::{self, Denied, GroupRights, Principal};
 use crate::domain::agents::UserId;
+use crate::domain::auth::{self, Denied, GroupRights, Principal};
 use crate::store::{Reads, Store, StoreError, StoreExt as _, UnixMs};
 
 /// Why a supervision was refused (its denial already audited), or the store failed.

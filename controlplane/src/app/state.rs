@@ -62,13 +62,13 @@ use tokio::sync::Notify;
 
 use crate::app::engine::Media;
 use crate::app::records::{Records, load};
+use crate::app::tokens::TokenCache;
 use crate::app::views::CallState;
 use crate::clock::{Clock, to_unix_ms};
 use crate::config::{Config, DtmfKeys};
 use crate::domain::call::{CallId, SupervisionId};
-use crate::domain::lifecycle::{AnswerTimeout, Refused};
-use crate::app::tokens::TokenCache;
 use crate::domain::lifecycle;
+use crate::domain::lifecycle::{AnswerTimeout, Refused};
 use crate::metrics::Metrics;
 use crate::store::{ColumnEnum as _, Store, StoreError};
 

@@ -8,17 +8,18 @@ use dataplane::engine::{self, LegSpec};
 use dataplane::media::matrix::Mode;
 use tokio::sync::Notify;
 
+use crate::app::audit::{Audit, AuditOutcome};
 use crate::app::records::*;
+use crate::app::rights::{self, Requester};
 use crate::app::state::{AppState, StateError, relock};
 use crate::app::views::*;
 use crate::clock::to_unix_ms;
+use crate::domain::agents::UserId;
 use crate::domain::call::{CallId, NewSupervision, SupervisionId, SupervisorEvent};
 use crate::domain::lifecycle::{
     self, AuditAction, AuditActor, HangupParty, Input, Output, Refused, Session, SessionScope,
     Start,
 };
-use crate::app::rights::{self, Requester};
-use crate::domain::agents::UserId;
 use crate::store::{NewAlert, NewAudit, StoreExt as _};
 
 /// One step of a session: an input, or its answer timeout.
@@ -29,13 +30,11 @@ pub(super) enum Step {
 
 /// The audit record of a session's output, as stored.
 pub(crate) fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
-    let (action, outcome) = match a.action {
-        AuditAction::Start => ("start", "ok"),
-        AuditAction::ModeChange => ("mode_change", "ok"),
-        AuditAction::Stop => ("stop", "ok"),
-        AuditAction::Denial => ("denial", "denied"),
-        AuditAction::Failure => ("failure", "failed"),
-        AuditAction::Abort => ("abort", "aborted"),
+    let outcome = match a.action {
+        AuditAction::SupervisionDenial => AuditOutcome::Denied,
+        AuditAction::SupervisionFailure => AuditOutcome::Failed,
+        AuditAction::SupervisionAbort => AuditOutcome::Aborted,
+        _ => AuditOutcome::Ok,
     };
     let mut detail = Vec::new();
     let actor = match a.actor {
@@ -54,16 +53,12 @@ pub(crate) fn new_audit(a: &lifecycle::AuditRecord) -> NewAudit {
             "system".to_owned()
         }
     };
-    NewAudit {
-        at: to_unix_ms(a.at_ms),
-        actor,
-        action: format!("supervision.{action}"),
-        supervision_id: Some(a.session.to_string()),
-        call_id: Some(a.call.to_string()),
-        mode: a.mode,
-        outcome: outcome.to_owned(),
-        detail: (!detail.is_empty()).then(|| detail.join("; ")),
-    }
+    Audit::new(to_unix_ms(a.at_ms), actor, a.action, outcome)
+        .supervision(Some(a.session))
+        .call(Some(a.call))
+        .mode(a.mode)
+        .detail((!detail.is_empty()).then(|| detail.join("; ")))
+        .record()
 }
 
 /// A user id of a call or a request, validated when it came in (domain/call.rs parses them
@@ -204,16 +199,18 @@ impl AppState {
             Err(refused) => {
                 // A web call: a denial, audited (SPEC §4) though nothing else is recorded.
                 self.inner.store.write(|w| {
-                    w.append_audit(&NewAudit {
-                        at: to_unix_ms(now),
-                        actor: actor(req.supervisor_id.as_deref().unwrap_or_default()),
-                        action: "supervision.denial".to_owned(),
-                        supervision_id: Some(id.to_string()),
-                        call_id: Some(call_id.to_string()),
-                        mode: None,
-                        outcome: "denied".to_owned(),
-                        detail: Some(refused.to_string()),
-                    })
+                    w.append_audit(
+                        &Audit::new(
+                            to_unix_ms(now),
+                            actor(req.supervisor_id.as_deref().unwrap_or_default()),
+                            AuditAction::SupervisionDenial,
+                            AuditOutcome::Denied,
+                        )
+                        .supervision(Some(id))
+                        .call(Some(call_id))
+                        .detail(Some(refused.to_string()))
+                        .record(),
+                    )
                 })?;
                 return Err(StateError::Refused {
                     supervision: id,
@@ -457,9 +454,9 @@ impl AppState {
             }
             if let Err(err) = self.media(engine_call, id, sup, &media) {
                 let what = match media {
-                    Output::ConnectMedia { .. } => "start",
-                    Output::SetMedia { .. } => "mode_change",
-                    _ => "disconnect",
+                    Output::ConnectMedia { .. } => AuditAction::SupervisionStart,
+                    Output::SetMedia { .. } => AuditAction::SupervisionModeChange,
+                    _ => AuditAction::SupervisionDisconnect,
                 };
                 self.audit_failed_media(id, sup, now, what, &err);
                 sup.session = Some(before);
@@ -618,19 +615,16 @@ impl AppState {
         id: SupervisionId,
         sup: &SupervisionRecord,
         now: u64,
-        what: &str,
+        action: AuditAction,
         err: &StateError,
     ) {
-        let record = NewAudit {
-            at: to_unix_ms(now),
-            actor: "system".to_owned(),
-            action: format!("supervision.{what}"),
-            supervision_id: Some(id.to_string()),
-            call_id: Some(sup.call.to_string()),
-            mode: None,
-            outcome: "failed".to_owned(),
-            detail: Some(format!("the media command was not carried out: {err}")),
-        };
+        let record = Audit::new(to_unix_ms(now), "system", action, AuditOutcome::Failed)
+            .supervision(Some(id))
+            .call(Some(sup.call))
+            .detail(Some(format!(
+                "the media command was not carried out: {err}"
+            )))
+            .record();
         if let Err(e) = self.inner.store.write(|w| w.append_audit(&record)) {
             tracing::error!(supervision = %id, err = %e, "cannot audit a failed media command");
         }

@@ -48,6 +48,13 @@ impl AuditAction {
     }
 }
 
+/// Serialised as its stored spelling (`supervision.start`, …).
+impl serde::Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// The `outcome` column of an audit row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditOutcome {

@@ -10,9 +10,9 @@ use crate::app::center::{AgentChange, AgentView};
 use crate::app::state::AppState;
 use crate::domain::agents::{AgentState, PauseReason, Platform};
 use crate::domain::ids::quote;
-use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::access::{AgentSelf, Authorized, Console, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
+use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{
     ApiResult, Events, Segments, acting_user, actor_id, center, check_supervises, join_or_leave,
     not_your_group, now, present,

@@ -13,12 +13,12 @@ use crate::http::center::{ApiResult, Events, Segments, acting_user, center, join
 use crate::http::error::ApiError;
 use axum::extract::Query;
 
-use crate::domain::ids::quote;
 use crate::domain::call::parse_registered_number;
-use crate::http::bodies::PlainBody;
 use crate::domain::groups::{MemberFilter, MemberView, RingingCallView};
 use crate::domain::ids::UserId;
+use crate::domain::ids::quote;
 use crate::http::access::{Authorized, Console, Principal, Signalling};
+use crate::http::bodies::PlainBody;
 
 /// `POST /v1/ringing`.
 #[derive(Debug, Deserialize)]

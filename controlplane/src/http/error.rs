@@ -12,12 +12,12 @@ use dataplane::engine::EngineError;
 
 use crate::app::center::CenterError;
 use crate::app::events::EventsError;
-use crate::app::webhooks::WebhookError;
 use crate::app::random::RandomError;
-use crate::domain::call::InputError;
 use crate::app::rights::RightsError;
 use crate::app::state::StateError;
 use crate::app::tokens::TokenError;
+use crate::app::webhooks::WebhookError;
+use crate::domain::call::InputError;
 use crate::domain::groups::GroupError;
 use crate::domain::ids::IdError;
 use crate::domain::lifecycle::Refused;

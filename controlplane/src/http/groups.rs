@@ -9,11 +9,11 @@ use serde::Deserialize;
 use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, GroupView, NewGroup};
 use crate::app::state::AppState;
 use crate::domain::auth::{GroupRights, Role};
-use crate::domain::ids::quote;
-use crate::http::bodies::{FromBody, PlainBody};
 use crate::domain::groups::{GroupId, GroupKind};
+use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Console, Principal, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
+use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{
     ApiResult, Events, Segments, acting_user, actor_id, center, now, present,
 };

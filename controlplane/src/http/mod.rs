@@ -13,6 +13,6 @@ pub mod groups;
 pub mod json;
 pub mod listener;
 pub mod openapi;
-pub mod webhooks;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;

@@ -5,9 +5,9 @@
 use crate::app::state::AppState;
 use crate::app::tokens::{self, TokenRecord, role_from_store};
 use crate::domain::auth::{self, Role};
+use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::bodies::FromBody;
-use crate::domain::ids::UserId;
 use crate::http::error::ApiError;
 
 /// A token as `GET /v1/tokens` shows it: never the secret.

@@ -10,12 +10,12 @@ use crate::app::center::{
     self as app, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
 };
 use crate::app::state::AppState;
-use crate::domain::ids::quote;
-use crate::http::bodies::{FromBody, PlainBody};
 use crate::domain::groups::Presence;
 use crate::domain::ids::UserId;
+use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Signalling};
 use crate::http::api::{Body, blocking_api as blocking};
+use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{ApiResult, Events, Segments, center, now, present};
 use crate::http::error::ApiError;
 

@@ -12,10 +12,10 @@ use crate::app::webhooks::{
     self, EVENT_TYPES_MAX, NewWebhook, URL_LEN_MAX, WebhookChange, WebhookRecord,
 };
 use crate::domain::ids::quote;
-use crate::http::bodies::FromBody;
 use crate::domain::webhooks::{Secret, is_event_type_pattern};
 use crate::http::access::{Administration, Authorized};
 use crate::http::api::{Body, blocking_api as blocking};
+use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 
 // ---- request bodies ----

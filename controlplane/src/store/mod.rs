@@ -57,7 +57,6 @@ mod sqlite;
 
 use std::cell::Cell;
 
-
 pub use records::*;
 pub use sqlite::SqliteStore;
 

@@ -23,20 +23,8 @@ pub struct Alert {
     pub reason: String,
 }
 
-/// docs/design.md §4: every start, mode change, stop, denial and failure is audited; so is every abort.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditAction {
-    /// Media is about to flow to the supervisor.
-    Start,
-    ModeChange,
-    Stop,
-    /// `failed_no_permission`.
-    Denial,
-    /// Every other `failed_*` and `monitoring_failed`.
-    Failure,
-    Abort,
-}
+/// What an audit row says happened: the one enum of every audit row (docs/design.md §4).
+pub use crate::domain::audit::AuditAction;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {

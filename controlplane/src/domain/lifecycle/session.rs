@@ -56,10 +56,10 @@ impl Ending {
 
     const fn audit_action(self) -> AuditAction {
         match self {
-            Ending::Stopped => AuditAction::Stop,
-            Ending::Failed(FailReason::NoPermission) => AuditAction::Denial,
-            Ending::Failed(_) => AuditAction::Failure,
-            Ending::Aborted(_) => AuditAction::Abort,
+            Ending::Stopped => AuditAction::SupervisionStop,
+            Ending::Failed(FailReason::NoPermission) => AuditAction::SupervisionDenial,
+            Ending::Failed(_) => AuditAction::SupervisionFailure,
+            Ending::Aborted(_) => AuditAction::SupervisionAbort,
         }
     }
 
@@ -406,7 +406,13 @@ impl Session {
             return Err(not_legal);
         };
         let outputs = vec![
-            Output::Audit(self.audit(b, at_ms, AuditAction::ModeChange, Some(mode), None)),
+            Output::Audit(self.audit(
+                b,
+                at_ms,
+                AuditAction::SupervisionModeChange,
+                Some(mode),
+                None,
+            )),
             Output::SetMedia {
                 call: b.call.call,
                 mode,
@@ -681,7 +687,13 @@ impl Session {
         };
         let call = b.call.call;
         let mut outputs = vec![
-            Output::Audit(self.audit(b, at_ms, AuditAction::Start, Some(Mode::Listen), None)),
+            Output::Audit(self.audit(
+                b,
+                at_ms,
+                AuditAction::SupervisionStart,
+                Some(Mode::Listen),
+                None,
+            )),
             Output::ConnectMedia {
                 call,
                 mode: Mode::Listen,

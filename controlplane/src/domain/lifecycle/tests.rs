@@ -171,7 +171,7 @@ fn assert_order(outputs: &[Output]) {
         if let Output::ConnectMedia { call, mode } = output {
             let audited = i > 0
                 && matches!(&outputs[i - 1], Output::Audit(r)
-                    if r.action == AuditAction::Start && r.call == *call && r.mode == Some(*mode));
+                    if r.action == AuditAction::SupervisionStart && r.call == *call && r.mode == Some(*mode));
             assert!(
                 audited,
                 "ConnectMedia without the audit right before it: {outputs:?}"
@@ -844,7 +844,7 @@ fn answer_timeout_defaults_to_30_s() {
     let outputs = session.on_timeout(30_000);
     assert_eq!(alerts(&outputs), [K::FailedSupervisorDidntAnswer]);
     assert!(
-        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::Failure && r.at_ms == 30_000 && r.mode.is_none())
+        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::SupervisionFailure && r.at_ms == 30_000 && r.mode.is_none())
     );
     assert_eq!(
         outputs.last(),
@@ -924,7 +924,7 @@ fn the_start_is_audited_before_media_connects() {
         )
         .expect("answered");
     let audit = AuditRecord {
-        action: AuditAction::Start,
+        action: AuditAction::SupervisionStart,
         actor: AuditActor::Supervisor,
         session: session_id(),
         supervisor: Some(user("sup-1")),
@@ -964,7 +964,7 @@ fn no_audit_and_no_media_when_the_call_vanished() {
     assert_eq!(alerts(&outputs), [K::MonitoringInitiated]);
     let outputs = session.handle(6_000, Input::Stop).expect("stop");
     assert!(
-        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::Failure && r.alert == Some(K::FailedNoCallToMonitor))
+        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::SupervisionFailure && r.alert == Some(K::FailedNoCallToMonitor))
     );
     assert!(
         !outputs
@@ -990,7 +990,7 @@ fn mode_changes_while_active_emit_audit_then_set_media() {
             .expect("mode change");
         assert_eq!(outputs.len(), 2, "{outputs:?}");
         assert!(matches!(&outputs[0], Output::Audit(r)
-            if r.action == AuditAction::ModeChange && r.mode == Some(mode) && r.at_ms == at_ms && r.alert.is_none()));
+            if r.action == AuditAction::SupervisionModeChange && r.mode == Some(mode) && r.at_ms == at_ms && r.alert.is_none()));
         assert_eq!(
             outputs[1],
             Output::SetMedia {
@@ -1012,7 +1012,7 @@ fn mode_changes_while_active_emit_audit_then_set_media() {
         .expect("whisper");
     let outputs = session.handle(at_ms + 1, Input::Stop).expect("stop");
     assert!(matches!(&outputs[0], Output::Audit(r)
-        if r.action == AuditAction::Stop && r.mode == Some(Mode::Whisper) && r.alert == Some(K::MonitoringStopped)));
+        if r.action == AuditAction::SupervisionStop && r.mode == Some(Mode::Whisper) && r.alert == Some(K::MonitoringStopped)));
     assert_eq!(outputs[1], Output::DisconnectMedia { call: call_id(1) });
     assert_eq!(alerts(&outputs), [K::MonitoringStopped]);
     assert_eq!(
@@ -1029,7 +1029,7 @@ fn every_ending_has_its_audit_action() {
         (
             start(inbound()),
             vec![answered(1), stop(2)],
-            AuditAction::Stop,
+            AuditAction::SupervisionStop,
         ),
         (
             start(CallFacts {
@@ -1037,7 +1037,7 @@ fn every_ending_has_its_audit_action() {
                 ..inbound()
             }),
             vec![],
-            AuditAction::Denial,
+            AuditAction::SupervisionDenial,
         ),
         (
             start(CallFacts {
@@ -1045,13 +1045,17 @@ fn every_ending_has_its_audit_action() {
                 ..inbound()
             }),
             vec![],
-            AuditAction::Failure,
+            AuditAction::SupervisionFailure,
         ),
-        (start(inbound()), vec![Tick(30_000)], AuditAction::Failure),
+        (
+            start(inbound()),
+            vec![Tick(30_000)],
+            AuditAction::SupervisionFailure,
+        ),
         (
             start(inbound()),
             vec![answered(1), hangup(2, Agent)],
-            AuditAction::Abort,
+            AuditAction::SupervisionAbort,
         ),
     ];
     for (start, steps, action) in cases {
@@ -1253,7 +1257,7 @@ fn a_granted_session_follows_the_agent_to_the_next_call() {
         .handle(9_000, Input::Hangup { party: Agent })
         .expect("hangup");
     assert!(
-        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::Abort && r.call == call_id(1))
+        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::SupervisionAbort && r.call == call_id(1))
     );
     assert_eq!(outputs[1], Output::DisconnectMedia { call: call_id(1) });
     assert_eq!(alerts(&outputs), [K::AbortedAgentHungUp]);
@@ -1265,7 +1269,7 @@ fn a_granted_session_follows_the_agent_to_the_next_call() {
         .handle(20_000, next_call(2, |c| c))
         .expect("next call");
     assert!(
-        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::Start && r.call == call_id(2))
+        matches!(&outputs[0], Output::Audit(r) if r.action == AuditAction::SupervisionStart && r.call == call_id(2))
     );
     assert_eq!(
         outputs[1],
@@ -1303,7 +1307,7 @@ fn a_granted_session_checks_each_next_call() {
         (
             next_call(2, |c| CallFacts { on_hold: true, ..c }),
             K::MonitoringFailed,
-            AuditAction::Failure,
+            AuditAction::SupervisionFailure,
         ),
         (
             next_call(2, |c| CallFacts {
@@ -1311,7 +1315,7 @@ fn a_granted_session_checks_each_next_call() {
                 ..c
             }),
             K::FailedAgentNotReady,
-            AuditAction::Failure,
+            AuditAction::SupervisionFailure,
         ),
         (
             next_call(2, |c| CallFacts {
@@ -1319,7 +1323,7 @@ fn a_granted_session_checks_each_next_call() {
                 ..c
             }),
             K::FailedAgentNotReady,
-            AuditAction::Failure,
+            AuditAction::SupervisionFailure,
         ),
         (
             next_call(2, |c| CallFacts {
@@ -1327,7 +1331,7 @@ fn a_granted_session_checks_each_next_call() {
                 ..c
             }),
             K::FailedNoPermission,
-            AuditAction::Denial,
+            AuditAction::SupervisionDenial,
         ),
     ];
     for (input, kind, action) in skips {
@@ -1776,7 +1780,7 @@ fn an_abort_ends_an_active_session_with_the_causes_alert_audited_as_the_system()
     assert_eq!(
         (audit.action, audit.actor, audit.mode, audit.alert),
         (
-            AuditAction::Abort,
+            AuditAction::SupervisionAbort,
             AuditActor::System {
                 was: "active",
                 reason: AbortCause::CallDeleted
