@@ -188,14 +188,22 @@ pub struct SupervisionView {
 }
 
 /// An alert record (SPEC §2) as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Alert)]
 pub struct AlertView {
+    #[schema(minimum = 1)]
     pub id: i64,
+    /// `monitoring_initiated`, `monitoring_stopped`, `failed_*`, `monitoring_failed`, `aborted_*`,
+    /// `aborted` (docs/api.md).
     pub kind: String,
     pub text: String,
+    #[schema(required = true)]
     pub reason: Option<String>,
+    #[schema(required = true)]
     pub supervision_id: Option<String>,
+    #[schema(required = true)]
     pub call_id: Option<String>,
+    #[schema(minimum = 0)]
     pub at_ms: i64,
 }
 

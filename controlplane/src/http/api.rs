@@ -270,7 +270,8 @@ pub(crate) async fn blocking_api<T: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AlertList)]
 struct Alerts {
     alerts: Vec<AlertView>,
 }
@@ -348,6 +349,17 @@ impl Visibility {
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/calls", tag = "Calls", operation_id = "list_calls",
+    summary = "List calls",
+    description = "The calls since start and the 1,000 most recent before it, oldest first.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    responses(
+        (status = 200, description = "The calls.", body = ref("#/components/schemas/CallList")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn list_calls(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -360,6 +372,23 @@ async fn list_calls(
     Ok(Json(Calls { calls }))
 }
 
+#[utoipa::path(
+    post, path = "/v1/calls", tag = "Calls", operation_id = "create_call",
+    summary = "Create a call",
+    description = "Anchors the media of a customer and an agent: each leg gets a local media address on the appliance, for the softswitch to put in the SDP it sends to that party.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    request_body = ref("#/components/schemas/NewCall"),
+    responses(
+        (status = 201, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a `remote` that is not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+        (status = 503, response = crate::http::openapi::responses::Unavailable),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 async fn create_call(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -369,6 +398,19 @@ async fn create_call(
     Ok((StatusCode::CREATED, Json(call)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/calls/{call}", tag = "Calls", operation_id = "get_call",
+    summary = "Show a call",
+    description = "A call, older ones too (from the database).\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(crate::http::openapi::params::CallParam),
+    responses(
+        (status = 200, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 404, description = "`not_found`: no such call (or not of the form `c_` + 16 hex digits).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn get_call(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -388,6 +430,20 @@ async fn get_call(
     ))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/calls/{call}", tag = "Calls", operation_id = "delete_call",
+    summary = "Delete a call",
+    description = "Its open supervisions end `aborted` (`call_deleted`), its media is released, and the API forgets it (the database keeps it as history).\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::CallParam),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such call (or not of the form `c_` + 16 hex digits).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 async fn delete_call(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -397,6 +453,25 @@ async fn delete_call(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    patch, path = "/v1/calls/{call}/legs/{party}", tag = "Calls", operation_id = "patch_leg",
+    summary = "Set a leg's remote address",
+    description = "Sets or changes the party's media address (e.g. when the answer SDP arrives); the leg becomes strict.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::CallParam, crate::http::openapi::params::PartyParam),
+    request_body = ref("#/components/schemas/RemoteChange"),
+    responses(
+        (status = 200, description = "The leg.", body = ref("#/components/schemas/Leg")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such call, or a party other than `customer` and `agent`.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`call_ended`: the call has ended.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["call_ended"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 async fn patch_leg(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -408,6 +483,26 @@ async fn patch_leg(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/v1/calls/{call}/events", tag = "Calls", operation_id = "call_event",
+    summary = "Report a call event",
+    description = "What the softswitch reports about a call: hold and resume, consult, secure payment, conference, hang-ups, release, the outbound agent's answer. Each event is also handed to the call's open supervisions (docs/api.md, Call events).\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::CallParam),
+    request_body = ref("#/components/schemas/CallEvent"),
+    responses(
+        (status = 200, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event, a `hangup` without a valid `party`, `party` or `supervision_id` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such call; a `supervision_id` that is not a supervision of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`call_ended`, `party_gone`: the call has ended; the party has already left.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["call_ended", "party_gone"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+        (status = 503, response = crate::http::openapi::responses::Unavailable),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 async fn call_event(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -419,6 +514,27 @@ async fn call_event(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/v1/calls/{call}/supervisions",
+    tag = "Supervisions", operation_id = "create_supervision",
+    summary = "Start a supervision",
+    description = "Binds a supervisor to the call's agent. A request the call's state refuses (docs/design.md §2) is not an error but a supervision that is `failed` at once, with its alert. Media flows once the supervisor's leg answered from the registered number and the audit record is durable.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
+    params(crate::http::openapi::params::CallParam),
+    request_body = ref("#/components/schemas/NewSupervision"),
+    responses(
+        (status = 201, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a bad supervisor leg `remote`; `validation`: a `registered_number` that is not a number (\"the supervisor telephone number must be a number\").", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address", "validation"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_agent`, `no_listen_right`: a supervisor naming another `supervisor_id`; the call's agent is in no group they supervise; no `listen` right; `grant_required`: `persistent` without the supervisor's grant over the agent (every denial is audited).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right", "grant_required"])))),
+        (status = 404, description = "`not_found`: no such call (or not of the form `c_` + 16 hex digits).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`call_ended`, `web_call`, `too_many_supervisors`, `monitor_limit`: the call has ended; a web call (never supervised); the per-call cap of open supervisions; a group's `max_monitors_per_agent`.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["call_ended", "web_call", "too_many_supervisors", "monitor_limit"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+        (status = 503, response = crate::http::openapi::responses::Unavailable),
+    ),
+    extensions(("x-endpoint-class" = json!("supervision"))),
+)]
 async fn create_supervision(
     Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
@@ -508,6 +624,17 @@ fn check_existing(
     Ok(checked?)
 }
 
+#[utoipa::path(
+    get, path = "/v1/supervisions", tag = "Supervisions", operation_id = "list_supervisions",
+    summary = "List supervisions",
+    description = "Open and ended, since start and the 1,000 most recent before it.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    responses(
+        (status = 200, description = "The supervisions.", body = ref("#/components/schemas/SupervisionList")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn list_supervisions(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -537,6 +664,20 @@ fn visible_supervision(
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/supervisions/{supervision}",
+    tag = "Supervisions", operation_id = "get_supervision",
+    summary = "Show a supervision",
+    description = "A supervision.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(crate::http::openapi::params::SupervisionParam),
+    responses(
+        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn get_supervision(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -548,6 +689,27 @@ async fn get_supervision(
     ))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/supervisions/{supervision}",
+    tag = "Supervisions", operation_id = "patch_supervision",
+    summary = "Change a supervision's mode",
+    description = "Only while `active`; the current mode is a no-op. Needs the right for the new mode. Audited.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
+    params(crate::http::openapi::params::SupervisionParam),
+    request_body = ref("#/components/schemas/ModeChange"),
+    responses(
+        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_mode`: not one of the five modes.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_mode"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `not_your_agent`, `no_listen_right`, `listen_only`: no rights over the agent; no `listen` right; whisper, barge or takeover with the `listen` right only.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right", "listen_only"])))),
+        (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`supervision_ended`, `not_legal_now`: the supervision has ended; not `active`.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["supervision_ended", "not_legal_now"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+        (status = 503, response = crate::http::openapi::responses::Unavailable),
+    ),
+    extensions(("x-endpoint-class" = json!("supervision"))),
+)]
 async fn patch_supervision(
     Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
@@ -563,6 +725,21 @@ async fn patch_supervision(
     ))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/supervisions/{supervision}",
+    tag = "Supervisions", operation_id = "delete_supervision",
+    summary = "Stop a supervision",
+    description = "Now `stopped` (or `failed` `no_call_to_monitor`); its media leg is released. On one that has ended it changes nothing. Needs to be the session's supervisor or some right over its agent.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
+    params(crate::http::openapi::params::SupervisionParam),
+    responses(
+        (status = 200, description = "The supervision, as it is now.", body = ref("#/components/schemas/Supervision")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `not_your_agent`, `no_listen_right`: no rights over the agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right"])))),
+        (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("supervision"))),
+)]
 async fn delete_supervision(
     Authorized(principal, _): Authorized<Supervision>,
     State(state): State<AppState>,
@@ -577,6 +754,27 @@ async fn delete_supervision(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/v1/supervisions/{supervision}/events",
+    tag = "Supervisions", operation_id = "supervisor_event",
+    summary = "Report a supervisor-leg event",
+    description = "The softswitch reports the supervisor's leg: ringing, answered (from a calling number), rejected, do-not-disturb, hung up.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::SupervisionParam),
+    request_body = ref("#/components/schemas/SupervisorEvent"),
+    responses(
+        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event; `answered` without `calling_number`, or `calling_number` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`supervision_ended`, `not_legal_now`: the supervision has ended; a report that does not fit its state.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["supervision_ended", "not_legal_now"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+        (status = 503, response = crate::http::openapi::responses::Unavailable),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 async fn supervisor_event(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -588,6 +786,20 @@ async fn supervisor_event(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/v1/supervisions/{supervision}/alerts",
+    tag = "Supervisions", operation_id = "supervision_alerts",
+    summary = "A supervision's alerts",
+    description = "Oldest first.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(crate::http::openapi::params::SupervisionParam),
+    responses(
+        (status = 200, description = "The alerts.", body = Alerts),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn supervision_alerts(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -602,6 +814,19 @@ async fn supervision_alerts(
     Ok(Json(Alerts { alerts }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/alerts", tag = "Alerts and audit", operation_id = "list_alerts",
+    summary = "List alerts",
+    description = "The alerts with an id above `after`, oldest first, at most `limit`.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(crate::http::openapi::params::PageParams),
+    responses(
+        (status = 200, description = "A page of alerts.", body = Alerts),
+        (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 async fn list_alerts(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
@@ -633,6 +858,20 @@ async fn list_alerts(
     Ok(Json(Alerts { alerts }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "Alerts and audit", operation_id = "list_audit",
+    summary = "List the audit log",
+    description = "Every supervision start, mode change, stop, denial, failure and abort (docs/design.md §4), and grant changes, each committed before what it announces.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::PageParams),
+    responses(
+        (status = 200, description = "A page of audit records.", body = ref("#/components/schemas/AuditList")),
+        (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn list_audit(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -644,11 +883,29 @@ async fn list_audit(
 
 // ---- administration (docs/api.md, Authentication) ----
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TokenList)]
 struct Tokens {
     tokens: Vec<tokens::TokenView>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "Tokens", operation_id = "create_token",
+    summary = "Create a token",
+    description = "A random bearer token (`es_…`, 256 bits), shown this once; only its SHA-256 is kept. The user is created with the token if new (with `display_name`), or given the role.\n\n**Who:** Administration endpoint: admins only.",
+    request_body = ref("#/components/schemas/NewToken"),
+    responses(
+        (status = 201, description = "The token, in the clear this once.", body = ref("#/components/schemas/NewTokenCreated")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 409, description = "`conflict`: a clash in the store.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn create_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -661,6 +918,18 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(token)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/tokens", tag = "Tokens", operation_id = "list_tokens",
+    summary = "List tokens",
+    description = "Every token's metadata, revoked ones included; never a token's secret.\n\n**Who:** Administration endpoint: admins only.",
+    responses(
+        (status = 200, description = "The tokens.", body = Tokens),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn list_tokens(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -681,6 +950,20 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
     }
 }
 
+#[utoipa::path(
+    delete, path = "/v1/tokens/{token}", tag = "Tokens", operation_id = "revoke_token",
+    summary = "Revoke a token",
+    description = "Refused (`401 invalid_token`) from this answer on. Revoking again changes nothing.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::TokenParam),
+    responses(
+        (status = 200, description = "The token, `revoked_at_ms` set.", body = tokens::TokenView),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn revoke_token(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -691,10 +974,28 @@ async fn revoke_token(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "Operations", operation_id = "healthz",
+    summary = "Health check",
+    description = "No token needed.",
+    responses(
+        (status = 200, description = "The control plane answers.", body = ref("#/components/schemas/Health")),
+    ),
+    security(()),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "Operations", operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "The control plane's and the data plane's metrics (docs/api.md, Operations). No token needed.",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String),
+    ),
+    security(()),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics().render() {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),

@@ -53,6 +53,22 @@ fn event_id(what: &str, s: &str) -> Result<EventId, ApiError> {
 }
 
 /// `GET /v1/events`.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "Events", operation_id = "events",
+    summary = "Stream the event log (Server-Sent Events)",
+    description = "Typed events, logged in the same transaction as each state change, as `id: <n>` / `event: <type>` / `data: <json>` messages, in id order with no gaps or duplicates; a keep-alive comment every 15 s. Types: `call.created`, `call.updated`, `call.ended`, `call.deleted`; `supervision.created`, `supervision.<state>`, `supervision.mode_changed`, `supervision.aborted`; `alert.raised`; `group.<type>` (see GroupEvent) and `group.updated`; `agent.state_changed`, `agent.updated`, `agent.message`, `agent.on_service_call`; `webhook.disabled`. Without `Last-Event-ID` or `after` it starts at the live tail. Visibility: admins and softswitches see everything; a supervisor the events naming them or a group they supervise or belong to; an agent the events naming them.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(
+        crate::http::openapi::params::EventsAfterParam,
+        crate::http::openapi::params::LastEventIdParam
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`.", content_type = "text/event-stream", body = ref("#/components/schemas/EventStream")),
+        (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("read"))),
+)]
 pub async fn stream(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,

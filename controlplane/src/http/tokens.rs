@@ -11,12 +11,18 @@ use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 
 /// A token as `GET /v1/tokens` shows it: never the secret.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
 pub struct TokenView {
+    #[schema(examples("tok-0123456789abcdef"))]
     pub id: String,
+    #[schema(schema_with = crate::http::openapi::schemas::role_names)]
     pub role: &'static str,
+    #[schema(required = true)]
     pub user_id: Option<String>,
+    #[schema(minimum = 0)]
     pub created_at_ms: i64,
+    #[schema(minimum = 0, required = true)]
     pub revoked_at_ms: Option<i64>,
 }
 
@@ -71,11 +77,22 @@ pub struct NewToken {
     pub display_name: Option<String>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewToken)]
 pub struct RawNewToken {
+    #[schema(schema_with = crate::http::openapi::schemas::role_names)]
     role: String,
+    /// Required for `supervisor` and `agent` tokens; optional for `admin` and `softswitch`
+    /// (service) tokens. The user is created if new, or given the role.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     user_id: Option<String>,
+    /// The user's name (default: the id): 1 to 128 characters, not blank, no control characters.
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     display_name: Option<String>,
 }
 

@@ -19,11 +19,20 @@ use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{ApiResult, Events, Segments, center, now, present};
 use crate::http::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserChange, description = "Each field absent is left as it is.")]
 pub struct RawUserChange {
+    /// 1 to 128 characters, not blank, no control characters.
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     display_name: Option<String>,
+    /// An optional `+` then 1 to 20 digits; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^\\+?[0-9]{1,20}$")]
     phone_number: Option<Option<String>>,
 }
 
@@ -59,9 +68,11 @@ impl FromBody for UserChange {
 /// `PUT /v1/users/{id}/presence`.
 pub struct PresenceBody(Presence);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PresenceReport)]
 pub struct RawPresence {
+    #[schema(schema_with = crate::http::openapi::schemas::presence_names)]
     presence: String,
 }
 
@@ -85,19 +96,30 @@ impl FromBody for PresenceBody {
 }
 
 /// `PUT /v1/users/{id}/forwarding`: `destination: null` (or absent) ends the forwarding.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ForwardingReport)]
 pub struct Forwarding {
+    /// Where the phone forwards to (not blank, no control characters); `null` or absent: forwarding
+    /// ended.
+    #[schema(
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        min_length = 1,
+        max_length = 128
+    )]
     destination: Option<String>,
 }
 
 impl PlainBody for Forwarding {}
 
 /// `POST /v1/grants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewGrant)]
 pub struct NewGrant {
+    #[schema(schema_with = crate::http::openapi::schemas::user_id)]
     supervisor_id: String,
+    #[schema(schema_with = crate::http::openapi::schemas::user_id)]
     agent_id: String,
 }
 
@@ -120,11 +142,14 @@ impl FromBody for GrantRequest {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     id: String,
     display_name: String,
+    #[schema(required = true)]
     phone_number: Option<String>,
+    #[schema(schema_with = crate::http::openapi::schemas::role_name_list)]
     roles: Vec<&'static str>,
 }
 
@@ -139,11 +164,24 @@ impl From<&UserRecord> for UserView {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = UserList)]
 pub struct Users {
     users: Vec<UserView>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/users", tag = "Users and grants", operation_id = "list_users",
+    summary = "List users",
+    description = "Every user (users come with their first token).\n\n**Who:** Administration endpoint: admins only.",
+    responses(
+        (status = 200, description = "The users.", body = Users),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 pub(crate) async fn list_users(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -154,6 +192,24 @@ pub(crate) async fn list_users(
     }))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/users/{user}", tag = "Users and grants", operation_id = "patch_user",
+    summary = "Change a user's name or phone number",
+    description = "The console shows the new name and number at once.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::UserParam),
+    request_body = ref("#/components/schemas/UserChange"),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`unknown_user`, `not_found`: not a user id; no such user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "not_found"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 pub(crate) async fn patch_user(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -168,13 +224,18 @@ pub(crate) async fn patch_user(
     Ok(Json(UserView::from(&record)))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Grant)]
 pub struct GrantView {
+    #[schema(minimum = 1)]
     id: i64,
     supervisor_id: String,
     agent_id: String,
+    /// The admin's actor: `user:<id>` or `token:<id>`.
     granted_by: String,
+    #[schema(minimum = 0)]
     created_at_ms: i64,
+    #[schema(minimum = 0, required = true)]
     revoked_at_ms: Option<i64>,
 }
 
@@ -191,11 +252,24 @@ impl From<&GrantRecord> for GrantView {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = GrantList)]
 pub struct Grants {
     grants: Vec<GrantView>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/grants", tag = "Users and grants", operation_id = "list_grants",
+    summary = "List grants",
+    description = "Persistent-supervision grants, revoked ones included.\n\n**Who:** Administration endpoint: admins only.",
+    responses(
+        (status = 200, description = "The grants.", body = Grants),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 pub(crate) async fn list_grants(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -207,6 +281,24 @@ pub(crate) async fn list_grants(
 }
 
 /// A persistent-supervision grant (docs/design.md §2): audited, committed durably.
+#[utoipa::path(
+    post, path = "/v1/grants", tag = "Users and grants", operation_id = "create_grant",
+    summary = "Grant persistent supervision",
+    description = "The supervisor may follow the agent (docs/design.md §2). Audited (`grant.create`), committed durably.\n\n**Who:** Administration endpoint: admins only.",
+    request_body = ref("#/components/schemas/NewGrant"),
+    responses(
+        (status = 201, description = "The grant.", body = GrantView),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such supervisor or agent user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 409, description = "`conflict`: the supervisor already holds an active grant over the agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 pub(crate) async fn create_grant(
     Authorized(principal, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -225,6 +317,20 @@ pub(crate) async fn create_grant(
     Ok((StatusCode::CREATED, Json(GrantView::from(&grant))))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/grants/{grant}", tag = "Users and grants", operation_id = "revoke_grant",
+    summary = "Revoke a grant",
+    description = "Audited (`grant.revoke`). Revoking again changes nothing.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::GrantParam),
+    responses(
+        (status = 200, description = "The grant, `revoked_at_ms` set.", body = GrantView),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such grant.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 pub(crate) async fn revoke_grant(
     Authorized(principal, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -246,6 +352,25 @@ pub(crate) async fn revoke_grant(
 
 // ---- the platform's reports ----
 
+#[utoipa::path(
+    put, path = "/v1/users/{user}/presence",
+    tag = "Platform reports", operation_id = "put_presence",
+    summary = "Report a user's presence",
+    description = "Shown as is on the console; the same presence again is no change.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::UserParam),
+    request_body = ref("#/components/schemas/PresenceReport"),
+    responses(
+        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_value"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`unknown_user`: no such user (users come with their first token).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 pub(crate) async fn put_presence(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,
@@ -260,6 +385,26 @@ pub(crate) async fn put_presence(
     .map(Events::json)
 }
 
+#[utoipa::path(
+    put, path = "/v1/users/{user}/forwarding",
+    tag = "Platform reports", operation_id = "put_forwarding",
+    summary = "Report a user's call forwarding",
+    description = "Set (`destination`) or ended (`null`); refused while the phone rings.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
+    params(crate::http::openapi::params::UserParam),
+    request_body = ref("#/components/schemas/ForwardingReport"),
+    responses(
+        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_value`: not a user id; a blank or too long destination.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_value"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`unknown_user`: no such user (users come with their first token).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user"])))),
+        (status = 409, description = "`line_busy`: the phone is ringing.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["line_busy"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("signalling"))),
+)]
 pub(crate) async fn put_forwarding(
     Authorized(_, _): Authorized<Signalling>,
     State(state): State<AppState>,

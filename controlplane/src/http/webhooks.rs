@@ -192,6 +192,23 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    post, path = "/v1/webhooks", tag = "Webhooks", operation_id = "create_webhook",
+    summary = "Create a webhook",
+    description = "It gets the events committed from now on, signed (Standard Webhooks) with its secret, in event order, retried until delivered or given up.\n\n**Who:** Administration endpoint: admins only.",
+    request_body = ref("#/components/schemas/NewWebhook"),
+    responses(
+        (status = 201, description = "The webhook, with its secret this once.", body = ref("#/components/schemas/NewWebhookCreated")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 409, description = "`too_many_webhooks`: 100 webhooks already.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["too_many_webhooks"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn create_webhook(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -207,6 +224,18 @@ async fn create_webhook(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/v1/webhooks", tag = "Webhooks", operation_id = "list_webhooks",
+    summary = "List webhooks",
+    description = "Never their secrets.\n\n**Who:** Administration endpoint: admins only.",
+    responses(
+        (status = 200, description = "The webhooks.", body = ref("#/components/schemas/WebhookList")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn list_webhooks(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -217,6 +246,20 @@ async fn list_webhooks(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/webhooks/{webhook}", tag = "Webhooks", operation_id = "get_webhook",
+    summary = "Show a webhook",
+    description = "Never its secret.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::WebhookParam),
+    responses(
+        (status = 200, description = "The webhook.", body = ref("#/components/schemas/Webhook")),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such webhook.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn get_webhook(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -226,6 +269,24 @@ async fn get_webhook(
     Ok(Json(WebhookView::from(&hook)))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/webhooks/{webhook}", tag = "Webhooks", operation_id = "patch_webhook",
+    summary = "Change a webhook",
+    description = "A new filter or state applies to the events committed from now on.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::WebhookParam),
+    request_body = ref("#/components/schemas/WebhookChange"),
+    responses(
+        (status = 200, description = "The webhook.", body = ref("#/components/schemas/Webhook")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such webhook.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn patch_webhook(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
@@ -236,6 +297,20 @@ async fn patch_webhook(
     Ok(Json(WebhookView::from(&hook)))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/webhooks/{webhook}", tag = "Webhooks", operation_id = "delete_webhook",
+    summary = "Delete a webhook",
+    description = "With its deliveries.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::WebhookParam),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such webhook.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
 async fn delete_webhook(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,

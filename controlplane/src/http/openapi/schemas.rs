@@ -1,0 +1,128 @@
+//! Schemas the derives cannot state: a string field whose values a parser checks (named from
+//! the domain's own lists), a reference to a shared schema, and the schemas still written as
+//! JSON (`schemas.json`).
+
+use serde_json::{Map, Value, json};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+
+use crate::domain::agents::StateKind;
+use crate::domain::auth::Role;
+
+/// Each schema written as JSON, by component name.
+pub fn written() -> Map<String, Value> {
+    serde_json::from_str(include_str!("schemas.json")).expect("schemas.json is a JSON object")
+}
+
+/// A string, one of `names`.
+fn one_of(names: impl IntoIterator<Item = &'static str>) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names))
+        .build()
+        .into()
+}
+
+/// A token's role (`POST /v1/tokens`).
+pub fn role_names() -> Schema {
+    one_of(Role::ALL.map(Role::as_str))
+}
+
+/// An agent state (`PUT /v1/me/state`, `PUT /v1/agents/{user}/state`).
+pub fn state_names() -> Schema {
+    one_of(StateKind::ALL.map(StateKind::as_str))
+}
+
+/// A presence the platform reports (`PUT /v1/users/{user}/presence`): the names its body parser
+/// accepts.
+pub fn presence_names() -> Schema {
+    one_of(["online", "busy", "away", "do_not_disturb", "offline"])
+}
+
+/// A user id (the shared `UserId` schema).
+pub fn user_id() -> RefOr<Schema> {
+    Ref::from_schema_name("UserId").into()
+}
+
+/// The rules between fields of a body that its parser enforces and a derive cannot state, as
+/// `oneOf` alternatives added to the derived schema (so a client, or a fuzzer, that follows the
+/// document sends only bodies the API accepts).
+pub fn cross_field_rules() -> Map<String, Value> {
+    let person: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| matches!(r, Role::Supervisor | Role::Agent))
+        .map(Role::as_str)
+        .collect();
+    let service: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| !matches!(r, Role::Supervisor | Role::Agent))
+        .map(Role::as_str)
+        .collect();
+    let mut rules = Map::new();
+    // A supervisor's or agent's token names its user (docs/design.md §4).
+    rules.insert(
+        "NewToken".into(),
+        json!([
+            {"properties": {"role": {"enum": person}, "user_id": {"type": "string"}},
+             "required": ["user_id"]},
+            {"properties": {"role": {"enum": service}}},
+        ]),
+    );
+    // `reason` goes with `pause` (and is required there), `case` with `busy` (docs/design.md §3).
+    let others: Vec<&str> = StateKind::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, StateKind::Pause | StateKind::Busy))
+        .map(StateKind::as_str)
+        .collect();
+    rules.insert(
+        "AgentStateChange".into(),
+        json!([
+            {"properties": {"state": {"const": "pause"}, "reason": {"type": "string"},
+                            "case": {"type": "null"}},
+             "required": ["reason"]},
+            {"properties": {"state": {"const": "busy"}, "reason": {"type": "null"}}},
+            {"properties": {"state": {"enum": others}, "reason": {"type": "null"},
+                            "case": {"type": "null"}}},
+        ]),
+    );
+    rules
+}
+
+/// A string, one of `names`, or `null` (an optional field of a body).
+fn one_of_or_null(names: impl IntoIterator<Item = &'static str>) -> Schema {
+    let mut values: Vec<Value> = names.into_iter().map(Value::from).collect();
+    values.push(Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+        .build()
+        .into()
+}
+
+/// A group's kind (`POST /v1/groups`; docs/design.md §3).
+pub fn group_kind_names_or_null() -> Schema {
+    one_of_or_null(["standard", "mutual_aid"])
+}
+
+/// A group's beep policy: the names `BeepPolicy::parse` accepts (docs/design.md §3).
+pub fn beep_names_or_null() -> Schema {
+    one_of_or_null(["none", "agent_beep", "periodic_notice"])
+}
+
+/// The platform an agent works on (`PATCH /v1/me`).
+pub fn platform_names_or_null() -> Schema {
+    one_of_or_null(["web", "app"])
+}
+
+/// A list of role names (a user's roles).
+pub fn role_name_list() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(role_names()))
+        .build()
+        .into()
+}
+
+/// A list of user ids.
+pub fn user_id_list() -> Schema {
+    ArrayBuilder::new().items(user_id()).build().into()
+}
