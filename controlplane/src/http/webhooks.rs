@@ -76,11 +76,25 @@ fn parse_event_types(types: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 pub struct RawNewWebhook {
+    /// An absolute `http://` or `https://` URL, at most 2048 characters once normalised
+    /// (`http://h` becomes `http://h/`); 2000 leaves room for that.
+    #[schema(
+        max_length = 2000,
+        format = "uri",
+        pattern = "^https?://[A-Za-z0-9\\[]"
+    )]
     url: String,
+    /// Absent, null or `[]`: every event.
+    #[schema(schema_with = crate::http::openapi::schemas::new_event_types)]
     event_types: Option<Vec<String>>,
+    /// `whsec_` then base64 of at least 16 bytes (default: generated).
+    #[schema(
+        pattern = "^whsec_(?:[A-Za-z0-9+/]{4}){5}(?:(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==))$"
+    )]
     secret: Option<String>,
 }
 
@@ -101,11 +115,21 @@ impl FromBody for NewWebhook {
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookChange, description = "Each field absent is left as it is.")]
 pub struct RawWebhookChange {
+    /// An absolute `http://` or `https://` URL, at most 2048 characters once normalised
+    /// (`http://h` becomes `http://h/`); 2000 leaves room for that.
+    #[schema(
+        max_length = 2000,
+        format = "uri",
+        pattern = "^https?://[A-Za-z0-9\\[]"
+    )]
     url: Option<String>,
+    #[schema(schema_with = crate::http::openapi::schemas::changed_event_types)]
     event_types: Option<Vec<String>>,
+    /// Re-enabling resets the failures; disabling drops pending deliveries.
     enabled: Option<bool>,
 }
 
@@ -137,8 +161,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
 // ---- views ----
 
 /// A webhook as the API shows it: never its secret.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook, description = "A webhook: never its secret.")]
 pub struct WebhookView {
+    #[schema(examples("wh_0123456789abcdef"))]
     pub id: String,
     pub url: String,
     /// Empty: every event.
@@ -147,7 +173,9 @@ pub struct WebhookView {
     /// Deliveries given up in a row (reset by a delivered one, or by re-enabling).
     pub consecutive_failures: u32,
     /// When the appliance disabled it after repeated failure (`null` otherwise).
+    #[schema(minimum = 0, required = true)]
     pub disabled_at_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub created_at_ms: i64,
 }
 
@@ -173,7 +201,8 @@ pub struct NewWebhookView {
     pub secret: String,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookList)]
 struct Webhooks {
     webhooks: Vec<WebhookView>,
 }
@@ -196,7 +225,7 @@ pub fn routes() -> Router<AppState> {
     post, path = "/v1/webhooks", tag = "Webhooks", operation_id = "create_webhook",
     summary = "Create a webhook",
     description = "It gets the events committed from now on, signed (Standard Webhooks) with its secret, in event order, retried until delivered or given up.\n\n**Who:** Administration endpoint: admins only.",
-    request_body = ref("#/components/schemas/NewWebhook"),
+    request_body = RawNewWebhook,
     responses(
         (status = 201, description = "The webhook, with its secret this once.", body = ref("#/components/schemas/NewWebhookCreated")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
@@ -229,7 +258,7 @@ async fn create_webhook(
     summary = "List webhooks",
     description = "Never their secrets.\n\n**Who:** Administration endpoint: admins only.",
     responses(
-        (status = 200, description = "The webhooks.", body = ref("#/components/schemas/WebhookList")),
+        (status = 200, description = "The webhooks.", body = Webhooks),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
@@ -252,7 +281,7 @@ async fn list_webhooks(
     description = "Never its secret.\n\n**Who:** Administration endpoint: admins only.",
     params(crate::http::openapi::params::WebhookParam),
     responses(
-        (status = 200, description = "The webhook.", body = ref("#/components/schemas/Webhook")),
+        (status = 200, description = "The webhook.", body = WebhookView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`not_found`: no such webhook.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
@@ -274,9 +303,9 @@ async fn get_webhook(
     summary = "Change a webhook",
     description = "A new filter or state applies to the events committed from now on.\n\n**Who:** Administration endpoint: admins only.",
     params(crate::http::openapi::params::WebhookParam),
-    request_body = ref("#/components/schemas/WebhookChange"),
+    request_body = RawWebhookChange,
     responses(
-        (status = 200, description = "The webhook.", body = ref("#/components/schemas/Webhook")),
+        (status = 200, description = "The webhook.", body = WebhookView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),

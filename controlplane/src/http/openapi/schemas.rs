@@ -6,8 +6,10 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
 
+use crate::app::webhooks::EVENT_TYPES_MAX;
 use crate::domain::agents::StateKind;
 use crate::domain::auth::Role;
+use crate::domain::webhooks::EVENT_TYPE_LEN_MAX;
 
 /// Each schema written as JSON, by component name.
 pub fn written() -> Map<String, Value> {
@@ -125,4 +127,34 @@ pub fn role_name_list() -> Schema {
 /// A list of user ids.
 pub fn user_id_list() -> Schema {
     ArrayBuilder::new().items(user_id()).build().into()
+}
+
+/// A webhook's event types (`POST /v1/webhooks`): each an event type or a prefix pattern, as
+/// `is_event_type_pattern` accepts.
+pub fn new_event_types() -> Schema {
+    event_types_or_null(Some("Absent, null or `[]`: every event."))
+}
+
+/// A webhook's new event types (`PATCH /v1/webhooks/{webhook}`; absent or null: unchanged).
+pub fn changed_event_types() -> Schema {
+    event_types_or_null(None)
+}
+
+/// A list of event types or prefix patterns, or `null`.
+fn event_types_or_null(description: Option<&str>) -> Schema {
+    let pattern = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?$"))
+        .max_length(Some(EVENT_TYPE_LEN_MAX))
+        .description(Some(
+            "An event type (`call.created`) or a prefix pattern (`call.*`).",
+        ))
+        .build();
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(pattern)
+        .max_items(Some(EVENT_TYPES_MAX))
+        .description(description)
+        .build()
+        .into()
 }
