@@ -376,7 +376,7 @@ async fn list_calls(
     post, path = "/v1/calls", tag = "Calls", operation_id = "create_call",
     summary = "Create a call",
     description = "Anchors the media of a customer and an agent: each leg gets a local media address on the appliance, for the softswitch to put in the SDP it sends to that party.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
-    request_body = ref("#/components/schemas/NewCall"),
+    request_body = crate::http::bodies::RawNewCall,
     responses(
         (status = 201, description = "The call.", body = ref("#/components/schemas/Call")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a `remote` that is not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
@@ -458,7 +458,7 @@ async fn delete_call(
     summary = "Set a leg's remote address",
     description = "Sets or changes the party's media address (e.g. when the answer SDP arrives); the leg becomes strict.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
     params(crate::http::openapi::params::CallParam, crate::http::openapi::params::PartyParam),
-    request_body = ref("#/components/schemas/RemoteChange"),
+    request_body = crate::http::bodies::RawRemoteChange,
     responses(
         (status = 200, description = "The leg.", body = ref("#/components/schemas/Leg")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
@@ -695,7 +695,7 @@ async fn get_supervision(
     summary = "Change a supervision's mode",
     description = "Only while `active`; the current mode is a no-op. Needs the right for the new mode. Audited.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
     params(crate::http::openapi::params::SupervisionParam),
-    request_body = ref("#/components/schemas/ModeChange"),
+    request_body = crate::http::bodies::RawModeChange,
     responses(
         (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_mode`: not one of the five modes.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_mode"])))),

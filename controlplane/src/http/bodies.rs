@@ -42,12 +42,15 @@ fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LegRequest, description = "A media leg as requested.")]
 pub struct RawLeg {
     #[serde(default)]
+    #[schema(schema_with = crate::http::openapi::schemas::leg_remote)]
     remote: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::http::openapi::schemas::leg_codec)]
     codec: Option<String>,
 }
 
@@ -68,19 +71,37 @@ impl RawLeg {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = NewCall,
+    description = "`POST /v1/calls`: every field is optional; `{}` is an established inbound \
+                   call with two latching µ-law legs."
+)]
 pub struct RawNewCall {
+    /// The customer's leg (default: latching µ-law).
     #[serde(default, deserialize_with = "object")]
     customer: Option<RawLeg>,
+    /// The agent's leg (default: latching µ-law).
     #[serde(default, deserialize_with = "object")]
     agent: Option<RawLeg>,
     #[serde(default)]
+    #[schema(schema_with = crate::http::openapi::schemas::call_direction)]
     direction: Option<String>,
+    /// The agent's user id as the softswitch names it: 1 to 128 characters, no control
+    /// characters.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     agent_id: Option<String>,
+    /// Outbound only (default true): false while the agent's phone still rings, until the
+    /// `agent_answered` event.
     #[serde(default)]
     agent_answered: Option<bool>,
+    /// A web call (default false): never supervised.
     #[serde(default)]
     web: Option<bool>,
 }
@@ -168,9 +189,11 @@ impl FromBody for SupervisorEvent {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ModeChange)]
 pub struct RawModeChange {
+    #[schema(schema_with = crate::http::openapi::schemas::mode_names)]
     mode: String,
 }
 
@@ -183,9 +206,14 @@ impl FromBody for ModeChange {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = RemoteChange,
+    description = "Sets or changes a leg's remote address; the leg becomes strict."
+)]
 pub struct RawRemoteChange {
+    #[schema(schema_with = crate::http::openapi::schemas::remote_address)]
     remote: String,
 }
 

@@ -2,8 +2,9 @@
 //! the domain's own lists), a reference to a shared schema, and the schemas still written as
 //! JSON (`schemas.json`).
 
+use dataplane::media::matrix::Mode;
 use serde_json::{Map, Value, json};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
 
 use crate::app::webhooks::EVENT_TYPES_MAX;
@@ -157,4 +158,53 @@ fn event_types_or_null(description: Option<&str>) -> Schema {
         .description(description)
         .build()
         .into()
+}
+
+/// A supervision mode (`PATCH /v1/supervisions/{supervision}`).
+pub fn mode_names() -> Schema {
+    one_of(Mode::ALL.map(Mode::as_str))
+}
+
+/// A party's media address (the shared `RemoteAddress` schema).
+pub fn remote_address() -> RefOr<Schema> {
+    Ref::from_schema_name("RemoteAddress").into()
+}
+
+/// A leg's media address (`LegRequest.remote`), or `null` (a leg that latches).
+pub fn leg_remote() -> Schema {
+    OneOfBuilder::new()
+        .item(remote_address())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .examples(["198.51.100.7:4000"])
+        .description(Some(
+            "The party's media address from its SDP (`ip:port`): only packets from it are \
+             accepted (strict). Absent or null: the leg latches to the first source.",
+        ))
+        .build()
+        .into()
+}
+
+/// A leg's codec (`parse_codec`'s names), or `null`.
+pub fn leg_codec() -> Schema {
+    described(one_of_or_null(["pcmu", "pcma"]), "Default `pcmu`.")
+}
+
+/// A call's direction (`parse_direction`'s names), or `null`.
+pub fn call_direction() -> Schema {
+    described(
+        one_of_or_null(["inbound", "outbound"]),
+        "`inbound` (default: the customer called) or `outbound`.",
+    )
+}
+
+/// `schema` with `description` (a field whose schema comes from `schema_with` loses its doc
+/// comment).
+fn described(schema: Schema, description: &str) -> Schema {
+    match schema {
+        Schema::Object(mut object) => {
+            object.description = Some(description.to_owned());
+            Schema::Object(object)
+        }
+        other => other,
+    }
 }
