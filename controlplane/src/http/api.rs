@@ -488,7 +488,7 @@ async fn patch_leg(
     summary = "Report a call event",
     description = "What the softswitch reports about a call: hold and resume, consult, secure payment, conference, hang-ups, release, the outbound agent's answer. Each event is also handed to the call's open supervisions (docs/api.md, Call events).\n\n**Who:** Signalling endpoint: softswitches (and admins).",
     params(crate::http::openapi::params::CallParam),
-    request_body = ref("#/components/schemas/CallEvent"),
+    request_body = crate::http::bodies::RawCallEvent,
     responses(
         (status = 200, description = "The call.", body = ref("#/components/schemas/Call")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event, a `hangup` without a valid `party`, `party` or `supervision_id` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),
@@ -760,7 +760,7 @@ async fn delete_supervision(
     summary = "Report a supervisor-leg event",
     description = "The softswitch reports the supervisor's leg: ringing, answered (from a calling number), rejected, do-not-disturb, hung up.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
     params(crate::http::openapi::params::SupervisionParam),
-    request_body = ref("#/components/schemas/SupervisorEvent"),
+    request_body = crate::http::bodies::RawSupervisorEvent,
     responses(
         (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event; `answered` without `calling_number`, or `calling_number` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),

@@ -174,11 +174,18 @@ impl FromBody for NewSupervision {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = SupervisorEvent,
+    description = "What the softswitch reports about the supervisor's leg."
+)]
 pub struct RawSupervisorEvent {
+    #[schema(schema_with = crate::http::openapi::schemas::supervisor_event_names)]
     event: String,
+    /// `answered` only, and required with it: up to 128 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     calling_number: Option<String>,
 }
 
@@ -226,13 +233,18 @@ impl FromBody for RemoteChange {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CallEvent, description = "What the softswitch reports about a call.")]
 pub struct RawCallEvent {
+    #[schema(schema_with = crate::http::openapi::schemas::call_event_names)]
     event: String,
     #[serde(default)]
+    #[schema(schema_with = crate::http::openapi::schemas::hangup_party)]
     party: Option<String>,
+    /// `hangup` of party `supervisor` only, and required with it.
     #[serde(default)]
+    #[schema(pattern = "^s_[0-9a-f]{16}$")]
     supervision_id: Option<String>,
 }
 

@@ -88,6 +88,30 @@ pub fn cross_field_rules() -> Map<String, Value> {
                             "case": {"type": "null"}}},
         ]),
     );
+    // `calling_number` goes with `answered`, and only with it (docs/api.md, Supervisions).
+    rules.insert(
+        "SupervisorEvent".into(),
+        json!([
+            {"properties": {"event": {"const": "answered"}, "calling_number": {"type": "string"}},
+             "required": ["calling_number"]},
+            {"properties": {"event": {"not": {"const": "answered"}}, "calling_number": {"type": "null"}}},
+        ]),
+    );
+    // `party` goes with `hangup`, and `supervision_id` with a supervisor's hangup (docs/api.md,
+    // Calls).
+    rules.insert(
+        "CallEvent".into(),
+        json!([
+            {"properties": {"event": {"const": "hangup"}, "party": {"enum": ["customer", "agent"]},
+                            "supervision_id": {"type": "null"}},
+             "required": ["party"]},
+            {"properties": {"event": {"const": "hangup"}, "party": {"const": "supervisor"},
+                            "supervision_id": {"type": "string"}},
+             "required": ["party", "supervision_id"]},
+            {"properties": {"event": {"not": {"const": "hangup"}}, "party": {"type": "null"},
+                            "supervision_id": {"type": "null"}}},
+        ]),
+    );
     rules
 }
 
@@ -207,4 +231,38 @@ fn described(schema: Schema, description: &str) -> Schema {
         }
         other => other,
     }
+}
+
+/// What the softswitch may report about the supervisor's leg (`SupervisorEvent::parse`).
+pub fn supervisor_event_names() -> Schema {
+    one_of(["ringing", "answered", "rejected", "dnd", "hangup"])
+}
+
+/// What the softswitch may report about a call (`CallEvent::parse`).
+pub fn call_event_names() -> Schema {
+    described(
+        one_of([
+            "hold",
+            "resume",
+            "consult_start",
+            "consult_end",
+            "secure_payment_start",
+            "secure_payment_end",
+            "conference_start",
+            "conference_end",
+            "hangup",
+            "release",
+            "agent_answered",
+        ]),
+        "`hold` / `resume` also set / clear `held` on the customer's and the agent's legs: a \
+         held party's silence is a hang-up only after `media.silent_timeout_secs`.",
+    )
+}
+
+/// Who hung up (`hangup` only, and required with it), or `null`.
+pub fn hangup_party() -> Schema {
+    described(
+        one_of_or_null(["customer", "agent", "supervisor"]),
+        "`hangup` only, and required with it.",
+    )
 }
