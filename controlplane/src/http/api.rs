@@ -520,7 +520,7 @@ async fn call_event(
     summary = "Start a supervision",
     description = "Binds a supervisor to the call's agent. A request the call's state refuses (docs/design.md §2) is not an error but a supervision that is `failed` at once, with its alert. Media flows once the supervisor's leg answered from the registered number and the audit record is durable.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
     params(crate::http::openapi::params::CallParam),
-    request_body = ref("#/components/schemas/NewSupervision"),
+    request_body = crate::http::bodies::RawNewSupervision,
     responses(
         (status = 201, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a bad supervisor leg `remote`; `validation`: a `registered_number` that is not a number (\"the supervisor telephone number must be a number\").", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address", "validation"])))),

@@ -88,14 +88,10 @@ pub struct RawNewCall {
     #[serde(default)]
     #[schema(schema_with = crate::http::openapi::schemas::call_direction)]
     direction: Option<String>,
-    /// The agent's user id as the softswitch names it: 1 to 128 characters, no control
-    /// characters.
+    /// The agent's user id as the softswitch names it (the one rule for user ids: 1 to 64 of
+    /// `A-Z a-z 0-9 . _ - : @`).
     #[serde(default)]
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
-    )]
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,64}$")]
     agent_id: Option<String>,
     /// Outbound only (default true): false while the agent's phone still rings, until the
     /// `agent_answered` event.
@@ -126,25 +122,44 @@ impl FromBody for NewCall {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAnswered {
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     calling_number: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = NewSupervision,
+    description = "`POST /v1/calls/{call}/supervisions`: every field is optional."
+)]
 pub struct RawNewSupervision {
+    /// The supervisor's media leg.
     #[serde(default, deserialize_with = "object")]
     supervisor: Option<RawLeg>,
+    /// A short 1400 Hz beep to the agent when media connects (default: the groups' policy, else
+    /// `media.agent_beep`).
     #[serde(default)]
     beep: Option<bool>,
+    /// Who supervises (a user id). A supervisor may omit it (it is then theirs) and may not
+    /// name anyone else; admins may name anyone.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,64}$")]
     supervisor_id: Option<String>,
+    /// The supervisor's registered number: optional `+` then 3 to 20 digits (else `400
+    /// validation`). Absent: the console's setting, if any.
     #[serde(default)]
+    #[schema(pattern = "^\\+?[0-9]{3,20}$")]
     registered_number: Option<String>,
+    /// The supervisor's leg is already up, answered from this number.
     #[serde(default, deserialize_with = "object")]
+    #[schema(inline)]
     answered: Option<RawAnswered>,
+    /// Follow the agent to their next calls until stopped (docs/design.md §2; default false):
+    /// needs the supervisor's active grant over the agent (`POST /v1/grants`), else `403
+    /// grant_required`.
     #[serde(default)]
     persistent: Option<bool>,
 }

@@ -85,7 +85,7 @@ pub struct RawNewToken {
     role: String,
     /// Required for `supervisor` and `agent` tokens; optional for `admin` and `softswitch`
     /// (service) tokens. The user is created if new, or given the role.
-    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,64}$")]
     user_id: Option<String>,
     /// The user's name (default: the id): 1 to 128 characters, not blank, no control characters.
     #[schema(
