@@ -49,17 +49,21 @@ pub struct HungUp {
     pub agent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Stats)]
 pub struct StatsView {
     pub packets_in: u64,
     pub bytes_in: u64,
     pub packets_out: u64,
     pub bytes_out: u64,
+    /// RFC 3550 cumulative loss (may be negative with duplicates).
     pub packets_lost: i64,
+    /// RFC 3550 §A.8 interarrival jitter.
     pub jitter_ms: f64,
     pub packets_dropped: u64,
     /// `packets_dropped` by reason (docs/api.md, "Metrics": the media reasons).
     #[serde(default)]
+    #[schema(inline, required = true)]
     pub dropped: DroppedView,
 }
 

@@ -68,6 +68,7 @@ pub fn routes() -> Router<AppState> {
     components(
         schemas(
             ErrorBody,
+            crate::app::views::StatsView,
             crate::http::groups::Rights,
             crate::http::groups::Membership,
             crate::http::tokens::RawNewToken,

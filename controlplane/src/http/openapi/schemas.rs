@@ -1,12 +1,15 @@
 //! Schemas the derives cannot state: a string field whose values a parser checks (named from
-//! the domain's own lists), a reference to a shared schema, and the schemas still written as
-//! JSON (`schemas.json`).
+//! the domain's own lists), a reference to a shared schema, the schema of a type whose
+//! `Serialize` is written by hand ([`DroppedView`]), and the schemas still written as JSON
+//! (`schemas.json`).
 
+use dataplane::media::call::DropReason;
 use dataplane::media::matrix::Mode;
 use serde_json::{Map, Value, json};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
 
+use crate::app::views::DroppedView;
 use crate::app::webhooks::EVENT_TYPES_MAX;
 use crate::domain::agents::StateKind;
 use crate::domain::auth::Role;
@@ -266,3 +269,23 @@ pub fn hangup_party() -> Schema {
         "`hangup` only, and required with it.",
     )
 }
+
+/// A leg's drops by reason: one count per media drop reason, every reason present (its
+/// `Serialize` writes them all).
+impl utoipa::PartialSchema for DroppedView {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new().schema_type(Type::Object);
+        for reason in DropReason::ALL {
+            object = object
+                .property(reason.as_str(), u64::schema())
+                .required(reason.as_str());
+        }
+        object
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DroppedView {}
