@@ -111,7 +111,8 @@ pub(crate) async fn console_members(
     Ok(Json(Members { members }))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RingingCallList)]
 pub struct RingingCalls {
     count: usize,
     calls: Vec<RingingCallView>,
@@ -122,7 +123,7 @@ pub struct RingingCalls {
     summary = "Ringing supervised calls",
     description = "The business calls ringing members logged in to the supervisor's groups (web calls left out), by call id.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     responses(
-        (status = 200, description = "The calls.", body = ref("#/components/schemas/RingingCallList")),
+        (status = 200, description = "The calls.", body = RingingCalls),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`: the token names no user (this endpoint acts as one).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),

@@ -68,6 +68,8 @@ pub fn routes() -> Router<AppState> {
     components(
         schemas(
             ErrorBody,
+            crate::domain::ids::UserId,
+            crate::domain::ids::GroupId,
             crate::app::views::StatsView,
             crate::http::groups::Rights,
             crate::http::groups::Membership,

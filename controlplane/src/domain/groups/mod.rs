@@ -263,11 +263,13 @@ pub struct MemberView {
 }
 
 /// A ringing supervised call, as a supervisor's "Supervised calls" list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = RingingCall)]
 pub struct RingingCallView {
     pub call_id: String,
     pub member: UserId,
     pub display_name: String,
+    #[schema(required = true)]
     pub number: Option<String>,
     pub caller: String,
     /// The groups, among the supervisor's, that the member is logged in to.

@@ -13,6 +13,7 @@ use crate::app::views::DroppedView;
 use crate::app::webhooks::EVENT_TYPES_MAX;
 use crate::domain::agents::StateKind;
 use crate::domain::auth::Role;
+use crate::domain::ids::{GroupId, USER_ID_LEN_MAX, UserId};
 use crate::domain::webhooks::EVENT_TYPE_LEN_MAX;
 
 /// Each schema written as JSON, by component name.
@@ -289,3 +290,38 @@ impl utoipa::PartialSchema for DroppedView {
 }
 
 impl utoipa::ToSchema for DroppedView {}
+
+/// An identifier as `domain::ids` checks it (one rule for users and groups).
+fn identifier() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^[A-Za-z0-9._:@-]{{1,{USER_ID_LEN_MAX}}}$")))
+        .description(Some(format!(
+            "1 to {USER_ID_LEN_MAX} of `A-Z a-z 0-9 . _ - : @`."
+        )))
+        .into()
+}
+
+impl utoipa::PartialSchema for UserId {
+    fn schema() -> RefOr<Schema> {
+        identifier()
+    }
+}
+
+impl utoipa::ToSchema for UserId {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "UserId".into()
+    }
+}
+
+impl utoipa::PartialSchema for GroupId {
+    fn schema() -> RefOr<Schema> {
+        identifier()
+    }
+}
+
+impl utoipa::ToSchema for GroupId {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "GroupId".into()
+    }
+}
