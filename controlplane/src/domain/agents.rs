@@ -637,7 +637,8 @@ impl ChatError {
 /// A supervisor's private message to one agent (SPEC §3: delivered to that agent only; the
 /// delivery is the API's job). Validated once at construction, so a `ChatMessage` is always
 /// sendable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(description = "A supervisor's private message to one agent.")]
 pub struct ChatMessage {
     from: UserId,
     to: UserId,

@@ -276,7 +276,7 @@ pub(crate) async fn patch_agent(
     params(crate::http::openapi::params::UserParam),
     request_body = ref("#/components/schemas/Message"),
     responses(
-        (status = 201, description = "The message.", body = ref("#/components/schemas/ChatMessage")),
+        (status = 201, description = "The message.", body = crate::domain::agents::ChatMessage),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `chat_text_empty`, `chat_text_too_long`, `chat_to_self`: blank; over 2000 characters; to yourself.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "chat_text_empty", "chat_text_too_long", "chat_to_self"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
