@@ -191,9 +191,9 @@ pub struct SupervisionView {
     pub ended_at_ms: Option<u64>,
 }
 
-/// An alert record (SPEC §2) as the API shows it.
+/// An alert record (docs/design.md §2) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[schema(as = Alert)]
+#[schema(as = Alert, description = "An alert record.")]
 pub struct AlertView {
     #[schema(minimum = 1)]
     pub id: i64,
@@ -225,17 +225,29 @@ impl From<store::AlertRecord> for AlertView {
     }
 }
 
-/// An audit record (SPEC §4) as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An audit record (docs/design.md §4) as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditRecord, description = "An audit record.")]
 pub struct AuditView {
+    #[schema(minimum = 1)]
     pub id: i64,
+    #[schema(minimum = 0)]
     pub at_ms: i64,
+    /// `user:<id>`, `token:<id>`, `api` or `system`.
     pub actor: String,
+    /// `supervision.start`, `.mode_change`, `.stop`, `.denial`, `.failure`, `.abort`;
+    /// `grant.create`, `grant.revoke`.
     pub action: String,
+    #[schema(required = true)]
     pub supervision_id: Option<String>,
+    #[schema(required = true)]
     pub call_id: Option<String>,
+    /// The supervision mode, if the action has one.
+    #[schema(required = true)]
     pub mode: Option<&'static str>,
+    /// `ok`, `denied`, `failed` or `aborted`.
     pub outcome: String,
+    #[schema(required = true)]
     pub detail: Option<String>,
 }
 

@@ -276,7 +276,8 @@ struct Alerts {
     alerts: Vec<AlertView>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AuditList)]
 struct Audit {
     audit: Vec<AuditView>,
 }
@@ -864,7 +865,7 @@ async fn list_alerts(
     description = "Every supervision start, mode change, stop, denial, failure and abort (docs/design.md §4), and grant changes, each committed before what it announces.\n\n**Who:** Administration endpoint: admins only.",
     params(crate::http::openapi::params::PageParams),
     responses(
-        (status = 200, description = "A page of audit records.", body = ref("#/components/schemas/AuditList")),
+        (status = 200, description = "A page of audit records.", body = Audit),
         (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),

@@ -249,8 +249,9 @@ fn class_name(class: EndpointClass) -> &'static str {
 
 /// [`ApiDoc`] as JSON, completed with what its attributes cannot say: OpenAPI 3.1's
 /// `info.summary`, each secured operation's `x-roles` (from its `x-endpoint-class`, by
-/// [`auth::allowed`]), the rules between a body's fields ([`schemas::cross_field_rules`]), and the
-/// schemas still written as JSON ([`schemas::written`]).
+/// [`auth::allowed`]), the rules between a body's fields ([`schemas::cross_field_rules`]), the
+/// names a view's string field takes ([`schemas::property_rules`]), and the schemas still
+/// written as JSON ([`schemas::written`]).
 fn document_value() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     doc["info"]["summary"] = json!(INFO_SUMMARY);
@@ -301,6 +302,18 @@ fn document_value() -> Value {
             .get_mut(&name)
             .unwrap_or_else(|| panic!("a rule for {name}, a schema the document lacks"));
         schema["oneOf"] = alternatives;
+    }
+    for (name, properties) in schemas::property_rules() {
+        let schema = all
+            .get_mut(&name)
+            .unwrap_or_else(|| panic!("a rule for {name}, a schema the document lacks"));
+        for (property, rule) in properties.as_object().expect("properties").clone() {
+            assert!(
+                schema["properties"].get(&property).is_some(),
+                "a rule for {name}.{property}, a property the schema lacks"
+            );
+            schema["properties"][&property] = rule;
+        }
     }
     doc
 }

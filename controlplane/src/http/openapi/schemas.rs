@@ -119,6 +119,20 @@ pub fn cross_field_rules() -> Map<String, Value> {
     rules
 }
 
+/// The values of a view's string fields that are the domain's names, by schema and property:
+/// the views are the app's (docs/design.md §9), whose derives cannot name the HTTP adapter's
+/// schema helpers, so the names are set here, replacing the derived plain string.
+pub fn property_rules() -> Map<String, Value> {
+    let mut modes: Vec<Value> = Mode::ALL.map(|m| Value::from(m.as_str())).to_vec();
+    modes.push(Value::Null);
+    let mut rules = Map::new();
+    rules.insert(
+        "AuditRecord".into(),
+        json!({"mode": {"type": ["string", "null"], "enum": modes}}),
+    );
+    rules
+}
+
 /// A string, one of `names`, or `null` (an optional field of a body).
 fn one_of_or_null(names: impl IntoIterator<Item = &'static str>) -> Schema {
     let mut values: Vec<Value> = names.into_iter().map(Value::from).collect();
