@@ -13,7 +13,7 @@ use crate::app::state::{AppState, StateError};
 use crate::domain::call::{CallId, Flag, SupervisionId};
 use crate::store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
     Active,
@@ -23,7 +23,7 @@ pub enum CallState {
 /// A supervision's state as the API shows it: derived from its session (docs/design.md §2).
 pub use crate::domain::lifecycle::SupervisionState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Flags {
     pub on_hold: bool,
     pub consult: bool,
@@ -43,7 +43,7 @@ impl Flags {
 }
 
 /// Which parties of a call have hung up (the call ends when both have).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct HungUp {
     pub customer: bool,
     pub agent: bool,
@@ -126,14 +126,19 @@ pub enum RemoteSource {
     Latched,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Leg)]
 pub struct LegView {
-    /// `null` for a supervisor's leg whose media is not connected (yet, or ever).
+    /// The appliance's media address for this party; `null` for a supervisor's leg whose media
+    /// is not connected (yet, or ever).
+    #[schema(value_type = Option<String>, required = true)]
     pub local: Option<SocketAddr>,
     /// The party's address: configured, or latched; `null` while a latching leg has heard
     /// nothing.
+    #[schema(value_type = Option<String>, required = true)]
     pub remote: Option<SocketAddr>,
     /// How `remote` was learnt; `null` with it.
+    #[schema(value_type = Option<String>, required = true)]
     pub remote_source: Option<RemoteSource>,
     pub codec: &'static str,
     /// The party is on hold (`hold` call event): its silence is judged by
@@ -142,44 +147,66 @@ pub struct LegView {
     pub stats: StatsView,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LegsView {
     pub customer: LegView,
     pub agent: LegView,
 }
 
 /// A call as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Call)]
 pub struct CallView {
+    #[schema(inline)]
     pub id: CallId,
+    #[schema(inline)]
     pub state: CallState,
     pub direction: &'static str,
+    #[schema(required = true)]
     pub agent_id: Option<String>,
     pub web: bool,
     pub agent_answered: bool,
+    #[schema(inline)]
     pub flags: Flags,
+    #[schema(inline)]
     pub hung_up: HungUp,
+    #[schema(inline)]
     pub legs: LegsView,
     /// Every supervision of the call, open and ended, oldest first.
+    #[schema(inline)]
     pub supervisions: Vec<SupervisionId>,
     pub created_at_ms: u64,
+    #[schema(required = true)]
     pub ended_at_ms: Option<u64>,
 }
 
 /// A supervision as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Supervision)]
 pub struct SupervisionView {
+    #[schema(inline)]
     pub id: SupervisionId,
+    #[schema(inline)]
     pub call_id: CallId,
+    #[schema(value_type = String)]
     pub state: SupervisionState,
     /// The current mode (`listen` until media connects), or the last one once ended.
     pub mode: &'static str,
-    /// Why it failed (state `failed`): `agent_not_ready`, `no_call_to_monitor`, …
+    /// Why it failed (state `failed`): `agent_not_ready`, `no_call_to_monitor`,
+    /// `supervisor_didnt_answer`, `supervisor_number_invalid`, `no_permission`,
+    /// `monitoring_failed`.
+    #[schema(required = true)]
     pub failure: Option<String>,
-    /// Why it was aborted (state `aborted`): `agent_held_call`, …, `call_deleted`, `restart`.
+    /// Why it was aborted (state `aborted`): `agent_held_call`, `agent_hung_up`,
+    /// `caller_hung_up`, `supervisor_hung_up`, `call_deleted`, `restart`.
+    #[schema(required = true)]
     pub abort: Option<String>,
+    #[schema(required = true)]
     pub supervisor_id: Option<String>,
+    #[schema(required = true)]
     pub agent_id: Option<String>,
+    /// Its digits, without `+`.
+    #[schema(required = true)]
     pub registered_number: Option<String>,
     pub beep: bool,
     /// Follows the agent to their next calls; `call_id` is the call attached last.
@@ -187,7 +214,9 @@ pub struct SupervisionView {
     pub leg: LegView,
     pub created_at_ms: u64,
     /// When the supervisor's leg was answered (media connected, or the no-call message).
+    #[schema(required = true)]
     pub started_at_ms: Option<u64>,
+    #[schema(required = true)]
     pub ended_at_ms: Option<u64>,
 }
 

@@ -282,12 +282,14 @@ struct Audit {
     audit: Vec<AuditView>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CallList)]
 struct Calls {
     calls: Vec<CallView>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = SupervisionList)]
 struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
@@ -355,7 +357,7 @@ impl Visibility {
     summary = "List calls",
     description = "The calls since start and the 1,000 most recent before it, oldest first.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The calls.", body = ref("#/components/schemas/CallList")),
+        (status = 200, description = "The calls.", body = Calls),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -379,7 +381,7 @@ async fn list_calls(
     description = "Anchors the media of a customer and an agent: each leg gets a local media address on the appliance, for the softswitch to put in the SDP it sends to that party.\n\n**Who:** Signalling endpoint: softswitches (and admins).",
     request_body = crate::http::bodies::RawNewCall,
     responses(
-        (status = 201, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 201, description = "The call.", body = CallView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a `remote` that is not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -405,7 +407,7 @@ async fn create_call(
     description = "A call, older ones too (from the database).\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::CallParam),
     responses(
-        (status = 200, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 200, description = "The call.", body = CallView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 404, description = "`not_found`: no such call (or not of the form `c_` + 16 hex digits).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
@@ -461,7 +463,7 @@ async fn delete_call(
     params(crate::http::openapi::params::CallParam, crate::http::openapi::params::PartyParam),
     request_body = crate::http::bodies::RawRemoteChange,
     responses(
-        (status = 200, description = "The leg.", body = ref("#/components/schemas/Leg")),
+        (status = 200, description = "The leg.", body = LegView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: not `ip:port`, port 0, or not of the media address's IP family.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -491,7 +493,7 @@ async fn patch_leg(
     params(crate::http::openapi::params::CallParam),
     request_body = crate::http::bodies::RawCallEvent,
     responses(
-        (status = 200, description = "The call.", body = ref("#/components/schemas/Call")),
+        (status = 200, description = "The call.", body = CallView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event, a `hangup` without a valid `party`, `party` or `supervision_id` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -523,7 +525,7 @@ async fn call_event(
     params(crate::http::openapi::params::CallParam),
     request_body = crate::http::bodies::RawNewSupervision,
     responses(
-        (status = 201, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 201, description = "The supervision.", body = SupervisionView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_address`: a bad supervisor leg `remote`; `validation`: a `registered_number` that is not a number (\"the supervisor telephone number must be a number\").", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_address", "validation"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_agent`, `no_listen_right`: a supervisor naming another `supervisor_id`; the call's agent is in no group they supervise; no `listen` right; `grant_required`: `persistent` without the supervisor's grant over the agent (every denial is audited).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right", "grant_required"])))),
@@ -630,7 +632,7 @@ fn check_existing(
     summary = "List supervisions",
     description = "Open and ended, since start and the 1,000 most recent before it.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The supervisions.", body = ref("#/components/schemas/SupervisionList")),
+        (status = 200, description = "The supervisions.", body = Supervisions),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -672,7 +674,7 @@ fn visible_supervision(
     description = "A supervision.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::SupervisionParam),
     responses(
-        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 200, description = "The supervision.", body = SupervisionView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
@@ -698,7 +700,7 @@ async fn get_supervision(
     params(crate::http::openapi::params::SupervisionParam),
     request_body = crate::http::bodies::RawModeChange,
     responses(
-        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 200, description = "The supervision.", body = SupervisionView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_mode`: not one of the five modes.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_mode"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `not_your_agent`, `no_listen_right`, `listen_only`: no rights over the agent; no `listen` right; whisper, barge or takeover with the `listen` right only.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right", "listen_only"])))),
@@ -733,7 +735,7 @@ async fn patch_supervision(
     description = "Now `stopped` (or `failed` `no_call_to_monitor`); its media leg is released. On one that has ended it changes nothing. Needs to be the session's supervisor or some right over its agent.\n\n**Who:** Supervision endpoint: supervisors, within their group rights, and admins.",
     params(crate::http::openapi::params::SupervisionParam),
     responses(
-        (status = 200, description = "The supervision, as it is now.", body = ref("#/components/schemas/Supervision")),
+        (status = 200, description = "The supervision, as it is now.", body = SupervisionView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `not_your_agent`, `no_listen_right`: no rights over the agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_agent", "no_listen_right"])))),
         (status = 404, description = "`not_found`: no such supervision.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
@@ -763,7 +765,7 @@ async fn delete_supervision(
     params(crate::http::openapi::params::SupervisionParam),
     request_body = crate::http::bodies::RawSupervisorEvent,
     responses(
-        (status = 200, description = "The supervision.", body = ref("#/components/schemas/Supervision")),
+        (status = 200, description = "The supervision.", body = SupervisionView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_event`: an unknown event; `answered` without `calling_number`, or `calling_number` with another event.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_event"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),

@@ -285,14 +285,10 @@ fn document_value() -> Value {
         .expect("components.schemas");
     // The API answers no field a view's schema does not name (docs/api.md), and the bodies it
     // takes refuse unknown fields already (`deny_unknown_fields`): say so of the views too, so
-    // a field added to a view without its schema is caught by `tests/openapi.rs`.
+    // a field added to a view without its schema is caught by `tests/openapi.rs`. Objects
+    // inlined in a view (a call's `flags`, `legs`) are closed the same way.
     for schema in all.values_mut() {
-        if schema["type"] == "object"
-            && schema.get("properties").is_some()
-            && schema.get("additionalProperties").is_none()
-        {
-            schema["additionalProperties"] = json!(false);
-        }
+        close_objects(schema);
     }
     for (name, schema) in schemas::written() {
         all.insert(name, schema);
@@ -316,6 +312,28 @@ fn document_value() -> Value {
         }
     }
     doc
+}
+
+/// Sets `additionalProperties: false` on `schema` and the objects nested in it (properties,
+/// items, alternatives) that name their properties and say nothing of others.
+fn close_objects(schema: &mut Value) {
+    if schema["type"] == "object"
+        && schema.get("properties").is_some()
+        && schema.get("additionalProperties").is_none()
+    {
+        schema["additionalProperties"] = json!(false);
+    }
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.values_mut().for_each(close_objects);
+    }
+    if let Some(items) = schema.get_mut("items") {
+        close_objects(items);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(alternatives) = schema.get_mut(key).and_then(Value::as_array_mut) {
+            alternatives.iter_mut().for_each(close_objects);
+        }
+    }
 }
 
 #[utoipa::path(

@@ -13,7 +13,8 @@ use crate::app::views::DroppedView;
 use crate::app::webhooks::EVENT_TYPES_MAX;
 use crate::domain::agents::StateKind;
 use crate::domain::auth::Role;
-use crate::domain::ids::{GroupId, USER_ID_LEN_MAX, UserId};
+use crate::domain::ids::{CallId, GroupId, SupervisionId, USER_ID_LEN_MAX, UserId};
+use crate::domain::lifecycle::SupervisionState;
 use crate::domain::webhooks::EVENT_TYPE_LEN_MAX;
 
 /// Each schema written as JSON, by component name.
@@ -125,10 +126,48 @@ pub fn cross_field_rules() -> Map<String, Value> {
 pub fn property_rules() -> Map<String, Value> {
     let mut modes: Vec<Value> = Mode::ALL.map(|m| Value::from(m.as_str())).to_vec();
     modes.push(Value::Null);
+    let mode_names: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
+    let states: Vec<&str> = [
+        SupervisionState::Requested,
+        SupervisionState::Active,
+        SupervisionState::NoCall,
+        SupervisionState::Stopped,
+        SupervisionState::Failed,
+        SupervisionState::Aborted,
+    ]
+    .map(SupervisionState::as_str)
+    .to_vec();
     let mut rules = Map::new();
     rules.insert(
         "AuditRecord".into(),
         json!({"mode": {"type": ["string", "null"], "enum": modes}}),
+    );
+    rules.insert(
+        "Leg".into(),
+        json!({
+            "remote_source": {
+                "type": ["string", "null"], "enum": ["configured", "latched", null],
+                "description": "How `remote` was learnt: `configured` (given in the request or by \
+                    `PATCH …/legs/{party}`: strict source) or `latched` (the first source the \
+                    leg heard, which it is locked to); `null` while `remote` is."
+            },
+            "codec": {"$ref": "#/components/schemas/Codec"},
+        }),
+    );
+    rules.insert(
+        "Call".into(),
+        json!({"direction": {"type": "string", "enum": ["inbound", "outbound"]}}),
+    );
+    rules.insert(
+        "Supervision".into(),
+        json!({
+            "state": {"type": "string", "enum": states},
+            "mode": {
+                "type": "string", "enum": mode_names,
+                "description": "The current mode (`listen` until media connects), or the last \
+                    one once ended."
+            },
+        }),
     );
     rules
 }
@@ -339,3 +378,28 @@ impl utoipa::ToSchema for GroupId {
         "GroupId".into()
     }
 }
+
+/// A prefixed id of this appliance (`domain::ids`): `prefix` and 16 hex digits.
+fn prefixed_id(prefix: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^{prefix}[0-9a-f]{{16}}$")))
+        .description(Some(format!("`{prefix}` and 16 hex digits.")))
+        .into()
+}
+
+impl utoipa::PartialSchema for CallId {
+    fn schema() -> RefOr<Schema> {
+        prefixed_id("c_")
+    }
+}
+
+impl utoipa::ToSchema for CallId {}
+
+impl utoipa::PartialSchema for SupervisionId {
+    fn schema() -> RefOr<Schema> {
+        prefixed_id("s_")
+    }
+}
+
+impl utoipa::ToSchema for SupervisionId {}
