@@ -74,6 +74,8 @@ use crate::store::{ColumnEnum as _, Store, StoreError};
 
 /// Rows a page of `GET /v1/alerts` or `GET /v1/audit` returns when the client does not say.
 pub const PAGE_DEFAULT: u32 = 100;
+/// Most rows a page returns, whatever the client asks.
+pub const PAGE_LIMIT_MAX: u32 = crate::store::PAGE_LIMIT_MAX;
 
 /// What the state needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +183,21 @@ pub(super) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
+    /// Runs a use case under group commit (the `store` module, "Durability"): its writes
+    /// return once committed, and this returns once every commit made before `f` ended is
+    /// durable: its own, and any it read or built on. A failed sync turns the answer into an
+    /// error: nothing unsynced is acknowledged.
+    pub fn deferred<T, E: From<crate::app::storage::Storage>>(
+        &self,
+        f: impl FnOnce(&AppState) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let out = crate::store::deferring(|| f(self));
+        self.store()
+            .sync()
+            .map_err(|e| E::from(crate::app::storage::Storage::from(e)))?;
+        out
+    }
+
     /// Wraps a running engine and an opened store: closes what a previous run left open
     /// (SPEC §7: stale sessions are closed with an alert, not resumed; open calls are ended)
     /// and loads the most recent calls and supervisions ([`PAGE_LIMIT_MAX`] of each; older

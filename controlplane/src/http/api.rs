@@ -16,7 +16,8 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::app::rights::{self, Requester};
-use crate::app::state::{AppState, PAGE_DEFAULT, StateError};
+use crate::app::state::{AppState, PAGE_DEFAULT, PAGE_LIMIT_MAX, StateError};
+use crate::app::storage::Storage;
 use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
 use crate::domain::call::{
     CallEvent, CallId, ModeChange, NewCall, NewSupervision, Party, RemoteChange, SupervisionId,
@@ -27,7 +28,6 @@ use crate::http::access::{Administration, Authorized, Principal, Read, Signallin
 use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::http::tokens;
-use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
@@ -251,23 +251,16 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Runs an operation on the blocking pool (it may take the records lock, the engine's ring
 /// and the store's commits). Operations of [`AppState`] answer in [`StateError`]: `Ok(op?)`.
 ///
-/// Group commit (`store` module, "Durability"): the operation's writes return once committed
-/// ([`store::deferring`]), and the answer, success or error, waits here until every commit
-/// made before the operation ended is durable — its own, and any it read or built on. The
-/// operation has released the records lock by then, so concurrent requests wait for their
-/// syncs together and share them. A failed sync turns the answer into an error: nothing
-/// unsynced is acknowledged.
+/// Group commit ([`AppState::deferred`]): the answer, success or error, waits until every
+/// commit made before the operation ended is durable. The operation has released the records
+/// lock by then, so concurrent requests wait for their syncs together and share them.
 pub(crate) async fn blocking_api<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || {
-        let out = store::deferring(|| f(&state));
-        state.store().sync()?;
-        out
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+    tokio::task::spawn_blocking(move || state.deferred(f))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 #[derive(serde::Serialize)]
@@ -432,7 +425,8 @@ async fn create_supervision(
                 let detail = format!("forbidden: supervisor_id {named} is not the caller");
                 let who = principal.clone();
                 blocking_api(state, move |s| {
-                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)?)
+                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)
+                        .map_err(Storage::from)?)
                 })
                 .await?;
                 return Err(ApiError::new(
