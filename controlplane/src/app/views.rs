@@ -187,7 +187,7 @@ pub struct SupervisionView {
     pub ended_at_ms: Option<u64>,
 }
 
-/// An alert record (SPEC §2) as the API shows it.
+/// An alert record (docs/design.md §2.6) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AlertView {
     pub id: i64,
@@ -213,7 +213,7 @@ impl From<store::AlertRecord> for AlertView {
     }
 }
 
-/// An audit record (SPEC §4) as the API shows it.
+/// An audit record (docs/design.md §4.5) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditView {
     pub id: i64,

@@ -1,4 +1,4 @@
-//! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (STYLE.md 11).
+//! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (docs/design.md §9.11).
 //!
 //! Handlers are thin: the extractors below turn path segments and bodies into domain types (or
 //! the contract's error), and [`AppState`] does the rest, off the async runtime
@@ -283,8 +283,8 @@ struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
 
-/// What a caller may read (SPEC §4): admins and the softswitch everything; a supervisor the
-/// calls of agents in the groups they supervise and the supervisions of those agents or their
+/// What a caller may read (docs/design.md §4.4): admins and the softswitch everything; a supervisor
+/// the calls of agents in the groups they supervise and the supervisions of those agents or their
 /// own; an agent their own calls and the supervisions of them. What is not visible answers as
 /// if it did not exist.
 pub(crate) struct Visibility {

@@ -1,5 +1,5 @@
-//! The HTTP boundary's one error type (STYLE.md 7): a status, a stable machine code and a human
-//! message, rendered as `{"error": {"code": …, "message": …}}` (docs/api.md, Errors). Every
+//! The HTTP boundary's one error type (docs/design.md §9.7): a status, a stable machine code and a
+//! human message, rendered as `{"error": {"code": …, "message": …}}` (docs/api.md, Errors). Every
 //! lower error (engine, state, JSON rejection) is mapped to it here, once.
 
 use axum::extract::Request;
@@ -160,7 +160,7 @@ impl From<StateError> for ApiError {
             }
             StateError::CallEnded(_) => ApiError::new(StatusCode::CONFLICT, "call_ended", message),
             // The lifecycle's own code: `supervision_ended`, `not_legal_now`, `web_call`, …
-            // Denials (SPEC §4): the caller may not, whatever the session's state.
+            // Denials (docs/design.md §4.5): the caller may not, whatever the session's state.
             StateError::Refused {
                 refused: refused @ Refused::PersistentWithoutGrant,
                 ..
