@@ -1,8 +1,9 @@
-//! Micro-benchmarks of the media core (STYLE.md 14), all on a virtual clock: nothing here
+//! Micro-benchmarks of the media core (docs/design.md §9.13), all on a virtual clock: nothing here
 //! touches a socket or reads the OS clock except criterion's own timing.
 //!
 //! The key figure is `call/whisper_tick`: the mixing cost of one supervised call in whisper per
-//! 20 ms tick (SPEC §6: ≤ 0.5 µs). Run with `cargo bench -p earshot-bench --bench media`.
+//! 20 ms tick (docs/design.md §6.1: ≤ 0.5 µs). Run with `cargo bench -p earshot-bench --bench
+//! media`.
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -138,8 +138,8 @@ impl LoadMode {
         self != LoadMode::Relay
     }
 
-    /// Is what `role` is sent a relay of one input (else a mix)? SPEC §1's matrix. The mode
-    /// of one call (not [`LoadMode::Mixed`]).
+    /// Is what `role` is sent a relay of one input (else a mix)? docs/design.md §1's matrix. The
+    /// mode of one call (not [`LoadMode::Mixed`]).
     fn relayed_to(self, role: Role) -> bool {
         !matches!(
             (self, role),
@@ -422,7 +422,8 @@ pub struct Args {
     /// Loss (percent) below which a load passes.
     #[arg(long, default_value_t = 0.01)]
     max_loss_pct: f64,
-    /// Relayed-flow p99 latency (ms) a load must also stay under to count as "within SPEC §6".
+    /// Relayed-flow p99 latency (ms) a load must also stay under to count as "within
+    /// docs/design.md §6.1".
     #[arg(long, default_value_t = 5.0)]
     max_p99_ms: f64,
     /// Relayed-latency sampling: the kernel stamps the transmission of one datagram in this
@@ -925,9 +926,9 @@ impl Stream {
     }
 
     /// Adds one call's streams, in `mode` (one call's, not [`LoadMode::Mixed`]): each leg's
-    /// stream notes whose input the appliance relays to it (SPEC §1: the customer is sent the
-    /// agent's, the agent the customer's, when `mode` relays to them), so that what comes back
-    /// can be counted against what was offered.
+    /// stream notes whose input the appliance relays to it (docs/design.md §1.1: the customer is
+    /// sent the agent's, the agent the customer's, when `mode` relays to them), so that what comes
+    /// back can be counted against what was offered.
     fn push_call(streams: &mut Vec<Stream>, mode: LoadMode, legs: &[(Role, SocketAddrV4)]) {
         let base = streams.len();
         let index_of = |role| legs.iter().position(|(r, _)| *r == role).map(|i| base + i);

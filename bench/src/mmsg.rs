@@ -2,7 +2,7 @@
 //! receive timestamps (`SO_TIMESTAMPNS`), kernel transmit timestamps (`SO_TIMESTAMPING`, read
 //! back from the error queue), and forced socket buffer sizes.
 //!
-//! The only `unsafe` of the crate lives here (STYLE.md 9): each block is one libc call on
+//! The only `unsafe` of the crate lives here (docs/design.md §9.9): each block is one libc call on
 //! buffers this module owns, with a `// SAFETY:` comment. Everything exported is safe.
 
 #![allow(unsafe_code)]

@@ -1,4 +1,4 @@
-//! The control plane's time source (STYLE.md 3: time is an input).
+//! The control plane's time source (docs/design.md §9.3: time is an input).
 //!
 //! Every timestamp the control plane records and every `now` it hands to a supervision
 //! [`Session`](crate::domain::lifecycle::Session) comes from the [`Clock`] in

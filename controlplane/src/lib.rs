@@ -1,5 +1,5 @@
 //! earshot's control plane: the HTTP API of `docs/api.md` over the data-plane engine, as a
-//! library (STYLE.md 11) with the `earshotd` binary on top.
+//! library (docs/design.md §9.11) with the `earshotd` binary on top.
 //!
 //! The crate is in layers (docs/design.md §9), each importing only those below it:
 //!

@@ -26,7 +26,8 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     /// `earshot_api_request_duration_seconds{route,method}`.
     api_duration: HistogramVec,
-    /// `earshot_alerts_total{kind}`: session alerts raised, by kind (SPEC §2 codes, bounded).
+    /// `earshot_alerts_total{kind}`: session alerts raised, by kind (docs/design.md §2.6 codes,
+    /// bounded).
     alerts: IntCounterVec,
     /// `earshot_supervision_setup_seconds`: from the supervision request to media connected.
     setup: Histogram,
@@ -62,7 +63,7 @@ impl Metrics {
         let alerts = IntCounterVec::new(
             Opts::new(
                 "earshot_alerts_total",
-                "Supervision alerts raised, by kind (SPEC §2).",
+                "Supervision alerts raised, by kind (docs/design.md §2.6).",
             ),
             &["kind"],
         )?;
@@ -152,7 +153,7 @@ impl Metrics {
     }
 
     /// Records one API request. `route` is the route template (e.g. `/v1/calls/{call}`), never
-    /// the path itself, so labels stay bounded and carry no call ids (SPEC §4).
+    /// the path itself, so labels stay bounded and carry no call ids (docs/design.md §4.6).
     pub(crate) fn api_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         self.api_requests

@@ -1,6 +1,6 @@
-//! Agent state rules (SPEC §3, seed 003), exhaustively (STYLE.md 12): every (from, to) pair over
-//! the five states, as the agent's own change and as a supervisor's forced change, against a
-//! literal table; the dashboard on a scripted day with a virtual clock.
+//! Agent state rules (docs/design.md §3.5), exhaustively (docs/design.md §9.12): every (from, to)
+//! pair over the five states, as the agent's own change and as a supervisor's forced change,
+//! against a literal table; the dashboard on a scripted day with a virtual clock.
 
 use controlplane::domain::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Effect, PAUSE_REASONS_TRACKED_MAX,

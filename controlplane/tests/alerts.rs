@@ -1,8 +1,8 @@
-//! SPEC §2: one test per row of the alert table, driven through the HTTP API in-process (a
-//! real engine, an in-memory store, a manual clock). Each scenario is the facts of the call at
+//! docs/design.md §2.6: one test per row of the alert table, driven through the HTTP API in-process
+//! (a real engine, an in-memory store, a manual clock). Each scenario is the facts of the call at
 //! the request, the softswitch's reports after it, and what must come of them: the alerts
 //! (`GET /v1/supervisions/{id}/alerts`), the final state and reason, and the audit records
-//! (SPEC §4: every start, mode change, stop, denial and failure; aborts too).
+//! (docs/design.md §4.5: every start, mode change, stop, denial and failure; aborts too).
 
 mod common;
 

@@ -1301,5 +1301,8 @@ async fn api_requests_are_counted_by_route_template_without_ids() {
     assert!(text.contains(
         "earshot_api_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/calls/{call}\""
     ));
-    assert!(!text.contains(&call), "no call id in /metrics (SPEC §4)");
+    assert!(
+        !text.contains(&call),
+        "no call id in /metrics (docs/design.md §4.6)"
+    );
 }

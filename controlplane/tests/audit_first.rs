@@ -1,5 +1,5 @@
-//! SPEC §4: the audit record of a supervision start or mode change is durable before the
-//! supervisor's media changes. With a store that refuses every commit, a supervisor answering
+//! docs/design.md §4.5: the audit record of a supervision start or mode change is durable before
+//! the supervisor's media changes. With a store that refuses every commit, a supervisor answering
 //! (or a mode change) is refused and the data plane is never told: no supervisor leg exists.
 
 mod common;

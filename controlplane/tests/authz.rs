@@ -1,5 +1,5 @@
-//! Access control through the HTTP API (SPEC §4, issue 4 acceptance): each role against each
-//! endpoint class, the 401 cases, revocation taking effect at once, and the group-scoped
+//! Access control through the HTTP API (docs/design.md §4, issue 4 acceptance): each role against
+//! each endpoint class, the 401 cases, revocation taking effect at once, and the group-scoped
 //! supervision rights with their audited denials.
 
 mod common;

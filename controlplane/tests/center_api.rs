@@ -1,5 +1,5 @@
-//! Groups and agents through the HTTP API (SPEC §3, issue 4 acceptance): every group rule and
-//! every agent-state transition as tables of requests, each refused request changing nothing;
+//! Groups and agents through the HTTP API (docs/design.md §3, issue 4 acceptance): every group rule
+//! and every agent-state transition as tables of requests, each refused request changing nothing;
 //! the first of concurrent take-call requests wins; the supervisor console's views; the
 //! supervision policies of groups; and the `group.*` / `agent.*` events.
 
@@ -554,7 +554,7 @@ fn body_of(kind: &str) -> Value {
     }
 }
 
-/// SPEC §3: the same table for the agent's own and the supervisor's forced changes.
+/// docs/design.md §3.5: the same table for the agent's own and the supervisor's forced changes.
 #[tokio::test]
 async fn every_agent_state_transition_own_and_forced() {
     const KINDS: [&str; 5] = ["available", "busy", "standby", "pause", "disconnected"];
@@ -1171,8 +1171,8 @@ async fn groups_and_agents_are_durable() {
     assert!(me["last_login_ms"].is_number(), "{me}");
 }
 
-/// SPEC §2: a persistent supervision follows the agent to their next calls, only with a grant;
-/// revoking the grant ends the following.
+/// docs/design.md §2.7: a persistent supervision follows the agent to their next calls, only with a
+/// grant; revoking the grant ends the following.
 #[tokio::test]
 async fn persistent_supervision_follows_the_agent_with_a_grant() {
     let f = fixture().await;
@@ -1292,8 +1292,8 @@ async fn persistent_supervision_follows_the_agent_with_a_grant() {
     );
 }
 
-/// SPEC §4: reads are scoped. A supervisor reads the calls and supervisions of the agents in
-/// their groups (and their own supervisions), an agent their own; the rest answers 404.
+/// docs/design.md §4.4: reads are scoped. A supervisor reads the calls and supervisions of the
+/// agents in their groups (and their own supervisions), an agent their own; the rest answers 404.
 #[tokio::test]
 async fn reads_are_scoped_to_what_the_caller_may_see() {
     let f = fixture().await;

@@ -1,5 +1,5 @@
-//! SPEC §7 through the real daemon: `kill -9` the `earshotd` binary after acknowledged writes,
-//! start it again on the same database, and everything acknowledged is there — calls,
+//! docs/design.md §7.3 through the real daemon: `kill -9` the `earshotd` binary after acknowledged
+//! writes, start it again on the same database, and everything acknowledged is there — calls,
 //! supervisions, alerts, audit — while the sessions that were live are closed with an alert,
 //! not resumed.
 //!

@@ -1,6 +1,6 @@
-//! Supervision group rules (SPEC §3, seed 000) as a table (STYLE.md 12): each row sets up a
-//! directory, applies one operation and expects success or one stable error code; every refused
-//! operation must leave the directory equal to its snapshot from before.
+//! Supervision group rules (docs/design.md §3.1) as a table (docs/design.md §9.12): each row sets
+//! up a directory, applies one operation and expects success or one stable error code; every
+//! refused operation must leave the directory equal to its snapshot from before.
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;

@@ -440,8 +440,13 @@ async fn a_supervisor_stream_follows_a_change_of_their_groups() {
             .0
     };
     let before = append(1, &["grp-c"], &[]);
-    // Handed out (the admin's stream got it) before sup-c supervises grp-c.
-    assert_eq!(admin.take(1).await[0].id, before);
+    let marker = append(4, &[], &["sup-c"]);
+    // Handed out (the admin's stream got it) before sup-c supervises grp-c; sup-c's stream is
+    // past it once it has the event after it, and it did not get it.
+    let handed: Vec<i64> = admin.take(2).await.iter().map(|m| m.id).collect();
+    assert_eq!(handed, [before, marker]);
+    let first: Vec<i64> = stream.take(1).await.iter().map(|m| m.id).collect();
+    assert_eq!(first, [marker], "an event of a group not yet theirs");
     let (s, r) = h
         .call(
             Method::PUT,

@@ -1,5 +1,5 @@
-//! SPEC §7: after `kill -9` and a restart, nothing acknowledged (groups, grants, audit, alerts)
-//! is lost, and sessions live before the crash are closed, not resumed.
+//! docs/design.md §7.3: after `kill -9` and a restart, nothing acknowledged (groups, grants, audit,
+//! alerts) is lost, and sessions live before the crash are closed, not resumed.
 //!
 //! The test re-runs its own binary as a writer process (selected by an environment variable):
 //! the writer commits records one transaction at a time and prints each id to stdout only
@@ -89,8 +89,8 @@ fn writer_process() {
                 media: serde_json::json!({}),
             })
         })
-        .expect("writer: seed");
-    ack("seed".to_owned());
+        .expect("writer: populate");
+    ack("populate".to_owned());
 
     for round in 0..ROUNDS_MAX {
         let group_id = format!("g{round}");
@@ -194,7 +194,7 @@ fn audit_record(detail: &str) -> NewAudit {
 
 #[derive(Default)]
 struct Acked {
-    seed: bool,
+    populated: bool,
     groups: BTreeSet<String>,
     grants: BTreeSet<i64>,
     audit: BTreeSet<i64>,
@@ -211,7 +211,7 @@ impl Acked {
         let (kind, value) = rest.split_once(' ').unwrap_or((rest, ""));
         let number = || value.parse::<i64>().expect("acknowledged id");
         match kind {
-            "seed" => self.seed = true,
+            "populate" => self.populated = true,
             "group" => {
                 self.groups.insert(value.to_owned());
             }
@@ -229,7 +229,7 @@ impl Acked {
     }
 
     fn enough(&self) -> bool {
-        self.seed && self.alerts.len() >= ACKED_BEFORE_KILL
+        self.populated && self.alerts.len() >= ACKED_BEFORE_KILL
     }
 }
 

@@ -1,4 +1,4 @@
-//! The earshot data plane, in three layers (STYLE.md 1):
+//! The earshot data plane, in three layers (docs/design.md §9.1):
 //!
 //! - [`wire`]: zero-copy views over RTP, RTCP and RFC 4733 telephone-event bytes, and G.711.
 //! - [`media`]: the sans-IO media core. A [`media::call::Call`] takes packets and `now`

@@ -1,4 +1,4 @@
-//! Time as an input (STYLE.md 3).
+//! Time as an input (docs/design.md §9.3).
 //!
 //! Media code never reads a clock: it is handed an [`Instant`] and exposes its next deadline.
 //! Only the engine turns the OS monotonic clock into `Instant`s, so tests can drive the media

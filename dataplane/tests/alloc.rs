@@ -1,7 +1,7 @@
-//! Zero heap allocations per packet in steady state (STYLE.md 4), proven with a counting global
-//! allocator: once a call is admitted and warmed up, relaying, mixing, ticking, and the engine's
-//! io_uring and AF_XDP receive/send paths allocate nothing. The AF_XDP case runs the engine on
-//! one end of a veth pair in a network namespace of its own and the phones in another: it
+//! Zero heap allocations per packet in steady state (docs/design.md §9.4), proven with a counting
+//! global allocator: once a call is admitted and warmed up, relaying, mixing, ticking, and the
+//! engine's io_uring and AF_XDP receive/send paths allocate nothing. The AF_XDP case runs the
+//! engine on one end of a veth pair in a network namespace of its own and the phones in another: it
 //! needs root, and without it reports *ignored*, or fails under `CI=true` (`needs_root`).
 //!
 //! A `harness = false` test: the counter is process-wide, so nothing else (not even libtest's

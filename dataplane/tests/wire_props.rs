@@ -1,4 +1,4 @@
-//! Property tests of the wire views (STYLE.md 8): no input makes a checked constructor,
+//! Property tests of the wire views (docs/design.md §9.8): no input makes a checked constructor,
 //! iterator, typed view or accessor panic, and whatever we emit parses back to what we meant.
 
 mod exercise;
@@ -329,8 +329,8 @@ proptest! {
 }
 
 /// Replays each fuzz target's committed corpus (dataplane/fuzz/corpus/<target>,
-/// docs/fuzzing.md) through the same checks as the fuzzer, so every seed, and every crash the
-/// fuzzer ever found (added to the corpus when fixed), is checked by the normal tests.
+/// docs/fuzzing.md) through the same checks as the fuzzer, so every starting input, and every crash
+/// the fuzzer ever found (added to the corpus when fixed), is checked by the normal tests.
 #[test]
 fn fuzz_corpus_replays() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
@@ -343,22 +343,22 @@ fn fuzz_corpus_replays() {
     ];
     for (target, check) in targets {
         let dir = corpus.join(target);
-        let mut seeds = 0;
+        let mut inputs = 0;
         for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
             check(&data);
             exercise::all(&data);
-            seeds += 1;
+            inputs += 1;
         }
-        assert!(seeds >= 5, "{seeds} seeds in {}", dir.display());
+        assert!(inputs >= 5, "{inputs} inputs in {}", dir.display());
     }
 }
 
-/// The valid seeds are valid: the fuzzer starts from packets the views accept.
+/// The valid starting inputs are valid: the fuzzer starts from packets the views accept.
 #[test]
-fn fuzz_seeds_are_what_their_names_say() {
+fn fuzz_inputs_are_what_their_names_say() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let seed = |path: &str| std::fs::read(corpus.join(path)).unwrap();
+    let input = |path: &str| std::fs::read(corpus.join(path)).unwrap();
     for name in [
         "pcmu-20ms",
         "pcma-marker",
@@ -367,13 +367,13 @@ fn fuzz_seeds_are_what_their_names_say() {
         "header-only",
     ] {
         assert!(
-            RtpPacket::new_checked(seed(&format!("rtp/{name}"))).is_ok(),
+            RtpPacket::new_checked(input(&format!("rtp/{name}"))).is_ok(),
             "{name}"
         );
     }
     for name in ["truncated-11", "version-1", "padding-zero", "ext-past-end"] {
         assert!(
-            RtpPacket::new_checked(seed(&format!("rtp/{name}"))).is_err(),
+            RtpPacket::new_checked(input(&format!("rtp/{name}"))).is_err(),
             "{name}"
         );
     }
@@ -385,19 +385,19 @@ fn fuzz_seeds_are_what_their_names_say() {
         "app",
     ] {
         assert_eq!(
-            rtcp::validate_compound(&seed(&format!("rtcp/{name}"))),
+            rtcp::validate_compound(&input(&format!("rtcp/{name}"))),
             Ok(()),
             "{name}"
         );
     }
     for name in ["padding-not-last", "length-past-end"] {
         assert!(
-            rtcp::validate_compound(&seed(&format!("rtcp/{name}"))).is_err(),
+            rtcp::validate_compound(&input(&format!("rtcp/{name}"))).is_err(),
             "{name}"
         );
     }
     // A sound compound whose SR claims 31 report blocks and carries one.
-    let sr = seed("rtcp/sr-count-too-big");
+    let sr = input("rtcp/sr-count-too-big");
     let p = RtcpPacket::new_checked(&sr[..]).unwrap();
     assert_eq!(
         SenderReport::new(&p),
@@ -409,7 +409,7 @@ fn fuzz_seeds_are_what_their_names_say() {
         "two-blocks",
         "reserved-bit",
     ] {
-        assert!(TelephoneEvent::new_checked(seed(&format!("telephone_event/{name}"))).is_ok());
+        assert!(TelephoneEvent::new_checked(input(&format!("telephone_event/{name}"))).is_ok());
     }
     for name in [
         "ipv4-rtp",
@@ -418,17 +418,17 @@ fn fuzz_seeds_are_what_their_names_say() {
         "ipv4-options",
     ] {
         assert!(
-            frame::parse_udp(&seed(&format!("frame/{name}"))).is_ok(),
+            frame::parse_udp(&input(&format!("frame/{name}"))).is_ok(),
             "{name}"
         );
     }
     for name in ["ipv4-tcp", "ipv6-hop-by-hop", "arp", "udp-length-past-ip"] {
         assert!(
-            frame::parse_udp(&seed(&format!("frame/{name}"))).is_err(),
+            frame::parse_udp(&input(&format!("frame/{name}"))).is_err(),
             "{name}"
         );
     }
-    let rtp_frame = seed("frame/ipv4-rtp");
+    let rtp_frame = input("frame/ipv4-rtp");
     let inbound = frame::parse_udp(&rtp_frame).unwrap();
-    assert_eq!(inbound.payload, &seed("rtp/pcmu-20ms")[..]);
+    assert_eq!(inbound.payload, &input("rtp/pcmu-20ms")[..]);
 }

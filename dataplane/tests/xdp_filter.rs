@@ -2,8 +2,9 @@
 //!
 //! - Decision tests: hand-built frames through BPF_PROG_TEST_RUN, checking the verdict and which
 //!   counter moved, for every decision class and every truncation point.
-//! - Attach tests (STYLE.md 13): a pair of network namespaces joined by veth, the filter attached
-//!   in one, ping / TCP / UDP from the other, detach on drop, leftovers and foreign programs.
+//! - Attach tests (docs/design.md §9.12): a pair of network namespaces joined by veth, the filter
+//!   attached in one, ping / TCP / UDP from the other, detach on drop, leftovers and foreign
+//!   programs.
 //! - `kernel-cfg/nic-setup --dry-run`.
 //!
 //! Loading BPF needs root (CAP_BPF, CAP_NET_ADMIN): a plain binary (`harness = false`) runs the

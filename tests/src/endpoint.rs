@@ -3,7 +3,7 @@
 //! One UDP socket on `127.0.0.1:0`, or on the peer address of a test namespace pair (bound by
 //! a thread in that namespace). A receiver thread records every packet that arrives; a
 //! sender thread (started once the endpoint knows where to send) emits a tone as G.711 at
-//! 50 packets/s, paced to absolute deadlines so it never drifts, optionally through a seeded
+//! 50 packets/s, paced to absolute deadlines so it never drifts, optionally through a reproducible
 //! loss-and-reorder impairment, and can interleave RFC 4733 key presses.
 
 use std::collections::VecDeque;
@@ -26,16 +26,16 @@ pub const REORDER_DISTANCE: u16 = 1;
 /// Key-press updates before the three end packets (5 × 20 ms = 100 ms of tone).
 const DTMF_UPDATES: u16 = 5;
 
-/// A small deterministic PRNG (SplitMix64) so an impaired run is reproducible from its seed.
+/// A small deterministic PRNG (SplitMix64) so an impaired run is reproducible from its case number.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+    pub fn new(case: u64) -> Rng {
+        Rng(case)
     }
 
-    /// A fresh unpredictable seed: std's randomly keyed hasher over the time and a
+    /// A fresh unpredictable case number: std's randomly keyed hasher over the time and a
     /// process-wide counter, so endpoints created at the same instant still differ.
     pub fn entropy() -> u64 {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -66,7 +66,7 @@ impl Rng {
 /// Network damage applied to an endpoint's own output before it reaches the appliance.
 #[derive(Debug, Clone, Copy)]
 pub struct Impairment {
-    pub seed: u64,
+    pub case: u64,
     /// Packets dropped, in percent.
     pub loss_percent: u32,
     /// Packets held back and sent right after the next one, in percent.
@@ -75,9 +75,9 @@ pub struct Impairment {
 
 impl Impairment {
     /// The acceptance criteria's impairment: 5 % loss and 5 % reordering.
-    pub fn standard(seed: u64) -> Impairment {
+    pub fn standard(case: u64) -> Impairment {
         Impairment {
-            seed,
+            case,
             loss_percent: 5,
             reorder_percent: 5,
         }
@@ -374,7 +374,7 @@ fn send_loop(
     let ssrc = ids.next_u64() as u32;
     let seq0 = ids.next_u64() as u16;
     let ts0 = ids.next_u64() as u32;
-    let mut damage = spec.impairment.map(|i| (i, Rng::new(i.seed)));
+    let mut damage = spec.impairment.map(|i| (i, Rng::new(i.case)));
     let samples_per_packet = FRAME_SAMPLES as u16;
 
     let mut key_press: VecDeque<(bool, TelephoneEvent)> = VecDeque::new();

@@ -3,7 +3,7 @@
 //! that judges what each endpoint heard.
 //!
 //! - [`endpoint`]: a phone on a UDP socket: sends a tone as G.711 at 50 packets/s (optionally
-//!   with seeded loss and reordering, and RFC 4733 key presses) and records what it receives.
+//!   with reproducible loss and reordering, and RFC 4733 key presses) and records what it receives.
 //! - [`audio`]: the test tones and per-packet Goertzel measurement.
 //! - [`rtp`]: an independent RTP / RFC 4733 codec, so the tests do not share the daemon's.
 //! - [`api`], [`daemon`]: the HTTP client and the in-process daemon.

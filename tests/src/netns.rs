@@ -1,6 +1,6 @@
-//! Two network namespaces joined by a veth pair, for tests on a real interface (STYLE.md 13):
-//! the appliance runs in one, its peers (phones, the API client, ping) in the other, and
-//! nothing they send can leave the pair.
+//! Two network namespaces joined by a veth pair, for tests on a real interface
+//! (docs/design.md §9.12): the appliance runs in one, its peers (phones, the API client, ping) in
+//! the other, and nothing they send can leave the pair.
 //!
 //! [`Veth::create`] creates `es-a-<pid>-<n>` and `es-p-<pid>-<n>` with `iproute2`, joins them by
 //! a veth pair (`es<pid>a<n>` / `es<pid>p<n>`, pid in hex, at most 15 characters) addressed

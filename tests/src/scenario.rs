@@ -87,7 +87,7 @@ impl Mode {
         }
     }
 
-    /// The hearing matrix, SPEC.md §1: whom `listener` hears in this mode.
+    /// The hearing matrix, docs/design.md §1.2: whom `listener` hears in this mode.
     pub const fn hears(self, listener: Party) -> &'static [Party] {
         use Party::{Agent as A, Customer as C, Supervisor as S};
         match (self, listener) {
@@ -112,7 +112,7 @@ impl Mode {
         }
     }
 
-    /// The modes in which the customer must never hear a supervisor (SPEC.md §1).
+    /// The modes in which the customer must never hear a supervisor (docs/design.md §1.2).
     pub const fn customer_private(self) -> bool {
         matches!(self, Mode::Unsupervised | Mode::Listen | Mode::Whisper)
     }
@@ -167,8 +167,9 @@ pub struct RigOptions {
     pub customer: LegOptions,
     pub agent: LegOptions,
     pub supervisor: LegOptions,
-    /// Seeded 5 % loss + 5 % reordering on every endpoint's output (seeds derived per party).
-    pub impairment_seed: Option<u64>,
+    /// Reproducible 5 % loss + 5 % reordering on every endpoint's output (a case number derived per
+    /// party).
+    pub impairment_case: Option<u64>,
     /// The supervision's `beep` field; `None` leaves the daemon's default.
     pub beep: Option<bool>,
 }
@@ -302,14 +303,14 @@ impl Rig {
             options.customer,
             c_local,
             Party::Customer,
-            options.impairment_seed,
+            options.impairment_case,
         );
         start_party(
             &mut rig.agent,
             options.agent,
             a_local,
             Party::Agent,
-            options.impairment_seed,
+            options.impairment_case,
         );
         rig
     }
@@ -345,7 +346,7 @@ impl Rig {
             opts,
             info.local,
             Party::Supervisor,
-            self.options.impairment_seed,
+            self.options.impairment_case,
         );
         self.supervision = Some(info.clone());
         info
@@ -490,13 +491,13 @@ fn start_party(
     opts: LegOptions,
     dest: SocketAddr,
     party: Party,
-    seed: Option<u64>,
+    case: Option<u64>,
 ) {
     if !opts.sends {
         return;
     }
     let impairment =
-        seed.map(|s| Impairment::standard(s.wrapping_mul(31).wrapping_add(party.index() as u64)));
+        case.map(|s| Impairment::standard(s.wrapping_mul(31).wrapping_add(party.index() as u64)));
     e.start_sending(SendSpec {
         dest,
         signal: Signal::Tone(party.tone()),

@@ -499,7 +499,7 @@ pub fn check_beep(report: &mut Report, rec: &Recording, expected: bool) {
     }
 }
 
-/// Lossless stream continuity (SPEC.md §1: every output is its own RTP stream): one SSRC,
+/// Lossless stream continuity (docs/design.md §1.1: every output is its own RTP stream): one SSRC,
 /// sequence numbers +1 modulo 2^16 between consecutive packets, timestamps moving forward in
 /// whole packets and staying in step with arrival time.
 pub fn check_continuity_strict(report: &mut Report, name: &str, rx: &[Received]) {

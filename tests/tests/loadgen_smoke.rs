@@ -3,8 +3,8 @@
 //! enough for a debug build on a shared 2-core machine: 4 calls, one in each mode (relay,
 //! listen, whisper, barge: every relay and every mix of the media plane), 1 s of warm-up, a 2 s
 //! window, a 1 s drain. It checks correctness only (nothing lost, no relayed packet left
-//! behind, no mixed frame missing, every call and supervision set up), never speed (STYLE.md
-//! 14): latency and CPU are printed, not judged.
+//! behind, no mixed frame missing, every call and supervision set up), never speed (docs/design.md
+//! §9.13): latency and CPU are printed, not judged.
 //!
 //! The load generator runs in-process, through `earshot_bench::loadgen::run`, the very function
 //! the `loadgen` binary's `main` calls: cargo builds it with this test, from the same sources

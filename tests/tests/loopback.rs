@@ -1,7 +1,7 @@
 //! The whole suite of [`earshot_tests::suite`] on loopback with the io_uring backend, one test
 //! per scenario (`afxdp.rs` runs the same scenarios over a veth pair with both backends):
 //!
-//! - `modes`: the hearing matrix (SPEC.md §1), mode by mode and across mode sequences;
+//! - `modes`: the hearing matrix (docs/design.md §1.2), mode by mode and across mode sequences;
 //! - `privacy`: the customer never hears a supervisor, under loss and reordering;
 //! - `continuity`: one continuous RTP stream per output across every mode change;
 //! - `source`: strict and latching legs drop and count a wrong source;

@@ -1,5 +1,5 @@
-//! Control-plane setup rate (SPEC §6: "supervised-call setups (call + supervision) ≥ 1,000/s,
-//! p99 ≤ 10 ms"): `--clients` threads each loop creating a call for an agent and starting a
+//! Control-plane setup rate (docs/design.md §6.1: supervised-call setups (call + supervision) ≥
+//! 1,000/s, p99 ≤ 10 ms): `--clients` threads each loop creating a call for an agent and starting a
 //! supervision on it whose supervisor's leg is already answered (`POST /v1/calls`, then
 //! `POST /v1/calls/{id}/supervisions`: media connects in listen), timing the pair, then
 //! deleting the call (not timed) so the appliance's ports are not exhausted. The `POST

@@ -88,7 +88,8 @@ impl AppState {
                 call_scope(&record),
                 record.created_at_ms,
             )?;
-            // SPEC §3 subscriptions: a business call is a service call (web calls are not).
+            // docs/design.md §3.4 subscriptions: a business call is a service call (web calls are
+            // not).
             match &record.agent_id {
                 Some(agent) if !record.web => self.inner.center.notify_service_call(
                     w,
@@ -344,8 +345,8 @@ impl AppState {
         Ok(())
     }
 
-    /// SPEC §2 persistent supervision: the sessions following `agent` and waiting for a call
-    /// are given the agent's new call `call`. Whether the supervisor may still listen is their
+    /// docs/design.md §2.7 persistent supervision: the sessions following `agent` and waiting for a
+    /// call are given the agent's new call `call`. Whether the supervisor may still listen is their
     /// grant, checked again. A session that cannot take the call now (an outbound call the
     /// agent has not answered) keeps waiting.
     pub(super) fn attach_followers(&self, r: &mut Records, call: CallId, agent: &str, now: u64) {

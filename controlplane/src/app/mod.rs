@@ -14,6 +14,7 @@ pub mod records;
 pub mod recovery;
 pub mod rights;
 pub mod state;
+pub mod storage;
 pub mod supervisions;
 pub mod tokens;
 pub mod views;

@@ -14,7 +14,7 @@ use crate::domain::call::Party;
 use crate::domain::lifecycle::{HangupParty, Input};
 use crate::store::StoreExt as _;
 
-/// Most engine events kept for retry while the engine's command ring is full (STYLE.md 4).
+/// Most engine events kept for retry while the engine's command ring is full (docs/design.md §9.4).
 const ENGINE_EVENTS_RETRY_MAX: usize = 4096;
 
 impl AppState {

@@ -239,7 +239,7 @@ pub(super) struct SupervisionRecord {
     pub(super) agent_id: Option<String>,
     pub(super) registered_number: Option<String>,
     pub(super) beep: bool,
-    /// Follows the agent to their next calls (SPEC §2 persistent supervision).
+    /// Follows the agent to their next calls (docs/design.md §2.7 persistent supervision).
     pub(super) persistent: bool,
     pub(super) leg: LegRecord,
     /// The supervisor's leg in the engine while media is connected; engine leg ids are reused

@@ -192,7 +192,7 @@ mod tests {
     }
 
     /// A supervisor, an agent in group g1, a live call, and supervisions in every state.
-    fn seeded() -> SqliteStore {
+    fn populated() -> SqliteStore {
         let store = SqliteStore::open_in_memory().expect("in-memory store");
         store
             .write(|w| {
@@ -247,13 +247,13 @@ mod tests {
                 }
                 Ok(())
             })
-            .expect("seed");
+            .expect("populate");
         store
     }
 
     #[test]
     fn the_recovery_aborts_exactly_the_open_sessions_through_the_lifecycle() {
-        let store = seeded();
+        let store = populated();
         let terminal: Vec<_> = [4, 5, 6]
             .iter()
             .map(|&n| store.read(|r| r.supervision(&sup_id(n))).unwrap().unwrap())
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_row_not_of_this_appliances_form_is_closed_without_an_alert() {
-        let store = seeded();
+        let store = populated();
         store
             .write(|w| w.create_supervision(&supervision("foreign-1", SupervisionState::Active)))
             .unwrap();

@@ -1,5 +1,5 @@
 //! Calls and supervisions: the control plane's state, the rules of docs/api.md, and the driver
-//! of each supervision's [`Session`] (SPEC §2).
+//! of each supervision's [`Session`] (docs/design.md §2).
 //!
 //! # Files
 //!
@@ -17,14 +17,14 @@
 //! - Each supervision is a sans-IO [`Session`]; this module feeds it the API's requests, the
 //!   softswitch's reports and the data plane's events, and carries out its [`Output`]s **in
 //!   order**: audit records are committed to the [`Store`] before the media command that
-//!   follows them (SPEC §4: the audit precedes supervisor media), then the engine is told, then
-//!   the new state, the alerts and the events are committed in one transaction.
+//!   follows them (docs/design.md §4.5: the audit precedes supervisor media), then the engine is
+//!   told, then the new state, the alerts and the events are committed in one transaction.
 //! - The **store** (SQLite by default) is the durable copy: every operation that changes
 //!   something commits before it returns, and is durable before it is acknowledged (the HTTP
 //!   API syncs after the operation has released the records lock, so concurrent requests share
 //!   their syncs: group commit, see [`crate::store`]), so an acknowledged request survives
 //!   `kill -9` and power loss. The one sync inside an operation is the audit record's, before
-//!   the media command that starts media or changes its mode (SPEC §4). At start-up,
+//!   the media command that starts media or changes its mode (docs/design.md §4). At start-up,
 //!   [`AppState::new`] closes what a crashed run left open
 //!   ([`crate::app::recovery`]: not resumed, docs/design.md §7) and loads the
 //!   recent history.
@@ -74,6 +74,8 @@ use crate::store::{ColumnEnum as _, Store, StoreError};
 
 /// Rows a page of `GET /v1/alerts` or `GET /v1/audit` returns when the client does not say.
 pub const PAGE_DEFAULT: u32 = 100;
+/// Most rows a page returns, whatever the client asks.
+pub const PAGE_LIMIT_MAX: u32 = crate::store::PAGE_LIMIT_MAX;
 
 /// What the state needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +121,8 @@ pub enum StateError {
         remote: SocketAddr,
         media_ip: IpAddr,
     },
-    /// The supervision's session refused the input (SPEC §2 lifecycle); nothing changed.
+    /// The supervision's session refused the input (docs/design.md §2.2 lifecycle); nothing
+    /// changed.
     #[error("supervision {supervision}: {refused}")]
     Refused {
         supervision: SupervisionId,
@@ -163,7 +166,7 @@ pub(super) struct Inner {
     pub(super) commits: tokio::sync::watch::Sender<u64>,
     /// The event log's pages as they become durable, read once for every SSE stream.
     pub(super) feed: crate::app::feed::Feed,
-    /// Groups and agents (SPEC §3).
+    /// Groups and agents (docs/design.md §3).
     pub(super) center: crate::app::center::Center,
 }
 
@@ -181,9 +184,24 @@ pub(super) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
+    /// Runs a use case under group commit (the `store` module, "Durability"): its writes
+    /// return once committed, and this returns once every commit made before `f` ended is
+    /// durable: its own, and any it read or built on. A failed sync turns the answer into an
+    /// error: nothing unsynced is acknowledged.
+    pub fn deferred<T, E: From<crate::app::storage::Storage>>(
+        &self,
+        f: impl FnOnce(&AppState) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let out = crate::store::deferring(|| f(self));
+        self.store()
+            .sync()
+            .map_err(|e| E::from(crate::app::storage::Storage::from(e)))?;
+        out
+    }
+
     /// Wraps a running engine and an opened store: closes what a previous run left open
-    /// (SPEC §7: stale sessions are closed with an alert, not resumed; open calls are ended)
-    /// and loads the most recent calls and supervisions ([`PAGE_LIMIT_MAX`] of each; older
+    /// (docs/design.md §7.3: stale sessions are closed with an alert, not resumed; open calls are
+    /// ended) and loads the most recent calls and supervisions ([`PAGE_LIMIT_MAX`] of each; older
     /// ones are still answered by id). `metrics` must be registered in the registry the engine
     /// was started with, so `/metrics` shows both.
     pub fn new(

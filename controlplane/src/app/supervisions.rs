@@ -107,8 +107,8 @@ impl AppState {
         }
     }
 
-    /// `POST /v1/calls/{id}/supervisions`: a new session, started (SPEC §2 start checks); with
-    /// `answered`, the supervisor's leg is reported ringing and answered at once.
+    /// `POST /v1/calls/{id}/supervisions`: a new session, started (docs/design.md §2.3 start
+    /// checks); with `answered`, the supervisor's leg is reported ringing and answered at once.
     ///
     /// The requester's listen right is an input of the start ([`crate::app::rights`]): without
     /// it, in one of the agent's groups, the session fails `no_permission`; outside them, the
@@ -142,7 +142,8 @@ impl AppState {
         let facts = call.facts(call_id);
         let agent_id = call.agent_id.clone();
         let engine_call = call.engine;
-        // The agent's groups' policies (SPEC §2): a cap on simultaneous monitors, the beep.
+        // The agent's groups' policies (docs/design.md §2.9): a cap on simultaneous monitors, the
+        // beep.
         let policy = agent_id
             .as_deref()
             .map(|agent| self.inner.center.supervision_policy(agent))
@@ -197,7 +198,8 @@ impl AppState {
         let mut outputs = match session.handle(now, Input::Start(start)) {
             Ok(outputs) => outputs,
             Err(refused) => {
-                // A web call: a denial, audited (SPEC §4) though nothing else is recorded.
+                // A web call: a denial, audited (docs/design.md §4.5) though nothing else is
+                // recorded.
                 self.inner.store.write(|w| {
                     w.append_audit(
                         &Audit::new(
@@ -423,10 +425,10 @@ impl AppState {
                 | Output::SetMedia { .. }
                 | Output::DisconnectMedia { .. } => output,
             };
-            // SPEC §4: the audit is written before supervisor media flows. Before media starts
-            // or changes mode it is also made durable here, under the records lock, even inside
-            // `store::deferring` (the request's other commits wait for the sync after the lock
-            // is released). Before a disconnect, committed is enough: no media flows on it,
+            // docs/design.md §4.5: the audit is written before supervisor media flows. Before media
+            // starts or changes mode it is also made durable here, under the records lock, even
+            // inside `store::deferring` (the request's other commits wait for the sync after the
+            // lock is released). Before a disconnect, committed is enough: no media flows on it,
             // and the request's answer still waits for the sync.
             if !audits.is_empty() {
                 let starts_media = !matches!(media, Output::DisconnectMedia { .. });

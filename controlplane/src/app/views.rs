@@ -220,7 +220,7 @@ pub struct SupervisionView {
     pub ended_at_ms: Option<u64>,
 }
 
-/// An alert record (docs/design.md §2) as the API shows it.
+/// An alert record (docs/design.md §2.6) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(as = Alert, description = "An alert record.")]
 pub struct AlertView {
@@ -254,7 +254,7 @@ impl From<store::AlertRecord> for AlertView {
     }
 }
 
-/// An audit record (docs/design.md §4) as the API shows it.
+/// An audit record (docs/design.md §4.5) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(as = AuditRecord, description = "An audit record.")]
 pub struct AuditView {

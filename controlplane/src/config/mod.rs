@@ -1,6 +1,6 @@
-//! The daemon's configuration: built-in defaults (SPEC §5), then a TOML file, then environment
-//! variables (`EARSHOT_*`), then command-line flags, each overriding the one before; then
-//! [`Config::validate`].
+//! The daemon's configuration: built-in defaults (docs/design.md §5.5), then a TOML file, then
+//! environment variables (`EARSHOT_*`), then command-line flags, each overriding the one before;
+//! then [`Config::validate`].
 
 use core::fmt;
 use core::str::FromStr;
@@ -48,8 +48,8 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The whole configuration. `Config::default()` is the embedded default of SPEC §5; every
-/// field is public so tests can adjust it before [`crate::daemon::spawn`].
+/// The whole configuration. `Config::default()` is the embedded default of docs/design.md §5.5;
+/// every field is public so tests can adjust it before [`crate::daemon::spawn`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -103,7 +103,7 @@ impl Default for StoreSection {
 #[serde(deny_unknown_fields, default)]
 pub struct SupervisionSection {
     /// How long the supervisor's phone may ring before the session fails with
-    /// `failed_supervisor_didnt_answer` (SPEC §2: 30 s).
+    /// `failed_supervisor_didnt_answer` (docs/design.md §2.4: 30 s).
     pub answer_timeout_secs: u64,
 }
 

@@ -1,7 +1,7 @@
-//! Contact-center agent states (SPEC §3), as a pure state machine: no I/O, no clock reads
-//! (STYLE.md 3). Every method that changes something is handed `now_ms` (milliseconds since the
-//! Unix epoch) and either applies the change and returns what happened ([`StateChange`]), or
-//! refuses with a typed error and leaves the agent exactly as it was.
+//! Contact-center agent states (docs/design.md §3.5), as a pure state machine: no I/O, no clock
+//! reads (docs/design.md §9.3). Every method that changes something is handed `now_ms`
+//! (milliseconds since the Unix epoch) and either applies the change and returns what happened
+//! ([`StateChange`]), or refuses with a typed error and leaves the agent exactly as it was.
 //!
 //! The transition rules are the same for an agent's own change and a supervisor's forced change
 //! (a forced change only records who forced it); the caller checks who may force what.
@@ -18,12 +18,12 @@
 //! (1) the agent is removed from its case ([`Effect::RemovedFromCase`]).
 //! (2) a login ([`Effect::LoggedIn`]); every change to `disconnected` is a logout.
 //!
-//! The SPEC fixes the `busy`, `standby` and `pause` rows. The others follow what the seed's user
-//! expects: an available agent may take a case, pause, step back to standby or log out; a
-//! disconnected agent logs in ready (`available`) or not yet (`standby`), but cannot log in
-//! straight into a case or a pause. A change to the state the agent is already in (including
-//! `pause(a)` → `pause(b)`, which the `pause` row forbids) is refused as [`AgentError::Unchanged`],
-//! so that an API can tell "nothing to do" from "not allowed".
+//! docs/design.md §3.5 keeps the `busy`, `standby` and `pause` rows as contact centers have them.
+//! The others follow what a supervisor expects: an available agent may take a case, pause, step
+//! back to standby or log out; a disconnected agent logs in ready (`available`) or not yet
+//! (`standby`), but cannot log in straight into a case or a pause. A change to the state the agent
+//! is already in (including `pause(a)` → `pause(b)`, which the `pause` row forbids) is refused as
+//! [`AgentError::Unchanged`], so that an API can tell "nothing to do" from "not allowed".
 //!
 //! The dashboard figures cover a *period* — from the agent's creation or the last
 //! [`Agent::start_new_period`] (the caller knows the site's time zone and calls it at midnight,
@@ -209,7 +209,8 @@ impl AgentState {
         }
     }
 
-    /// Connected means logged in: any state but `disconnected` ("time connected", seed 003).
+    /// Connected means logged in: any state but `disconnected` ("time connected",
+    /// docs/design.md §3.6).
     pub fn is_connected(&self) -> bool {
         !matches!(self, AgentState::Disconnected)
     }
@@ -391,7 +392,7 @@ impl Agent {
 
     /// A supervisor's forced change: the same rules as [`Agent::change_state`], with
     /// `forced_by` recorded in the returned change. Whether `forced_by` may force is the
-    /// caller's check (SPEC §4).
+    /// caller's check (docs/design.md §4).
     pub fn force_state(
         &mut self,
         to: AgentState,
@@ -492,7 +493,8 @@ impl Agent {
         }
     }
 
-    /// The live dashboard figures at `now_ms` (seed 003): the current stint counts up to now.
+    /// The live dashboard figures at `now_ms` (docs/design.md §3.6): the current stint counts up to
+    /// now.
     pub fn dashboard(&self, now_ms: u64) -> Dashboard {
         let now_ms = now_ms.max(self.credited_until_ms);
         let current_ms = now_ms - self.credited_until_ms;
@@ -582,7 +584,7 @@ pub struct PauseFigures {
     pub total_ms: u64,
 }
 
-/// The per-agent live dashboard (SPEC §3, seed 003), for the API to return as is.
+/// The per-agent live dashboard (docs/design.md §3.6), for the API to return as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dashboard {
     pub agent: UserId,
@@ -634,8 +636,8 @@ impl ChatError {
     }
 }
 
-/// A supervisor's private message to one agent (SPEC §3: delivered to that agent only; the
-/// delivery is the API's job). Validated once at construction, so a `ChatMessage` is always
+/// A supervisor's private message to one agent (docs/design.md §3.7: delivered to that agent only;
+/// the delivery is the API's job). Validated once at construction, so a `ChatMessage` is always
 /// sendable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(description = "A supervisor's private message to one agent.")]
@@ -696,7 +698,7 @@ impl ChatMessage {
 mod tests {
     use super::*;
 
-    /// xorshift64*: a seeded, dependency-free generator for reproducible sequences.
+    /// xorshift64*: a small, dependency-free generator for reproducible sequences.
     struct Rng(u64);
 
     impl Rng {
@@ -739,8 +741,8 @@ mod tests {
     /// changes nothing.
     #[test]
     fn time_is_conserved_over_random_sequences() {
-        for seed in 1..=200u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        for case in 1..=200u64 {
+            let mut rng = Rng(case.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut agent = Agent::new(UserId::parse("a").unwrap(), Platform::Web, 1_000);
             let mut clock_ms = 1_000u64;
             for _ in 0..300 {
@@ -771,12 +773,12 @@ mod tests {
                 let now_ms = clock_ms.max(agent.credited_until_ms);
                 let d = agent.dashboard(now_ms);
                 let all_ms: u64 = d.states.iter().map(|s| s.total_ms).sum();
-                assert_eq!(all_ms, now_ms - d.period_start_ms, "seed {seed}");
+                assert_eq!(all_ms, now_ms - d.period_start_ms, "case {case}");
                 let reasons_ms: u64 = d.pause_by_reason.iter().map(|p| p.total_ms).sum();
                 assert_eq!(
                     reasons_ms + d.pause_other_reasons_ms,
                     d.pause_ms,
-                    "seed {seed}"
+                    "case {case}"
                 );
                 assert!(d.pause_by_reason.len() <= PAUSE_REASONS_TRACKED_MAX);
                 assert_eq!(

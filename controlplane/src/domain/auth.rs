@@ -1,5 +1,5 @@
-//! Access control (SPEC §4), pure: bearer tokens, roles, the role × endpoint-class matrix and
-//! the group-scoped supervision rights. The HTTP layer looks a token's hash up in the store
+//! Access control (docs/design.md §4), pure: bearer tokens, roles, the role × endpoint-class matrix
+//! and the group-scoped supervision rights. The HTTP layer looks a token's hash up in the store
 //! and asks this module whether the request may proceed.
 //!
 //! Tokens are random (256 bits) and shown once; only their SHA-256 is stored, so a stolen
@@ -210,8 +210,8 @@ impl Principal {
     }
 }
 
-/// A supervisor's rights over the agents of one group (SPEC §4: listen rights are distinct
-/// from whisper / barge / takeover rights).
+/// A supervisor's rights over the agents of one group (docs/design.md §4.3: listen rights are
+/// distinct from whisper / barge / takeover rights).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupRights {
     pub listen: bool,

@@ -94,7 +94,7 @@ pub struct NewCall {
     pub agent_id: Option<String>,
     /// Outbound: whether the agent has answered (inbound calls reach the agent answered).
     pub agent_answered: bool,
-    /// A web call: never supervised (SPEC §2).
+    /// A web call: never supervised (docs/design.md §2.10).
     pub web: bool,
 }
 
@@ -120,13 +120,13 @@ pub struct NewSupervision {
     pub beep: Option<bool>,
     /// Who supervises, as the softswitch names them.
     pub supervisor_id: Option<String>,
-    /// The supervisor's registered number, validated (SPEC §2 `validation`); `None`: none
-    /// registered, and the session fails (`failed_supervisor_number_invalid`).
+    /// The supervisor's registered number, validated (docs/design.md §2.8 `validation`); `None`:
+    /// none registered, and the session fails (`failed_supervisor_number_invalid`).
     pub registered_number: Option<SupervisorNumber>,
     /// The supervisor's leg is already up, answered from this calling number: the session is
     /// created ringing and answered at once.
     pub answered: Option<String>,
-    /// Follow the agent to their next calls until stopped (SPEC §2); needs a grant.
+    /// Follow the agent to their next calls until stopped (docs/design.md §2.7); needs a grant.
     pub persistent: bool,
 }
 
@@ -283,8 +283,8 @@ pub fn parse_calling_number(field: &str, s: String) -> Result<String, InputError
     Ok(s)
 }
 
-/// A supervisor's `registered_number`. SPEC §2 `validation`: refused with its own code and the
-/// SPEC's words.
+/// A supervisor's `registered_number`. docs/design.md §2.8 `validation`: refused with its own code
+/// and the alert's words.
 pub fn parse_registered_number(s: &str) -> Result<SupervisorNumber, InputError> {
     validate_supervisor_number(s).map_err(|alert| {
         // Its code is the lifecycle's `ValidationAlert::CODE` (mapped in the HTTP adapter).

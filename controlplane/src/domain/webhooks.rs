@@ -1,4 +1,4 @@
-//! Webhook signing and delivery policy (SPEC §5), pure: no I/O, time as an input.
+//! Webhook signing and delivery policy (docs/design.md §5.2), pure: no I/O, time as an input.
 //!
 //! Signatures follow the Standard Webhooks scheme: the signed content is
 //! `{webhook-id}.{webhook-timestamp}.{body}`, signed with HMAC-SHA256 under the endpoint's

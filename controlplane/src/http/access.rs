@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::rights;
 use crate::app::state::AppState;
+use crate::app::storage::Storage;
 pub use crate::app::tokens::Standing;
 pub use crate::domain::auth::Principal;
 use crate::domain::auth::{self, EndpointClass};
@@ -153,7 +154,7 @@ impl<C: Class> FromRequestParts<AppState> for Authorized<C> {
                 );
                 let who = principal.clone();
                 crate::http::api::blocking_api(state.clone(), move |s| {
-                    Ok(rights::audit(s, &who, None, detail)?)
+                    Ok(rights::audit(s, &who, None, detail).map_err(Storage::from)?)
                 })
                 .await
                 .map_err(Rejection::Forbidden)?;

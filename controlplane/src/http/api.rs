@@ -1,4 +1,4 @@
-//! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (STYLE.md 11).
+//! The HTTP API of docs/api.md, as a [`Router`] tests can call in-process (docs/design.md §9.11).
 //!
 //! Handlers are thin: the extractors below turn path segments and bodies into domain types (or
 //! the contract's error), and [`AppState`] does the rest, off the async runtime
@@ -16,7 +16,8 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::app::rights::{self, Requester};
-use crate::app::state::{AppState, PAGE_DEFAULT, StateError};
+use crate::app::state::{AppState, PAGE_DEFAULT, PAGE_LIMIT_MAX, StateError};
+use crate::app::storage::Storage;
 use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
 use crate::domain::call::{
     CallEvent, CallId, ModeChange, NewCall, NewSupervision, Party, RemoteChange, SupervisionId,
@@ -27,7 +28,6 @@ use crate::http::access::{Administration, Authorized, Principal, Read, Signallin
 use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::http::tokens;
-use crate::store::{self, PAGE_LIMIT_MAX};
 use dataplane::media::matrix::Mode;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
@@ -251,23 +251,16 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Runs an operation on the blocking pool (it may take the records lock, the engine's ring
 /// and the store's commits). Operations of [`AppState`] answer in [`StateError`]: `Ok(op?)`.
 ///
-/// Group commit (`store` module, "Durability"): the operation's writes return once committed
-/// ([`store::deferring`]), and the answer, success or error, waits here until every commit
-/// made before the operation ended is durable — its own, and any it read or built on. The
-/// operation has released the records lock by then, so concurrent requests wait for their
-/// syncs together and share them. A failed sync turns the answer into an error: nothing
-/// unsynced is acknowledged.
+/// Group commit ([`AppState::deferred`]): the answer, success or error, waits until every
+/// commit made before the operation ended is durable. The operation has released the records
+/// lock by then, so concurrent requests wait for their syncs together and share them.
 pub(crate) async fn blocking_api<T: Send + 'static>(
     state: AppState,
     f: impl FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || {
-        let out = store::deferring(|| f(&state));
-        state.store().sync()?;
-        out
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+    tokio::task::spawn_blocking(move || state.deferred(f))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -294,8 +287,8 @@ struct Supervisions {
     supervisions: Vec<SupervisionView>,
 }
 
-/// What a caller may read (SPEC §4): admins and the softswitch everything; a supervisor the
-/// calls of agents in the groups they supervise and the supervisions of those agents or their
+/// What a caller may read (docs/design.md §4.4): admins and the softswitch everything; a supervisor
+/// the calls of agents in the groups they supervise and the supervisions of those agents or their
 /// own; an agent their own calls and the supervisions of them. What is not visible answers as
 /// if it did not exist.
 pub(crate) struct Visibility {
@@ -551,7 +544,8 @@ async fn create_supervision(
                 let detail = format!("forbidden: supervisor_id {named} is not the caller");
                 let who = principal.clone();
                 blocking_api(state, move |s| {
-                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)?)
+                    Ok(rights::audit(s, &who, Some(&id.to_string()), detail)
+                        .map_err(Storage::from)?)
                 })
                 .await?;
                 return Err(ApiError::new(

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::state::AppState;
+use crate::app::storage::Storage;
 use crate::http::api::{Body, blocking_api as blocking};
 use crate::http::center::{ApiResult, Events, Segments, acting_user, center, join_or_leave, now};
 use crate::http::error::ApiError;
@@ -311,7 +312,7 @@ pub(crate) async fn get_settings(
 ) -> ApiResult<Json<serde_json::Value>> {
     let me = acting_user(&principal)?;
     let number = blocking(state, move |s| {
-        Ok(crate::app::center::settings(s.store(), &me)?)
+        Ok(crate::app::center::settings(s.store(), &me).map_err(Storage::from)?)
     })
     .await?;
     Ok(Json(serde_json::json!({"registered_number": number})))
@@ -345,12 +346,10 @@ pub(crate) async fn put_settings(
         .digits()
         .to_owned();
     let digits = blocking(state, move |s| {
-        Ok(crate::app::center::set_settings(
-            s.store(),
-            &me,
-            digits,
-            now(s),
-        )?)
+        Ok(
+            crate::app::center::set_settings(s.store(), &me, digits, now(s))
+                .map_err(Storage::from)?,
+        )
     })
     .await?;
     Ok(Json(serde_json::json!({"registered_number": digits})))

@@ -1,5 +1,5 @@
-//! The HTTP boundary's one error type (STYLE.md 7): a status, a stable machine code and a human
-//! message, rendered as `{"error": {"code": …, "message": …}}` (docs/api.md, Errors). Every
+//! The HTTP boundary's one error type (docs/design.md §9.7): a status, a stable machine code and a
+//! human message, rendered as `{"error": {"code": …, "message": …}}` (docs/api.md, Errors). Every
 //! lower error (engine, state, JSON rejection) is mapped to it here, once.
 
 use axum::extract::Request;
@@ -15,6 +15,7 @@ use crate::app::events::EventsError;
 use crate::app::random::RandomError;
 use crate::app::rights::RightsError;
 use crate::app::state::StateError;
+use crate::app::storage::{Storage, StorageFailure};
 use crate::app::tokens::TokenError;
 use crate::app::webhooks::WebhookError;
 use crate::domain::call::InputError;
@@ -22,7 +23,6 @@ use crate::domain::groups::GroupError;
 use crate::domain::ids::IdError;
 use crate::domain::lifecycle::Refused;
 use crate::domain::lifecycle::ValidationAlert;
-use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -160,7 +160,7 @@ impl From<StateError> for ApiError {
             }
             StateError::CallEnded(_) => ApiError::new(StatusCode::CONFLICT, "call_ended", message),
             // The lifecycle's own code: `supervision_ended`, `not_legal_now`, `web_call`, …
-            // Denials (SPEC §4): the caller may not, whatever the session's state.
+            // Denials (docs/design.md §4.5): the caller may not, whatever the session's state.
             StateError::Refused {
                 refused: refused @ Refused::PersistentWithoutGrant,
                 ..
@@ -188,17 +188,17 @@ impl From<StateError> for ApiError {
 
 /// The status and code a store error answers with: a missing row is not found, a taken key a
 /// conflict, anything else the server's fault.
-fn store_status(err: &StoreError) -> (StatusCode, &'static str) {
-    match err {
-        StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-        StoreError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+fn store_status(failure: StorageFailure) -> (StatusCode, &'static str) {
+    match failure {
+        StorageFailure::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        StorageFailure::Conflict => (StatusCode::CONFLICT, "conflict"),
+        StorageFailure::Other => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> ApiError {
-        let (status, code) = store_status(&err);
+impl From<Storage> for ApiError {
+    fn from(err: Storage) -> ApiError {
+        let (status, code) = store_status(err.failure());
         ApiError::new(status, code, err.to_string())
     }
 }
@@ -228,7 +228,7 @@ impl From<CenterError> for ApiError {
             CenterError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
             CenterError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
             CenterError::NotYourAgent(_) => (StatusCode::FORBIDDEN, "not_your_group"),
-            CenterError::Store(e) => store_status(e),
+            CenterError::Store(e) => store_status(StorageFailure::of(e)),
         };
         ApiError::new(status, code, err.to_string())
     }
@@ -237,7 +237,7 @@ impl From<CenterError> for ApiError {
 impl From<EventsError> for ApiError {
     fn from(err: EventsError) -> ApiError {
         match err {
-            EventsError::Sync(e) => ApiError::from(e),
+            EventsError::Sync(e) => ApiError::from(Storage::from(e)),
             e @ (EventsError::Read(_) | EventsError::Task(_)) => ApiError::internal(e.to_string()),
         }
     }
@@ -248,7 +248,7 @@ impl From<TokenError> for ApiError {
         match err {
             TokenError::UnknownToken(_) => ApiError::not_found(err.to_string()),
             TokenError::Random(_) => ApiError::internal(err.to_string()),
-            TokenError::Store(e) => ApiError::from(e),
+            TokenError::Store(e) => ApiError::from(Storage::from(e)),
         }
     }
 }
@@ -262,7 +262,7 @@ impl From<WebhookError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "too_many_webhooks", message)
             }
             WebhookError::Random(_) => ApiError::internal(message),
-            WebhookError::Store(e) => ApiError::from(e),
+            WebhookError::Store(e) => ApiError::from(Storage::from(e)),
         }
     }
 }
@@ -274,7 +274,7 @@ impl From<RightsError> for ApiError {
             RightsError::Denied(denied) => {
                 ApiError::new(StatusCode::FORBIDDEN, denied.code(), denied.to_string())
             }
-            RightsError::Store(e) => ApiError::from(e),
+            RightsError::Store(e) => ApiError::from(Storage::from(e)),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, GroupView, NewGroup};
 use crate::app::state::AppState;
+use crate::app::storage::Storage;
 use crate::domain::auth::{GroupRights, Role};
 use crate::domain::groups::{GroupId, GroupKind};
 use crate::domain::ids::quote;
@@ -446,7 +447,8 @@ async fn force(
             Forcer::Admin(actor_id(&principal)?)
         } else {
             let me = acting_user(&principal)?;
-            let rights = crate::app::center::supervisor_rights(s.store(), &group, &me)?;
+            let rights = crate::app::center::supervisor_rights(s.store(), &group, &me)
+                .map_err(Storage::from)?;
             Forcer::Supervisor(me, rights)
         };
         Ok(s.center()

@@ -10,6 +10,7 @@ use crate::app::center::{
     self as app, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
 };
 use crate::app::state::AppState;
+use crate::app::storage::Storage;
 use crate::domain::groups::Presence;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
@@ -186,7 +187,7 @@ pub(crate) async fn list_users(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Users>> {
-    let users = blocking(state, |s| Ok(app::users(s.store())?)).await?;
+    let users = blocking(state, |s| Ok(app::users(s.store()).map_err(Storage::from)?)).await?;
     Ok(Json(Users {
         users: users.iter().map(UserView::from).collect(),
     }))
@@ -218,7 +219,9 @@ pub(crate) async fn patch_user(
 ) -> ApiResult<Json<UserView>> {
     let user = seg.user()?;
     let record = blocking(state, move |s| {
-        Ok(s.center().update_user(s.store(), &user, change)?)
+        Ok(s.center()
+            .update_user(s.store(), &user, change)
+            .map_err(Storage::from)?)
     })
     .await?;
     Ok(Json(UserView::from(&record)))
@@ -274,7 +277,11 @@ pub(crate) async fn list_grants(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Grants>> {
-    let grants = blocking(state, |s| Ok(app::grants(s.store())?)).await?;
+    let grants = blocking(
+        state,
+        |s| Ok(app::grants(s.store()).map_err(Storage::from)?),
+    )
+    .await?;
     Ok(Json(Grants {
         grants: grants.iter().map(GrantView::from).collect(),
     }))
@@ -311,7 +318,8 @@ pub(crate) async fn create_grant(
             &req.supervisor_id,
             &req.agent_id,
             now(s),
-        )?)
+        )
+        .map_err(Storage::from)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(GrantView::from(&grant))))
@@ -344,7 +352,7 @@ pub(crate) async fn revoke_grant(
         .map(GrantId)
         .ok_or_else(|| ApiError::not_found(format!("no grant {}", quote(&raw))))?;
     let grant = blocking(state, move |s| {
-        Ok(app::revoke_grant(s.store(), principal.actor(), id, now(s))?)
+        Ok(app::revoke_grant(s.store(), principal.actor(), id, now(s)).map_err(Storage::from)?)
     })
     .await?;
     Ok(Json(GrantView::from(&grant)))

@@ -11,11 +11,12 @@
 //!   closure returns `Ok`. `Store` is dyn-compatible, so the daemon can hold an
 //!   `Arc<dyn Store>` and pick SQLite or (later) PostgreSQL from its configuration.
 //! - [`StoreExt`]: the generic conveniences on every `Store` (`write`, `read`).
-//! - [`SqliteStore`]: the embedded default (SPEC §5: `earshot.db` in the working directory).
+//! - [`SqliteStore`]: the embedded default (docs/design.md §5.5: `earshot.db` in the working
+//!   directory).
 //!
 //! ```ignore
 //! let id = store.write(|w| {
-//!     let id = w.append_audit(&audit)?;   // audit before media flows (SPEC §4)…
+//!     let id = w.append_audit(&audit)?;   // audit before media flows (docs/design.md §4.5)…
 //!     w.update_supervision(&session)?;    // …and the state change, atomically
 //!     Ok(id)
 //! })?;                                    // returned: committed and durable
@@ -24,7 +25,7 @@
 //!
 //! # Durability
 //!
-//! "Acknowledged" means "survives `kill -9` and power loss" (SPEC §7), and nothing is
+//! "Acknowledged" means "survives `kill -9` and power loss" (docs/design.md §7.3), and nothing is
 //! acknowledged before it is durable. A commit is *durable* once [`Store::sync`] has returned
 //! after it: a sync makes every transaction committed before it started durable at once
 //! (SQLite: one `fdatasync` of the WAL covers every commit appended to it), so concurrent
@@ -38,7 +39,7 @@
 //!   acknowledges, publishes or acts on anything: the HTTP API does so for every response
 //!   (`api::blocking_api`), the event stream before it sends a page, the webhook task before it
 //!   sends an event, and a supervision before its media changes (its audit record first,
-//!   SPEC §4).
+//!   docs/design.md §4).
 //!
 //! Since syncs cover a prefix of the commit order, a durable commit never depends on one that
 //! is not: whatever an acknowledged request read or built on was committed before it, and its
@@ -98,7 +99,7 @@ pub const PAGE_LIMIT_MAX: u32 = 1000;
 /// were live when the process died.
 pub const RESTART_REASON: &str = "restart";
 
-/// What went wrong, mapped once from the backend's errors (STYLE.md 7). Messages name the
+/// What went wrong, mapped once from the backend's errors (docs/design.md §9.7). Messages name the
 /// operation (`context`) so a log line alone says what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

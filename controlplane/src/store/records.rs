@@ -5,8 +5,8 @@
 //! are chosen by the caller as strings (the API mints `c_…`, `s_…`); identifiers of append-only
 //! logs (events, audit, alerts) and of grants are assigned by the store, monotonic.
 //!
-//! Times are inputs (STYLE.md 3): every record carries the times the caller read from its clock,
-//! as [`UnixMs`]; the store never reads the clock for domain data.
+//! Times are inputs (docs/design.md §9.3): every record carries the times the caller read from its
+//! clock, as [`UnixMs`]; the store never reads the clock for domain data.
 
 use dataplane::media::matrix::Mode;
 use serde::{Deserialize, Serialize};
@@ -76,7 +76,7 @@ macro_rules! column_enum {
 }
 
 column_enum!(
-    /// SPEC §4 roles.
+    /// docs/design.md §4.1 roles.
     pub enum Role {
         Admin = "admin",
         Supervisor = "supervisor",
@@ -87,7 +87,8 @@ column_enum!(
 );
 
 column_enum!(
-    /// SPEC §3: `standard` members cannot leave; `mutual_aid` members join and leave at will.
+    /// docs/design.md §3.1: `standard` members cannot leave; `mutual_aid` members join and leave at
+    /// will.
     pub enum GroupKind {
         Standard = "standard",
         MutualAid = "mutual_aid",
@@ -95,7 +96,7 @@ column_enum!(
 );
 
 column_enum!(
-    /// What the parties hear when supervision starts (SPEC §1, per group).
+    /// What the parties hear when supervision starts (docs/design.md §1.2, per group).
     pub enum BeepPolicy {
         None = "none",
         AgentBeep = "agent_beep",
@@ -104,7 +105,7 @@ column_enum!(
 );
 
 column_enum!(
-    /// SPEC §3 agent states (the pause reason is a separate column).
+    /// docs/design.md §3.5 agent states (the pause reason is a separate column).
     pub enum AgentState {
         Available = "available",
         Busy = "busy",
@@ -130,7 +131,7 @@ column_enum!(
 );
 
 column_enum!(
-    /// Who placed the call: the lifecycle's hang-up rules differ (SPEC §2).
+    /// Who placed the call: the lifecycle's hang-up rules differ (docs/design.md §2).
     pub enum CallDirection {
         /// The customer called in.
         Inbound = "inbound",
@@ -140,7 +141,7 @@ column_enum!(
 );
 
 column_enum!(
-    /// SPEC §2 lifecycle; `active` carries its mode in [`SupervisionRecord::mode`].
+    /// docs/design.md §2.2 lifecycle; `active` carries its mode in [`SupervisionRecord::mode`].
     pub enum SupervisionState {
         Requested = "requested",
         Active = "active",
@@ -164,7 +165,7 @@ impl SupervisionState {
 }
 
 column_enum!(
-    /// What a supervision is bound to (SPEC §2).
+    /// What a supervision is bound to (docs/design.md §2.1).
     pub enum SupervisionScope {
         /// One call.
         Call = "call",
@@ -197,7 +198,7 @@ impl core::fmt::Debug for TokenHash {
     }
 }
 
-/// A bearer token (SPEC §4). Revoked tokens are kept (the audit log may name them).
+/// A bearer token (docs/design.md §4). Revoked tokens are kept (the audit log may name them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: String,
@@ -224,8 +225,8 @@ pub struct UserRecord {
     pub roles: Vec<Role>,
 }
 
-/// A supervisor's registered phone number (SPEC §2: the supervisor leg's calling number must
-/// match it). The store keeps what it is given; validation ("must be a number") is the API's.
+/// A supervisor's registered phone number (docs/design.md §2.8: the supervisor leg's calling number
+/// must match it). The store keeps what it is given; validation ("must be a number") is the API's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorSettings {
     pub user_id: String,
@@ -247,7 +248,7 @@ pub struct GroupRecord {
     pub created_at: UnixMs,
 }
 
-/// A supervisor's rights over one group (SPEC §4: listen is distinct from intervening).
+/// A supervisor's rights over one group (docs/design.md §4.3: listen is distinct from intervening).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSupervisor {
     pub group_id: String,
@@ -302,7 +303,7 @@ pub struct NewGrant {
     pub created_at: UnixMs,
 }
 
-/// "Notify me whenever this agent is on a service call" (SPEC §3).
+/// "Notify me whenever this agent is on a service call" (docs/design.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub supervisor_id: String,
@@ -328,7 +329,7 @@ pub struct CallRecord {
     pub agent_id: Option<String>,
     pub state: CallState,
     pub flags: CallFlags,
-    /// A web call: never supervised (SPEC §2).
+    /// A web call: never supervised (docs/design.md §2.10).
     pub web: bool,
     pub created_at: UnixMs,
     /// Present exactly when `state` is `ended`.
@@ -367,13 +368,14 @@ pub struct SupervisionRecord {
     pub media: serde_json::Value,
 }
 
-/// An alert to append (SPEC §2 table); append-only.
+/// An alert to append (docs/design.md §2.6 table); append-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAlert {
     pub supervision_id: Option<String>,
-    /// Machine name of the SPEC row (`monitoring_initiated`, `failed_no_permission`, …).
+    /// Machine name of the alert kind, docs/design.md §2.6 (`monitoring_initiated`,
+    /// `failed_no_permission`, …).
     pub kind: String,
-    /// The human text as the SPEC words it.
+    /// The human text of the alert.
     pub text: String,
     pub at: UnixMs,
     /// The call the supervision watched (or was asked to), if any.
@@ -393,7 +395,8 @@ pub struct AlertRecord {
     pub reason: Option<String>,
 }
 
-/// An audit record to append (SPEC §4); append-only (the schema refuses UPDATE and DELETE).
+/// An audit record to append (docs/design.md §4.5); append-only (the schema refuses UPDATE and
+/// DELETE).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAudit {
     pub at: UnixMs,

@@ -1,5 +1,5 @@
 //! Typed messages over the SPSC rings between the control side ([`super::Engine`]) and one
-//! worker (STYLE.md 5). The control side validates every command against its own registry
+//! worker (docs/design.md §9.5). The control side validates every command against its own registry
 //! before sending it, so a worker only sees commands that are legal for its state; a worker
 //! that still finds one stale (e.g. a call it removed after a media timeout raced with the
 //! command) ignores it.

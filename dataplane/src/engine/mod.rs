@@ -1,5 +1,5 @@
 //! The engine: worker threads pinned to cores, each owning its calls and sockets, driving the
-//! sans-IO media core from an I/O backend on a 20 ms tick (STYLE.md 1, 5).
+//! sans-IO media core from an I/O backend on a 20 ms tick (docs/design.md §9.1, §9.5).
 //!
 //! The [`Engine`] handle is the control plane's side. It admits calls (binds their sockets,
 //! builds their media state: every allocation happens here, at admission), validates every

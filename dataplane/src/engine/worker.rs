@@ -1,7 +1,7 @@
 //! The control side of the engine ([`Control`]) and the worker threads it drives ([`Worker`]).
 //!
-//! Each worker owns its calls and their sockets outright (shared-nothing, STYLE.md 5): the only
-//! ways in and out are its command ring, its event ring, the eventfd that wakes it, the
+//! Each worker owns its calls and their sockets outright (shared-nothing, docs/design.md §9.5): the
+//! only ways in and out are its command ring, its event ring, the eventfd that wakes it, the
 //! statistics cells it publishes to, and its own Prometheus children.
 
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::rtp::Ssrc;
 use std::os::fd::OwnedFd;
 
-/// The mixing period (SPEC §1).
+/// The mixing period (docs/design.md §1.3).
 const TICK: Duration = Duration::from_millis(20);
 /// Each tick is spread over this many phases, [`PHASE`] apart: the calls in slot `i` are mixed
 /// in phase `i % PHASES`, so each still every 20 ms, but the worker's mixing and the burst of

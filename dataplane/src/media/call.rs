@@ -1,9 +1,9 @@
 //! One call's media: its legs, what each hears, and the packets that follow (docs/media.md, Output
 //! streams).
 //!
-//! A [`Call`] is sans-IO (STYLE.md 1, 3). The engine hands it every datagram that arrived on
-//! one of its legs with [`Call::handle_datagram`], and calls [`Call::tick`] every 20 ms; the
-//! call answers through an [`Output`]: datagrams to transmit from one of its legs, and
+//! A [`Call`] is sans-IO (docs/design.md §9.1, §9.3). The engine hands it every datagram that
+//! arrived on one of its legs with [`Call::handle_datagram`], and calls [`Call::tick`] every 20 ms;
+//! the call answers through an [`Output`]: datagrams to transmit from one of its legs, and
 //! [`CallEvent`]s for the control plane. It never reads a clock and, once admitted, never
 //! allocates: every leg, jitter buffer and scratch buffer is sized when the call or the
 //! supervisor leg is created.

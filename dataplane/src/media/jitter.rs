@@ -1,5 +1,5 @@
-//! The adaptive jitter buffer of a mixed path (SPEC §1: "adaptive, capped at 60 ms, with loss
-//! concealment that fades to silence"). One per input leg; relayed paths have none.
+//! The adaptive jitter buffer of a mixed path (docs/design.md §1.3: adaptive, capped at 60 ms, with
+//! loss concealment that fades to silence). One per input leg; relayed paths have none.
 //!
 //! # Storage
 //!
@@ -568,6 +568,7 @@ mod tests {
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
+    use rand_pcg::Pcg32;
 
     const TICK_US: u64 = 20_000;
 
@@ -591,7 +592,7 @@ mod tests {
     }
 
     /// A sender of 20 ms frames `first..first + frames` from `ts0`, one every `period_us`,
-    /// through a channel with seeded loss, duplication, jitter (uniform in `jitter_us`) and
+    /// through a channel with reproducible loss, duplication, jitter (uniform in `jitter_us`) and
     /// reordering (an extra 20–25 ms). The first packet is neither lost nor delayed.
     #[derive(Clone)]
     struct Channel {
@@ -621,8 +622,8 @@ mod tests {
             }
         }
 
-        fn deliveries(&self, seed: u64) -> Vec<Delivery> {
-            let mut rng = StdRng::seed_from_u64(seed);
+        fn deliveries(&self, case: u64) -> Vec<Delivery> {
+            let mut rng = StdRng::from_rng(&mut Pcg32::new(case, 0));
             let mut out = Vec::new();
             for n in 0..self.frames {
                 if n > 0 && rng.random_bool(self.loss) {
@@ -728,10 +729,10 @@ mod tests {
 
     /// Runs `channel` and checks the model: every accepted frame is played exactly, in order,
     /// once, except the frames of audio the buffer says it dropped to shed delay.
-    fn check_channel(channel: &Channel, cfg: JitterConfig, seed: u64, ticks: u32) -> JitterBuffer {
-        let deliveries = channel.deliveries(seed);
+    fn check_channel(channel: &Channel, cfg: JitterConfig, case: u64, ticks: u32) -> JitterBuffer {
+        let deliveries = channel.deliveries(case);
         let mut jb = JitterBuffer::new(cfg);
-        let outcome = run(&mut jb, &deliveries, 1_000_000 + seed % 20 * 1_000, ticks);
+        let outcome = run(&mut jb, &deliveries, 1_000_000 + case % 20 * 1_000, ticks);
         let played = check_model(&outcome.pops, cfg.conceal_frames);
         assert!(
             played
@@ -741,7 +742,7 @@ mod tests {
         assert_eq!(
             outcome.accepted.len() - played.len(),
             jb.dropped_frames() as usize,
-            "seed {seed}"
+            "case {case}"
         );
         jb
     }
@@ -779,9 +780,9 @@ mod tests {
             jitter_us: 1_000..=15_000,
             ..lossy.clone()
         };
-        for seed in 0..4 {
+        for case in 0..4 {
             for channel in [&lossy, &jittery] {
-                let jb = check_channel(channel, JitterConfig::default(), seed, 1550);
+                let jb = check_channel(channel, JitterConfig::default(), case, 1550);
                 assert_eq!(
                     jb.late_discards() + jb.overflow_discards() + jb.dropped_frames(),
                     0
@@ -806,12 +807,12 @@ mod tests {
             reorder: 0.0,
             ..reordered.clone()
         };
-        for seed in 0..4 {
+        for case in 0..4 {
             for channel in [&reordered, &heavy] {
-                let jb = check_channel(channel, JitterConfig::default(), seed, 1550);
+                let jb = check_channel(channel, JitterConfig::default(), case, 1550);
                 assert!(
                     jb.late_discards() + jb.overflow_discards() <= 30,
-                    "seed {seed}: {jb:?}"
+                    "case {case}: {jb:?}"
                 );
             }
         }

@@ -1,10 +1,10 @@
-//! The hearing matrix (SPEC §1): rows are listeners, columns are whose audio they hear. The
-//! supervision modes are presets of it; the rest of the data plane only knows the matrix.
+//! The hearing matrix (docs/design.md §1.2): rows are listeners, columns are whose audio they hear.
+//! The supervision modes are presets of it; the rest of the data plane only knows the matrix.
 
 use core::fmt;
 use core::str::FromStr;
 
-/// Most supervisor legs one call can carry. Bounds every per-call array (STYLE.md 4).
+/// Most supervisor legs one call can carry. Bounds every per-call array (docs/design.md §9.4).
 pub const MAX_SUPERVISORS: usize = 4;
 /// Most legs one call can carry: customer, agent and the supervisors.
 pub const MAX_LEGS: usize = 2 + MAX_SUPERVISORS;
@@ -26,7 +26,7 @@ impl LegId {
     }
 }
 
-/// A supervision mode (SPEC §1). Every supervision starts in [`Mode::Listen`].
+/// A supervision mode (docs/design.md §1.2). Every supervision starts in [`Mode::Listen`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     #[default]
@@ -149,8 +149,8 @@ impl Matrix {
 
     /// The matrix for a call whose supervisor legs are in the given modes (`None`: no
     /// supervisor on that slot). With no supervisor it is the plain call: customer and agent
-    /// hear each other. Each supervisor hears its own mode's row of SPEC §1, plus the other
-    /// supervisors who are in `barge`.
+    /// hear each other. Each supervisor hears its own mode's row of docs/design.md §1.2, plus the
+    /// other supervisors who are in `barge`.
     pub fn from_modes(supervisors: &[Option<Mode>; MAX_SUPERVISORS]) -> Matrix {
         let mut rows = [LegSet::EMPTY; MAX_LEGS];
         let sup = |i: usize| LegId(2 + i as u8);
@@ -220,7 +220,7 @@ mod tests {
         Matrix::from_modes(&[mode, None, None, None])
     }
 
-    /// Every row of the SPEC §1 table, literally.
+    /// Every row of the docs/design.md §1.2 table, literally.
     #[test]
     fn every_mode_preset_matches_the_spec_table() {
         /// A row of the table: the mode, then whom the customer, agent and supervisor hear.

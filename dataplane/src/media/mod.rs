@@ -1,6 +1,6 @@
-//! The sans-IO media core (STYLE.md 1, 3, 4): legs, sequence tracking, jitter buffers, the
-//! hearing matrix, mixing, tones and DTMF. Inputs are packets and `now`; outputs are packets
-//! (through a sink the caller provides) and events. Nothing here reads a clock, touches a
+//! The sans-IO media core (docs/design.md §9.1, §9.3, §9.4): legs, sequence tracking, jitter
+//! buffers, the hearing matrix, mixing, tones and DTMF. Inputs are packets and `now`; outputs are
+//! packets (through a sink the caller provides) and events. Nothing here reads a clock, touches a
 //! socket, or allocates once a call has been admitted.
 
 pub mod call;

@@ -1,5 +1,5 @@
-//! Tones the appliance plays (SPEC §1: the beep to the agent when supervision starts), and a
-//! Goertzel detector to find them again in tests.
+//! Tones the appliance plays (docs/design.md §1.6: the beep to the agent when supervision starts),
+//! and a Goertzel detector to find them again in tests.
 //!
 //! A tone is a sine on the 8 kHz media clock, computed from the sample index rather than by
 //! accumulating a phase, so it is phase-continuous across frames and does not drift. Its

@@ -1,4 +1,4 @@
-//! Zero-copy views over the bytes of the media protocols (STYLE.md 2).
+//! Zero-copy views over the bytes of the media protocols (docs/design.md §9.2).
 //!
 //! Every view borrows its buffer (`T: AsRef<[u8]>`), validates lengths once in `new_checked`,
 //! and has cheap accessors after that. Panic contract: accessors never panic on a view built by

@@ -1,5 +1,5 @@
-//! Every output is its own RTP stream (SPEC.md §1): one SSRC, continuous sequence numbers and
-//! timestamps across every mode change, while each output switches between relayed (one
+//! Every output is its own RTP stream (docs/design.md §1.1): one SSRC, continuous sequence numbers
+//! and timestamps across every mode change, while each output switches between relayed (one
 //! source, possibly a different one) and mixed:
 //!
 //! | phase           | customer            | agent               | supervisor          |

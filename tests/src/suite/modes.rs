@@ -1,4 +1,4 @@
-//! The hearing matrix (SPEC.md §1), mode by mode and across mode sequences: every endpoint
+//! The hearing matrix (docs/design.md §1.2), mode by mode and across mode sequences: every endpoint
 //! sends its own tone and must hear exactly the tones of its matrix row.
 
 use std::time::Duration;
@@ -162,8 +162,8 @@ pub fn latching_legs_hear_the_matrix_in_whisper_and_barge(setup: &Setup) {
     judge(&rec).finish();
 }
 
-/// SPEC.md §1: a whisper is audible even when the customer sends nothing at all (the tick, not
-/// the customer's packets, drives the agent's mix).
+/// docs/design.md §1.3: a whisper is audible even when the customer sends nothing at all (the tick,
+/// not the customer's packets, drives the agent's mix).
 pub fn whisper_is_audible_while_the_customer_sends_nothing(setup: &Setup) {
     let silent = LegOptions {
         sends: false,

@@ -1,6 +1,6 @@
-//! The product's core promise (SPEC.md §1): the customer never hears a supervisor in `listen`
-//! or `whisper`, in any transition, under loss or reordering. Every sender's output goes
-//! through 5 % loss and 5 % reordering (seeded, so a failure reproduces).
+//! The product's core promise (docs/design.md §1.2): the customer never hears a supervisor in
+//! `listen` or `whisper`, in any transition, under loss or reordering. Every sender's output goes
+//! through 5 % loss and 5 % reordering (reproducible, so a failure reproduces).
 
 use std::time::Duration;
 
@@ -10,9 +10,9 @@ use crate::verdict::{Report, check_continuity_lossy, check_matrix, check_privacy
 
 const DWELL: Duration = Duration::from_millis(800);
 
-fn impaired(seed: u64) -> RigOptions {
+fn impaired(case: u64) -> RigOptions {
     RigOptions {
-        impairment_seed: Some(seed),
+        impairment_case: Some(case),
         ..RigOptions::default()
     }
 }

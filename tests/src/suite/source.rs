@@ -1,5 +1,5 @@
-//! Source checking (SPEC.md §1, the RTP Bleed class): a strict leg accepts packets only from
-//! its remote; a latching leg locks to its first source. Everything else is dropped and
+//! Source checking (docs/design.md §1.7, the RTP Bleed class): a strict leg accepts packets only
+//! from its remote; a latching leg locks to its first source. Everything else is dropped and
 //! counted, never forwarded or mixed. The intruder sends a 2500 Hz tone that nobody may hear.
 
 use std::thread;

@@ -1,6 +1,6 @@
-//! The contact center's groups and agents over the store (SPEC §3): the pure [`Directory`] and
-//! the [`Agent`]s in memory behind one lock, every accepted change committed to the store with
-//! its `group.*` / `agent.*` events before it is answered.
+//! The contact center's groups and agents over the store (docs/design.md §3): the pure
+//! [`Directory`] and the [`Agent`]s in memory behind one lock, every accepted change committed to
+//! the store with its `group.*` / `agent.*` events before it is answered.
 //!
 //! Each operation locks, applies the rule on the in-memory model (which refuses, changing
 //! nothing, or returns what happened), commits what happened, and only then lets go of the
@@ -66,14 +66,14 @@ pub enum CenterError {
 }
 
 /// Who forces a member's logon or logoff: the company admin, or a supervisor of the group with
-/// their rights over it (the group-admin right is required, SPEC §3).
+/// their rights over it (the group-admin right is required, docs/design.md §3.3).
 #[derive(Debug, Clone)]
 pub enum Forcer {
     Admin(UserId),
     Supervisor(UserId, Rights),
 }
 
-/// A group's supervision policies (SPEC §2), beside its membership rules.
+/// A group's supervision policies (docs/design.md §2.9), beside its membership rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub agent_beep: BeepPolicy,

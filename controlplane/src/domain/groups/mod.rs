@@ -1,5 +1,5 @@
 //! Supervision groups, their members and the ringing business calls supervisors may take
-//! (SPEC §3, seed 000), as a pure state machine: no I/O, no clock (STYLE.md 3).
+//! (docs/design.md §3), as a pure state machine: no I/O, no clock (docs/design.md §9.3).
 //!
 //! Everything lives in one [`Directory`] so that every rule that spans groups (a user in several
 //! groups, "a supervisor of a group the member belongs to", search across a supervisor's groups,
@@ -21,17 +21,17 @@
 //! about a membership, so they are stored once per user ([`Directory::upsert_user`]); a
 //! membership only holds `can_leave` and `logged_in`. A member's [`Availability`] in a group is
 //! derived from both, so it can never disagree between two groups of the same user:
-//! logged out of the group → `logged_out` (seed 000: "no longer part of the group"); else
-//! forwarded → `forwarded`; else ringing (business or web) → `ringing`; else `logged_in`, with
+//! logged out of the group → `logged_out` (docs/design.md §3.2: "no longer part of the group");
+//! else forwarded → `forwarded`; else ringing (business or web) → `ringing`; else `logged_in`, with
 //! `offline_warning` when the presence is `offline`.
 //!
-//! A supervisor is a full member (seed 000): being a supervisor of a group does not make a user
-//! a member of it, but the same user may be added to both `supervisors` and `members`, and is
-//! then supervised by the group's other supervisors and may join/leave like any member.
+//! A supervisor is a full member (docs/design.md §3.1): being a supervisor of a group does not make
+//! a user a member of it, but the same user may be added to both `supervisors` and `members`, and
+//! is then supervised by the group's other supervisors and may join/leave like any member.
 //!
 //! A ringing call is *supervised* by supervisor `S` when it is a business call (web calls are
-//! never supervised, SPEC §2) ringing a user who is logged in to at least one group `S`
-//! supervises; those are the calls `S` sees, counts and may take.
+//! never supervised, docs/design.md §2.10) ringing a user who is logged in to at least one group
+//! `S` supervises; those are the calls `S` sees, counts and may take.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -104,7 +104,7 @@ pub enum Availability {
 }
 
 /// What the acting supervisor may do over a group beyond supervising it; looked up by the
-/// caller (SPEC §4).
+/// caller (docs/design.md §4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rights {
     /// Group administration: force members to log on or off.
@@ -114,7 +114,8 @@ pub struct Rights {
 /// A user's membership of one group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Membership {
-    /// Mutual-aid only: whether the member may leave at will (seed 000: the admin decides).
+    /// Mutual-aid only: whether the member may leave at will (docs/design.md §3.1: the admin
+    /// decides).
     pub can_leave: bool,
     /// Logged in to the group: part of it, ready for its business calls.
     pub logged_in: bool,
@@ -145,7 +146,8 @@ impl Group {
         self.kind
     }
 
-    /// Whether the last logged-in member is kept from leaving (seed 000: "no empty group").
+    /// Whether the last logged-in member is kept from leaving (docs/design.md §3.1: "no empty
+    /// group").
     pub fn lock_last_member(&self) -> bool {
         self.lock_last_member
     }
@@ -254,7 +256,7 @@ pub struct MemberView {
     pub user: UserId,
     pub display_name: String,
     pub number: Option<String>,
-    /// Also a supervisor of this group (seed 000: a supervisor is a full member).
+    /// Also a supervisor of this group (docs/design.md §3.1: a supervisor is a full member).
     pub is_supervisor: bool,
     pub can_leave: bool,
     #[serde(flatten)]
@@ -515,7 +517,7 @@ impl Directory {
                     web: call.web,
                 },
                 // Unreachable while the invariants hold; shown as plain logged-in rather than
-                // panicking (STYLE.md 8).
+                // panicking (docs/design.md §9.8).
                 None => Availability::LoggedIn {
                     offline_warning: user.presence == Presence::Offline,
                 },
@@ -534,7 +536,7 @@ impl Directory {
     }
 
     /// Whether `supervisor` supervises a group `user` is logged in to: the scope of ringing
-    /// calls (a logged-out member is "no longer part of the group", seed 000).
+    /// calls (a logged-out member is "no longer part of the group", docs/design.md §3.2).
     fn supervises_logged_in(&self, supervisor: &UserId, user: &UserId) -> bool {
         self.groups_supervised_by(supervisor)
             .any(|g| g.has_logged_in(user))
@@ -592,7 +594,7 @@ impl Directory {
     }
 
     /// The business calls ringing members logged in to `supervisor`'s groups, by call id: the
-    /// "Supervised calls" list. Web calls are left out (SPEC §2).
+    /// "Supervised calls" list. Web calls are left out (docs/design.md §2.10).
     pub fn ringing_calls(&self, supervisor: &UserId) -> Vec<RingingCallView> {
         self.ringing
             .iter()

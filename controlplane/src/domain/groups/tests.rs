@@ -1,6 +1,6 @@
 use super::*;
 
-/// xorshift64*: a seeded, dependency-free generator for reproducible sequences.
+/// xorshift64*: a small, dependency-free generator for reproducible sequences.
 struct Rng(u64);
 
 impl Rng {
@@ -63,8 +63,8 @@ fn random_operations_keep_the_invariants() {
     let users = ["s1", "s2", "s3", "m1", "m2", "m3", "m4"].map(id);
     let groups = ["g1", "g2", "g3"].map(|g| GroupId::parse(g).unwrap());
     let calls = ["c1", "c2", "c3", "c4"];
-    for seed in 1..=300u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    for case in 1..=300u64 {
+        let mut rng = Rng(case.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut d = Directory::new();
         for u in &users {
             d.upsert_user(u.clone(), u.as_str(), Some("100")).unwrap();
@@ -111,13 +111,13 @@ fn random_operations_keep_the_invariants() {
                 _ => d.set_lock_last_member(&g, flag),
             };
             match result {
-                Err(_) => assert_eq!(d, before, "seed {seed}: a refusal changed something"),
+                Err(_) => assert_eq!(d, before, "case {case}: a refusal changed something"),
                 Ok(events) => {
                     let emptied = events
                         .iter()
                         .any(|e| matches!(e, GroupEvent::MemberLoggedOut { .. }));
                     if locked_nonempty && emptied {
-                        assert!(d.group(&g).unwrap().logged_in_count() > 0, "seed {seed}");
+                        assert!(d.group(&g).unwrap().logged_in_count() > 0, "case {case}");
                     }
                 }
             }

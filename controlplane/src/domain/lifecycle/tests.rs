@@ -1507,7 +1507,7 @@ fn alert_codes_are_stable_and_unique() {
         panic!("no audit first: {outputs:?}");
     };
     let json = serde_json::to_value(record).expect("serializes");
-    assert_eq!(json["action"], "start");
+    assert_eq!(json["action"], "supervision.start");
     assert_eq!(json["mode"], "listen");
     assert_eq!(json["alert"], serde_json::Value::Null);
 }

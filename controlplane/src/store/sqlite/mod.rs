@@ -100,7 +100,7 @@ const _: () = {
 };
 
 impl SqliteStore {
-    /// SPEC §5: the database file in the working directory.
+    /// docs/design.md §5.5: the database file in the working directory.
     pub const DEFAULT_PATH: &'static str = "earshot.db";
 
     /// Opens (creating it if absent) the database at `path` — `":memory:"` for a private
@@ -214,9 +214,9 @@ fn configure(conn: &Connection, memory: bool) -> Sql<()> {
     // NORMAL, not FULL: in WAL mode NORMAL syncs the WAL only at checkpoints, so on its own a
     // commit survives a process crash but may be lost on power failure or an OS crash. Grants,
     // audit records and alerts are acknowledged to clients (and the audit must precede
-    // supervisor media, SPEC §4), so nothing is acknowledged before [`WalSync`] has synced the
-    // WAL past its commit (see "Group commit" above): as durable as FULL, which fsyncs the WAL
-    // in every commit, but one sync serves every commit made while the previous one ran.
+    // supervisor media, docs/design.md §4), so nothing is acknowledged before [`WalSync`] has
+    // synced the WAL past its commit (see "Group commit" above): as durable as FULL, which fsyncs
+    // the WAL in every commit, but one sync serves every commit made while the previous one ran.
     // (Set after the journal mode: the switch to WAL was written under the default, FULL.)
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

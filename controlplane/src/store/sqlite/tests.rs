@@ -98,7 +98,7 @@ fn event(n: u32) -> NewEvent {
 }
 
 /// The users, group and call most tests hang records on.
-fn seeded() -> SqliteStore {
+fn populated() -> SqliteStore {
     let store = mem();
     store
         .write(|w| {
@@ -113,7 +113,7 @@ fn seeded() -> SqliteStore {
             })?;
             w.create_call(&call("c1"))
         })
-        .expect("seed");
+        .expect("populate");
     store
 }
 
@@ -355,7 +355,7 @@ fn an_unopenable_path_names_the_path() {
 
 #[test]
 fn tokens_round_trip_and_revoke_once() {
-    let store = seeded();
+    let store = populated();
     let token = TokenRecord {
         id: "t1".to_owned(),
         token_hash: TokenHash([7; 32]),
@@ -422,7 +422,7 @@ fn tokens_round_trip_and_revoke_once() {
 
 #[test]
 fn users_round_trip_with_every_role_and_cascade_on_delete() {
-    let store = seeded();
+    let store = populated();
     let mut admin = user("adm", &[Role::Softswitch, Role::Admin, Role::Admin]);
     admin.phone_number = None;
     store.write(|w| w.create_user(&admin)).unwrap();
@@ -489,7 +489,7 @@ fn users_round_trip_with_every_role_and_cascade_on_delete() {
 
 #[test]
 fn supervisor_settings_are_upserted() {
-    let store = seeded();
+    let store = populated();
     let mut settings = SupervisorSettings {
         user_id: "sup".to_owned(),
         registered_number: "0123456789".to_owned(),
@@ -517,7 +517,7 @@ fn supervisor_settings_are_upserted() {
 
 #[test]
 fn groups_supervisors_and_members_round_trip() {
-    let store = seeded();
+    let store = populated();
     // Every kind and beep policy, no cap.
     for (i, (kind, beep)) in GroupKind::ALL
         .iter()
@@ -631,7 +631,7 @@ fn agent_record(user_id: &str) -> AgentRecord {
 
 #[test]
 fn agents_round_trip_in_every_state() {
-    let store = seeded();
+    let store = populated();
     let mut a = agent_record("agent");
     store.write(|w| w.create_agent(&a)).unwrap();
     assert_eq!(store.read(|r| r.agent("agent")).unwrap(), Some(a.clone()));
@@ -661,7 +661,7 @@ fn agents_round_trip_in_every_state() {
 
 #[test]
 fn grants_allow_one_active_per_pair() {
-    let store = seeded();
+    let store = populated();
     let new = NewGrant {
         supervisor_id: "sup".to_owned(),
         agent_id: "agent".to_owned(),
@@ -708,7 +708,7 @@ fn grants_allow_one_active_per_pair() {
 
 #[test]
 fn subscriptions_round_trip() {
-    let store = seeded();
+    let store = populated();
     let s = Subscription {
         supervisor_id: "sup".to_owned(),
         agent_id: "agent".to_owned(),
@@ -727,7 +727,7 @@ fn subscriptions_round_trip() {
 
 #[test]
 fn calls_round_trip() {
-    let store = seeded();
+    let store = populated();
     let mut c = store.read(|r| r.call("c1")).unwrap().unwrap();
     assert_eq!(c, call("c1"));
     assert_eq!(
@@ -809,7 +809,7 @@ fn total_changes(store: &SqliteStore) -> u64 {
 /// change: otherwise one statement changes one row.
 #[test]
 fn an_update_writes_indexed_columns_only_when_they_change() {
-    let store = seeded();
+    let store = populated();
     let mut c = store.read(|r| r.call("c1")).unwrap().unwrap();
     c.flags.on_hold = true;
     let before = total_changes(&store);
@@ -846,7 +846,7 @@ fn an_update_writes_indexed_columns_only_when_they_change() {
 
 #[test]
 fn supervisions_round_trip_in_every_state_mode_and_scope() {
-    let store = seeded();
+    let store = populated();
     let mut n = 0;
     let mut with_call = 0;
     for &state in SupervisionState::ALL {
@@ -936,7 +936,7 @@ fn supervisions_round_trip_in_every_state_mode_and_scope() {
 
 #[test]
 fn alerts_and_audit_are_append_only_logs() {
-    let store = seeded();
+    let store = populated();
     let alert = NewAlert {
         supervision_id: Some("s1".to_owned()),
         kind: "monitoring_initiated".to_owned(),
@@ -1449,7 +1449,7 @@ fn an_upgrade_to_no_call_keeps_the_rows_and_stores_no_call() {
 
 #[test]
 fn a_failed_transaction_changes_nothing() {
-    let store = seeded();
+    let store = populated();
     let err = store
         .write(|w| {
             w.append_audit(&audit("supervision.start", Some("s1")))?;
@@ -1469,7 +1469,7 @@ fn a_failed_transaction_changes_nothing() {
 
 #[test]
 fn a_nested_transaction_is_an_error_not_a_deadlock() {
-    let store = seeded();
+    let store = populated();
     let err = store.write(|_| store.read(|r| r.groups())).unwrap_err();
     assert!(err.to_string().contains("nested transaction"), "{err}");
     // The store is still usable.
@@ -1478,7 +1478,7 @@ fn a_nested_transaction_is_an_error_not_a_deadlock() {
 
 #[test]
 fn a_panicking_transaction_is_rolled_back_and_the_store_stays_usable() {
-    let store = seeded();
+    let store = populated();
     let result = catch_unwind(AssertUnwindSafe(|| {
         store.write(|w| -> Result<(), StoreError> {
             w.create_group(&group("g2", "Support"))?;
@@ -1494,7 +1494,7 @@ fn a_panicking_transaction_is_rolled_back_and_the_store_stays_usable() {
 
 #[test]
 fn the_store_is_usable_as_a_trait_object_from_many_threads() {
-    let store: Arc<dyn Store> = Arc::new(seeded());
+    let store: Arc<dyn Store> = Arc::new(populated());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = Arc::clone(&store);
@@ -1555,7 +1555,7 @@ fn two_stores_on_one_file_interleave_writes() {
 
 #[test]
 fn a_column_that_does_not_parse_is_corrupt_not_a_panic() {
-    let store = seeded();
+    let store = populated();
     store
         .write(|w| w.create_agent(&agent_record("agent")))
         .unwrap();
