@@ -18,13 +18,14 @@ use axum::{Json, Router};
 use crate::app::rights::{self, Requester};
 use crate::app::state::{AppState, PAGE_DEFAULT, PAGE_LIMIT_MAX, StateError};
 use crate::app::storage::Storage;
-use crate::app::views::{AlertView, AuditView, CallView, LegView, SupervisionView};
+use crate::app::views::{CallView, LegView, SupervisionView};
 use crate::domain::call::{
     CallEvent, CallId, ModeChange, NewCall, NewSupervision, Party, RemoteChange, SupervisionId,
     SupervisorEvent,
 };
 use crate::domain::ids::quote;
-use crate::http::access::{Administration, Authorized, Principal, Read, Signalling, Supervision};
+use crate::http::access::{Authorized, Principal, Read, Signalling, Supervision};
+use crate::http::alerts::{self, Alerts};
 use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 use crate::http::tokens;
@@ -77,11 +78,14 @@ fn routes(state: AppState) -> Router {
             "/v1/supervisions/{supervision}/alerts",
             get(supervision_alerts),
         )
-        .route("/v1/alerts", get(list_alerts))
-        .route("/v1/audit", get(list_audit))
+        .route("/v1/alerts", get(alerts::list_alerts))
+        .route("/v1/audit", get(alerts::list_audit))
         .route("/v1/events", get(crate::http::events::stream))
-        .route("/v1/tokens", get(list_tokens).post(create_token))
-        .route("/v1/tokens/{token}", delete(revoke_token))
+        .route(
+            "/v1/tokens",
+            get(tokens::list_tokens).post(tokens::post_token),
+        )
+        .route("/v1/tokens/{token}", delete(tokens::delete_token))
         .merge(crate::http::center::routes())
         .merge(crate::http::webhooks::routes())
         .merge(crate::http::openapi::routes())
@@ -264,18 +268,6 @@ pub(crate) async fn blocking_api<T: Send + 'static>(
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[schema(as = AlertList)]
-struct Alerts {
-    alerts: Vec<AlertView>,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[schema(as = AuditList)]
-struct Audit {
-    audit: Vec<AuditView>,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(as = CallList)]
 struct Calls {
     calls: Vec<CallView>,
@@ -336,7 +328,7 @@ impl Visibility {
         self.agent(s, c.agent_id.as_deref())
     }
 
-    fn supervision(&self, s: &AppState, v: &SupervisionView) -> bool {
+    pub(crate) fn supervision(&self, s: &AppState, v: &SupervisionView) -> bool {
         let own = self
             .me
             .as_ref()
@@ -809,166 +801,6 @@ async fn supervision_alerts(
     })
     .await?;
     Ok(Json(Alerts { alerts }))
-}
-
-#[utoipa::path(
-    get, path = "/v1/alerts", tag = "Alerts and audit", operation_id = "list_alerts",
-    summary = "List alerts",
-    description = "The alerts with an id above `after`, oldest first, at most `limit`.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
-    params(crate::http::openapi::params::PageParams),
-    responses(
-        (status = 200, description = "A page of alerts.", body = Alerts),
-        (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
-        (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 500, response = crate::http::openapi::responses::Internal),
-    ),
-    extensions(("x-endpoint-class" = json!("read"))),
-)]
-async fn list_alerts(
-    Authorized(principal, _): Authorized<Read>,
-    State(state): State<AppState>,
-    page: Page,
-) -> ApiResult<Json<Alerts>> {
-    let seen = Visibility::of(&principal);
-    let alerts = blocking_api(state, move |s| {
-        let alerts = s.alerts_after(page.after, page.limit)?;
-        if seen.all {
-            return Ok(alerts);
-        }
-        // The alerts of the supervisions the caller may read (of the recent history).
-        let visible: std::collections::HashSet<String> = s
-            .supervisions()
-            .into_iter()
-            .filter(|v| seen.supervision(s, v))
-            .map(|v| v.id.to_string())
-            .collect();
-        Ok(alerts
-            .into_iter()
-            .filter(|a| {
-                a.supervision_id
-                    .as_ref()
-                    .is_some_and(|id| visible.contains(id))
-            })
-            .collect())
-    })
-    .await?;
-    Ok(Json(Alerts { alerts }))
-}
-
-#[utoipa::path(
-    get, path = "/v1/audit", tag = "Alerts and audit", operation_id = "list_audit",
-    summary = "List the audit log",
-    description = "Every supervision start, mode change, stop, denial, failure and abort (docs/design.md §4), and grant changes, each committed before what it announces.\n\n**Who:** Administration endpoint: admins only.",
-    params(crate::http::openapi::params::PageParams),
-    responses(
-        (status = 200, description = "A page of audit records.", body = Audit),
-        (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
-        (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
-        (status = 500, response = crate::http::openapi::responses::Internal),
-    ),
-    extensions(("x-endpoint-class" = json!("administration"))),
-)]
-async fn list_audit(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    page: Page,
-) -> ApiResult<Json<Audit>> {
-    let audit = blocking_api(state, move |s| Ok(s.audit_after(page.after, page.limit)?)).await?;
-    Ok(Json(Audit { audit }))
-}
-
-// ---- administration (docs/api.md, Authentication) ----
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[schema(as = TokenList)]
-struct Tokens {
-    tokens: Vec<tokens::TokenView>,
-}
-
-#[utoipa::path(
-    post, path = "/v1/tokens", tag = "Tokens", operation_id = "create_token",
-    summary = "Create a token",
-    description = "A random bearer token (`es_…`, 256 bits), shown this once; only its SHA-256 is kept. The user is created with the token if new (with `display_name`), or given the role.\n\n**Who:** Administration endpoint: admins only.",
-    request_body = ref("#/components/schemas/NewToken"),
-    responses(
-        (status = 201, description = "The token, in the clear this once.", body = ref("#/components/schemas/NewTokenCreated")),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
-        (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
-        (status = 409, description = "`conflict`: a clash in the store.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),
-        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
-        (status = 500, response = crate::http::openapi::responses::Internal),
-    ),
-    extensions(("x-endpoint-class" = json!("administration"))),
-)]
-async fn create_token(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    Body(req): Body<tokens::NewToken>,
-) -> ApiResult<(StatusCode, Json<tokens::NewTokenView>)> {
-    let token = blocking_api(state, move |s| {
-        tokens::create_token(s, req.role, req.user_id, req.display_name)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(token)))
-}
-
-#[utoipa::path(
-    get, path = "/v1/tokens", tag = "Tokens", operation_id = "list_tokens",
-    summary = "List tokens",
-    description = "Every token's metadata, revoked ones included; never a token's secret.\n\n**Who:** Administration endpoint: admins only.",
-    responses(
-        (status = 200, description = "The tokens.", body = Tokens),
-        (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
-        (status = 500, response = crate::http::openapi::responses::Internal),
-    ),
-    extensions(("x-endpoint-class" = json!("administration"))),
-)]
-async fn list_tokens(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Tokens>> {
-    let tokens = blocking_api(state, tokens::tokens).await?;
-    Ok(Json(Tokens { tokens }))
-}
-
-/// `{token}` in the path.
-pub struct TokenPath(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = path_params(parts).await?;
-        Ok(TokenPath(param(&params, "token")?.to_owned()))
-    }
-}
-
-#[utoipa::path(
-    delete, path = "/v1/tokens/{token}", tag = "Tokens", operation_id = "revoke_token",
-    summary = "Revoke a token",
-    description = "Refused (`401 invalid_token`) from this answer on. Revoking again changes nothing.\n\n**Who:** Administration endpoint: admins only.",
-    params(crate::http::openapi::params::TokenParam),
-    responses(
-        (status = 200, description = "The token, `revoked_at_ms` set.", body = tokens::TokenView),
-        (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
-        (status = 404, description = "`not_found`: no such token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
-        (status = 500, response = crate::http::openapi::responses::Internal),
-    ),
-    extensions(("x-endpoint-class" = json!("administration"))),
-)]
-async fn revoke_token(
-    Authorized(_, _): Authorized<Administration>,
-    State(state): State<AppState>,
-    TokenPath(id): TokenPath,
-) -> ApiResult<Json<tokens::TokenView>> {
-    Ok(Json(
-        blocking_api(state, move |s| tokens::revoke_token(s, &id)).await?,
-    ))
 }
 
 #[utoipa::path(

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod bodies;
 pub mod center;

@@ -2,11 +2,18 @@
 //! secret, except once in `POST /v1/tokens`'s answer) and the request body, over
 //! [`crate::app::tokens`].
 
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
 use crate::app::state::AppState;
 use crate::app::tokens::{self, TokenRecord, role_from_store};
 use crate::domain::auth::{self, Role};
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
+use crate::http::access::{Administration, Authorized};
+use crate::http::api::{Body, blocking_api};
 use crate::http::bodies::FromBody;
 use crate::http::error::ApiError;
 
@@ -135,4 +142,101 @@ impl FromBody for NewToken {
             display_name,
         })
     }
+}
+
+// ---- handlers (docs/api.md, Authentication) ----
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TokenList)]
+pub struct Tokens {
+    tokens: Vec<TokenView>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "Tokens", operation_id = "create_token",
+    summary = "Create a token",
+    description = "A random bearer token (`es_…`, 256 bits), shown this once; only its SHA-256 is kept. The user is created with the token if new (with `display_name`), or given the role.\n\n**Who:** Administration endpoint: admins only.",
+    request_body = ref("#/components/schemas/NewToken"),
+    responses(
+        (status = 201, description = "The token, in the clear this once.", body = ref("#/components/schemas/NewTokenCreated")),
+        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 409, description = "`conflict`: a clash in the store.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),
+        (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
+pub async fn post_token(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    Body(req): Body<NewToken>,
+) -> ApiResult<(StatusCode, Json<NewTokenView>)> {
+    let token = blocking_api(state, move |s| {
+        create_token(s, req.role, req.user_id, req.display_name)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/tokens", tag = "Tokens", operation_id = "list_tokens",
+    summary = "List tokens",
+    description = "Every token's metadata, revoked ones included; never a token's secret.\n\n**Who:** Administration endpoint: admins only.",
+    responses(
+        (status = 200, description = "The tokens.", body = Tokens),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
+pub async fn list_tokens(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Tokens>> {
+    let tokens = blocking_api(state, tokens).await?;
+    Ok(Json(Tokens { tokens }))
+}
+
+/// `{token}` in the path.
+pub struct TokenPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = crate::http::api::path_params(parts).await?;
+        Ok(TokenPath(
+            crate::http::api::param(&params, "token")?.to_owned(),
+        ))
+    }
+}
+
+#[utoipa::path(
+    delete, path = "/v1/tokens/{token}", tag = "Tokens", operation_id = "revoke_token",
+    summary = "Revoke a token",
+    description = "Refused (`401 invalid_token`) from this answer on. Revoking again changes nothing.\n\n**Who:** Administration endpoint: admins only.",
+    params(crate::http::openapi::params::TokenParam),
+    responses(
+        (status = 200, description = "The token, `revoked_at_ms` set.", body = TokenView),
+        (status = 401, response = crate::http::openapi::responses::Unauthorized),
+        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 404, description = "`not_found`: no such token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
+        (status = 500, response = crate::http::openapi::responses::Internal),
+    ),
+    extensions(("x-endpoint-class" = json!("administration"))),
+)]
+pub async fn delete_token(
+    Authorized(_, _): Authorized<Administration>,
+    State(state): State<AppState>,
+    TokenPath(id): TokenPath,
+) -> ApiResult<Json<TokenView>> {
+    Ok(Json(
+        blocking_api(state, move |s| revoke_token(s, &id)).await?,
+    ))
 }
