@@ -248,13 +248,24 @@ pub fn bootstrap_admin(
     if has_admin {
         return Ok(None);
     }
-    let token = Token::generate();
+    let token = new_token()?;
     create_admin(random_id("tok-")?, &token)?;
     Ok(Some(token))
 }
 
+/// A new record id, `prefix` then 16 hex digits (a token's id, never its secret).
 fn random_id(prefix: &str) -> Result<String, TokenError> {
-    auth::random_id(prefix).map_err(TokenError::Random)
+    getrandom::u64()
+        .map(|n| format!("{prefix}{n:016x}"))
+        .map_err(TokenError::Random)
+}
+
+/// A new token from the OS's random number generator; none to give is an error, not a
+/// predictable token.
+fn new_token() -> Result<Token, TokenError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(TokenError::Random)?;
+    Ok(Token::from_random(bytes))
 }
 
 // ---- token administration ----
@@ -273,7 +284,7 @@ pub fn create_token(
     display_name: Option<String>,
 ) -> Result<NewToken, TokenError> {
     let user_id = user_id.map(String::from);
-    let token = Token::generate();
+    let token = new_token()?;
     let id = random_id("tok-")?;
     let record = TokenRecord {
         id,
@@ -331,4 +342,17 @@ pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenRecord, TokenErro
         .store()
         .read(|r| r.token(id))?
         .ok_or_else(|| TokenError::UnknownToken(id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_tokens_and_ids_are_random() {
+        let t = new_token().unwrap();
+        assert!(t.expose().starts_with("es_"), "{}", t.expose());
+        assert_ne!(new_token().unwrap(), t);
+        assert_ne!(random_id("tok-").unwrap(), random_id("tok-").unwrap());
+    }
 }

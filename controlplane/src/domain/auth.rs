@@ -75,10 +75,9 @@ impl fmt::Debug for Token {
 pub struct TokenHash(pub [u8; 32]);
 
 impl Token {
-    /// A new random token.
-    pub fn generate() -> Token {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the OS random number generator is available");
+    /// A token made of 32 random bytes the caller drew (reading the OS's random number
+    /// generator is I/O: the app does it, `app::tokens`).
+    pub fn from_random(bytes: [u8; 32]) -> Token {
         Token(format!("{TOKEN_PREFIX}{}", B64URL.encode(bytes)))
     }
 
@@ -99,11 +98,6 @@ impl Token {
     pub fn hash(&self) -> TokenHash {
         hash(&self.0)
     }
-}
-
-/// A new random record id, `prefix` then 16 hex digits (a token's id, never its secret).
-pub fn random_id(prefix: &str) -> Result<String, getrandom::Error> {
-    getrandom::u64().map(|n| format!("{prefix}{n:016x}"))
 }
 
 /// A configured token that is too short or has spaces or control characters.
@@ -260,9 +254,9 @@ mod tests {
 
     #[test]
     fn tokens_are_random_hashed_and_parsed_from_bearer_headers() {
-        let t = Token::generate();
+        let t = Token::from_random([7; 32]);
         assert!(t.expose().starts_with("es_") && t.expose().len() == 3 + 43);
-        assert_ne!(Token::generate(), t);
+        assert_ne!(Token::from_random([8; 32]), t);
         assert_eq!(
             bearer(Some(&format!("Bearer {}", t.expose()))),
             Ok(t.hash())
