@@ -10,6 +10,7 @@ pub mod center;
 pub mod console;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod groups;
 pub mod json;
 pub mod listener;
