@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Harness, NUMBER, T0_MS, config};
 use controlplane::domain::call::{CallId, SupervisionId};
+use controlplane::http::views::calls::SupervisionView;
 use dataplane::engine::EngineEvent;
 use dataplane::media::matrix::{LegId, MAX_SUPERVISORS};
 use serde_json::{Value, json};
@@ -1146,7 +1147,7 @@ async fn supervisor_keys_and_media_timeouts() {
     let sup = h.new_supervision(&call).await;
     let sup_id: SupervisionId = sup.parse().unwrap();
     let (engine_call, leg) = h.state.engine_leg(sup_id).unwrap();
-    let mode = |h: &Harness| h.state.supervision(sup_id).unwrap();
+    let mode = |h: &Harness| SupervisionView::from(h.state.supervision(sup_id).unwrap());
     for (digit, expected) in [
         ('5', "whisper"),
         ('6', "barge"),

@@ -3,34 +3,35 @@
 
 use std::net::SocketAddr;
 
+use dataplane::engine::LegStats;
 use dataplane::media::matrix::LegId;
 
 use crate::app::records::*;
+use crate::app::snapshots::*;
 use crate::app::state::{AppState, StateError};
 use crate::app::supervisions::*;
-use crate::app::views::*;
 use crate::domain::call::{CallEvent, CallId, Flag, NewCall, Party, SupervisionId};
 use crate::domain::lifecycle::AbortCause;
-use crate::domain::lifecycle::{Direction, HangupParty, Input, Refused};
+use crate::domain::lifecycle::{Direction, HangupParty, Input, Refused, SupervisionState};
 use crate::store::StoreExt as _;
 
 impl AppState {
     /// `GET /v1/calls`: every call in memory (since start, and the recent history loaded at
     /// start), active and ended, oldest first.
-    pub fn calls(&self) -> Vec<CallView> {
+    pub fn calls(&self) -> Vec<CallSnapshot> {
         let r = self.records();
         let mut calls: Vec<(&CallId, &CallRecord)> = r.calls.iter().collect();
         calls.sort_by_key(|(_, c)| c.seq);
         calls
             .into_iter()
-            .map(|(id, c)| self.call_view(*id, c))
+            .map(|(id, c)| self.call_snapshot(*id, c))
             .collect()
     }
 
     /// `GET /v1/calls/{id}`: from memory, else from the store's history (not if deleted).
-    pub fn call(&self, id: CallId) -> Result<CallView, StateError> {
-        if let Ok(view) = self.call_view_of(&self.records(), id) {
-            return Ok(view);
+    pub fn call(&self, id: CallId) -> Result<CallSnapshot, StateError> {
+        if let Ok(call) = self.call_snapshot_of(&self.records(), id) {
+            return Ok(call);
         }
         let key = id.to_string();
         let found = self.inner.store.read(|r| {
@@ -44,14 +45,14 @@ impl AppState {
             Some((call, sups)) if call.deleted_at.is_none() => {
                 let mut record = CallRecord::from_stored(&call, 0);
                 record.supervisions = sups.iter().filter_map(|s| s.id.parse().ok()).collect();
-                Ok(self.call_view(id, &record))
+                Ok(self.call_snapshot(id, &record))
             }
             _ => Err(StateError::CallNotFound(id)),
         }
     }
 
     /// `POST /v1/calls`.
-    pub fn create_call(&self, req: NewCall) -> Result<CallView, StateError> {
+    pub fn create_call(&self, req: NewCall) -> Result<CallSnapshot, StateError> {
         self.check_family("customer.remote", req.customer.remote)?;
         self.check_family("agent.remote", req.agent.remote)?;
         let mut r = self.records();
@@ -115,7 +116,7 @@ impl AppState {
             self.attach_followers(&mut r, id, &agent, self.now_ms());
         }
         tracing::debug!(call = %id, customer = %media.customer, agent = %media.agent, "call created");
-        self.call_view_of(&r, id)
+        self.call_snapshot_of(&r, id)
     }
 
     /// `DELETE /v1/calls/{id}`: its open supervisions are aborted through their sessions
@@ -181,7 +182,7 @@ impl AppState {
         id: CallId,
         party: Party,
         remote: SocketAddr,
-    ) -> Result<LegView, StateError> {
+    ) -> Result<LegSnapshot, StateError> {
         let mut r = self.records();
         let engine_call = r.active_call(id)?.engine.ok_or(StateError::CallEnded(id))?;
         self.check_family("remote", Some(remote))?;
@@ -197,11 +198,11 @@ impl AppState {
         let stored = call.stored(id, None);
         self.inner.store.write(|w| w.update_call(&stored))?;
         let record = *r.call_mut(id)?.leg_mut(party);
-        Ok(self.leg_view(Some((engine_call, leg)), &record))
+        Ok(self.leg_snapshot(Some((engine_call, leg)), &record))
     }
 
     /// `POST /v1/calls/{id}/events`.
-    pub fn call_event(&self, id: CallId, event: CallEvent) -> Result<CallView, StateError> {
+    pub fn call_event(&self, id: CallId, event: CallEvent) -> Result<CallSnapshot, StateError> {
         let mut r = self.records();
         r.active_call(id)?;
         let now = self.now_ms();
@@ -261,7 +262,7 @@ impl AppState {
                 }
             }
         }
-        self.call_view_of(&r, id)
+        self.call_snapshot_of(&r, id)
     }
 
     /// `hold` / `resume`: the call is held as a whole, so both parties' legs are marked (a held
@@ -423,7 +424,7 @@ impl AppState {
                 && let Some((_, leg)) = s.media.take()
             {
                 tracing::warn!(supervision = %sup, leg = leg.0, "supervisor leg released with its call");
-                s.leg.final_stats = Some(StatsView::default());
+                s.leg.final_stats = Some(LegStats::default());
                 self.inner.metrics.supervision_ended(s.mode);
             }
         }
@@ -432,8 +433,8 @@ impl AppState {
         call.state = CallState::Ended;
         call.engine = None;
         call.ended_at_ms = Some(now);
-        call.customer.final_stats = Some(customer.unwrap_or_default().into());
-        call.agent.final_stats = Some(agent.unwrap_or_default().into());
+        call.customer.final_stats = Some(customer.unwrap_or_default());
+        call.agent.final_stats = Some(agent.unwrap_or_default());
         self.inner.metrics.call_ended();
         tracing::debug!(call = %id, "call ended");
         Ok(())
@@ -450,7 +451,7 @@ impl AppState {
         let stored = call.stored(id, None);
         let payload = serde_json::json!({
             "call_id": id,
-            "state": match call.state { CallState::Active => "active", CallState::Ended => "ended" },
+            "state": call.state.as_str(),
             "flags": call.flags,
             "hung_up": call.hung_up,
             "agent_answered": call.agent_answered,

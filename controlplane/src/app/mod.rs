@@ -13,11 +13,11 @@ pub mod random;
 pub mod records;
 pub mod recovery;
 pub mod rights;
+pub mod snapshots;
 pub mod state;
 pub mod storage;
 pub mod supervisions;
 pub mod tokens;
-pub mod views;
 pub mod webhooks;
 
 #[cfg(test)]

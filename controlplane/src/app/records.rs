@@ -5,16 +5,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use dataplane::engine::{self, EngineError, LegSpec};
+use dataplane::engine::{self, EngineError, LegSpec, LegStats};
+use dataplane::media::call::DropReason;
 use dataplane::media::matrix::{LegId, Mode};
 use dataplane::wire::g711::Codec;
 use serde::{Deserialize, Serialize};
 
+use crate::app::snapshots::*;
 use crate::app::state::StateError;
-use crate::app::views::*;
 use crate::clock::{from_unix_ms, to_unix_ms};
 use crate::domain::call::{CallId, LegRequest, Party, SupervisionId};
-use crate::domain::lifecycle::{CallFacts, CallKind, Direction, Session};
+use crate::domain::lifecycle::{CallFacts, CallKind, Direction, Session, SupervisionState};
 use crate::store::{
     self, EventScope, NewAlert, NewEvent, PAGE_LIMIT_MAX, Store, StoreError, StoreExt as _, Writes,
 };
@@ -30,7 +31,7 @@ pub(super) struct LegRecord {
     pub(super) held: bool,
     pub(super) codec: Codec,
     /// The statistics when the leg's media was released (the engine forgets them then).
-    pub(super) final_stats: Option<StatsView>,
+    pub(super) final_stats: Option<LegStats>,
 }
 
 /// [`LegRecord`]'s JSON form in the store.
@@ -45,7 +46,77 @@ pub(super) struct StoredLeg {
     pub(super) held: bool,
     pub(super) codec: String,
     #[serde(default)]
-    pub(super) stats: Option<StatsView>,
+    pub(super) stats: Option<StoredStats>,
+}
+
+/// A leg's final statistics in [`StoredLeg`]: the fields and names of the API's `Stats`
+/// (docs/api.md), which is what records written before this type existed hold.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(super) struct StoredStats {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    packets_lost: i64,
+    jitter_ms: f64,
+    packets_dropped: u64,
+    /// By reason, one count per media drop reason's name.
+    #[serde(default, with = "dropped_by_reason")]
+    dropped: [u64; DropReason::COUNT],
+}
+
+impl From<LegStats> for StoredStats {
+    fn from(s: LegStats) -> StoredStats {
+        StoredStats {
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            packets_lost: s.packets_lost,
+            jitter_ms: s.jitter_ms,
+            packets_dropped: s.packets_dropped,
+            dropped: s.dropped,
+        }
+    }
+}
+
+impl From<StoredStats> for LegStats {
+    fn from(s: StoredStats) -> LegStats {
+        LegStats {
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            packets_lost: s.packets_lost,
+            jitter_ms: s.jitter_ms,
+            packets_dropped: s.packets_dropped,
+            dropped: s.dropped,
+        }
+    }
+}
+
+/// Drops by reason as a JSON object keyed by the reason's name, every reason written.
+mod dropped_by_reason {
+    use std::collections::BTreeMap;
+
+    use dataplane::media::call::DropReason;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        dropped: &[u64; DropReason::COUNT],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(DropReason::ALL.map(|r| (r.as_str(), dropped[r.index()])))
+    }
+
+    /// Reasons this build does not know are ignored and missing ones are zero, so records
+    /// written by another version still load.
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u64; DropReason::COUNT], D::Error> {
+        let map = BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(DropReason::ALL.map(|r| map.get(r.as_str()).copied().unwrap_or(0)))
+    }
 }
 
 impl LegRecord {
@@ -83,7 +154,7 @@ impl LegRecord {
             latched: self.latched,
             held: self.held,
             codec: self.codec.name().to_owned(),
-            stats: self.final_stats,
+            stats: self.final_stats.map(StoredStats::from),
         }
     }
 
@@ -97,7 +168,7 @@ impl LegRecord {
                 latched: s.latched && s.remote.is_some(),
                 held: s.held,
                 codec: s.codec.parse().unwrap_or(Codec::Pcmu),
-                final_stats: Some(s.stats.unwrap_or_default()),
+                final_stats: Some(s.stats.map(LegStats::from).unwrap_or_default()),
             },
             None => LegRecord {
                 local: None,
@@ -105,7 +176,7 @@ impl LegRecord {
                 latched: false,
                 held: false,
                 codec: Codec::Pcmu,
-                final_stats: Some(StatsView::default()),
+                final_stats: Some(LegStats::default()),
             },
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! This file composes the state (store, media, groups and agents, clock, settings);
 //! the use cases are `impl AppState` blocks by concern (docs/design.md §9): `records.rs` (the
-//! records and their store mapping), `views.rs` (what the API shows of them), `calls.rs`,
+//! records and their store mapping), `snapshots.rs` (what the use cases answer of them), `calls.rs`,
 //! `supervisions.rs` (the session driver and the answer timeouts), `history.rs` (alerts and
 //! audit read back) and `pump.rs` (the media's events). The media is reached only through
 //! [`crate::app::engine::Media`].
@@ -62,8 +62,8 @@ use tokio::sync::Notify;
 
 use crate::app::engine::Media;
 use crate::app::records::{Records, load};
+use crate::app::snapshots::CallState;
 use crate::app::tokens::TokenCache;
-use crate::app::views::CallState;
 use crate::clock::{Clock, to_unix_ms};
 use crate::config::{Config, DtmfKeys};
 use crate::domain::call::{CallId, SupervisionId};

@@ -11,14 +11,14 @@ use tokio::sync::Notify;
 use crate::app::audit::{Audit, AuditOutcome};
 use crate::app::records::*;
 use crate::app::rights::{self, Requester};
+use crate::app::snapshots::*;
 use crate::app::state::{AppState, StateError, relock};
-use crate::app::views::*;
 use crate::clock::to_unix_ms;
 use crate::domain::agents::UserId;
 use crate::domain::call::{CallId, NewSupervision, SupervisionId, SupervisorEvent};
 use crate::domain::lifecycle::{
     self, AuditAction, AuditActor, HangupParty, Input, Output, Refused, Session, SessionScope,
-    Start,
+    Start, SupervisionState,
 };
 use crate::store::{NewAlert, NewAudit, StoreExt as _};
 
@@ -81,19 +81,19 @@ pub(super) fn actor(supervisor_id: &str) -> String {
 
 impl AppState {
     /// `GET /v1/supervisions`: every supervision in memory, open and ended, oldest first.
-    pub fn supervisions(&self) -> Vec<SupervisionView> {
+    pub fn supervisions(&self) -> Vec<SupervisionSnapshot> {
         let r = self.records();
         let mut sups: Vec<(&SupervisionId, &SupervisionRecord)> = r.supervisions.iter().collect();
         sups.sort_by_key(|(_, s)| s.seq);
         sups.into_iter()
-            .map(|(id, s)| self.supervision_view(*id, s))
+            .map(|(id, s)| self.supervision_snapshot(*id, s))
             .collect()
     }
 
     /// `GET /v1/supervisions/{id}`: from memory, else from the store's history.
-    pub fn supervision(&self, id: SupervisionId) -> Result<SupervisionView, StateError> {
-        if let Ok(view) = self.supervision_view_of(&self.records(), id) {
-            return Ok(view);
+    pub fn supervision(&self, id: SupervisionId) -> Result<SupervisionSnapshot, StateError> {
+        if let Ok(sup) = self.supervision_snapshot_of(&self.records(), id) {
+            return Ok(sup);
         }
         let key = id.to_string();
         let found = self.inner.store.read(|r| r.supervision(&key))?;
@@ -102,7 +102,7 @@ impl AppState {
             Some(SupervisionRecord::from_stored(&s, call, 0))
         });
         match record {
-            Some(record) => Ok(self.supervision_view(id, &record)),
+            Some(record) => Ok(self.supervision_snapshot(id, &record)),
             None => Err(StateError::SupervisionNotFound(id)),
         }
     }
@@ -118,7 +118,7 @@ impl AppState {
         call_id: CallId,
         req: NewSupervision,
         requester: &Requester,
-    ) -> Result<SupervisionView, StateError> {
+    ) -> Result<SupervisionSnapshot, StateError> {
         let mut r = self.records();
         let supervisor_may_listen = rights::may_listen(
             self.store(),
@@ -279,7 +279,7 @@ impl AppState {
         r.supervisions.insert(id, sup);
         self.sync_deadline(&mut r, id);
         tracing::info!(supervision = %id, call = %call_id, state = r.supervision(id)?.state.as_str(), "supervision requested");
-        self.supervision_view_of(&r, id)
+        self.supervision_snapshot_of(&r, id)
     }
 
     /// `POST /v1/supervisions/{id}/events`: the softswitch reports the supervisor's leg.
@@ -287,7 +287,7 @@ impl AppState {
         &self,
         id: SupervisionId,
         event: SupervisorEvent,
-    ) -> Result<SupervisionView, StateError> {
+    ) -> Result<SupervisionSnapshot, StateError> {
         let input = match event {
             SupervisorEvent::Ringing => Input::SupervisorRinging,
             SupervisorEvent::Answered { calling_number } => {
@@ -302,20 +302,24 @@ impl AppState {
         let mut r = self.records();
         let now = self.now_ms();
         self.step(&mut r, id, now, Step::Input(input))?;
-        self.supervision_view_of(&r, id)
+        self.supervision_snapshot_of(&r, id)
     }
 
     /// `PATCH /v1/supervisions/{id}`.
-    pub fn set_mode(&self, id: SupervisionId, mode: Mode) -> Result<SupervisionView, StateError> {
+    pub fn set_mode(
+        &self,
+        id: SupervisionId,
+        mode: Mode,
+    ) -> Result<SupervisionSnapshot, StateError> {
         let mut r = self.records();
         let now = self.now_ms();
         self.step(&mut r, id, now, Step::Input(Input::SetMode(mode)))?;
-        self.supervision_view_of(&r, id)
+        self.supervision_snapshot_of(&r, id)
     }
 
     /// `DELETE /v1/supervisions/{id}`: stops it. Stopping an ended supervision changes nothing
     /// and answers it as it is.
-    pub fn stop_supervision(&self, id: SupervisionId) -> Result<SupervisionView, StateError> {
+    pub fn stop_supervision(&self, id: SupervisionId) -> Result<SupervisionSnapshot, StateError> {
         let mut r = self.records();
         let now = self.now_ms();
         match self.step(&mut r, id, now, Step::Input(Input::Stop)) {
@@ -325,7 +329,7 @@ impl AppState {
             }) => {}
             other => other?,
         }
-        self.supervision_view_of(&r, id)
+        self.supervision_snapshot_of(&r, id)
     }
 
     /// Feeds one step to a session and carries out its outputs; keeps the deadline index in

@@ -13,10 +13,10 @@ use dataplane::media::matrix::{LegId, Mode};
 
 use crate::app::engine::Media;
 use crate::app::state::{AppState, Settings};
-use crate::app::views::SupervisionState;
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::domain::call::{LegRequest, NewCall, NewSupervision};
+use crate::domain::lifecycle::SupervisionState;
 use crate::domain::lifecycle::validate_supervisor_number;
 use crate::metrics::Metrics;
 use crate::store::SqliteStore;

@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::app::state::AppState;
-use crate::app::views::{AlertView, AuditView};
 use crate::http::access::{Administration, Authorized, Read};
 use crate::http::api::{Page, Visibility, blocking_api};
 use crate::http::error::ApiError;
+use crate::http::views::calls::{AlertView, AuditView};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -46,7 +46,7 @@ pub async fn list_alerts(
     let alerts = blocking_api(state, move |s| {
         let alerts = s.alerts_after(page.after, page.limit)?;
         if seen.all {
-            return Ok(alerts);
+            return Ok(alerts.into_iter().map(AlertView::from).collect());
         }
         // The alerts of the supervisions the caller may read (of the recent history).
         let visible: std::collections::HashSet<String> = s
@@ -62,6 +62,7 @@ pub async fn list_alerts(
                     .as_ref()
                     .is_some_and(|id| visible.contains(id))
             })
+            .map(AlertView::from)
             .collect())
     })
     .await?;
@@ -87,6 +88,10 @@ pub async fn list_audit(
     State(state): State<AppState>,
     page: Page,
 ) -> ApiResult<Json<Audit>> {
-    let audit = blocking_api(state, move |s| Ok(s.audit_after(page.after, page.limit)?)).await?;
+    let audit = blocking_api(state, move |s| {
+        let audit = s.audit_after(page.after, page.limit)?;
+        Ok(audit.into_iter().map(AuditView::from).collect())
+    })
+    .await?;
     Ok(Json(Audit { audit }))
 }

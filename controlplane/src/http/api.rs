@@ -12,9 +12,9 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 
 use crate::app::rights::{self, Requester};
+use crate::app::snapshots::{CallSnapshot, SupervisionSnapshot};
 use crate::app::state::{AppState, StateError};
 use crate::app::storage::Storage;
-use crate::app::views::{CallView, LegView, SupervisionView};
 use crate::domain::call::{
     CallEvent, ModeChange, NewCall, NewSupervision, RemoteChange, SupervisionId, SupervisorEvent,
 };
@@ -23,6 +23,7 @@ use crate::http::access::{Authorized, Principal, Read, Signalling, Supervision};
 use crate::http::alerts::{self, Alerts};
 use crate::http::error::ApiError;
 use crate::http::tokens;
+use crate::http::views::calls::{AlertView, CallView, LegView, SupervisionView};
 use dataplane::media::matrix::Mode;
 
 /// Largest request body accepted (docs/api.md: 64 KiB).
@@ -194,11 +195,11 @@ impl Visibility {
                 .is_some_and(|a| self.sees_agent(s, &a))
     }
 
-    fn call(&self, s: &AppState, c: &CallView) -> bool {
+    fn call(&self, s: &AppState, c: &CallSnapshot) -> bool {
         self.agent(s, c.agent_id.as_deref())
     }
 
-    pub(crate) fn supervision(&self, s: &AppState, v: &SupervisionView) -> bool {
+    pub(crate) fn supervision(&self, s: &AppState, v: &SupervisionSnapshot) -> bool {
         let own = self
             .me
             .as_ref()
@@ -224,7 +225,11 @@ async fn list_calls(
 ) -> ApiResult<Json<Calls>> {
     let seen = Visibility::of(&principal);
     let calls = blocking_api(state, move |s| {
-        Ok(s.calls().into_iter().filter(|c| seen.call(s, c)).collect())
+        Ok(s.calls()
+            .into_iter()
+            .filter(|c| seen.call(s, c))
+            .map(CallView::from)
+            .collect())
     })
     .await?;
     Ok(Json(Calls { calls }))
@@ -253,7 +258,7 @@ async fn create_call(
     Body(req): Body<NewCall>,
 ) -> ApiResult<(StatusCode, Json<CallView>)> {
     let call = blocking_api(state, move |s| Ok(s.create_call(req)?)).await?;
-    Ok((StatusCode::CREATED, Json(call)))
+    Ok((StatusCode::CREATED, Json(CallView::from(call))))
 }
 
 #[utoipa::path(
@@ -279,7 +284,7 @@ async fn get_call(
         blocking_api(state, move |s| {
             let call = s.call(id)?;
             if seen.call(s, &call) {
-                Ok(call)
+                Ok(CallView::from(call))
             } else {
                 Err(StateError::CallNotFound(id).into())
             }
@@ -337,7 +342,10 @@ async fn patch_leg(
     Body(req): Body<RemoteChange>,
 ) -> ApiResult<Json<LegView>> {
     Ok(Json(
-        blocking_api(state, move |s| Ok(s.set_remote(id, party, req.remote)?)).await?,
+        blocking_api(state, move |s| {
+            Ok(LegView::from(s.set_remote(id, party, req.remote)?))
+        })
+        .await?,
     ))
 }
 
@@ -368,7 +376,7 @@ async fn call_event(
     Body(event): Body<CallEvent>,
 ) -> ApiResult<Json<CallView>> {
     Ok(Json(
-        blocking_api(state, move |s| Ok(s.call_event(id, event)?)).await?,
+        blocking_api(state, move |s| Ok(CallView::from(s.call_event(id, event)?))).await?,
     ))
 }
 
@@ -445,7 +453,7 @@ async fn create_supervision(
         }
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(sup)))
+    Ok((StatusCode::CREATED, Json(SupervisionView::from(sup))))
 }
 
 /// Refuses, audited, a supervisor without the rights over a supervision's agent for `mode`.
@@ -503,6 +511,7 @@ async fn list_supervisions(
         Ok(s.supervisions()
             .into_iter()
             .filter(|v| seen.supervision(s, v))
+            .map(SupervisionView::from)
             .collect())
     })
     .await?;
@@ -514,7 +523,7 @@ fn visible_supervision(
     s: &AppState,
     seen: &Visibility,
     id: SupervisionId,
-) -> ApiResult<SupervisionView> {
+) -> ApiResult<SupervisionSnapshot> {
     let sup = s.supervision(id)?;
     if seen.supervision(s, &sup) {
         Ok(sup)
@@ -544,7 +553,10 @@ async fn get_supervision(
 ) -> ApiResult<Json<SupervisionView>> {
     let seen = Visibility::of(&principal);
     Ok(Json(
-        blocking_api(state, move |s| visible_supervision(s, &seen, id)).await?,
+        blocking_api(state, move |s| {
+            visible_supervision(s, &seen, id).map(SupervisionView::from)
+        })
+        .await?,
     ))
 }
 
@@ -578,7 +590,7 @@ async fn patch_supervision(
     Ok(Json(
         blocking_api(state, move |s| {
             check_existing(s, &principal, id, Some(req.mode), "mode_change")?;
-            Ok(s.set_mode(id, req.mode)?)
+            Ok(SupervisionView::from(s.set_mode(id, req.mode)?))
         })
         .await?,
     ))
@@ -607,7 +619,7 @@ async fn delete_supervision(
     Ok(Json(
         blocking_api(state, move |s| {
             check_existing(s, &principal, id, None, "stop")?;
-            Ok(s.stop_supervision(id)?)
+            Ok(SupervisionView::from(s.stop_supervision(id)?))
         })
         .await?,
     ))
@@ -641,7 +653,10 @@ async fn supervisor_event(
     Body(event): Body<SupervisorEvent>,
 ) -> ApiResult<Json<SupervisionView>> {
     Ok(Json(
-        blocking_api(state, move |s| Ok(s.supervisor_event(id, event)?)).await?,
+        blocking_api(state, move |s| {
+            Ok(SupervisionView::from(s.supervisor_event(id, event)?))
+        })
+        .await?,
     ))
 }
 
@@ -667,7 +682,7 @@ async fn supervision_alerts(
     let seen = Visibility::of(&principal);
     let alerts = blocking_api(state, move |s| {
         visible_supervision(s, &seen, id)?;
-        Ok(s.alerts_of(id)?)
+        Ok(s.alerts_of(id)?.into_iter().map(AlertView::from).collect())
     })
     .await?;
     Ok(Json(Alerts { alerts }))

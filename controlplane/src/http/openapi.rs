@@ -70,7 +70,7 @@ pub fn routes() -> Router<AppState> {
             ErrorBody,
             crate::domain::ids::UserId,
             crate::domain::ids::GroupId,
-            crate::app::views::StatsView,
+            crate::http::views::calls::StatsView,
             crate::http::groups::Rights,
             crate::http::groups::Membership,
             crate::http::tokens::RawNewToken,

@@ -9,13 +9,13 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
 
-use crate::app::views::DroppedView;
 use crate::app::webhooks::EVENT_TYPES_MAX;
 use crate::domain::agents::StateKind;
 use crate::domain::auth::Role;
 use crate::domain::ids::{CallId, GroupId, SupervisionId, USER_ID_LEN_MAX, UserId};
 use crate::domain::lifecycle::SupervisionState;
 use crate::domain::webhooks::EVENT_TYPE_LEN_MAX;
+use crate::http::views::calls::DroppedView;
 
 /// Each schema written as JSON, by component name.
 pub fn written() -> Map<String, Value> {

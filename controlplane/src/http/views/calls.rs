@@ -1,17 +1,19 @@
-//! What the API shows of calls, supervisions, alerts and audit records, built from the
-//! records (and the media's live statistics) under the records lock.
+//! What the API shows of calls, supervisions, alerts and audit records (docs/api.md, Calls,
+//! Supervisions, Alerts and audit): the JSON of the use cases' snapshots and records, and the
+//! schemas the OpenAPI document names `Call`, `Leg`, `Stats`, `Supervision`, `Alert` and
+//! `AuditRecord`.
 
 use std::net::SocketAddr;
 
-use dataplane::engine::{self, LegStats};
+use dataplane::engine::LegStats;
 use dataplane::media::call::DropReason;
-use dataplane::media::matrix::{LegId, Mode};
-use serde::{Deserialize, Serialize};
+use dataplane::media::matrix::Mode;
+use serde::Serialize;
 
-use crate::app::records::*;
-use crate::app::state::{AppState, StateError};
-use crate::domain::call::{CallId, Flag, SupervisionId};
-use crate::store;
+use crate::app::history::{Alert, AuditEntry};
+use crate::app::snapshots::{self, CallSnapshot, LegSnapshot, SupervisionSnapshot};
+use crate::domain::call::{CallId, SupervisionId};
+use crate::domain::lifecycle::SupervisionState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -20,8 +22,14 @@ pub enum CallState {
     Ended,
 }
 
-/// A supervision's state as the API shows it: derived from its session (docs/design.md §2).
-pub use crate::domain::lifecycle::SupervisionState;
+impl From<snapshots::CallState> for CallState {
+    fn from(state: snapshots::CallState) -> CallState {
+        match state {
+            snapshots::CallState::Active => CallState::Active,
+            snapshots::CallState::Ended => CallState::Ended,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Flags {
@@ -31,13 +39,13 @@ pub struct Flags {
     pub conference: bool,
 }
 
-impl Flags {
-    pub(super) fn slot(&mut self, flag: Flag) -> &mut bool {
-        match flag {
-            Flag::OnHold => &mut self.on_hold,
-            Flag::Consult => &mut self.consult,
-            Flag::SecurePayment => &mut self.secure_payment,
-            Flag::Conference => &mut self.conference,
+impl From<snapshots::Flags> for Flags {
+    fn from(f: snapshots::Flags) -> Flags {
+        Flags {
+            on_hold: f.on_hold,
+            consult: f.consult,
+            secure_payment: f.secure_payment,
+            conference: f.conference,
         }
     }
 }
@@ -49,7 +57,16 @@ pub struct HungUp {
     pub agent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+impl From<snapshots::HungUp> for HungUp {
+    fn from(h: snapshots::HungUp) -> HungUp {
+        HungUp {
+            customer: h.customer,
+            agent: h.agent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, utoipa::ToSchema)]
 #[schema(as = Stats)]
 pub struct StatsView {
     pub packets_in: u64,
@@ -87,17 +104,6 @@ impl Serialize for DroppedView {
             map.serialize_entry(reason.as_str(), &self.of(reason))?;
         }
         map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for DroppedView {
-    /// Reasons this build does not know are ignored and missing ones are zero, so records
-    /// written by another version still load.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
-        Ok(DroppedView(
-            DropReason::ALL.map(|r| map.get(r.as_str()).copied().unwrap_or(0)),
-        ))
     }
 }
 
@@ -147,6 +153,25 @@ pub struct LegView {
     pub stats: StatsView,
 }
 
+impl From<LegSnapshot> for LegView {
+    fn from(leg: LegSnapshot) -> LegView {
+        LegView {
+            local: leg.local,
+            remote: leg.remote,
+            remote_source: leg.remote.map(|_| {
+                if leg.latched {
+                    RemoteSource::Latched
+                } else {
+                    RemoteSource::Configured
+                }
+            }),
+            codec: leg.codec.name(),
+            held: leg.held,
+            stats: StatsView::from(leg.stats),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LegsView {
     pub customer: LegView,
@@ -178,6 +203,28 @@ pub struct CallView {
     pub created_at_ms: u64,
     #[schema(required = true)]
     pub ended_at_ms: Option<u64>,
+}
+
+impl From<CallSnapshot> for CallView {
+    fn from(c: CallSnapshot) -> CallView {
+        CallView {
+            id: c.id,
+            state: c.state.into(),
+            direction: c.direction.as_str(),
+            agent_id: c.agent_id,
+            web: c.web,
+            agent_answered: c.agent_answered,
+            flags: c.flags.into(),
+            hung_up: c.hung_up.into(),
+            legs: LegsView {
+                customer: c.customer.into(),
+                agent: c.agent.into(),
+            },
+            supervisions: c.supervisions,
+            created_at_ms: c.created_at_ms,
+            ended_at_ms: c.ended_at_ms,
+        }
+    }
 }
 
 /// A supervision as the API shows it.
@@ -220,6 +267,28 @@ pub struct SupervisionView {
     pub ended_at_ms: Option<u64>,
 }
 
+impl From<SupervisionSnapshot> for SupervisionView {
+    fn from(s: SupervisionSnapshot) -> SupervisionView {
+        SupervisionView {
+            id: s.id,
+            call_id: s.call_id,
+            state: s.state,
+            mode: s.mode.as_str(),
+            failure: s.failure,
+            abort: s.abort,
+            supervisor_id: s.supervisor_id,
+            agent_id: s.agent_id,
+            registered_number: s.registered_number,
+            beep: s.beep,
+            persistent: s.persistent,
+            leg: s.leg.into(),
+            created_at_ms: s.created_at_ms,
+            started_at_ms: s.started_at_ms,
+            ended_at_ms: s.ended_at_ms,
+        }
+    }
+}
+
 /// An alert record (docs/design.md §2.6) as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(as = Alert, description = "An alert record.")]
@@ -240,16 +309,16 @@ pub struct AlertView {
     pub at_ms: i64,
 }
 
-impl From<store::AlertRecord> for AlertView {
-    fn from(a: store::AlertRecord) -> AlertView {
+impl From<Alert> for AlertView {
+    fn from(a: Alert) -> AlertView {
         AlertView {
-            id: a.id.0,
+            id: a.id,
             kind: a.kind,
             text: a.text,
             reason: a.reason,
             supervision_id: a.supervision_id,
             call_id: a.call_id,
-            at_ms: a.at.0,
+            at_ms: a.at_ms,
         }
     }
 }
@@ -280,11 +349,11 @@ pub struct AuditView {
     pub detail: Option<String>,
 }
 
-impl From<store::AuditRecord> for AuditView {
-    fn from(a: store::AuditRecord) -> AuditView {
+impl From<AuditEntry> for AuditView {
+    fn from(a: AuditEntry) -> AuditView {
         AuditView {
-            id: a.id.0,
-            at_ms: a.at.0,
+            id: a.id,
+            at_ms: a.at_ms,
             actor: a.actor,
             action: a.action,
             supervision_id: a.supervision_id,
@@ -293,92 +362,5 @@ impl From<store::AuditRecord> for AuditView {
             outcome: a.outcome,
             detail: a.detail,
         }
-    }
-}
-
-impl AppState {
-    pub(super) fn leg_view(
-        &self,
-        live: Option<(engine::CallId, LegId)>,
-        record: &LegRecord,
-    ) -> LegView {
-        let stats = record
-            .final_stats
-            .or_else(|| {
-                live.and_then(|(call, leg)| self.inner.engine.leg_stats(call, leg))
-                    .map(StatsView::from)
-            })
-            .unwrap_or_default();
-        LegView {
-            local: record.local,
-            remote: record.remote,
-            remote_source: record.remote.map(|_| {
-                if record.latched {
-                    RemoteSource::Latched
-                } else {
-                    RemoteSource::Configured
-                }
-            }),
-            codec: record.codec.name(),
-            held: record.held,
-            stats,
-        }
-    }
-
-    pub(super) fn call_view(&self, id: CallId, call: &CallRecord) -> CallView {
-        let live = |leg| call.engine.map(|c| (c, leg));
-        CallView {
-            id,
-            state: call.state,
-            direction: call.direction.as_str(),
-            agent_id: call.agent_id.clone(),
-            web: call.web,
-            agent_answered: call.agent_answered,
-            flags: call.flags,
-            hung_up: call.hung_up,
-            legs: LegsView {
-                customer: self.leg_view(live(LegId::CUSTOMER), &call.customer),
-                agent: self.leg_view(live(LegId::AGENT), &call.agent),
-            },
-            supervisions: call.supervisions.clone(),
-            created_at_ms: call.created_at_ms,
-            ended_at_ms: call.ended_at_ms,
-        }
-    }
-
-    pub(super) fn supervision_view(
-        &self,
-        id: SupervisionId,
-        sup: &SupervisionRecord,
-    ) -> SupervisionView {
-        SupervisionView {
-            id,
-            call_id: sup.call,
-            state: sup.state,
-            mode: sup.mode.as_str(),
-            failure: sup.failure.clone(),
-            abort: sup.abort.clone(),
-            supervisor_id: sup.supervisor_id.clone(),
-            agent_id: sup.agent_id.clone(),
-            registered_number: sup.registered_number.clone(),
-            beep: sup.beep,
-            persistent: sup.persistent,
-            leg: self.leg_view(sup.media, &sup.leg),
-            created_at_ms: sup.created_at_ms,
-            started_at_ms: sup.started_at_ms,
-            ended_at_ms: sup.ended_at_ms,
-        }
-    }
-
-    pub(super) fn call_view_of(&self, r: &Records, id: CallId) -> Result<CallView, StateError> {
-        Ok(self.call_view(id, r.call(id)?))
-    }
-
-    pub(super) fn supervision_view_of(
-        &self,
-        r: &Records,
-        id: SupervisionId,
-    ) -> Result<SupervisionView, StateError> {
-        Ok(self.supervision_view(id, r.supervision(id)?))
     }
 }
