@@ -605,7 +605,7 @@ impl AppState {
                     let stats = engine.leg_stats(call, leg);
                     released(engine.remove_supervisor(call, leg), "supervisor leg")?;
                     sup.media = None;
-                    sup.leg.final_stats = Some(stats.unwrap_or_default().into());
+                    sup.leg.final_stats = Some(stats.unwrap_or_default());
                     self.inner.metrics.supervision_ended(sup.mode);
                     tracing::info!(supervision = %id, "supervisor media disconnected");
                 }

@@ -364,3 +364,170 @@ impl From<AuditEntry> for AuditView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dataplane::wire::g711::Codec;
+    use serde_json::json;
+
+    use super::*;
+    use crate::app::snapshots::{Flags as CallFlags, HungUp as CallHungUp};
+    use crate::domain::lifecycle::Direction;
+
+    fn leg(remote: Option<&str>, latched: bool) -> LegSnapshot {
+        let mut stats = LegStats {
+            packets_in: 3,
+            packets_dropped: 2,
+            ..LegStats::default()
+        };
+        stats.dropped[DropReason::WrongSource.index()] = 2;
+        LegSnapshot {
+            local: Some("127.0.0.1:20000".parse().unwrap()),
+            remote: remote.map(|r| r.parse().unwrap()),
+            latched,
+            codec: Codec::Pcma,
+            held: true,
+            stats,
+        }
+    }
+
+    /// docs/api.md, Calls: every field of a call, nulls included, and where each leg's remote
+    /// came from (docs/media.md, Source checking).
+    #[test]
+    fn a_call_renders_every_documented_field() {
+        let call = CallSnapshot {
+            id: CallId::from_u64(0xab),
+            state: snapshots::CallState::Ended,
+            direction: Direction::Outbound,
+            agent_id: None,
+            web: false,
+            agent_answered: true,
+            flags: CallFlags {
+                consult: true,
+                ..CallFlags::default()
+            },
+            hung_up: CallHungUp {
+                customer: true,
+                agent: false,
+            },
+            customer: leg(Some("198.51.100.7:4000"), false),
+            agent: leg(Some("198.51.100.8:4002"), true),
+            supervisions: vec![SupervisionId::from_u64(1)],
+            created_at_ms: 1_000,
+            ended_at_ms: None,
+        };
+        let json = serde_json::to_value(CallView::from(call)).unwrap();
+        let mut dropped: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), json!(0)))
+            .collect();
+        dropped.insert("wrong_source".to_owned(), json!(2));
+        let stats = json!({"packets_in": 3, "bytes_in": 0, "packets_out": 0, "bytes_out": 0,
+                           "packets_lost": 0, "jitter_ms": 0.0, "packets_dropped": 2,
+                           "dropped": dropped});
+        assert_eq!(
+            json,
+            json!({
+                "id": CallId::from_u64(0xab).to_string(), "state": "ended",
+                "direction": "outbound", "agent_id": null, "web": false, "agent_answered": true,
+                "flags": {"on_hold": false, "consult": true, "secure_payment": false,
+                          "conference": false},
+                "hung_up": {"customer": true, "agent": false},
+                "legs": {
+                    "customer": {"local": "127.0.0.1:20000", "remote": "198.51.100.7:4000",
+                                 "remote_source": "configured", "codec": "pcma", "held": true,
+                                 "stats": stats},
+                    "agent": {"local": "127.0.0.1:20000", "remote": "198.51.100.8:4002",
+                              "remote_source": "latched", "codec": "pcma", "held": true,
+                              "stats": stats},
+                },
+                "supervisions": [SupervisionId::from_u64(1).to_string()],
+                "created_at_ms": 1_000, "ended_at_ms": null,
+            })
+        );
+    }
+
+    /// docs/api.md, Supervisions: the mode by name, a leg not connected shows `null` addresses.
+    #[test]
+    fn a_supervision_renders_every_documented_field() {
+        let sup = SupervisionSnapshot {
+            id: SupervisionId::from_u64(7),
+            call_id: CallId::from_u64(8),
+            state: SupervisionState::Failed,
+            mode: Mode::Listen,
+            failure: Some("no_permission".to_owned()),
+            abort: None,
+            supervisor_id: Some("sup-1".to_owned()),
+            agent_id: Some("agent-1".to_owned()),
+            registered_number: None,
+            beep: true,
+            persistent: false,
+            leg: LegSnapshot {
+                local: None,
+                remote: None,
+                latched: false,
+                codec: Codec::Pcmu,
+                held: false,
+                stats: LegStats::default(),
+            },
+            created_at_ms: 5,
+            started_at_ms: None,
+            ended_at_ms: Some(6),
+        };
+        let json = serde_json::to_value(SupervisionView::from(sup)).unwrap();
+        let leg = &json["leg"];
+        assert_eq!(
+            (
+                &leg["local"],
+                &leg["remote"],
+                &leg["remote_source"],
+                &leg["codec"]
+            ),
+            (&json!(null), &json!(null), &json!(null), &json!("pcmu"))
+        );
+        let mut rest = json.as_object().unwrap().clone();
+        rest.remove("leg");
+        assert_eq!(
+            serde_json::Value::Object(rest),
+            json!({
+                "id": SupervisionId::from_u64(7).to_string(),
+                "call_id": CallId::from_u64(8).to_string(), "state": "failed", "mode": "listen",
+                "failure": "no_permission", "abort": null, "supervisor_id": "sup-1",
+                "agent_id": "agent-1", "registered_number": null, "beep": true,
+                "persistent": false, "created_at_ms": 5, "started_at_ms": null,
+                "ended_at_ms": 6,
+            })
+        );
+    }
+
+    /// docs/api.md, Audit: the mode by name, `null` when the action has none.
+    #[test]
+    fn an_audit_entry_names_its_mode() {
+        let entry = AuditEntry {
+            id: 1,
+            at_ms: 2,
+            actor: "user:sup-1".to_owned(),
+            action: "supervision.mode_change".to_owned(),
+            supervision_id: Some("s_1".to_owned()),
+            call_id: None,
+            mode: Some(Mode::Barge),
+            outcome: "ok".to_owned(),
+            detail: None,
+        };
+        let json = serde_json::to_value(AuditView::from(entry.clone())).unwrap();
+        assert_eq!(
+            json,
+            json!({"id": 1, "at_ms": 2, "actor": "user:sup-1",
+                   "action": "supervision.mode_change", "supervision_id": "s_1",
+                   "call_id": null, "mode": "barge", "outcome": "ok", "detail": null})
+        );
+        let none = AuditEntry {
+            mode: None,
+            ..entry
+        };
+        assert_eq!(
+            serde_json::to_value(AuditView::from(none)).unwrap()["mode"],
+            json!(null)
+        );
+    }
+}
