@@ -45,7 +45,11 @@ fn codec() -> RefOr<Schema> {
         .into_iter()
         .map(|c| format!("`{c}` (G.711 {}, PT {})", g711_law(c), c.payload_type()))
         .collect();
-    described(one_of(Codec::ALL.map(Codec::name)), &format!("{}.", each.join(" or "))).into()
+    described(
+        one_of(Codec::ALL.map(Codec::name)),
+        &format!("{}.", each.join(" or ")),
+    )
+    .into()
 }
 
 /// The companding law of a G.711 codec (ITU-T G.711 §3).
@@ -383,7 +387,10 @@ pub fn leg_remote() -> Schema {
 
 /// A leg's codec (`parse_codec`'s names), or `null`.
 pub fn leg_codec() -> Schema {
-    described(one_of_or_null(Codec::ALL.map(Codec::name)), "Default `pcmu`.")
+    described(
+        one_of_or_null(Codec::ALL.map(Codec::name)),
+        "Default `pcmu`.",
+    )
 }
 
 /// A call's direction (`parse_direction`'s names), or `null`.
@@ -519,3 +526,66 @@ impl utoipa::PartialSchema for SupervisionId {
 }
 
 impl utoipa::ToSchema for SupervisionId {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::call::{parse_address, parse_codec};
+
+    /// `RemoteAddress`'s pattern takes an IPv4 `ip:port` exactly when the parser does: every
+    /// value of each octet and of the port, around one address the parser takes.
+    #[test]
+    fn the_address_pattern_takes_what_the_parser_takes() {
+        let pattern = regex::Regex::new(&remote_address_pattern()).expect("a valid regex");
+        let agree = |s: &str| {
+            assert_eq!(
+                pattern.is_match(s),
+                parse_address("remote", s).is_ok(),
+                "{s}: the pattern and parse_address disagree"
+            );
+        };
+        for n in 0..=255 {
+            agree(&format!("{n}.51.100.7:4000"));
+            agree(&format!("198.{n}.100.7:4000"));
+            agree(&format!("198.51.{n}.7:4000"));
+            agree(&format!("198.51.100.{n}:4000"));
+        }
+        for port in 0..=65_535 {
+            agree(&format!("198.51.100.7:{port}"));
+        }
+        for refused in [
+            "198.51.100.7:65536",
+            "198.51.100.7",
+            "198.51.100:4000",
+            "198.51.100.256:4000",
+            "198.51.100.07:4000",
+            "198.51.100.7:-1",
+            " 198.51.100.7:4000",
+            "198.51.100.7:4000 ",
+            "host:4000",
+        ] {
+            agree(refused);
+        }
+    }
+
+    /// `Codec` names every codec the parser takes, and nothing else.
+    #[test]
+    fn the_codec_schema_names_what_the_parser_takes() {
+        let schema = serde_json::to_value(codec()).expect("a schema serialises");
+        let names: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|n| n.as_str().expect("a name"))
+            .collect();
+        assert_eq!(names, ["pcmu", "pcma"]);
+        for name in &names {
+            assert_eq!(parse_codec("codec", name).expect("a codec").name(), *name);
+        }
+        assert!(parse_codec("codec", "g722").is_err());
+        assert_eq!(
+            schema["description"],
+            "`pcmu` (G.711 µ-law, PT 0) or `pcma` (G.711 A-law, PT 8)."
+        );
+    }
+}
