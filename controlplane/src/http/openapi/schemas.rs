@@ -71,6 +71,9 @@ const ADDRESS_OCTET: &str = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
 const ADDRESS_PORT: &str =
     "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
 
+/// A party's address, from the documentation block (RFC 5737 §3: TEST-NET-2).
+const ADDRESS_EXAMPLE: &str = "198.51.100.7:4000";
+
 /// The pattern of `RemoteAddress`: an IPv4 address `parse_address` takes, and its port.
 pub fn remote_address_pattern() -> String {
     format!(
@@ -84,7 +87,7 @@ fn remote_address_schema() -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(remote_address_pattern()))
-        .examples(["198.51.100.7:4000"])
+        .examples([ADDRESS_EXAMPLE])
         .description(Some(
             "A party's media address, `ip:port` (IPv6: `[addr]:port`), of the media address's \
              IP family, port 1 to 65535. Not broadcast, multicast, unspecified, `0.0.0.0/8` or \
@@ -376,7 +379,7 @@ pub fn leg_remote() -> Schema {
     OneOfBuilder::new()
         .item(remote_address())
         .item(ObjectBuilder::new().schema_type(Type::Null))
-        .examples(["198.51.100.7:4000"])
+        .examples([ADDRESS_EXAMPLE])
         .description(Some(
             "The party's media address from its SDP (`ip:port`): only packets from it are \
              accepted (strict). Absent or null: the leg latches to the first source.",
