@@ -232,8 +232,7 @@ pub(crate) async fn list_subscriptions(
     Ok(Json(Subscriptions { agents }))
 }
 
-/// Whether the supervisor follows the agent now (`PUT` and `DELETE
-/// /v1/console/subscriptions/{user}`).
+/// Whether the supervisor follows the agent now (`PUT`/`DELETE /v1/console/subscriptions/…`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct SubscriptionResult {
     /// The state asked for.
