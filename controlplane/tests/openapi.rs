@@ -299,6 +299,37 @@ fn every_ref_resolves_and_every_component_is_used() {
     );
 }
 
+/// An answer that shows a secret this once (`POST /v1/tokens`, `POST /v1/webhooks`) is its
+/// view and the secret: the document states the same fields, rules and requirements as the
+/// view's own schema, the secret required too, and nothing else.
+#[test]
+fn a_created_answer_is_its_view_and_its_secret() {
+    let schemas = &doc()["components"]["schemas"];
+    for (created, view, secret) in [
+        ("NewTokenCreated", "Token", "token"),
+        ("NewWebhookCreated", "Webhook", "secret"),
+    ] {
+        let (c, v) = (&schemas[created], &schemas[view]);
+        assert_eq!(c["type"], "object", "{created}");
+        assert_eq!(c["additionalProperties"], false, "{created}");
+        let names = |s: &'static Value, key: &str| -> BTreeSet<&'static str> {
+            match &s[key] {
+                Value::Array(a) => a.iter().map(|n| n.as_str().unwrap()).collect(),
+                Value::Object(o) => o.keys().map(String::as_str).collect(),
+                other => panic!("{key}: {other}"),
+            }
+        };
+        let mut expected = names(v, "properties");
+        expected.insert(secret);
+        assert_eq!(names(c, "properties"), expected, "{created}: properties");
+        assert_eq!(names(c, "required"), expected, "{created}: required");
+        for (name, property) in v["properties"].as_object().unwrap() {
+            assert_eq!(&c["properties"][name], property, "{created}.{name}");
+        }
+        assert_eq!(c["properties"][secret]["type"], "string", "{created}");
+    }
+}
+
 // ---- the routes of the source ----
 
 /// The files whose `.route(…)` calls make up the router, by module name: `api.rs` (`app()`)

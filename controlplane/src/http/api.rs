@@ -693,12 +693,23 @@ async fn supervision_alerts(
     summary = "Health check",
     description = "No token needed.",
     responses(
-        (status = 200, description = "The control plane answers.", body = ref("#/components/schemas/Health")),
+        (status = 200, description = "The control plane answers.", body = Health),
     ),
     security(()),
 )]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: Health::OK })
+}
+
+/// `GET /healthz`'s answer: the control plane answers (`status` is always `ok`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+impl Health {
+    /// The control plane answers.
+    pub const OK: &'static str = "ok";
 }
 
 #[utoipa::path(

@@ -232,21 +232,31 @@ pub(crate) async fn list_subscriptions(
     Ok(Json(Subscriptions { agents }))
 }
 
+/// Whether the supervisor follows the agent now (`PUT`/`DELETE /v1/console/subscriptions/…`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SubscriptionResult {
+    /// The state asked for.
+    subscribed: bool,
+    /// Whether anything changed (false: it already was so).
+    changed: bool,
+}
+
 pub(crate) async fn subscription(
     principal: Principal,
     state: AppState,
     seg: Segments,
     on: bool,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SubscriptionResult>> {
     let me = acting_user(&principal)?;
     let agent = seg.raw("user")?.to_owned();
     let changed = center(state, move |s, now| {
         s.center().subscription(s.store(), &me, &agent, on, now)
     })
     .await?;
-    Ok(Json(
-        serde_json::json!({"subscribed": on, "changed": changed}),
-    ))
+    Ok(Json(SubscriptionResult {
+        subscribed: on,
+        changed,
+    }))
 }
 
 #[utoipa::path(
@@ -255,7 +265,7 @@ pub(crate) async fn subscription(
     description = "Notify me whenever this agent is on a service call. Subscribing twice is no error. No body.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "`subscribed: true`.", body = ref("#/components/schemas/SubscriptionResult")),
+        (status = 200, description = "`subscribed: true`.", body = SubscriptionResult),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
@@ -267,7 +277,7 @@ pub(crate) async fn subscribe(
     Authorized(principal, _): Authorized<Console>,
     State(state): State<AppState>,
     seg: Segments,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SubscriptionResult>> {
     subscription(principal, state, seg, true).await
 }
 
@@ -278,7 +288,7 @@ pub(crate) async fn subscribe(
     description = "No body.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "`subscribed: false`.", body = ref("#/components/schemas/SubscriptionResult")),
+        (status = 200, description = "`subscribed: false`.", body = SubscriptionResult),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`: the token names no user (this endpoint acts as one).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -290,7 +300,7 @@ pub(crate) async fn unsubscribe(
     Authorized(principal, _): Authorized<Console>,
     State(state): State<AppState>,
     seg: Segments,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SubscriptionResult>> {
     subscription(principal, state, seg, false).await
 }
 
@@ -299,7 +309,7 @@ pub(crate) async fn unsubscribe(
     summary = "The supervisor's settings",
     description = "The registered number.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     responses(
-        (status = 200, description = "The settings.", body = ref("#/components/schemas/ConsoleSettings")),
+        (status = 200, description = "The settings.", body = ConsoleSettings),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`: the token names no user (this endpoint acts as one).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
@@ -309,13 +319,23 @@ pub(crate) async fn unsubscribe(
 pub(crate) async fn get_settings(
     Authorized(principal, _): Authorized<Console>,
     State(state): State<AppState>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ConsoleSettings>> {
     let me = acting_user(&principal)?;
     let number = blocking(state, move |s| {
         Ok(crate::app::center::settings(s.store(), &me).map_err(Storage::from)?)
     })
     .await?;
-    Ok(Json(serde_json::json!({"registered_number": number})))
+    Ok(Json(ConsoleSettings {
+        registered_number: number,
+    }))
+}
+
+/// A supervisor's console settings (`GET` and `PUT /v1/console/settings`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ConsoleSettings {
+    /// Digits, without `+`; `null`: none set.
+    #[schema(required = true)]
+    registered_number: Option<String>,
 }
 
 /// docs/design.md §2 `validation`: "the supervisor telephone number must be a number".
@@ -325,7 +345,7 @@ pub(crate) async fn get_settings(
     description = "Used by supervisions that name no `registered_number`.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     request_body = ref("#/components/schemas/ConsoleSettingsChange"),
     responses(
-        (status = 200, description = "The settings (digits only).", body = ref("#/components/schemas/ConsoleSettings")),
+        (status = 200, description = "The settings (digits only).", body = ConsoleSettings),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `validation`: not a number (\"the supervisor telephone number must be a number\").", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "validation"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`: the token names no user (this endpoint acts as one).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -340,7 +360,7 @@ pub(crate) async fn put_settings(
     Authorized(principal, _): Authorized<Console>,
     State(state): State<AppState>,
     Body(req): Body<Settings>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ConsoleSettings>> {
     let me = acting_user(&principal)?;
     let digits = parse_registered_number(&req.registered_number)?
         .digits()
@@ -352,7 +372,9 @@ pub(crate) async fn put_settings(
         )
     })
     .await?;
-    Ok(Json(serde_json::json!({"registered_number": digits})))
+    Ok(Json(ConsoleSettings {
+        registered_number: Some(digits),
+    }))
 }
 
 #[utoipa::path(

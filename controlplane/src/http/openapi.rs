@@ -250,8 +250,8 @@ fn class_name(class: EndpointClass) -> &'static str {
 /// [`ApiDoc`] as JSON, completed with what its attributes cannot say: OpenAPI 3.1's
 /// `info.summary`, each secured operation's `x-roles` (from its `x-endpoint-class`, by
 /// [`auth::allowed`]), the rules between a body's fields ([`schemas::cross_field_rules`]), the
-/// names a view's string field takes ([`schemas::property_rules`]), and the schemas still
-/// written as JSON ([`schemas::written`]).
+/// names a view's string field takes ([`schemas::property_rules`]), the shared schemas built in
+/// code ([`schemas::built`]) and the schemas still written as JSON ([`schemas::written`]).
 fn document_value() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     doc["info"]["summary"] = json!(INFO_SUMMARY);
@@ -292,6 +292,12 @@ fn document_value() -> Value {
     }
     for (name, schema) in schemas::written() {
         all.insert(name, schema);
+    }
+    for (name, schema) in schemas::built() {
+        all.insert(
+            name.to_owned(),
+            serde_json::to_value(schema).expect("a schema serialises"),
+        );
     }
     for (name, alternatives) in schemas::cross_field_rules() {
         let schema = all

@@ -53,6 +53,26 @@ pub struct NewTokenView {
     pub token: String,
 }
 
+/// The `Token` schema and `token`: utoipa would state a flattened field as an `allOf`, which
+/// cannot say `additionalProperties: false` of the whole.
+impl utoipa::PartialSchema for NewTokenView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::http::openapi::schemas::with_secret(
+            <TokenView as utoipa::PartialSchema>::schema(),
+            "token",
+            "The bearer token in the clear (`es_…`): shown this once, never again.",
+            "A new token as `GET /v1/tokens` shows it, and the token itself in the clear: \
+             this once.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for NewTokenView {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewTokenCreated".into()
+    }
+}
+
 /// [`tokens::create_token`], rendered.
 pub fn create_token(
     state: &AppState,
@@ -160,7 +180,7 @@ pub struct Tokens {
     description = "A random bearer token (`es_…`, 256 bits), shown this once; only its SHA-256 is kept. The user is created with the token if new (with `display_name`), or given the role.\n\n**Who:** Administration endpoint: admins only.",
     request_body = ref("#/components/schemas/NewToken"),
     responses(
-        (status = 201, description = "The token, in the clear this once.", body = ref("#/components/schemas/NewTokenCreated")),
+        (status = 201, description = "The token, in the clear this once.", body = NewTokenView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),

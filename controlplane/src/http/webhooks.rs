@@ -201,6 +201,26 @@ pub struct NewWebhookView {
     pub secret: String,
 }
 
+/// The `Webhook` schema and `secret`: utoipa would state a flattened field as an `allOf`,
+/// which cannot say `additionalProperties: false` of the whole.
+impl utoipa::PartialSchema for NewWebhookView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::http::openapi::schemas::with_secret(
+            <WebhookView as utoipa::PartialSchema>::schema(),
+            "secret",
+            "`whsec_…`: shown this once.",
+            "A new webhook, and the secret that signs its deliveries (Standard Webhooks): \
+             this once.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for NewWebhookView {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NewWebhookCreated".into()
+    }
+}
+
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(as = WebhookList)]
 struct Webhooks {
@@ -227,7 +247,7 @@ pub fn routes() -> Router<AppState> {
     description = "It gets the events committed from now on, signed (Standard Webhooks) with its secret, in event order, retried until delivered or given up.\n\n**Who:** Administration endpoint: admins only.",
     request_body = RawNewWebhook,
     responses(
-        (status = 201, description = "The webhook, with its secret this once.", body = ref("#/components/schemas/NewWebhookCreated")),
+        (status = 201, description = "The webhook, with its secret this once.", body = NewWebhookView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),

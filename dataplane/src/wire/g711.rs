@@ -159,6 +159,10 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Every codec, in payload-type order: what [`Codec::from_str`] accepts, and the names the
+    /// control plane's API documents.
+    pub const ALL: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
     /// The static RTP payload type (RFC 3551 §6).
     pub const fn payload_type(self) -> u8 {
         match self {
@@ -237,7 +241,7 @@ impl FromStr for Codec {
     /// Accepts the encoding name in any ASCII case (SDP names are case-insensitive, RFC 4566
     /// §6 `rtpmap`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Codec::Pcmu, Codec::Pcma]
+        Codec::ALL
             .into_iter()
             .find(|codec| s.eq_ignore_ascii_case(codec.name()))
             .ok_or(UnknownCodec)

@@ -1,12 +1,16 @@
 //! Schemas the derives cannot state: a string field whose values a parser checks (named from
 //! the domain's own lists), a reference to a shared schema, the schema of a type whose
-//! `Serialize` is written by hand ([`DroppedView`]), and the schemas still written as JSON
+//! `Serialize` is written by hand ([`DroppedView`]) or flattens another ([`with_secret`]), the
+//! shared schemas no Rust type of ours has ([`built`]), and the schemas still written as JSON
 //! (`schemas.json`).
 
 use dataplane::media::call::DropReason;
 use dataplane::media::matrix::Mode;
+use dataplane::wire::g711::Codec;
 use serde_json::{Map, Value, json};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+};
 use utoipa::openapi::{Ref, RefOr, Schema};
 
 use crate::app::webhooks::EVENT_TYPES_MAX;
@@ -20,6 +24,120 @@ use crate::http::views::calls::DroppedView;
 /// Each schema written as JSON, by component name.
 pub fn written() -> Map<String, Value> {
     serde_json::from_str(include_str!("schemas.json")).expect("schemas.json is a JSON object")
+}
+
+/// The shared schemas built here, by component name: those of types that are not ours (a
+/// codec is the data plane's) or no type at all (a party's address is a `SocketAddr` the
+/// parser narrows; an event stream is text). Added after the views are closed
+/// (`additionalProperties: false`), as they are complete as built.
+pub fn built() -> Vec<(&'static str, RefOr<Schema>)> {
+    vec![
+        ("Codec", codec()),
+        ("RemoteAddress", remote_address_schema()),
+        ("EventStream", event_stream()),
+    ]
+}
+
+/// A leg's codec: the data plane's codecs ([`Codec::ALL`]), by the names `parse_codec`
+/// accepts, each with its static payload type (RFC 3551 §6).
+fn codec() -> RefOr<Schema> {
+    let each: Vec<String> = Codec::ALL
+        .into_iter()
+        .map(|c| format!("`{c}` (G.711 {}, PT {})", g711_law(c), c.payload_type()))
+        .collect();
+    described(
+        one_of(Codec::ALL.map(Codec::name)),
+        &format!("{}.", each.join(" or ")),
+    )
+    .into()
+}
+
+/// The companding law of a G.711 codec (ITU-T G.711 §3).
+fn g711_law(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Pcmu => "µ-law",
+        Codec::Pcma => "A-law",
+    }
+}
+
+/// The IPv4 `ip:port` forms `domain::call::parse_address` accepts, as a JSON Schema pattern
+/// (ECMA-262 syntax, JSON Schema 2020-12 §6.3.3). A first octet of 1 to 223: not `0.0.0.0/8`
+/// ("this network"), `224.0.0.0/4` (multicast), `240.0.0.0/4` (reserved) or the broadcast
+/// address, which the parser refuses (RFC 1122 §3.2.1.3, RFC 1112 §4).
+const ADDRESS_FIRST_OCTET: &str = "(?:22[0-3]|2[01][0-9]|1[0-9]{2}|[1-9][0-9]?)";
+/// Any other octet, 0 to 255, without leading zeros (std's `Ipv4Addr` parser refuses them).
+const ADDRESS_OCTET: &str = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+/// A port of 1 to 65535: the parser refuses port 0, which names no endpoint.
+const ADDRESS_PORT: &str =
+    "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+
+/// A party's address, from the documentation block (RFC 5737 §3: TEST-NET-2).
+const ADDRESS_EXAMPLE: &str = "198.51.100.7:4000";
+
+/// The pattern of `RemoteAddress`: an IPv4 address `parse_address` takes, and its port.
+pub fn remote_address_pattern() -> String {
+    format!(
+        "^{ADDRESS_FIRST_OCTET}\\.{ADDRESS_OCTET}\\.{ADDRESS_OCTET}\\.{ADDRESS_OCTET}:{ADDRESS_PORT}$"
+    )
+}
+
+/// A party's media address (`RemoteAddress`), as `domain::call::parse_address` checks it
+/// (docs/api.md, Calls).
+fn remote_address_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(remote_address_pattern()))
+        .examples([ADDRESS_EXAMPLE])
+        .description(Some(
+            "A party's media address, `ip:port` (IPv6: `[addr]:port`), of the media address's \
+             IP family, port 1 to 65535. Not broadcast, multicast, unspecified, `0.0.0.0/8` or \
+             `240.0.0.0/4` (`400 invalid_address`). The pattern states the IPv4 form; an \
+             appliance whose media address is IPv6 takes IPv6 ones.",
+        ))
+        .into()
+}
+
+/// `GET /v1/events`'s body: Server-Sent Events (docs/api.md, Events; the WHATWG HTML
+/// standard's `text/event-stream`), described by the fields of one message.
+fn event_stream() -> RefOr<Schema> {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Server-Sent Events: each event has an `id`, an `event` (its type) and a `data` \
+             line holding a JSON object; comment lines keep the connection alive.",
+        ))
+        .property("id", string())
+        .property("event", string())
+        .property("data", string())
+        .required("data")
+        .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+        .into()
+}
+
+/// `base`, a view's derived object schema, with one more required string property, `field`:
+/// a secret an answer shows this once, beside the view (`#[serde(flatten)]`), as in
+/// `POST /v1/tokens` and `POST /v1/webhooks` (docs/api.md). `description` is the answer's.
+pub fn with_secret(
+    base: RefOr<Schema>,
+    field: &str,
+    field_description: &str,
+    description: &str,
+) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut object)) = base else {
+        panic!("a view with a secret ({field}) has an object schema")
+    };
+    object.properties.insert(
+        field.to_owned(),
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(field_description))
+            .into(),
+    );
+    object.required.push(field.to_owned());
+    object.description = Some(description.to_owned());
+    object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    RefOr::T(Schema::Object(object))
 }
 
 /// A string, one of `names`.
@@ -154,6 +272,11 @@ pub fn property_rules() -> Map<String, Value> {
             "codec": {"$ref": "#/components/schemas/Codec"},
         }),
     );
+    // JSON Schema's `const` (2020-12 §6.1.3), which utoipa's builders do not write.
+    rules.insert(
+        "Health".into(),
+        json!({"status": {"type": "string", "const": crate::http::api::Health::OK}}),
+    );
     rules.insert(
         "Call".into(),
         json!({"direction": {"type": "string", "enum": ["inbound", "outbound"]}}),
@@ -256,7 +379,7 @@ pub fn leg_remote() -> Schema {
     OneOfBuilder::new()
         .item(remote_address())
         .item(ObjectBuilder::new().schema_type(Type::Null))
-        .examples(["198.51.100.7:4000"])
+        .examples([ADDRESS_EXAMPLE])
         .description(Some(
             "The party's media address from its SDP (`ip:port`): only packets from it are \
              accepted (strict). Absent or null: the leg latches to the first source.",
@@ -267,7 +390,10 @@ pub fn leg_remote() -> Schema {
 
 /// A leg's codec (`parse_codec`'s names), or `null`.
 pub fn leg_codec() -> Schema {
-    described(one_of_or_null(["pcmu", "pcma"]), "Default `pcmu`.")
+    described(
+        one_of_or_null(Codec::ALL.map(Codec::name)),
+        "Default `pcmu`.",
+    )
 }
 
 /// A call's direction (`parse_direction`'s names), or `null`.
@@ -403,3 +529,66 @@ impl utoipa::PartialSchema for SupervisionId {
 }
 
 impl utoipa::ToSchema for SupervisionId {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::call::{parse_address, parse_codec};
+
+    /// `RemoteAddress`'s pattern takes an IPv4 `ip:port` exactly when the parser does: every
+    /// value of each octet and of the port, around one address the parser takes.
+    #[test]
+    fn the_address_pattern_takes_what_the_parser_takes() {
+        let pattern = regex::Regex::new(&remote_address_pattern()).expect("a valid regex");
+        let agree = |s: &str| {
+            assert_eq!(
+                pattern.is_match(s),
+                parse_address("remote", s).is_ok(),
+                "{s}: the pattern and parse_address disagree"
+            );
+        };
+        for n in 0..=255 {
+            agree(&format!("{n}.51.100.7:4000"));
+            agree(&format!("198.{n}.100.7:4000"));
+            agree(&format!("198.51.{n}.7:4000"));
+            agree(&format!("198.51.100.{n}:4000"));
+        }
+        for port in 0..=65_535 {
+            agree(&format!("198.51.100.7:{port}"));
+        }
+        for refused in [
+            "198.51.100.7:65536",
+            "198.51.100.7",
+            "198.51.100:4000",
+            "198.51.100.256:4000",
+            "198.51.100.07:4000",
+            "198.51.100.7:-1",
+            " 198.51.100.7:4000",
+            "198.51.100.7:4000 ",
+            "host:4000",
+        ] {
+            agree(refused);
+        }
+    }
+
+    /// `Codec` names every codec the parser takes, and nothing else.
+    #[test]
+    fn the_codec_schema_names_what_the_parser_takes() {
+        let schema = serde_json::to_value(codec()).expect("a schema serialises");
+        let names: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|n| n.as_str().expect("a name"))
+            .collect();
+        assert_eq!(names, ["pcmu", "pcma"]);
+        for name in &names {
+            assert_eq!(parse_codec("codec", name).expect("a codec").name(), *name);
+        }
+        assert!(parse_codec("codec", "g722").is_err());
+        assert_eq!(
+            schema["description"],
+            "`pcmu` (G.711 µ-law, PT 0) or `pcma` (G.711 A-law, PT 8)."
+        );
+    }
+}
