@@ -7,17 +7,16 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::center::{
-    self as app, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
+    self as app, CenterError, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
 };
 use crate::app::state::AppState;
-use crate::app::storage::Storage;
 use crate::domain::groups::Presence;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Signalling};
 use crate::http::api::{Body, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
-use crate::http::center::{ApiResult, Events, Segments, center, now, present};
+use crate::http::center::{ApiResult, Events, Segments, present};
 use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -187,7 +186,7 @@ pub(crate) async fn list_users(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Users>> {
-    let users = blocking(state, |s| Ok(app::users(s.store()).map_err(Storage::from)?)).await?;
+    let users = blocking(state, |s| Ok(app::users(s)?)).await?;
     Ok(Json(Users {
         users: users.iter().map(UserView::from).collect(),
     }))
@@ -218,12 +217,7 @@ pub(crate) async fn patch_user(
     Body(change): Body<UserChange>,
 ) -> ApiResult<Json<UserView>> {
     let user = seg.user()?;
-    let record = blocking(state, move |s| {
-        Ok(s.center()
-            .update_user(s.store(), &user, change)
-            .map_err(Storage::from)?)
-    })
-    .await?;
+    let record = blocking(state, move |s| Ok(app::update_user(s, &user, change)?)).await?;
     Ok(Json(UserView::from(&record)))
 }
 
@@ -277,11 +271,7 @@ pub(crate) async fn list_grants(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Grants>> {
-    let grants = blocking(
-        state,
-        |s| Ok(app::grants(s.store()).map_err(Storage::from)?),
-    )
-    .await?;
+    let grants = blocking(state, |s| Ok(app::grants(s)?)).await?;
     Ok(Json(Grants {
         grants: grants.iter().map(GrantView::from).collect(),
     }))
@@ -313,13 +303,11 @@ pub(crate) async fn create_grant(
 ) -> ApiResult<(StatusCode, Json<GrantView>)> {
     let grant = blocking(state, move |s| {
         Ok(app::create_grant(
-            s.store(),
+            s,
             principal.actor(),
             &req.supervisor_id,
             &req.agent_id,
-            now(s),
-        )
-        .map_err(Storage::from)?)
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(GrantView::from(&grant))))
@@ -352,13 +340,19 @@ pub(crate) async fn revoke_grant(
         .map(GrantId)
         .ok_or_else(|| ApiError::not_found(format!("no grant {}", quote(&raw))))?;
     let grant = blocking(state, move |s| {
-        Ok(app::revoke_grant(s.store(), principal.actor(), id, now(s)).map_err(Storage::from)?)
+        Ok(app::revoke_grant(s, principal.actor(), id)?)
     })
     .await?;
     Ok(Json(GrantView::from(&grant)))
 }
 
 // ---- the platform's reports ----
+
+/// The `{user}` a platform report is about: not a user id is a `400 invalid_value` here (the
+/// platform sent a malformed report), where the directory's endpoints answer `404 unknown_user`.
+fn report_user(seg: &Segments) -> ApiResult<UserId> {
+    Ok(UserId::parse(seg.raw("user")?).map_err(CenterError::from)?)
+}
 
 #[utoipa::path(
     put, path = "/v1/users/{user}/presence",
@@ -385,9 +379,9 @@ pub(crate) async fn put_presence(
     seg: Segments,
     Body(PresenceBody(presence)): Body<PresenceBody>,
 ) -> ApiResult<Json<Events>> {
-    let user = seg.raw("user")?.to_owned();
-    center(state, move |s, now| {
-        s.center().report_presence(s.store(), &user, presence, now)
+    let user = report_user(&seg)?;
+    blocking(state, move |s| {
+        Ok(app::report_presence(s, &user, presence)?)
     })
     .await
     .map(Events::json)
@@ -419,10 +413,13 @@ pub(crate) async fn put_forwarding(
     seg: Segments,
     Body(req): Body<Forwarding>,
 ) -> ApiResult<Json<Events>> {
-    let user = seg.raw("user")?.to_owned();
-    center(state, move |s, now| {
-        s.center()
-            .report_forwarding(s.store(), &user, req.destination.as_deref(), now)
+    let user = report_user(&seg)?;
+    blocking(state, move |s| {
+        Ok(app::report_forwarding(
+            s,
+            &user,
+            req.destination.as_deref(),
+        )?)
     })
     .await
     .map(Events::json)
