@@ -363,6 +363,53 @@ pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenRecord, TokenErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
+
+    /// A token as the store keeps it, for `user`.
+    fn stored(id: &str, token: &Token, user: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            id: id.to_owned(),
+            token_hash: store::TokenHash(token.hash().0),
+            role: store::Role::Agent,
+            user_id: user.map(str::to_owned),
+            created_at: UnixMs(1),
+            revoked_at: None,
+        }
+    }
+
+    /// The cache parses a token's user id once, when it loads it: a request's principal carries
+    /// the [`UserId`]; a stored user id that is not one (a database edited by hand)
+    /// authenticates nothing rather than a principal without its user.
+    #[test]
+    fn the_cache_parses_each_token_user_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (good, bad, service) = (
+            new_token().unwrap(),
+            new_token().unwrap(),
+            new_token().unwrap(),
+        );
+        store
+            .write(|w| {
+                for user in ["ag-1", "not an id"] {
+                    w.create_user(&UserRecord {
+                        id: user.to_owned(),
+                        display_name: user.to_owned(),
+                        phone_number: None,
+                        roles: vec![store::Role::Agent],
+                    })?;
+                }
+                w.create_token(&stored("tok-good", &good, Some("ag-1")))?;
+                w.create_token(&stored("tok-bad", &bad, Some("not an id")))?;
+                w.create_token(&stored("tok-svc", &service, None))
+            })
+            .unwrap();
+        let cache = TokenCache::load(&store).unwrap();
+        let found = cache.lookup(&good.hash()).expect("the good token");
+        assert_eq!(found.id, "tok-good");
+        assert_eq!(found.user_id, Some(UserId::parse("ag-1").unwrap()));
+        assert!(cache.lookup(&bad.hash()).is_none(), "an unreadable user id");
+        assert_eq!(cache.lookup(&service.hash()).unwrap().user_id, None);
+    }
 
     #[test]
     fn new_tokens_and_ids_are_random() {
