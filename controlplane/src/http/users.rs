@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::center::{
-    self as app, CenterError, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
+    self as app, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
 };
 use crate::app::state::AppState;
 use crate::domain::groups::Presence;
@@ -16,7 +16,7 @@ use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Signalling};
 use crate::http::api::{Body, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
-use crate::http::center::{ApiResult, Events, Segments, present};
+use crate::http::center::{ApiResult, Events, Segments, center, present};
 use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -348,12 +348,6 @@ pub(crate) async fn revoke_grant(
 
 // ---- the platform's reports ----
 
-/// The `{user}` a platform report is about: not a user id is a `400 invalid_value` here (the
-/// platform sent a malformed report), where the directory's endpoints answer `404 unknown_user`.
-fn report_user(seg: &Segments) -> ApiResult<UserId> {
-    Ok(UserId::parse(seg.raw("user")?).map_err(CenterError::from)?)
-}
-
 #[utoipa::path(
     put, path = "/v1/users/{user}/presence",
     tag = "Platform reports", operation_id = "put_presence",
@@ -379,9 +373,9 @@ pub(crate) async fn put_presence(
     seg: Segments,
     Body(PresenceBody(presence)): Body<PresenceBody>,
 ) -> ApiResult<Json<Events>> {
-    let user = report_user(&seg)?;
-    blocking(state, move |s| {
-        Ok(app::report_presence(s, &user, presence)?)
+    let user = seg.raw("user")?.to_owned();
+    center(state, move |s, now| {
+        s.center().report_presence(s.store(), &user, presence, now)
     })
     .await
     .map(Events::json)
@@ -413,13 +407,10 @@ pub(crate) async fn put_forwarding(
     seg: Segments,
     Body(req): Body<Forwarding>,
 ) -> ApiResult<Json<Events>> {
-    let user = report_user(&seg)?;
-    blocking(state, move |s| {
-        Ok(app::report_forwarding(
-            s,
-            &user,
-            req.destination.as_deref(),
-        )?)
+    let user = seg.raw("user")?.to_owned();
+    center(state, move |s, now| {
+        s.center()
+            .report_forwarding(s.store(), &user, req.destination.as_deref(), now)
     })
     .await
     .map(Events::json)

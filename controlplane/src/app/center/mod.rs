@@ -26,9 +26,8 @@ mod users;
 
 pub use crate::store::{BeepPolicy, ColumnEnum, UserRecord};
 pub use users::{
-    GrantId, GrantRecord, UserChange, create_grant, grants, registered_number, report_forwarding,
-    report_presence, revoke_grant, set_registered_number, set_settings, settings, update_user,
-    users,
+    GrantId, GrantRecord, UserChange, create_grant, grants, registered_number, revoke_grant,
+    set_registered_number, set_settings, settings, update_user, users,
 };
 
 use crate::clock::to_unix_ms;

@@ -88,33 +88,6 @@ pub fn update_user(
     Ok(record)
 }
 
-// ----- the platform's reports (docs/design.md §3) -----
-
-/// The platform reports `user`'s presence; answers what changed.
-pub fn report_presence(
-    state: &AppState,
-    user: &UserId,
-    presence: Presence,
-) -> Result<Vec<GroupEvent>, CenterError> {
-    let now_ms = state.clock().now_ms();
-    state
-        .center()
-        .report_presence(state.store(), user.as_str(), presence, now_ms)
-}
-
-/// The platform reports `user`'s call forwarding: set to `destination`, or ended (`None`);
-/// answers what changed.
-pub fn report_forwarding(
-    state: &AppState,
-    user: &UserId,
-    destination: Option<&str>,
-) -> Result<Vec<GroupEvent>, CenterError> {
-    let now_ms = state.clock().now_ms();
-    state
-        .center()
-        .report_forwarding(state.store(), user.as_str(), destination, now_ms)
-}
-
 // ----- persistent-supervision grants (docs/design.md §2) -----
 
 /// Every grant, revoked ones too.
