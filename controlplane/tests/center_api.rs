@@ -1071,6 +1071,22 @@ async fn bad_input_is_refused_and_changes_nothing() {
         ),
         (
             &f.softswitch,
+            Method::PUT,
+            "/v1/users/not%20an%20id/presence",
+            r#"{"presence": "online"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+        ),
+        (
+            &f.softswitch,
+            Method::PUT,
+            "/v1/users/not%20an%20id/forwarding",
+            r#"{"destination": "0600000000"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+        ),
+        (
+            &f.softswitch,
             Method::POST,
             "/v1/ringing",
             r#"{"call_id": "", "member": "ag-2", "caller": "1"}"#.into(),

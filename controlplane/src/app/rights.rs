@@ -111,7 +111,7 @@ pub fn check_supervision(
     if principal.is_admin() {
         return Ok(());
     }
-    let rights = match (principal.user_id.as_deref(), agent) {
+    let rights = match (principal.user_id.as_ref().map(UserId::as_str), agent) {
         (Some(user), Some(agent)) => state.store().read(|r| rights_over(r, user, agent))?,
         _ => None,
     };

@@ -55,7 +55,8 @@ pub fn role_to_store(role: Role) -> store::Role {
 pub struct Cached {
     pub id: String,
     pub role: Role,
-    pub user_id: Option<String>,
+    /// The token's user, parsed here once so no request re-parses it.
+    pub user_id: Option<UserId>,
     pub revoked: bool,
 }
 
@@ -76,13 +77,23 @@ impl Default for TokenCache {
     }
 }
 
-fn cached(t: &TokenRecord) -> Cached {
-    Cached {
+/// A stored token as the cache holds it; `None` for a token whose user id is not one (every
+/// token written by this process names a parsed [`UserId`], so only a database edited by hand
+/// holds one): such a token authenticates nothing, and a warning says why.
+fn cached(t: &TokenRecord) -> Option<Cached> {
+    let user_id = match t.user_id.as_deref().map(UserId::parse).transpose() {
+        Ok(user_id) => user_id,
+        Err(e) => {
+            tracing::warn!(token = %t.id, "token refused: its user id is unreadable: {e}");
+            return None;
+        }
+    };
+    Some(Cached {
         id: t.id.clone(),
         role: role_from_store(t.role),
-        user_id: t.user_id.clone(),
+        user_id,
         revoked: !t.is_active(),
-    }
+    })
 }
 
 impl TokenCache {
@@ -99,7 +110,10 @@ impl TokenCache {
             .read(|r| r.tokens())
             .context("cannot load the tokens")?;
         Ok(TokenCache::with(
-            tokens.iter().map(|t| (t.token_hash.0, cached(t))).collect(),
+            tokens
+                .iter()
+                .filter_map(|t| Some((t.token_hash.0, cached(t)?)))
+                .collect(),
         ))
     }
 
@@ -127,7 +141,9 @@ impl TokenCache {
         let mut map = self.by_hash.write().unwrap_or_else(PoisonError::into_inner);
         let out = store.write(f)?;
         for t in store.read(|r| r.tokens())? {
-            map.insert(t.token_hash.0, cached(&t));
+            if let Some(c) = cached(&t) {
+                map.insert(t.token_hash.0, c);
+            }
         }
         drop(map);
         self.withdrawals.send_modify(|n| *n = n.wrapping_add(1));
@@ -347,6 +363,53 @@ pub fn revoke_token(state: &AppState, id: &str) -> Result<TokenRecord, TokenErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
+
+    /// A token as the store keeps it, for `user`.
+    fn stored(id: &str, token: &Token, user: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            id: id.to_owned(),
+            token_hash: store::TokenHash(token.hash().0),
+            role: store::Role::Agent,
+            user_id: user.map(str::to_owned),
+            created_at: UnixMs(1),
+            revoked_at: None,
+        }
+    }
+
+    /// The cache parses a token's user id once, when it loads it: a request's principal carries
+    /// the [`UserId`]; a stored user id that is not one (a database edited by hand)
+    /// authenticates nothing rather than a principal without its user.
+    #[test]
+    fn the_cache_parses_each_token_user_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (good, bad, service) = (
+            new_token().unwrap(),
+            new_token().unwrap(),
+            new_token().unwrap(),
+        );
+        store
+            .write(|w| {
+                for user in ["ag-1", "not an id"] {
+                    w.create_user(&UserRecord {
+                        id: user.to_owned(),
+                        display_name: user.to_owned(),
+                        phone_number: None,
+                        roles: vec![store::Role::Agent],
+                    })?;
+                }
+                w.create_token(&stored("tok-good", &good, Some("ag-1")))?;
+                w.create_token(&stored("tok-bad", &bad, Some("not an id")))?;
+                w.create_token(&stored("tok-svc", &service, None))
+            })
+            .unwrap();
+        let cache = TokenCache::load(&store).unwrap();
+        let found = cache.lookup(&good.hash()).expect("the good token");
+        assert_eq!(found.id, "tok-good");
+        assert_eq!(found.user_id, Some(UserId::parse("ag-1").unwrap()));
+        assert!(cache.lookup(&bad.hash()).is_none(), "an unreadable user id");
+        assert_eq!(cache.lookup(&service.hash()).unwrap().user_id, None);
+    }
 
     #[test]
     fn new_tokens_and_ids_are_random() {

@@ -13,6 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use dataplane::media::matrix::Mode;
 use sha2::{Digest, Sha256};
 
+use crate::domain::ids::UserId;
+
 /// The prefix that makes earshot tokens recognisable (e.g. by secret scanners).
 const TOKEN_PREFIX: &str = "es_";
 
@@ -180,7 +182,9 @@ pub fn allowed(role: Role, class: EndpointClass) -> bool {
 /// token's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub user_id: Option<String>,
+    /// Parsed once, when the token was loaded or created (docs/design.md §9: one id type per
+    /// concept, parsed once).
+    pub user_id: Option<UserId>,
     /// A token acts with its own role only.
     pub roles: Vec<Role>,
     pub token_id: String,

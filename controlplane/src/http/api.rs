@@ -164,9 +164,7 @@ pub(crate) struct Visibility {
 
 /// The user a token names, if any.
 pub(crate) fn token_user(p: &Principal) -> Option<crate::domain::agents::UserId> {
-    p.user_id
-        .as_deref()
-        .and_then(|u| crate::domain::agents::UserId::parse(u).ok())
+    p.user_id.clone()
 }
 
 impl Visibility {
@@ -410,7 +408,7 @@ async fn create_supervision(
     if !principal.is_admin() {
         // A supervisor supervises as themself.
         match (&req.supervisor_id, &principal.user_id) {
-            (Some(named), Some(user)) if named != user => {
+            (Some(named), Some(user)) if named != user.as_str() => {
                 let detail = format!("forbidden: supervisor_id {named} is not the caller");
                 let who = principal.clone();
                 blocking_api(state, move |s| {
@@ -425,11 +423,11 @@ async fn create_supervision(
                         "supervisor_id: {} is not you ({}); only admins supervise on behalf of \
                          another",
                         quote(named),
-                        quote(user)
+                        quote(user.as_str())
                     ),
                 ));
             }
-            (None, Some(user)) => req.supervisor_id = Some(user.clone()),
+            (None, Some(user)) => req.supervisor_id = Some(user.to_string()),
             _ => {}
         }
     }
@@ -469,7 +467,10 @@ fn check_existing(
     }
     let sup = s.supervision(id)?;
     // Stopping needs some right over the agent, or to be the session's supervisor.
-    if mode.is_none() && sup.supervisor_id.is_some() && sup.supervisor_id == principal.user_id {
+    if mode.is_none()
+        && sup.supervisor_id.is_some()
+        && sup.supervisor_id.as_deref() == principal.user_id.as_ref().map(|u| u.as_str())
+    {
         return Ok(());
     }
     let mode = mode.unwrap_or(Mode::Listen);

@@ -74,7 +74,10 @@ pub async fn stream(
     State(state): State<AppState>,
     Resume(after): Resume,
 ) -> Result<Response, ApiError> {
-    let viewer = Viewer::of(&principal.roles, principal.user_id.as_deref());
+    let viewer = Viewer::of(
+        &principal.roles,
+        principal.user_id.as_ref().map(|u| u.as_str()),
+    );
     let cursor = Cursor::open(state.clone(), viewer, after).await?;
     let standing = Standing::new(state, principal);
     let frames =

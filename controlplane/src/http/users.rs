@@ -10,14 +10,13 @@ use crate::app::center::{
     self as app, ColumnEnum as _, GrantId, GrantRecord, UserChange, UserRecord,
 };
 use crate::app::state::AppState;
-use crate::app::storage::Storage;
 use crate::domain::groups::Presence;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Signalling};
 use crate::http::api::{Body, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
-use crate::http::center::{ApiResult, Events, Segments, center, now, present};
+use crate::http::center::{ApiResult, Events, Segments, center, present};
 use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -187,7 +186,7 @@ pub(crate) async fn list_users(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Users>> {
-    let users = blocking(state, |s| Ok(app::users(s.store()).map_err(Storage::from)?)).await?;
+    let users = blocking(state, |s| Ok(app::users(s)?)).await?;
     Ok(Json(Users {
         users: users.iter().map(UserView::from).collect(),
     }))
@@ -218,12 +217,7 @@ pub(crate) async fn patch_user(
     Body(change): Body<UserChange>,
 ) -> ApiResult<Json<UserView>> {
     let user = seg.user()?;
-    let record = blocking(state, move |s| {
-        Ok(s.center()
-            .update_user(s.store(), &user, change)
-            .map_err(Storage::from)?)
-    })
-    .await?;
+    let record = blocking(state, move |s| Ok(app::update_user(s, &user, change)?)).await?;
     Ok(Json(UserView::from(&record)))
 }
 
@@ -277,11 +271,7 @@ pub(crate) async fn list_grants(
     Authorized(_, _): Authorized<Administration>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Grants>> {
-    let grants = blocking(
-        state,
-        |s| Ok(app::grants(s.store()).map_err(Storage::from)?),
-    )
-    .await?;
+    let grants = blocking(state, |s| Ok(app::grants(s)?)).await?;
     Ok(Json(Grants {
         grants: grants.iter().map(GrantView::from).collect(),
     }))
@@ -313,13 +303,11 @@ pub(crate) async fn create_grant(
 ) -> ApiResult<(StatusCode, Json<GrantView>)> {
     let grant = blocking(state, move |s| {
         Ok(app::create_grant(
-            s.store(),
+            s,
             principal.actor(),
             &req.supervisor_id,
             &req.agent_id,
-            now(s),
-        )
-        .map_err(Storage::from)?)
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(GrantView::from(&grant))))
@@ -352,7 +340,7 @@ pub(crate) async fn revoke_grant(
         .map(GrantId)
         .ok_or_else(|| ApiError::not_found(format!("no grant {}", quote(&raw))))?;
     let grant = blocking(state, move |s| {
-        Ok(app::revoke_grant(s.store(), principal.actor(), id, now(s)).map_err(Storage::from)?)
+        Ok(app::revoke_grant(s, principal.actor(), id)?)
     })
     .await?;
     Ok(Json(GrantView::from(&grant)))

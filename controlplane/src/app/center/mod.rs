@@ -27,7 +27,7 @@ mod users;
 pub use crate::store::{BeepPolicy, ColumnEnum, UserRecord};
 pub use users::{
     GrantId, GrantRecord, UserChange, create_grant, grants, registered_number, revoke_grant,
-    set_registered_number, set_settings, settings, users,
+    set_registered_number, set_settings, settings, update_user, users,
 };
 
 use crate::clock::to_unix_ms;

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::app::audit::{Audit, AuditAction, AuditOutcome};
+use crate::app::state::AppState;
+use crate::app::storage::Storage;
 
 pub use crate::store::{GrantId, GrantRecord};
 
@@ -51,8 +53,8 @@ pub fn set_settings(
 }
 
 /// Every user of the appliance.
-pub fn users(store: &dyn Store) -> Result<Vec<UserRecord>, StoreError> {
-    store.read(|r| r.users())
+pub fn users(state: &AppState) -> Result<Vec<UserRecord>, Storage> {
+    Ok(state.store().read(|r| r.users())?)
 }
 
 /// A change to a user (`PATCH /v1/users/{id}`); `None`: unchanged, `Some(None)`: cleared.
@@ -61,52 +63,49 @@ pub struct UserChange {
     pub phone_number: Option<Option<String>>,
 }
 
-impl Center {
-    /// Changes a user's name or number, in the store and in the directory.
-    pub fn update_user(
-        &self,
-        store: &dyn Store,
-        user: &UserId,
-        change: UserChange,
-    ) -> Result<UserRecord, StoreError> {
-        let record = store.write(|w| {
-            let mut u = w.user(user.as_str())?.ok_or_else(|| StoreError::NotFound {
-                context: "user".to_owned(),
-                detail: format!("no user {user} (users come with their first token)"),
-            })?;
-            if let Some(name) = &change.display_name {
-                u.display_name = name.clone();
-            }
-            if let Some(number) = &change.phone_number {
-                u.phone_number = number.clone();
-            }
-            w.update_user(&u)?;
-            Ok(u)
+/// Changes a user's name or number, in the store and in the directory (the console shows the
+/// new name and number at once, docs/api.md).
+pub fn update_user(
+    state: &AppState,
+    user: &UserId,
+    change: UserChange,
+) -> Result<UserRecord, Storage> {
+    let record = state.store().write(|w| {
+        let mut u = w.user(user.as_str())?.ok_or_else(|| StoreError::NotFound {
+            context: "user".to_owned(),
+            detail: format!("no user {user} (users come with their first token)"),
         })?;
-        self.user_changed(&record);
-        Ok(record)
-    }
+        if let Some(name) = &change.display_name {
+            u.display_name = name.clone();
+        }
+        if let Some(number) = &change.phone_number {
+            u.phone_number = number.clone();
+        }
+        w.update_user(&u)?;
+        Ok(u)
+    })?;
+    state.center().user_changed(&record);
+    Ok(record)
 }
 
 // ----- persistent-supervision grants (docs/design.md §2) -----
 
 /// Every grant, revoked ones too.
-pub fn grants(store: &dyn Store) -> Result<Vec<GrantRecord>, StoreError> {
-    store.read(|r| r.grants())
+pub fn grants(state: &AppState) -> Result<Vec<GrantRecord>, Storage> {
+    Ok(state.store().read(|r| r.grants())?)
 }
 
 /// A persistent-supervision grant of `supervisor` over `agent`, both known users, by `actor`:
 /// one active grant per pair; audited in the same commit (docs/design.md §4).
 pub fn create_grant(
-    store: &dyn Store,
+    state: &AppState,
     actor: String,
     supervisor: &UserId,
     agent: &UserId,
-    now_ms: u64,
-) -> Result<GrantRecord, StoreError> {
-    let at = to_unix_ms(now_ms);
+) -> Result<GrantRecord, Storage> {
+    let at = to_unix_ms(state.clock().now_ms());
     let (supervisor, agent) = (supervisor.as_str(), agent.as_str());
-    store.write(|w| {
+    let grant = state.store().write(|w| {
         for (what, id) in [("supervisor", supervisor), ("agent", agent)] {
             if w.user(id)?.is_none() {
                 return Err(StoreError::NotFound {
@@ -140,18 +139,14 @@ pub fn create_grant(
             context: "grant".to_owned(),
             detail: format!("grant {} vanished", id.0),
         })
-    })
+    })?;
+    Ok(grant)
 }
 
 /// Revokes grant `id`, audited in the same commit (docs/design.md §4).
-pub fn revoke_grant(
-    store: &dyn Store,
-    actor: String,
-    id: GrantId,
-    now_ms: u64,
-) -> Result<GrantRecord, StoreError> {
-    let at = to_unix_ms(now_ms);
-    store.write(|w| {
+pub fn revoke_grant(state: &AppState, actor: String, id: GrantId) -> Result<GrantRecord, Storage> {
+    let at = to_unix_ms(state.clock().now_ms());
+    let grant = state.store().write(|w| {
         w.revoke_grant(id, at)?;
         let audit = Audit::new(
             at,
@@ -165,5 +160,6 @@ pub fn revoke_grant(
             context: "grant".to_owned(),
             detail: format!("no grant {}", id.0),
         })
-    })
+    })?;
+    Ok(grant)
 }

@@ -4,8 +4,9 @@
 //! [`State`] ([`State::record`]).
 //!
 //! Files: `inputs.rs` (the start and every later input), `state.rs` (the states),
-//! `session.rs` (the transition function), `checks.rs` (the start checks), `alerts.rs` (alert
-//! kinds, texts, end reasons), `outputs.rs` (what the driver must do), `number.rs` (the
+//! `session.rs` (the transition function's dispatch) and `session/` (its transitions by concern:
+//! starting, ringing, the call's events, ending), `checks.rs` (the start checks), `alerts.rs`
+//! (alert kinds, texts, end reasons), `outputs.rs` (what the driver must do), `number.rs` (the
 //! registered number's check).
 //!
 //! # Contract with the driver
