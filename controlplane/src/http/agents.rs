@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::app::center::{AgentChange, AgentView};
+use crate::app::center::AgentChange;
 use crate::app::state::AppState;
 use crate::domain::agents::{AgentState, PauseReason, Platform};
 use crate::domain::ids::quote;
@@ -15,9 +15,10 @@ use crate::http::api::{Body, Visibility, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{
     ApiResult, Events, Segments, acting_user, actor_id, center, check_supervises, join_or_leave,
-    not_your_group, now, present,
+    not_your_group, present,
 };
 use crate::http::error::ApiError;
+use crate::http::views::center::{AgentList, AgentView};
 
 /// `PUT /v1/me/state`, `PUT /v1/agents/{id}/state`.
 pub struct StateChangeBody(AgentState);
@@ -140,11 +141,6 @@ pub struct Message {
 
 impl PlainBody for Message {}
 
-#[derive(serde::Serialize)]
-pub struct Agents {
-    agents: Vec<AgentView>,
-}
-
 #[utoipa::path(
     get, path = "/v1/agents", tag = "Agents", operation_id = "list_agents",
     summary = "List agents",
@@ -159,16 +155,13 @@ pub struct Agents {
 pub(crate) async fn list_agents(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
-) -> ApiResult<Json<Agents>> {
-    let agents = blocking(state, move |s| {
-        Ok(s.center().agents(
-            s.store(),
-            |a| Visibility::of(&principal).sees_agent(s, a),
-            now(s),
-        )?)
+) -> ApiResult<Json<AgentList>> {
+    let agents = center(state, move |s| {
+        s.center()
+            .agents(|a| Visibility::of(&principal).sees_agent(s, a))
     })
     .await?;
-    Ok(Json(Agents { agents }))
+    Ok(Json(AgentList::new(agents)))
 }
 
 #[utoipa::path(
@@ -195,10 +188,10 @@ pub(crate) async fn get_agent(
         if !Visibility::of(&principal).sees_agent(s, &agent) {
             return Err(not_your_group(&agent));
         }
-        Ok(s.center().agent(s.store(), &agent, now(s))?)
+        Ok(s.center().agent(&agent)?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -230,10 +223,10 @@ pub(crate) async fn force_state(
     blocking(state, move |s| {
         check_supervises(s, &principal, &agent)?;
         Ok(s.center()
-            .change_state(s.store(), &agent, to, Some(actor_id(&principal)?), now(s))?)
+            .change_state(&agent, to, Some(actor_id(&principal)?))?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -263,10 +256,10 @@ pub(crate) async fn patch_agent(
     let agent = seg.user()?;
     blocking(state, move |s| {
         check_supervises(s, &principal, &agent)?;
-        Ok(s.center().update_agent(s.store(), &agent, change, now(s))?)
+        Ok(s.center().update_agent(&agent, change)?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -297,7 +290,7 @@ pub(crate) async fn send_message(
     let message = blocking(state, move |s| {
         check_supervises(s, &principal, &agent)?;
         Ok(s.center()
-            .send_message(s.store(), &actor_id(&principal)?, &agent, msg.text, now(s))?)
+            .send_message(&actor_id(&principal)?, &agent, msg.text)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(message)))
@@ -323,9 +316,9 @@ pub(crate) async fn get_me(
     State(state): State<AppState>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| s.center().agent(s.store(), &me, now))
+    center(state, move |s| s.center().agent(&me))
         .await
-        .map(Json)
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -351,11 +344,9 @@ pub(crate) async fn patch_me(
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| {
-        s.center().update_agent(s.store(), &me, change, now)
-    })
-    .await
-    .map(Json)
+    center(state, move |s| s.center().update_agent(&me, change))
+        .await
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -382,11 +373,9 @@ pub(crate) async fn put_my_state(
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| {
-        s.center().change_state(s.store(), &me, to, None, now)
-    })
-    .await
-    .map(Json)
+    center(state, move |s| s.center().change_state(&me, to, None))
+        .await
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(

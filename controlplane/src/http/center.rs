@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::app::center::CenterError;
 use crate::app::state::AppState;
 use crate::domain::auth::Role;
-use crate::domain::groups::{GroupEvent, GroupId};
+use crate::domain::groups::GroupId;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::access::Principal;
@@ -29,6 +29,7 @@ use crate::http::console::*;
 use crate::http::error::ApiError;
 use crate::http::groups::*;
 use crate::http::users::*;
+use crate::http::views::center::GroupEvents;
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
@@ -153,12 +154,13 @@ pub(super) fn now(s: &AppState) -> u64 {
     s.clock().now_ms()
 }
 
-/// Runs a [`crate::app::center::Center`] operation on the blocking pool, handed the time.
+/// Runs a contact-center use case ([`AppState::center`]) on the blocking pool: it reads and
+/// writes the store, and may wait for its commit to be durable.
 pub(super) async fn center<T: Send + 'static>(
     state: AppState,
-    op: impl FnOnce(&AppState, u64) -> Result<T, CenterError> + Send + 'static,
+    op: impl FnOnce(&AppState) -> Result<T, CenterError> + Send + 'static,
 ) -> ApiResult<T> {
-    blocking(state, move |s| Ok(op(s, now(s))?)).await
+    blocking(state, move |s| Ok(op(s)?)).await
 }
 
 pub(super) fn not_your_group(user: &UserId) -> ApiError {
@@ -169,16 +171,8 @@ pub(super) fn not_your_group(user: &UserId) -> ApiError {
     )
 }
 
-#[derive(serde::Serialize)]
-pub struct Events {
-    events: Vec<GroupEvent>,
-}
-
-impl Events {
-    pub(super) fn json(events: Vec<GroupEvent>) -> Json<Events> {
-        Json(Events { events })
-    }
-}
+/// What a change did, as the center's handlers answer it.
+pub type Events = GroupEvents;
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
 pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -197,11 +191,9 @@ pub(super) async fn join_or_leave(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().join_or_leave(s.store(), &group, &me, join, now)
-    })
-    .await
-    .map(Events::json)
+    center(state, move |s| s.center().join_or_leave(&group, &me, join))
+        .await
+        .map(Events::json)
 }
 
 /// A supervisor acts on an agent only if the agent is in a group they supervise

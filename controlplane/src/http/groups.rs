@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, GroupView, NewGroup};
+use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, NewGroup};
 use crate::app::state::AppState;
 use crate::app::storage::Storage;
 use crate::domain::auth::{GroupRights, Role};
@@ -15,11 +15,10 @@ use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Console, Principal, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
-use crate::http::center::{
-    ApiResult, Events, Segments, acting_user, actor_id, center, now, present,
-};
+use crate::http::center::{ApiResult, Events, Segments, acting_user, actor_id, center, present};
 use crate::http::error::ApiError;
 use crate::http::json::JsonU32;
+use crate::http::views::center::{GroupList, GroupView};
 
 // ---- bodies ----
 
@@ -163,11 +162,8 @@ pub(crate) async fn create_group(
     State(state): State<AppState>,
     Body(req): Body<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let group = center(state, move |s, now| {
-        s.center().create_group(s.store(), req, now)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(group)))
+    let group = center(state, move |s| s.center().create_group(req)).await?;
+    Ok((StatusCode::CREATED, Json(group.into())))
 }
 
 #[utoipa::path(
@@ -195,11 +191,8 @@ pub(crate) async fn patch_group(
     Body(change): Body<GroupChange>,
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().update_group(s.store(), &group, change, now)
-    })
-    .await
-    .map(Json)
+    let group = center(state, move |s| s.center().update_group(&group, change)).await?;
+    Ok(Json(group.into()))
 }
 
 #[utoipa::path(
@@ -222,10 +215,7 @@ pub(crate) async fn delete_group(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().remove_group(s.store(), &group, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_group(&group)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -256,14 +246,13 @@ pub(crate) async fn put_supervisor(
     Body(rights): Body<Rights>,
 ) -> ApiResult<Json<Rights>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        let rights = GroupRights {
-            listen: rights.listen,
-            intervene: rights.intervene,
-            admin: rights.admin,
-        };
-        s.center()
-            .set_supervisor(s.store(), &group, &user, rights, now)
+    let granted = GroupRights {
+        listen: rights.listen,
+        intervene: rights.intervene,
+        admin: rights.admin,
+    };
+    center(state, move |s| {
+        s.center().set_supervisor(&group, &user, granted)
     })
     .await?;
     Ok(Json(rights))
@@ -292,10 +281,7 @@ pub(crate) async fn delete_supervisor(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center().remove_supervisor(s.store(), &group, &user, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_supervisor(&group, &user)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -325,9 +311,8 @@ pub(crate) async fn put_member(
     Body(membership): Body<Membership>,
 ) -> ApiResult<Json<Membership>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center()
-            .set_member(s.store(), &group, &user, membership.can_leave, now)
+    center(state, move |s| {
+        s.center().set_member(&group, &user, membership.can_leave)
     })
     .await?;
     Ok(Json(membership))
@@ -355,19 +340,11 @@ pub(crate) async fn delete_member(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center().remove_member(s.store(), &group, &user, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_member(&group, &user)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- reads ----
-
-#[derive(serde::Serialize)]
-pub struct Groups {
-    groups: Vec<GroupView>,
-}
 
 #[utoipa::path(
     get, path = "/v1/groups", tag = "Groups", operation_id = "list_groups",
@@ -383,17 +360,17 @@ pub struct Groups {
 pub(crate) async fn list_groups(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
-) -> ApiResult<Json<Groups>> {
-    let groups = blocking(state, move |s| {
+) -> ApiResult<Json<GroupList>> {
+    let groups = center(state, move |s| {
         let Visibility { all, me, .. } = Visibility::of(&principal);
-        Ok(s.center().groups(s.store(), |g| {
+        s.center().groups(|g| {
             all || me
                 .as_ref()
                 .is_some_and(|u| g.is_supervised_by(u) || g.members().contains_key(u))
-        })?)
+        })
     })
     .await?;
-    Ok(Json(Groups { groups }))
+    Ok(Json(GroupList::new(groups)))
 }
 
 #[utoipa::path(
@@ -417,7 +394,7 @@ pub(crate) async fn get_group(
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
     blocking(state, move |s| {
-        let view = s.center().group(s.store(), &group)?;
+        let view = s.center().group(&group)?;
         let Visibility { all, me, .. } = Visibility::of(&principal);
         let visible = all || me.is_some_and(|u| s.center().belongs(&group, &u));
         if !visible {
@@ -430,7 +407,7 @@ pub(crate) async fn get_group(
         Ok(view)
     })
     .await
-    .map(Json)
+    .map(|g| Json(g.into()))
 }
 
 // ---- supervisors ----
@@ -447,12 +424,13 @@ async fn force(
             Forcer::Admin(actor_id(&principal)?)
         } else {
             let me = acting_user(&principal)?;
-            let rights = crate::app::center::supervisor_rights(s.store(), &group, &me)
+            let rights = s
+                .center()
+                .supervisor_rights(&group, &me)
                 .map_err(Storage::from)?;
             Forcer::Supervisor(me, rights)
         };
-        Ok(s.center()
-            .force_login(s.store(), &group, &by, &member, logged_in, now(s))?)
+        Ok(s.center().force_login(&group, &by, &member, logged_in)?)
     })
     .await
     .map(Events::json)

@@ -17,4 +17,5 @@ pub mod listener;
 pub mod openapi;
 pub mod tokens;
 pub mod users;
+pub mod views;
 pub mod webhooks;

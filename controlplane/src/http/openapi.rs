@@ -85,6 +85,10 @@ pub fn routes() -> Router<AppState> {
             crate::http::groups::RawGroupChange,
             crate::http::users::RawUserChange,
             crate::http::agents::RawAgentChange,
+            crate::http::views::center::GroupList,
+            crate::http::views::center::GroupEvents,
+            crate::http::views::center::AgentList,
+            crate::http::views::center::MemberList,
         ),
         responses(
             responses::Unauthorized,

@@ -1,0 +1,519 @@
+//! The contact center's answers (docs/api.md "Groups and agents", docs/design.md §3): groups,
+//! the console's member list and ringing calls, agents' dashboards, and what a change did.
+//!
+//! A member's availability and an agent's state are written flat, the variant's name in one
+//! field and its data in fields beside it (`{"availability": "ringing", "caller": …}`,
+//! `{"state": "pause", "reason": …}`): each view spells those fields out, present only with
+//! their variant, so the derived schema names them all.
+
+use serde::Serialize;
+use utoipa::openapi::Schema;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+
+use crate::app::center::{
+    AgentSnapshot, ColumnEnum as _, GroupSnapshot, MemberSnapshot, SupervisorSnapshot,
+};
+use crate::domain::agents::{AgentState, Dashboard, PauseFigures, Platform, StateFigures};
+use crate::domain::groups::{
+    Availability, GroupEvent, GroupId, GroupKind, ListedMember, Presence, SupervisedCall,
+};
+use crate::domain::ids::UserId;
+
+// ---- names ----
+
+fn kind_name(kind: GroupKind) -> &'static str {
+    match kind {
+        GroupKind::Standard => "standard",
+        GroupKind::MutualAid => "mutual_aid",
+    }
+}
+
+fn presence_name(presence: Presence) -> &'static str {
+    match presence {
+        Presence::Online => "online",
+        Presence::Busy => "busy",
+        Presence::Away => "away",
+        Presence::DoNotDisturb => "do_not_disturb",
+        Presence::Offline => "offline",
+    }
+}
+
+fn platform_name(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Web => "web",
+        Platform::App => "app",
+    }
+}
+
+const PRESENCE_NAMES: [&str; 5] = ["online", "busy", "away", "do_not_disturb", "offline"];
+
+/// A string, one of `names`, with `description` if any.
+fn names(names: &[&'static str], description: Option<&str>) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names.iter().copied()))
+        .description(description)
+        .build()
+        .into()
+}
+
+fn group_kind_names() -> Schema {
+    names(&["standard", "mutual_aid"], None)
+}
+
+/// The names `BeepPolicy::parse` accepts (docs/design.md §2.9).
+fn beep_names() -> Schema {
+    names(&["none", "agent_beep", "periodic_notice"], None)
+}
+
+fn presence_names() -> Schema {
+    names(&PRESENCE_NAMES, None)
+}
+
+/// A presence, or `null` while the platform has reported none.
+fn presence_names_or_null() -> Schema {
+    let mut values: Vec<serde_json::Value> = PRESENCE_NAMES.map(Into::into).to_vec();
+    values.push(serde_json::Value::Null);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+        .build()
+        .into()
+}
+
+fn availability_names() -> Schema {
+    names(
+        &["logged_out", "logged_in", "ringing", "forwarded"],
+        Some(
+            "In this group: `logged_out`, `logged_in`, `ringing` (with `caller`, `call_id`, \
+             `web`) or `forwarded` (with `destination`).",
+        ),
+    )
+}
+
+fn platform_names() -> Schema {
+    names(&["web", "app"], None)
+}
+
+// ---- availability, flat ----
+
+/// A member's availability in one group, flat: its name and the fields of its variant.
+#[derive(Debug, Clone, Default)]
+struct Flat {
+    availability: &'static str,
+    offline_warning: Option<bool>,
+    caller: Option<String>,
+    call_id: Option<String>,
+    web: Option<bool>,
+    destination: Option<String>,
+}
+
+impl From<Availability> for Flat {
+    fn from(a: Availability) -> Flat {
+        match a {
+            Availability::LoggedOut => Flat {
+                availability: "logged_out",
+                ..Flat::default()
+            },
+            Availability::LoggedIn { offline_warning } => Flat {
+                availability: "logged_in",
+                offline_warning: Some(offline_warning),
+                ..Flat::default()
+            },
+            Availability::Ringing {
+                caller,
+                call_id,
+                web,
+            } => Flat {
+                availability: "ringing",
+                caller: Some(caller),
+                call_id: Some(call_id),
+                web: Some(web),
+                ..Flat::default()
+            },
+            Availability::Forwarded { destination } => Flat {
+                availability: "forwarded",
+                destination: Some(destination),
+                ..Flat::default()
+            },
+        }
+    }
+}
+
+// ---- groups ----
+
+/// A group: its configuration, supervisors with their rights, and members with their
+/// availability in it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Group)]
+pub struct GroupView {
+    id: GroupId,
+    name: String,
+    #[schema(schema_with = group_kind_names)]
+    kind: &'static str,
+    lock_last_member: bool,
+    #[schema(schema_with = beep_names)]
+    agent_beep: &'static str,
+    #[schema(value_type = Option<u64>, minimum = 1, required = true)]
+    max_monitors_per_agent: Option<u32>,
+    #[schema(inline)]
+    supervisors: Vec<SupervisorView>,
+    #[schema(inline)]
+    members: Vec<GroupMemberView>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SupervisorView {
+    user: String,
+    listen: bool,
+    intervene: bool,
+    admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GroupMemberView {
+    user: UserId,
+    can_leave: bool,
+    #[schema(schema_with = availability_names)]
+    availability: &'static str,
+    /// `logged_in` only: logged in, but the presence is offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool, required = false)]
+    offline_warning: Option<bool>,
+    /// `ringing` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    caller: Option<String>,
+    /// `ringing` only: the platform's call id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    call_id: Option<String>,
+    /// `ringing` only: a web call (neither taken nor supervised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool, required = false)]
+    web: Option<bool>,
+    /// `forwarded` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    destination: Option<String>,
+    #[schema(schema_with = presence_names_or_null, required = true)]
+    presence: Option<&'static str>,
+}
+
+impl From<GroupSnapshot> for GroupView {
+    fn from(g: GroupSnapshot) -> GroupView {
+        GroupView {
+            id: g.id,
+            name: g.name,
+            kind: kind_name(g.kind),
+            lock_last_member: g.lock_last_member,
+            agent_beep: g.policy.agent_beep.as_str(),
+            max_monitors_per_agent: g.policy.max_monitors_per_agent,
+            supervisors: g
+                .supervisors
+                .into_iter()
+                .map(SupervisorView::from)
+                .collect(),
+            members: g.members.into_iter().map(GroupMemberView::from).collect(),
+        }
+    }
+}
+
+impl From<SupervisorSnapshot> for SupervisorView {
+    fn from(s: SupervisorSnapshot) -> SupervisorView {
+        SupervisorView {
+            user: s.user,
+            listen: s.rights.listen,
+            intervene: s.rights.intervene,
+            admin: s.rights.admin,
+        }
+    }
+}
+
+impl From<MemberSnapshot> for GroupMemberView {
+    fn from(m: MemberSnapshot) -> GroupMemberView {
+        let flat = Flat::from(m.availability);
+        GroupMemberView {
+            user: m.user,
+            can_leave: m.can_leave,
+            availability: flat.availability,
+            offline_warning: flat.offline_warning,
+            caller: flat.caller,
+            call_id: flat.call_id,
+            web: flat.web,
+            destination: flat.destination,
+            presence: m.presence.map(presence_name),
+        }
+    }
+}
+
+/// The groups the caller may see, in id order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = GroupList)]
+pub struct GroupList {
+    groups: Vec<GroupView>,
+}
+
+impl GroupList {
+    pub fn new(groups: Vec<GroupSnapshot>) -> GroupList {
+        GroupList {
+            groups: groups.into_iter().map(GroupView::from).collect(),
+        }
+    }
+}
+
+/// What a change did: the `group.*` events it logged.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = GroupEvents)]
+pub struct GroupEvents {
+    /// What changed; empty when nothing did.
+    events: Vec<GroupEvent>,
+}
+
+impl GroupEvents {
+    pub fn json(events: Vec<GroupEvent>) -> axum::Json<GroupEvents> {
+        axum::Json(GroupEvents { events })
+    }
+}
+
+// ---- the console ----
+
+/// One member of one supervised group (a user in two groups is listed twice).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Member)]
+pub struct MemberView {
+    group: GroupId,
+    group_name: String,
+    user: UserId,
+    display_name: String,
+    #[schema(required = true)]
+    number: Option<String>,
+    /// Also a supervisor of this group.
+    is_supervisor: bool,
+    can_leave: bool,
+    #[schema(schema_with = availability_names)]
+    availability: &'static str,
+    /// `logged_in` only: logged in, but the presence is offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool, required = false)]
+    offline_warning: Option<bool>,
+    /// `ringing` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    caller: Option<String>,
+    /// `ringing` only: the platform's call id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    call_id: Option<String>,
+    /// `ringing` only: a web call (neither taken nor supervised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool, required = false)]
+    web: Option<bool>,
+    /// `forwarded` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    destination: Option<String>,
+    #[schema(schema_with = presence_names)]
+    presence: &'static str,
+}
+
+impl From<ListedMember> for MemberView {
+    fn from(m: ListedMember) -> MemberView {
+        let flat = Flat::from(m.availability);
+        MemberView {
+            group: m.group,
+            group_name: m.group_name,
+            user: m.user,
+            display_name: m.display_name,
+            number: m.number,
+            is_supervisor: m.is_supervisor,
+            can_leave: m.can_leave,
+            availability: flat.availability,
+            offline_warning: flat.offline_warning,
+            caller: flat.caller,
+            call_id: flat.call_id,
+            web: flat.web,
+            destination: flat.destination,
+            presence: presence_name(m.presence),
+        }
+    }
+}
+
+/// The members of the supervisor's groups, by group then user.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = MemberList)]
+pub struct MemberList {
+    members: Vec<MemberView>,
+}
+
+impl MemberList {
+    pub fn new(members: Vec<ListedMember>) -> MemberList {
+        MemberList {
+            members: members.into_iter().map(MemberView::from).collect(),
+        }
+    }
+}
+
+/// A ringing supervised call, as a supervisor's "Supervised calls" list shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = RingingCall)]
+pub struct RingingCallView {
+    call_id: String,
+    member: UserId,
+    display_name: String,
+    #[schema(required = true)]
+    number: Option<String>,
+    caller: String,
+    /// The groups, among the supervisor's, that the member is logged in to.
+    groups: Vec<GroupId>,
+}
+
+impl From<SupervisedCall> for RingingCallView {
+    fn from(c: SupervisedCall) -> RingingCallView {
+        RingingCallView {
+            call_id: c.call_id,
+            member: c.member,
+            display_name: c.display_name,
+            number: c.number,
+            caller: c.caller,
+            groups: c.groups,
+        }
+    }
+}
+
+// ---- agents ----
+
+/// An agent's live dashboard (docs/design.md §3) and their groups.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Agent)]
+pub struct AgentView {
+    agent: UserId,
+    #[schema(schema_with = crate::http::openapi::schemas::state_names)]
+    state: &'static str,
+    /// State `pause` only: its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    reason: Option<String>,
+    /// State `busy` only: the case, if named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    case: Option<Option<String>>,
+    state_since_ms: u64,
+    time_in_state_ms: u64,
+    /// One entry per state, in the order available, busy, standby, pause, disconnected.
+    #[schema(inline)]
+    states: Vec<StateFiguresView>,
+    #[schema(required = true)]
+    campaign: Option<String>,
+    #[schema(schema_with = platform_names)]
+    platform: &'static str,
+    auto_assignment: bool,
+    #[schema(required = true)]
+    last_login_ms: Option<u64>,
+    #[schema(required = true)]
+    last_logout_ms: Option<u64>,
+    /// Time in any state but `disconnected` in the period.
+    connected_ms: u64,
+    pause_ms: u64,
+    /// At most 16 reasons.
+    #[schema(inline)]
+    pause_by_reason: Vec<PauseFiguresView>,
+    pause_other_reasons_ms: u64,
+    period_start_ms: u64,
+    /// The groups the agent is a member of.
+    groups: Vec<GroupId>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StateFiguresView {
+    #[schema(schema_with = crate::http::openapi::schemas::state_names)]
+    state: &'static str,
+    entries: u64,
+    total_ms: u64,
+    #[schema(required = true)]
+    average_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PauseFiguresView {
+    reason: String,
+    pauses: u64,
+    total_ms: u64,
+}
+
+impl From<StateFigures> for StateFiguresView {
+    fn from(f: StateFigures) -> StateFiguresView {
+        StateFiguresView {
+            state: f.state.as_str(),
+            entries: f.entries,
+            total_ms: f.total_ms,
+            average_ms: f.average_ms,
+        }
+    }
+}
+
+impl From<PauseFigures> for PauseFiguresView {
+    fn from(f: PauseFigures) -> PauseFiguresView {
+        PauseFiguresView {
+            reason: f.reason.to_string(),
+            pauses: f.pauses,
+            total_ms: f.total_ms,
+        }
+    }
+}
+
+impl AgentView {
+    /// The agent's dashboard and the groups they are a member of.
+    pub fn new(d: Dashboard, groups: Vec<GroupId>) -> AgentView {
+        let (reason, case) = match &d.state {
+            AgentState::Pause { reason } => (Some(reason.to_string()), None),
+            AgentState::Busy { case } => (None, Some(case.clone())),
+            _ => (None, None),
+        };
+        AgentView {
+            agent: d.agent,
+            state: d.state.kind().as_str(),
+            reason,
+            case,
+            state_since_ms: d.state_since_ms,
+            time_in_state_ms: d.time_in_state_ms,
+            states: d.states.into_iter().map(StateFiguresView::from).collect(),
+            campaign: d.campaign,
+            platform: platform_name(d.platform),
+            auto_assignment: d.auto_assignment,
+            last_login_ms: d.last_login_ms,
+            last_logout_ms: d.last_logout_ms,
+            connected_ms: d.connected_ms,
+            pause_ms: d.pause_ms,
+            pause_by_reason: d
+                .pause_by_reason
+                .into_iter()
+                .map(PauseFiguresView::from)
+                .collect(),
+            pause_other_reasons_ms: d.pause_other_reasons_ms,
+            period_start_ms: d.period_start_ms,
+            groups,
+        }
+    }
+}
+
+impl From<AgentSnapshot> for AgentView {
+    fn from(a: AgentSnapshot) -> AgentView {
+        AgentView::new(a.dashboard, a.groups)
+    }
+}
+
+/// The agents the caller may see, by id.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AgentList)]
+pub struct AgentList {
+    agents: Vec<AgentView>,
+}
+
+impl AgentList {
+    pub fn new(agents: Vec<AgentSnapshot>) -> AgentList {
+        AgentList {
+            agents: agents.into_iter().map(AgentView::from).collect(),
+        }
+    }
+}
