@@ -517,3 +517,132 @@ impl AgentList {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::domain::agents::{Agent, PauseReason};
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn listed(availability: Availability) -> Value {
+        let m = ListedMember {
+            group: GroupId::parse("std").unwrap(),
+            group_name: "Standard".to_owned(),
+            user: user("bob"),
+            display_name: "Bob".to_owned(),
+            number: None,
+            is_supervisor: false,
+            can_leave: true,
+            availability,
+            presence: Presence::DoNotDisturb,
+        };
+        serde_json::to_value(MemberView::from(m)).unwrap()
+    }
+
+    /// Each availability is its name and its variant's fields, and no other variant's: the
+    /// answers clients parse (docs/api.md "Groups and agents").
+    #[test]
+    fn a_members_availability_is_flat_with_its_variants_fields_only() {
+        let base = json!({
+            "group": "std", "group_name": "Standard", "user": "bob", "display_name": "Bob",
+            "number": null, "is_supervisor": false, "can_leave": true,
+            "presence": "do_not_disturb",
+        });
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v
+        };
+        assert_eq!(
+            listed(Availability::LoggedOut),
+            with(json!({"availability": "logged_out"}))
+        );
+        assert_eq!(
+            listed(Availability::LoggedIn {
+                offline_warning: true
+            }),
+            with(json!({"availability": "logged_in", "offline_warning": true}))
+        );
+        assert_eq!(
+            listed(Availability::Ringing {
+                caller: "+33 6 12".to_owned(),
+                call_id: "call-1".to_owned(),
+                web: false,
+            }),
+            with(json!({"availability": "ringing", "caller": "+33 6 12",
+                        "call_id": "call-1", "web": false}))
+        );
+        assert_eq!(
+            listed(Availability::Forwarded {
+                destination: "+33 1 00".to_owned()
+            }),
+            with(json!({"availability": "forwarded", "destination": "+33 1 00"}))
+        );
+    }
+
+    /// A group's member shows its presence, `null` while none was reported.
+    #[test]
+    fn a_group_members_presence_is_null_until_reported() {
+        let m = MemberSnapshot {
+            user: user("bob"),
+            can_leave: false,
+            availability: Availability::LoggedOut,
+            presence: None,
+        };
+        assert_eq!(
+            serde_json::to_value(GroupMemberView::from(m)).unwrap(),
+            json!({"user": "bob", "can_leave": false, "availability": "logged_out",
+                   "presence": null})
+        );
+    }
+
+    /// An agent's state is flat: `reason` with `pause` only, `case` (maybe null) with `busy`
+    /// only.
+    #[test]
+    fn an_agents_state_carries_its_own_fields_only() {
+        const T0_MS: u64 = 1_700_000_000_000;
+        let shown = |a: &Agent| {
+            let v =
+                serde_json::to_value(AgentView::new(a.dashboard(T0_MS + 10), Vec::new())).unwrap();
+            let keys = ["state", "reason", "case"].map(|k| v.get(k).cloned());
+            (keys, v)
+        };
+        let mut a = Agent::new(user("ag-1"), Platform::App, T0_MS);
+        let (keys, v) = shown(&a);
+        assert_eq!(keys, [Some(json!("disconnected")), None, None]);
+        assert_eq!(v["platform"], "app");
+        assert_eq!(v["groups"], json!([]));
+        assert_eq!(v["states"].as_array().unwrap().len(), 5);
+        assert_eq!(v["states"][4]["state"], "disconnected");
+        assert_eq!(v["campaign"], Value::Null);
+        assert_eq!(v["last_logout_ms"], Value::Null);
+
+        a.change_state(AgentState::Available, T0_MS + 1).unwrap();
+        a.change_state(AgentState::Busy { case: None }, T0_MS + 2)
+            .unwrap();
+        assert_eq!(shown(&a).0, [Some(json!("busy")), None, Some(Value::Null)]);
+        a.change_state(AgentState::Available, T0_MS + 3).unwrap();
+        let case = Some("T-42".to_owned());
+        a.change_state(AgentState::Busy { case }, T0_MS + 4)
+            .unwrap();
+        assert_eq!(
+            shown(&a).0,
+            [Some(json!("busy")), None, Some(json!("T-42"))]
+        );
+        a.change_state(AgentState::Available, T0_MS + 5).unwrap();
+        let reason = PauseReason::parse("lunch").unwrap();
+        a.change_state(AgentState::Pause { reason }, T0_MS + 6)
+            .unwrap();
+        let (keys, v) = shown(&a);
+        assert_eq!(keys, [Some(json!("pause")), Some(json!("lunch")), None]);
+        assert_eq!(v["pause_by_reason"][0]["reason"], "lunch");
+        assert_eq!(v["pause_by_reason"][0]["pauses"], 1);
+    }
+}
