@@ -14,8 +14,8 @@ use crate::http::access::{AgentSelf, Authorized, Console, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{
-    ApiResult, Events, Segments, acting_user, actor_id, center, check_supervises, join_or_leave,
-    not_your_group, present,
+    ApiResult, Events, Segments, acting_user, actor_id, center, join_or_leave, not_your_group,
+    on_agent, present,
 };
 use crate::http::error::ApiError;
 use crate::http::views::center::{AgentList, AgentView};
@@ -219,11 +219,8 @@ pub(crate) async fn force_state(
     seg: Segments,
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
-    let agent = seg.user()?;
-    blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center()
-            .change_state(&agent, to, Some(actor_id(&principal)?))?)
+    on_agent(state, principal, seg.user()?, move |s, by, agent| {
+        Ok(s.center().change_state(agent, to, Some(actor_id(by)?))?)
     })
     .await
     .map(|a| Json(a.into()))
@@ -253,10 +250,8 @@ pub(crate) async fn patch_agent(
     seg: Segments,
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
-    let agent = seg.user()?;
-    blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center().update_agent(&agent, change)?)
+    on_agent(state, principal, seg.user()?, move |s, _, agent| {
+        Ok(s.center().update_agent(agent, change)?)
     })
     .await
     .map(|a| Json(a.into()))
@@ -286,11 +281,8 @@ pub(crate) async fn send_message(
     seg: Segments,
     Body(msg): Body<Message>,
 ) -> ApiResult<(StatusCode, Json<crate::domain::agents::ChatMessage>)> {
-    let agent = seg.user()?;
-    let message = blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center()
-            .send_message(&actor_id(&principal)?, &agent, msg.text)?)
+    let message = on_agent(state, principal, seg.user()?, move |s, by, agent| {
+        Ok(s.center().send_message(&actor_id(by)?, agent, msg.text)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(message)))

@@ -196,13 +196,24 @@ pub(super) async fn join_or_leave(
         .map(Events::json)
 }
 
+/// Runs a supervisor's (or an admin's) action on `agent` on the blocking pool, once
+/// [`check_supervises`] lets the caller act on them; `op` is handed the caller.
+pub(super) async fn on_agent<T: Send + 'static>(
+    state: AppState,
+    principal: Principal,
+    agent: UserId,
+    op: impl FnOnce(&AppState, &Principal, &UserId) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    blocking(state, move |s| {
+        check_supervises(s, &principal, &agent)?;
+        op(s, &principal, &agent)
+    })
+    .await
+}
+
 /// A supervisor acts on an agent only if the agent is in a group they supervise
 /// (docs/design.md §4); admins on any.
-pub(super) fn check_supervises(
-    s: &AppState,
-    principal: &Principal,
-    agent: &UserId,
-) -> ApiResult<()> {
+fn check_supervises(s: &AppState, principal: &Principal, agent: &UserId) -> ApiResult<()> {
     if principal.has(Role::Admin) {
         return Ok(());
     }
