@@ -111,7 +111,7 @@ pub struct Rights {
 }
 
 /// A user's membership of one group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     /// Mutual-aid only: whether the member may leave at will (docs/design.md §3.1: the admin
     /// decides).
@@ -121,7 +121,7 @@ pub struct Membership {
 }
 
 /// A supervision group: its configuration and memberships.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     id: GroupId,
     name: String,
