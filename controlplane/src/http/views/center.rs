@@ -603,6 +603,125 @@ mod tests {
         );
     }
 
+    /// The document states, of each center answer, the fields always present (`null` ones
+    /// included), those present with one variant only, and their names: what the schemas
+    /// written by hand before them stated (docs/api.md "Groups and agents").
+    #[test]
+    fn the_documented_schemas_state_required_fields_and_names() {
+        let doc: Value = serde_json::from_str(&crate::http::openapi::DOCUMENT).unwrap();
+        let schema = |name: &str| doc["components"]["schemas"][name].clone();
+        let required = |s: &Value| -> Vec<String> {
+            let mut r: Vec<String> = serde_json::from_value(s["required"].clone()).unwrap();
+            r.sort();
+            r
+        };
+        let sorted = |names: &[&str]| {
+            let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        let group = schema("Group");
+        assert_eq!(
+            required(&group),
+            sorted(&[
+                "id",
+                "name",
+                "kind",
+                "lock_last_member",
+                "agent_beep",
+                "max_monitors_per_agent",
+                "supervisors",
+                "members"
+            ])
+        );
+        assert_eq!(group["additionalProperties"], false);
+        assert_eq!(
+            group["properties"]["max_monitors_per_agent"]["type"],
+            json!(["integer", "null"])
+        );
+        assert_eq!(
+            group["properties"]["agent_beep"]["enum"],
+            json!(["none", "agent_beep", "periodic_notice"])
+        );
+        let member = &group["properties"]["members"]["items"];
+        assert_eq!(
+            required(member),
+            sorted(&["user", "can_leave", "availability", "presence"])
+        );
+        assert_eq!(member["additionalProperties"], false);
+        assert_eq!(
+            member["properties"]["presence"]["type"],
+            json!(["string", "null"])
+        );
+
+        let listed = schema("Member");
+        assert_eq!(listed["additionalProperties"], false);
+        assert_eq!(
+            listed["properties"]["availability"]["enum"],
+            json!(["logged_out", "logged_in", "ringing", "forwarded"])
+        );
+        for variant_only in ["offline_warning", "caller", "call_id", "web", "destination"] {
+            assert!(
+                listed["properties"].get(variant_only).is_some(),
+                "{variant_only}"
+            );
+            assert!(!required(&listed).contains(&variant_only.to_owned()));
+        }
+        assert_eq!(
+            listed["properties"]["number"]["type"],
+            json!(["string", "null"])
+        );
+        assert!(required(&listed).contains(&"number".to_owned()));
+
+        let agent = schema("Agent");
+        assert_eq!(agent["additionalProperties"], false);
+        let agent_required = required(&agent);
+        for always in [
+            "agent",
+            "state",
+            "campaign",
+            "last_login_ms",
+            "groups",
+            "states",
+        ] {
+            assert!(agent_required.contains(&always.to_owned()), "{always}");
+        }
+        for variant_only in ["reason", "case"] {
+            assert!(
+                !agent_required.contains(&variant_only.to_owned()),
+                "{variant_only}"
+            );
+        }
+        assert_eq!(agent["properties"]["reason"]["type"], "string");
+        assert_eq!(
+            agent["properties"]["case"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(
+            agent["properties"]["state"]["enum"],
+            json!(["available", "busy", "standby", "pause", "disconnected"])
+        );
+
+        // Every event names its type; a nullable field is still always present.
+        let events = schema("GroupEvent")["oneOf"].as_array().unwrap().clone();
+        assert_eq!(events.len(), 15);
+        for e in &events {
+            assert!(required(e).contains(&"type".to_owned()));
+            assert_eq!(e["additionalProperties"], false);
+        }
+        let logged_in = events
+            .iter()
+            .find(|e| e["properties"]["type"]["enum"] == json!(["member_logged_in"]))
+            .unwrap();
+        assert_eq!(
+            required(logged_in),
+            sorted(&["type", "group", "user", "forced_by"])
+        );
+        for list in ["GroupList", "AgentList", "MemberList", "GroupEvents"] {
+            assert_eq!(schema(list)["additionalProperties"], false, "{list}");
+        }
+    }
+
     /// An agent's state is flat: `reason` with `pause` only, `case` (maybe null) with `busy`
     /// only.
     #[test]
