@@ -12,6 +12,10 @@
 //! login, agents (state, settings and dashboard figures), subscriptions, supervisor settings
 //! and grants. What is not: presence, ringing calls and forwarding, which are facts about
 //! phones that the platform reports again (a restart ends every call anyway).
+//!
+//! Adapters call it through [`CenterUse`] (`AppState::center`), which holds the store and the
+//! clock, and get plain values back (snapshots, domain types): rendering them is the adapter's
+//! job (docs/design.md §9).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
