@@ -146,7 +146,7 @@ impl PlainBody for Message {}
     summary = "List agents",
     description = "Dashboards of the agents the caller may see: admins and softswitches all, a supervisor the members of their groups, an agent themself.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The agents, by id.", body = ref("#/components/schemas/AgentList")),
+        (status = 200, description = "The agents, by id.", body = AgentList),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -170,7 +170,7 @@ pub(crate) async fn list_agents(
     description = "As the list.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`not_your_group`: not an agent you may see.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_your_group"])))),
         (status = 404, description = "`unknown_user`, `unknown_agent`: not a user id; not a user with an agent token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "unknown_agent"])))),
@@ -201,7 +201,7 @@ pub(crate) async fn get_agent(
     params(crate::http::openapi::params::UserParam),
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
@@ -233,7 +233,7 @@ pub(crate) async fn force_state(
     params(crate::http::openapi::params::UserParam),
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
@@ -295,7 +295,7 @@ pub(crate) async fn send_message(
     summary = "My dashboard",
     description = "The calling agent's dashboard.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_agent`: the token's user is not an agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_agent"])))),
@@ -319,7 +319,7 @@ pub(crate) async fn get_me(
     description = "Automatic case assignment, campaign, platform.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -347,7 +347,7 @@ pub(crate) async fn patch_me(
     description = "available, busy (with a case), standby, pause (with a reason), disconnected — as the transition table allows (docs/design.md §3).\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -376,7 +376,7 @@ pub(crate) async fn put_my_state(
     description = "Log in to a mutual-aid group one is a member of.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),
@@ -399,7 +399,7 @@ pub(crate) async fn me_join(
     description = "Log out of a mutual-aid group, if `can_leave` and not the last member of a locked group.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),

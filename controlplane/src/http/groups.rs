@@ -146,7 +146,7 @@ impl FromBody for GroupChange {
     description = "A group without supervisors yet; add them with `PUT /v1/groups/{group}/supervisors/{user}`.\n\n**Who:** Administration endpoint: admins only.",
     request_body = ref("#/components/schemas/NewGroup"),
     responses(
-        (status = 201, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 201, description = "The group.", body = GroupView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_value`: a `name` that is blank, too long or has control characters.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -173,7 +173,7 @@ pub(crate) async fn create_group(
     params(crate::http::openapi::params::GroupParam),
     request_body = ref("#/components/schemas/GroupChange"),
     responses(
-        (status = 200, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 200, description = "The group.", body = GroupView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -351,7 +351,7 @@ pub(crate) async fn delete_member(
     summary = "List groups",
     description = "Admins and softswitches see every group; others the groups they supervise or are a member of. In id order.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The groups.", body = ref("#/components/schemas/GroupList")),
+        (status = 200, description = "The groups.", body = GroupList),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -379,7 +379,7 @@ pub(crate) async fn list_groups(
     description = "Admins and softswitches see any group; others a group they supervise or are a member of.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 200, description = "The group.", body = GroupView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`not_your_group`: neither a supervisor nor a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_your_group"])))),
         (status = 404, description = "`unknown_group`: no such group (or not a group id).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group"])))),
@@ -443,7 +443,7 @@ async fn force(
     description = "A supervisor with the group-admin right over the group (or an admin) logs the member in to it, whatever the group's kind.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),
@@ -468,7 +468,7 @@ pub(crate) async fn force_logon(
     description = "As logon; `can_leave` does not apply but `lock_last_member` does.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),
