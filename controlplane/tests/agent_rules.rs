@@ -6,6 +6,7 @@ use controlplane::domain::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Effect, PAUSE_REASONS_TRACKED_MAX,
     PauseReason, Platform, StateKind, UserId, transition_allowed,
 };
+use controlplane::http::views::center::AgentView;
 
 const MIN_MS: u64 = 60_000;
 /// 2023-11-14 08:00:00 UTC, any fixed instant would do.
@@ -336,7 +337,7 @@ fn dashboard_on_a_scripted_day() {
     assert_eq!(a, before);
 
     // The JSON the API will return.
-    let json = serde_json::to_value(&d).unwrap();
+    let json = serde_json::to_value(AgentView::new(d, Vec::new())).unwrap();
     assert_eq!(json["state"], "standby");
     assert_eq!(json["states"][3]["state"], "pause");
     assert_eq!(json["pause_by_reason"][1]["reason"], "lunch");

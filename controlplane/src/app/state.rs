@@ -258,9 +258,9 @@ impl AppState {
         &self.inner.tokens
     }
 
-    /// Groups and agents.
-    pub fn center(&self) -> &crate::app::center::Center {
-        &self.inner.center
+    /// Groups and agents, over this store and clock.
+    pub fn center(&self) -> crate::app::center::CenterUse<'_> {
+        crate::app::center::CenterUse::new(&self.inner.center, self.store(), self.clock())
     }
 
     /// The media the use cases drive (diagnostics, tests).

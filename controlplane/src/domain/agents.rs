@@ -564,7 +564,7 @@ impl Agent {
 }
 
 /// One state's figures in a [`Dashboard`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateFigures {
     pub state: StateKind,
     /// Stints begun in the period, the current one included.
@@ -576,7 +576,7 @@ pub struct StateFigures {
 }
 
 /// One pause reason's figures in a [`Dashboard`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PauseFigures {
     pub reason: PauseReason,
     /// Pauses begun with this reason in the period, the current one included.
@@ -584,12 +584,11 @@ pub struct PauseFigures {
     pub total_ms: u64,
 }
 
-/// The per-agent live dashboard (docs/design.md §3.6), for the API to return as is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The per-agent live dashboard (docs/design.md §3.6); the API renders it (docs/api.md "Groups
+/// and agents").
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dashboard {
     pub agent: UserId,
-    /// Serialized flat: `{"state": "pause", "reason": "lunch", …}`.
-    #[serde(flatten)]
     pub state: AgentState,
     pub state_since_ms: u64,
     pub time_in_state_ms: u64,

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::app::center::{AgentChange, AgentView};
+use crate::app::center::AgentChange;
 use crate::app::state::AppState;
 use crate::domain::agents::{AgentState, PauseReason, Platform};
 use crate::domain::ids::quote;
@@ -14,10 +14,11 @@ use crate::http::access::{AgentSelf, Authorized, Console, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
 use crate::http::center::{
-    ApiResult, Events, Segments, acting_user, actor_id, center, check_supervises, join_or_leave,
-    not_your_group, now, present,
+    ApiResult, Events, Segments, acting_user, actor_id, center, join_or_leave, not_your_group,
+    on_agent, present,
 };
 use crate::http::error::ApiError;
+use crate::http::views::center::{AgentList, AgentView};
 
 /// `PUT /v1/me/state`, `PUT /v1/agents/{id}/state`.
 pub struct StateChangeBody(AgentState);
@@ -140,17 +141,12 @@ pub struct Message {
 
 impl PlainBody for Message {}
 
-#[derive(serde::Serialize)]
-pub struct Agents {
-    agents: Vec<AgentView>,
-}
-
 #[utoipa::path(
     get, path = "/v1/agents", tag = "Agents", operation_id = "list_agents",
     summary = "List agents",
     description = "Dashboards of the agents the caller may see: admins and softswitches all, a supervisor the members of their groups, an agent themself.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The agents, by id.", body = ref("#/components/schemas/AgentList")),
+        (status = 200, description = "The agents, by id.", body = AgentList),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -159,16 +155,13 @@ pub struct Agents {
 pub(crate) async fn list_agents(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
-) -> ApiResult<Json<Agents>> {
-    let agents = blocking(state, move |s| {
-        Ok(s.center().agents(
-            s.store(),
-            |a| Visibility::of(&principal).sees_agent(s, a),
-            now(s),
-        )?)
+) -> ApiResult<Json<AgentList>> {
+    let agents = center(state, move |s| {
+        s.center()
+            .agents(|a| Visibility::of(&principal).sees_agent(s, a))
     })
     .await?;
-    Ok(Json(Agents { agents }))
+    Ok(Json(AgentList::new(agents)))
 }
 
 #[utoipa::path(
@@ -177,7 +170,7 @@ pub(crate) async fn list_agents(
     description = "As the list.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`not_your_group`: not an agent you may see.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_your_group"])))),
         (status = 404, description = "`unknown_user`, `unknown_agent`: not a user id; not a user with an agent token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "unknown_agent"])))),
@@ -195,10 +188,10 @@ pub(crate) async fn get_agent(
         if !Visibility::of(&principal).sees_agent(s, &agent) {
             return Err(not_your_group(&agent));
         }
-        Ok(s.center().agent(s.store(), &agent, now(s))?)
+        Ok(s.center().agent(&agent)?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -208,7 +201,7 @@ pub(crate) async fn get_agent(
     params(crate::http::openapi::params::UserParam),
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
@@ -226,14 +219,11 @@ pub(crate) async fn force_state(
     seg: Segments,
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
-    let agent = seg.user()?;
-    blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center()
-            .change_state(s.store(), &agent, to, Some(actor_id(&principal)?), now(s))?)
+    on_agent(state, principal, seg.user()?, move |s, by, agent| {
+        Ok(s.center().change_state(agent, to, Some(actor_id(by)?))?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -243,7 +233,7 @@ pub(crate) async fn force_state(
     params(crate::http::openapi::params::UserParam),
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
@@ -260,13 +250,11 @@ pub(crate) async fn patch_agent(
     seg: Segments,
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
-    let agent = seg.user()?;
-    blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center().update_agent(s.store(), &agent, change, now(s))?)
+    on_agent(state, principal, seg.user()?, move |s, _, agent| {
+        Ok(s.center().update_agent(agent, change)?)
     })
     .await
-    .map(Json)
+    .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -293,11 +281,8 @@ pub(crate) async fn send_message(
     seg: Segments,
     Body(msg): Body<Message>,
 ) -> ApiResult<(StatusCode, Json<crate::domain::agents::ChatMessage>)> {
-    let agent = seg.user()?;
-    let message = blocking(state, move |s| {
-        check_supervises(s, &principal, &agent)?;
-        Ok(s.center()
-            .send_message(s.store(), &actor_id(&principal)?, &agent, msg.text, now(s))?)
+    let message = on_agent(state, principal, seg.user()?, move |s, by, agent| {
+        Ok(s.center().send_message(&actor_id(by)?, agent, msg.text)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(message)))
@@ -310,7 +295,7 @@ pub(crate) async fn send_message(
     summary = "My dashboard",
     description = "The calling agent's dashboard.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_agent`: the token's user is not an agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_agent"])))),
@@ -323,9 +308,9 @@ pub(crate) async fn get_me(
     State(state): State<AppState>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| s.center().agent(s.store(), &me, now))
+    center(state, move |s| s.center().agent(&me))
         .await
-        .map(Json)
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -334,7 +319,7 @@ pub(crate) async fn get_me(
     description = "Automatic case assignment, campaign, platform.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -351,11 +336,9 @@ pub(crate) async fn patch_me(
     Body(change): Body<AgentChange>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| {
-        s.center().update_agent(s.store(), &me, change, now)
-    })
-    .await
-    .map(Json)
+    center(state, move |s| s.center().update_agent(&me, change))
+        .await
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -364,7 +347,7 @@ pub(crate) async fn patch_me(
     description = "available, busy (with a case), standby, pause (with a reason), disconnected — as the transition table allows (docs/design.md §3).\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
-        (status = 200, description = "The agent.", body = ref("#/components/schemas/Agent")),
+        (status = 200, description = "The agent.", body = AgentView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -382,11 +365,9 @@ pub(crate) async fn put_my_state(
     Body(StateChangeBody(to)): Body<StateChangeBody>,
 ) -> ApiResult<Json<AgentView>> {
     let me = acting_user(&principal)?;
-    center(state, move |s, now| {
-        s.center().change_state(s.store(), &me, to, None, now)
-    })
-    .await
-    .map(Json)
+    center(state, move |s| s.center().change_state(&me, to, None))
+        .await
+        .map(|a| Json(a.into()))
 }
 
 #[utoipa::path(
@@ -395,7 +376,7 @@ pub(crate) async fn put_my_state(
     description = "Log in to a mutual-aid group one is a member of.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),
@@ -418,7 +399,7 @@ pub(crate) async fn me_join(
     description = "Log out of a mutual-aid group, if `can_leave` and not the last member of a locked group.\n\n**Who:** Agent-self endpoint: agents (acting as the token's user) only.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the token names no user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),

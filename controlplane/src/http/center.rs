@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::app::center::CenterError;
 use crate::app::state::AppState;
 use crate::domain::auth::Role;
-use crate::domain::groups::{GroupEvent, GroupId};
+use crate::domain::groups::GroupId;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::access::Principal;
@@ -29,6 +29,7 @@ use crate::http::console::*;
 use crate::http::error::ApiError;
 use crate::http::groups::*;
 use crate::http::users::*;
+use crate::http::views::center::GroupEvents;
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
@@ -149,16 +150,13 @@ pub(super) fn actor_id(principal: &Principal) -> ApiResult<UserId> {
         .ok_or_else(|| ApiError::internal("the token's id is not a user id"))
 }
 
-pub(super) fn now(s: &AppState) -> u64 {
-    s.clock().now_ms()
-}
-
-/// Runs a [`crate::app::center::Center`] operation on the blocking pool, handed the time.
+/// Runs a contact-center use case ([`AppState::center`]) on the blocking pool: it reads and
+/// writes the store, and may wait for its commit to be durable.
 pub(super) async fn center<T: Send + 'static>(
     state: AppState,
-    op: impl FnOnce(&AppState, u64) -> Result<T, CenterError> + Send + 'static,
+    op: impl FnOnce(&AppState) -> Result<T, CenterError> + Send + 'static,
 ) -> ApiResult<T> {
-    blocking(state, move |s| Ok(op(s, now(s))?)).await
+    blocking(state, move |s| Ok(op(s)?)).await
 }
 
 pub(super) fn not_your_group(user: &UserId) -> ApiError {
@@ -169,16 +167,8 @@ pub(super) fn not_your_group(user: &UserId) -> ApiError {
     )
 }
 
-#[derive(serde::Serialize)]
-pub struct Events {
-    events: Vec<GroupEvent>,
-}
-
-impl Events {
-    pub(super) fn json(events: Vec<GroupEvent>) -> Json<Events> {
-        Json(Events { events })
-    }
-}
+/// What a change did, as the center's handlers answer it.
+pub type Events = GroupEvents;
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
 pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -197,20 +187,29 @@ pub(super) async fn join_or_leave(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().join_or_leave(s.store(), &group, &me, join, now)
+    center(state, move |s| s.center().join_or_leave(&group, &me, join))
+        .await
+        .map(Events::json)
+}
+
+/// Runs a supervisor's (or an admin's) action on `agent` on the blocking pool, once
+/// [`check_supervises`] lets the caller act on them; `op` is handed the caller.
+pub(super) async fn on_agent<T: Send + 'static>(
+    state: AppState,
+    principal: Principal,
+    agent: UserId,
+    op: impl FnOnce(&AppState, &Principal, &UserId) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    blocking(state, move |s| {
+        check_supervises(s, &principal, &agent)?;
+        op(s, &principal, &agent)
     })
     .await
-    .map(Events::json)
 }
 
 /// A supervisor acts on an agent only if the agent is in a group they supervise
 /// (docs/design.md §4); admins on any.
-pub(super) fn check_supervises(
-    s: &AppState,
-    principal: &Principal,
-    agent: &UserId,
-) -> ApiResult<()> {
+fn check_supervises(s: &AppState, principal: &Principal, agent: &UserId) -> ApiResult<()> {
     if principal.has(Role::Admin) {
         return Ok(());
     }

@@ -10,16 +10,17 @@ use serde::Deserialize;
 use crate::app::state::AppState;
 use crate::app::storage::Storage;
 use crate::http::api::{Body, blocking_api as blocking};
-use crate::http::center::{ApiResult, Events, Segments, acting_user, center, join_or_leave, now};
+use crate::http::center::{ApiResult, Events, Segments, acting_user, center, join_or_leave};
 use crate::http::error::ApiError;
 use axum::extract::Query;
 
 use crate::domain::call::parse_registered_number;
-use crate::domain::groups::{MemberFilter, MemberView, RingingCallView};
+use crate::domain::groups::MemberFilter;
 use crate::domain::ids::UserId;
 use crate::domain::ids::quote;
 use crate::http::access::{Authorized, Console, Principal, Signalling};
 use crate::http::bodies::PlainBody;
+use crate::http::views::center::{MemberList, RingingCallView};
 
 /// `POST /v1/ringing`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -69,11 +70,6 @@ pub struct MembersQuery {
     search: Option<String>,
 }
 
-#[derive(serde::Serialize)]
-pub struct Members {
-    members: Vec<MemberView>,
-}
-
 #[utoipa::path(
     get, path = "/v1/console/members", tag = "Console", operation_id = "console_members",
     summary = "The members of the supervisor's groups",
@@ -92,7 +88,7 @@ pub(crate) async fn console_members(
     Authorized(principal, _): Authorized<Console>,
     State(state): State<AppState>,
     query: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Members>> {
+) -> ApiResult<Json<MemberList>> {
     let Query(q) = query?;
     let filter = match q.filter.as_deref() {
         None | Some("all") => MemberFilter::All,
@@ -109,7 +105,7 @@ pub(crate) async fn console_members(
         Ok(s.center().members_view(&me, filter, q.search.as_deref()))
     })
     .await?;
-    Ok(Json(Members { members }))
+    Ok(Json(MemberList::new(members)))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -139,7 +135,7 @@ pub(crate) async fn console_ringing(
     let calls = blocking(state, move |s| Ok(s.center().ringing_calls(&me))).await?;
     Ok(Json(RingingCalls {
         count: calls.len(),
-        calls,
+        calls: calls.into_iter().map(RingingCallView::from).collect(),
     }))
 }
 
@@ -166,11 +162,9 @@ pub(crate) async fn take_call(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let call = seg.raw("call")?.to_owned();
-    center(state, move |s, now| {
-        s.center().take_call(s.store(), &call, &me, now)
-    })
-    .await
-    .map(Events::json)
+    center(state, move |s| s.center().take_call(&call, &me))
+        .await
+        .map(Events::json)
 }
 
 #[utoipa::path(
@@ -197,11 +191,9 @@ pub(crate) async fn cancel_forwarding(
 ) -> ApiResult<Json<Events>> {
     let me = acting_user(&principal)?;
     let member = seg.raw("user")?.to_owned();
-    center(state, move |s, now| {
-        s.center().cancel_forwarding(s.store(), &me, &member, now)
-    })
-    .await
-    .map(Events::json)
+    center(state, move |s| s.center().cancel_forwarding(&me, &member))
+        .await
+        .map(Events::json)
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -249,10 +241,7 @@ pub(crate) async fn subscription(
 ) -> ApiResult<Json<SubscriptionResult>> {
     let me = acting_user(&principal)?;
     let agent = seg.raw("user")?.to_owned();
-    let changed = center(state, move |s, now| {
-        s.center().subscription(s.store(), &me, &agent, on, now)
-    })
-    .await?;
+    let changed = center(state, move |s| s.center().subscription(&me, &agent, on)).await?;
     Ok(Json(SubscriptionResult {
         subscribed: on,
         changed,
@@ -322,7 +311,7 @@ pub(crate) async fn get_settings(
 ) -> ApiResult<Json<ConsoleSettings>> {
     let me = acting_user(&principal)?;
     let number = blocking(state, move |s| {
-        Ok(crate::app::center::settings(s.store(), &me).map_err(Storage::from)?)
+        Ok(s.center().settings(&me).map_err(Storage::from)?)
     })
     .await?;
     Ok(Json(ConsoleSettings {
@@ -366,10 +355,9 @@ pub(crate) async fn put_settings(
         .digits()
         .to_owned();
     let digits = blocking(state, move |s| {
-        Ok(
-            crate::app::center::set_settings(s.store(), &me, digits, now(s))
-                .map_err(Storage::from)?,
-        )
+        Ok(s.center()
+            .set_settings(&me, digits)
+            .map_err(Storage::from)?)
     })
     .await?;
     Ok(Json(ConsoleSettings {
@@ -447,15 +435,9 @@ pub(crate) async fn post_ringing(
     State(state): State<AppState>,
     Body(req): Body<Ringing>,
 ) -> ApiResult<(StatusCode, Json<Events>)> {
-    let events = center(state, move |s, now| {
-        s.center().report_ringing(
-            s.store(),
-            &req.member,
-            &req.call_id,
-            &req.caller,
-            req.web,
-            now,
-        )
+    let events = center(state, move |s| {
+        s.center()
+            .report_ringing(&req.member, &req.call_id, &req.caller, req.web)
     })
     .await?;
     Ok((StatusCode::CREATED, Events::json(events)))
@@ -481,9 +463,7 @@ pub(crate) async fn delete_ringing(
     seg: Segments,
 ) -> ApiResult<Json<Events>> {
     let call = seg.raw("call")?.to_owned();
-    center(state, move |s, now| {
-        s.center().report_ringing_ended(s.store(), &call, now)
-    })
-    .await
-    .map(Events::json)
+    center(state, move |s| s.center().report_ringing_ended(&call))
+        .await
+        .map(Events::json)
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, GroupView, NewGroup};
+use crate::app::center::{BeepPolicy, ColumnEnum as _, Forcer, GroupChange, NewGroup};
 use crate::app::state::AppState;
 use crate::app::storage::Storage;
 use crate::domain::auth::{GroupRights, Role};
@@ -15,11 +15,10 @@ use crate::domain::ids::quote;
 use crate::http::access::{Administration, Authorized, Console, Principal, Read};
 use crate::http::api::{Body, Visibility, blocking_api as blocking};
 use crate::http::bodies::{FromBody, PlainBody};
-use crate::http::center::{
-    ApiResult, Events, Segments, acting_user, actor_id, center, now, present,
-};
+use crate::http::center::{ApiResult, Events, Segments, acting_user, actor_id, center, present};
 use crate::http::error::ApiError;
 use crate::http::json::JsonU32;
+use crate::http::views::center::{GroupList, GroupView};
 
 // ---- bodies ----
 
@@ -147,7 +146,7 @@ impl FromBody for GroupChange {
     description = "A group without supervisors yet; add them with `PUT /v1/groups/{group}/supervisors/{user}`.\n\n**Who:** Administration endpoint: admins only.",
     request_body = ref("#/components/schemas/NewGroup"),
     responses(
-        (status = 201, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 201, description = "The group.", body = GroupView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range; `invalid_value`: a `name` that is blank, too long or has control characters.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body", "invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -163,11 +162,8 @@ pub(crate) async fn create_group(
     State(state): State<AppState>,
     Body(req): Body<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let group = center(state, move |s, now| {
-        s.center().create_group(s.store(), req, now)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(group)))
+    let group = center(state, move |s| s.center().create_group(req)).await?;
+    Ok((StatusCode::CREATED, Json(group.into())))
 }
 
 #[utoipa::path(
@@ -177,7 +173,7 @@ pub(crate) async fn create_group(
     params(crate::http::openapi::params::GroupParam),
     request_body = ref("#/components/schemas/GroupChange"),
     responses(
-        (status = 200, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 200, description = "The group.", body = GroupView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
@@ -195,11 +191,8 @@ pub(crate) async fn patch_group(
     Body(change): Body<GroupChange>,
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().update_group(s.store(), &group, change, now)
-    })
-    .await
-    .map(Json)
+    let group = center(state, move |s| s.center().update_group(&group, change)).await?;
+    Ok(Json(group.into()))
 }
 
 #[utoipa::path(
@@ -222,10 +215,7 @@ pub(crate) async fn delete_group(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let group = seg.group()?;
-    center(state, move |s, now| {
-        s.center().remove_group(s.store(), &group, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_group(&group)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -256,14 +246,13 @@ pub(crate) async fn put_supervisor(
     Body(rights): Body<Rights>,
 ) -> ApiResult<Json<Rights>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        let rights = GroupRights {
-            listen: rights.listen,
-            intervene: rights.intervene,
-            admin: rights.admin,
-        };
-        s.center()
-            .set_supervisor(s.store(), &group, &user, rights, now)
+    let granted = GroupRights {
+        listen: rights.listen,
+        intervene: rights.intervene,
+        admin: rights.admin,
+    };
+    center(state, move |s| {
+        s.center().set_supervisor(&group, &user, granted)
     })
     .await?;
     Ok(Json(rights))
@@ -292,10 +281,7 @@ pub(crate) async fn delete_supervisor(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center().remove_supervisor(s.store(), &group, &user, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_supervisor(&group, &user)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -325,9 +311,8 @@ pub(crate) async fn put_member(
     Body(membership): Body<Membership>,
 ) -> ApiResult<Json<Membership>> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center()
-            .set_member(s.store(), &group, &user, membership.can_leave, now)
+    center(state, move |s| {
+        s.center().set_member(&group, &user, membership.can_leave)
     })
     .await?;
     Ok(Json(membership))
@@ -355,26 +340,18 @@ pub(crate) async fn delete_member(
     seg: Segments,
 ) -> ApiResult<StatusCode> {
     let (group, user) = (seg.group()?, seg.raw("user")?.to_owned());
-    center(state, move |s, now| {
-        s.center().remove_member(s.store(), &group, &user, now)
-    })
-    .await?;
+    center(state, move |s| s.center().remove_member(&group, &user)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- reads ----
-
-#[derive(serde::Serialize)]
-pub struct Groups {
-    groups: Vec<GroupView>,
-}
 
 #[utoipa::path(
     get, path = "/v1/groups", tag = "Groups", operation_id = "list_groups",
     summary = "List groups",
     description = "Admins and softswitches see every group; others the groups they supervise or are a member of. In id order.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     responses(
-        (status = 200, description = "The groups.", body = ref("#/components/schemas/GroupList")),
+        (status = 200, description = "The groups.", body = GroupList),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -383,17 +360,17 @@ pub struct Groups {
 pub(crate) async fn list_groups(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
-) -> ApiResult<Json<Groups>> {
-    let groups = blocking(state, move |s| {
+) -> ApiResult<Json<GroupList>> {
+    let groups = center(state, move |s| {
         let Visibility { all, me, .. } = Visibility::of(&principal);
-        Ok(s.center().groups(s.store(), |g| {
+        s.center().groups(|g| {
             all || me
                 .as_ref()
                 .is_some_and(|u| g.is_supervised_by(u) || g.members().contains_key(u))
-        })?)
+        })
     })
     .await?;
-    Ok(Json(Groups { groups }))
+    Ok(Json(GroupList::new(groups)))
 }
 
 #[utoipa::path(
@@ -402,7 +379,7 @@ pub(crate) async fn list_groups(
     description = "Admins and softswitches see any group; others a group they supervise or are a member of.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
     params(crate::http::openapi::params::GroupParam),
     responses(
-        (status = 200, description = "The group.", body = ref("#/components/schemas/Group")),
+        (status = 200, description = "The group.", body = GroupView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`not_your_group`: neither a supervisor nor a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_your_group"])))),
         (status = 404, description = "`unknown_group`: no such group (or not a group id).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group"])))),
@@ -417,7 +394,7 @@ pub(crate) async fn get_group(
 ) -> ApiResult<Json<GroupView>> {
     let group = seg.group()?;
     blocking(state, move |s| {
-        let view = s.center().group(s.store(), &group)?;
+        let view = s.center().group(&group)?;
         let Visibility { all, me, .. } = Visibility::of(&principal);
         let visible = all || me.is_some_and(|u| s.center().belongs(&group, &u));
         if !visible {
@@ -430,7 +407,7 @@ pub(crate) async fn get_group(
         Ok(view)
     })
     .await
-    .map(Json)
+    .map(|g| Json(g.into()))
 }
 
 // ---- supervisors ----
@@ -447,12 +424,13 @@ async fn force(
             Forcer::Admin(actor_id(&principal)?)
         } else {
             let me = acting_user(&principal)?;
-            let rights = crate::app::center::supervisor_rights(s.store(), &group, &me)
+            let rights = s
+                .center()
+                .supervisor_rights(&group, &me)
                 .map_err(Storage::from)?;
             Forcer::Supervisor(me, rights)
         };
-        Ok(s.center()
-            .force_login(s.store(), &group, &by, &member, logged_in, now(s))?)
+        Ok(s.center().force_login(&group, &by, &member, logged_in)?)
     })
     .await
     .map(Events::json)
@@ -465,7 +443,7 @@ async fn force(
     description = "A supervisor with the group-admin right over the group (or an admin) logs the member in to it, whatever the group's kind.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),
@@ -490,7 +468,7 @@ pub(crate) async fn force_logon(
     description = "As logon; `can_leave` does not apply but `lock_last_member` does.\n\n**Who:** Console endpoint: supervisors (acting as the token's user) and admins.",
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
-        (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
+        (status = 200, description = "What changed.", body = Events),
         (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),

@@ -85,6 +85,10 @@ pub fn routes() -> Router<AppState> {
             crate::http::groups::RawGroupChange,
             crate::http::users::RawUserChange,
             crate::http::agents::RawAgentChange,
+            crate::http::views::center::GroupList,
+            crate::http::views::center::GroupEvents,
+            crate::http::views::center::AgentList,
+            crate::http::views::center::MemberList,
         ),
         responses(
             responses::Unauthorized,
@@ -251,7 +255,7 @@ fn class_name(class: EndpointClass) -> &'static str {
 /// `info.summary`, each secured operation's `x-roles` (from its `x-endpoint-class`, by
 /// [`auth::allowed`]), the rules between a body's fields ([`schemas::cross_field_rules`]), the
 /// names a view's string field takes ([`schemas::property_rules`]), the shared schemas built in
-/// code ([`schemas::built`]) and the schemas still written as JSON ([`schemas::written`]).
+/// code ([`schemas::built`]).
 fn document_value() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     doc["info"]["summary"] = json!(INFO_SUMMARY);
@@ -289,9 +293,6 @@ fn document_value() -> Value {
     // inlined in a view (a call's `flags`, `legs`) are closed the same way.
     for schema in all.values_mut() {
         close_objects(schema);
-    }
-    for (name, schema) in schemas::written() {
-        all.insert(name, schema);
     }
     for (name, schema) in schemas::built() {
         all.insert(

@@ -374,11 +374,9 @@ pub(crate) async fn put_presence(
     Body(PresenceBody(presence)): Body<PresenceBody>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    center(state, move |s, now| {
-        s.center().report_presence(s.store(), &user, presence, now)
-    })
-    .await
-    .map(Events::json)
+    center(state, move |s| s.center().report_presence(&user, presence))
+        .await
+        .map(Events::json)
 }
 
 #[utoipa::path(
@@ -408,9 +406,9 @@ pub(crate) async fn put_forwarding(
     Body(req): Body<Forwarding>,
 ) -> ApiResult<Json<Events>> {
     let user = seg.raw("user")?.to_owned();
-    center(state, move |s, now| {
+    center(state, move |s| {
         s.center()
-            .report_forwarding(s.store(), &user, req.destination.as_deref(), now)
+            .report_forwarding(&user, req.destination.as_deref())
     })
     .await
     .map(Events::json)

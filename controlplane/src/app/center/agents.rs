@@ -29,35 +29,35 @@ impl Center {
         Ok(())
     }
 
-    pub(super) fn agent_view(
+    pub(super) fn agent_snapshot(
         model: &Model,
         id: &UserId,
         now_ms: u64,
-    ) -> Result<AgentView, CenterError> {
+    ) -> Result<AgentSnapshot, CenterError> {
         let agent = model.agent(id)?;
-        Ok(AgentView {
+        Ok(AgentSnapshot {
             dashboard: agent.dashboard(now_ms),
             groups: model.member_groups(id).map(|g| g.id().clone()).collect(),
         })
     }
 
-    pub fn agent(
+    pub(super) fn agent(
         &self,
         store: &dyn Store,
         id: &UserId,
         now_ms: u64,
-    ) -> Result<AgentView, CenterError> {
+    ) -> Result<AgentSnapshot, CenterError> {
         self.ensure_agent(store, id, now_ms)?;
-        Self::agent_view(&relock(&self.model), id, now_ms)
+        Self::agent_snapshot(&relock(&self.model), id, now_ms)
     }
 
     /// Every agent `visible` lets through, by id.
-    pub fn agents(
+    pub(super) fn agents(
         &self,
         store: &dyn Store,
         visible: impl Fn(&UserId) -> bool,
         now_ms: u64,
-    ) -> Result<Vec<AgentView>, CenterError> {
+    ) -> Result<Vec<AgentSnapshot>, CenterError> {
         let ids: Vec<String> = store.read(|r| {
             Ok(r.users()?
                 .into_iter()
@@ -77,14 +77,14 @@ impl Center {
 
     /// A state change: the agent's own (`forced_by: None`) or a supervisor's forced one; the
     /// same rules (docs/design.md §3). Who may force is the caller's check.
-    pub fn change_state(
+    pub(super) fn change_state(
         &self,
         store: &dyn Store,
         id: &UserId,
         to: AgentState,
         forced_by: Option<UserId>,
         now_ms: u64,
-    ) -> Result<AgentView, CenterError> {
+    ) -> Result<AgentSnapshot, CenterError> {
         self.ensure_agent(store, id, now_ms)?;
         self.change_agent(
             store,
@@ -104,13 +104,13 @@ impl Center {
         )
     }
 
-    pub fn update_agent(
+    pub(super) fn update_agent(
         &self,
         store: &dyn Store,
         id: &UserId,
         change: AgentChange,
         now_ms: u64,
-    ) -> Result<AgentView, CenterError> {
+    ) -> Result<AgentSnapshot, CenterError> {
         self.ensure_agent(store, id, now_ms)?;
         self.change_agent(
             store,
@@ -143,7 +143,7 @@ impl Center {
 
     /// A supervisor's private message to an agent: an `agent.message` event only the agent
     /// (and admins) can see.
-    pub fn send_message(
+    pub(super) fn send_message(
         &self,
         store: &dyn Store,
         from: &UserId,

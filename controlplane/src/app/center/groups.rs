@@ -6,12 +6,12 @@ use super::*;
 impl Center {
     // ----- groups (configuration: the company admin) -----
 
-    pub fn create_group(
+    pub(super) fn create_group(
         &self,
         store: &dyn Store,
         req: NewGroup,
         now_ms: u64,
-    ) -> Result<GroupView, CenterError> {
+    ) -> Result<GroupSnapshot, CenterError> {
         let id = req.id.clone();
         self.change(
             store,
@@ -50,13 +50,13 @@ impl Center {
         self.group(store, &id)
     }
 
-    pub fn update_group(
+    pub(super) fn update_group(
         &self,
         store: &dyn Store,
         id: &GroupId,
         change: GroupChange,
         now_ms: u64,
-    ) -> Result<GroupView, CenterError> {
+    ) -> Result<GroupSnapshot, CenterError> {
         self.change(
             store,
             |dir, policies| {
@@ -103,7 +103,7 @@ impl Center {
         self.group(store, id)
     }
 
-    pub fn remove_group(
+    pub(super) fn remove_group(
         &self,
         store: &dyn Store,
         id: &GroupId,
@@ -122,7 +122,7 @@ impl Center {
     }
 
     /// Names `user` a supervisor of `group` with `rights`, or changes their rights.
-    pub fn set_supervisor(
+    pub(super) fn set_supervisor(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -158,7 +158,7 @@ impl Center {
         .map(|_| ())
     }
 
-    pub fn remove_supervisor(
+    pub(super) fn remove_supervisor(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -178,7 +178,7 @@ impl Center {
     }
 
     /// Adds `user` as a member of `group`, or changes whether they may leave.
-    pub fn set_member(
+    pub(super) fn set_member(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -201,7 +201,7 @@ impl Center {
         .map(|_| ())
     }
 
-    pub fn remove_member(
+    pub(super) fn remove_member(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -216,7 +216,7 @@ impl Center {
     // ----- members and supervisors -----
 
     /// The member's own join (`true`) or leave of a mutual-aid group.
-    pub fn join_or_leave(
+    pub(super) fn join_or_leave(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -234,7 +234,7 @@ impl Center {
     }
 
     /// A forced logon (`true`) or logoff of `member` in `group`.
-    pub fn force_login(
+    pub(super) fn force_login(
         &self,
         store: &dyn Store,
         group: &GroupId,
@@ -251,7 +251,7 @@ impl Center {
         })
     }
 
-    pub fn take_call(
+    pub(super) fn take_call(
         &self,
         store: &dyn Store,
         call_id: &str,
@@ -261,7 +261,7 @@ impl Center {
         self.directory(store, now_ms, |d| d.take_call(call_id, supervisor))
     }
 
-    pub fn cancel_forwarding(
+    pub(super) fn cancel_forwarding(
         &self,
         store: &dyn Store,
         actor: &UserId,
@@ -273,7 +273,7 @@ impl Center {
     }
 
     /// Subscribes (`true`) or unsubscribes; answers whether anything changed.
-    pub fn subscription(
+    pub(super) fn subscription(
         &self,
         store: &dyn Store,
         supervisor: &UserId,
@@ -314,7 +314,7 @@ impl Center {
 
     // ----- platform reports (the softswitch) -----
 
-    pub fn report_presence(
+    pub(super) fn report_presence(
         &self,
         store: &dyn Store,
         user: &str,
@@ -325,7 +325,7 @@ impl Center {
         self.directory(store, now_ms, |d| d.report_presence(&user, presence))
     }
 
-    pub fn report_forwarding(
+    pub(super) fn report_forwarding(
         &self,
         store: &dyn Store,
         user: &str,
@@ -336,7 +336,7 @@ impl Center {
         self.directory(store, now_ms, |d| d.report_forwarding(&user, destination))
     }
 
-    pub fn report_ringing(
+    pub(super) fn report_ringing(
         &self,
         store: &dyn Store,
         member: &str,
@@ -351,7 +351,7 @@ impl Center {
         })
     }
 
-    pub fn report_ringing_ended(
+    pub(super) fn report_ringing_ended(
         &self,
         store: &dyn Store,
         call_id: &str,
@@ -362,37 +362,38 @@ impl Center {
 
     // ----- reading -----
 
-    pub(super) fn group_view(
+    pub(super) fn group_snapshot(
         model: &Model,
         store_sups: &[GroupSupervisor],
         id: &GroupId,
-    ) -> Option<GroupView> {
+    ) -> Option<GroupSnapshot> {
         let g = model.dir.group(id)?;
         let policy = model.policies.get(id).copied().unwrap_or(Policy {
             agent_beep: BeepPolicy::None,
             max_monitors_per_agent: None,
         });
-        Some(GroupView {
+        Some(GroupSnapshot {
             id: id.clone(),
             name: g.name().to_owned(),
             kind: g.kind(),
             lock_last_member: g.lock_last_member(),
-            agent_beep: policy.agent_beep.as_str(),
-            max_monitors_per_agent: policy.max_monitors_per_agent,
+            policy,
             supervisors: store_sups
                 .iter()
-                .map(|s| SupervisorView {
+                .map(|s| SupervisorSnapshot {
                     user: s.user_id.clone(),
-                    listen: s.listen_right,
-                    intervene: s.intervene_right,
-                    admin: s.group_admin,
+                    rights: GroupRights {
+                        listen: s.listen_right,
+                        intervene: s.intervene_right,
+                        admin: s.group_admin,
+                    },
                 })
                 .collect(),
             members: g
                 .members()
                 .keys()
                 .filter_map(|user| {
-                    Some(GroupMemberView {
+                    Some(MemberSnapshot {
                         user: user.clone(),
                         can_leave: g.members().get(user)?.can_leave,
                         availability: model.dir.availability(id, user)?,
@@ -403,19 +404,23 @@ impl Center {
         })
     }
 
-    pub fn group(&self, store: &dyn Store, id: &GroupId) -> Result<GroupView, CenterError> {
+    pub(super) fn group(
+        &self,
+        store: &dyn Store,
+        id: &GroupId,
+    ) -> Result<GroupSnapshot, CenterError> {
         let sups = store.read(|r| r.group_supervisors(id.as_str()))?;
         let model = relock(&self.model);
-        Self::group_view(&model, &sups, id)
+        Self::group_snapshot(&model, &sups, id)
             .ok_or_else(|| CenterError::Group(GroupError::UnknownGroup { group: id.clone() }))
     }
 
     /// The groups `visible` lets through, in id order.
-    pub fn groups(
+    pub(super) fn groups(
         &self,
         store: &dyn Store,
         visible: impl Fn(&Group) -> bool,
-    ) -> Result<Vec<GroupView>, CenterError> {
+    ) -> Result<Vec<GroupSnapshot>, CenterError> {
         let ids: Vec<GroupId> = {
             let model = relock(&self.model);
             model
@@ -434,7 +439,7 @@ impl Center {
         Ok(ids
             .iter()
             .zip(&sups)
-            .filter_map(|(id, s)| Self::group_view(&model, s, id))
+            .filter_map(|(id, s)| Self::group_snapshot(&model, s, id))
             .collect())
     }
 
@@ -456,13 +461,13 @@ impl Center {
         supervisor: &UserId,
         filter: MemberFilter,
         search: Option<&str>,
-    ) -> Vec<MemberView> {
+    ) -> Vec<ListedMember> {
         relock(&self.model)
             .dir
             .members_view(supervisor, filter, search)
     }
 
-    pub fn ringing_calls(&self, supervisor: &UserId) -> Vec<RingingCallView> {
+    pub fn ringing_calls(&self, supervisor: &UserId) -> Vec<SupervisedCall> {
         relock(&self.model).dir.ringing_calls(supervisor)
     }
 
@@ -497,7 +502,7 @@ impl Center {
 
 /// The rights over `group` a supervisor forcing a member's logon or logoff acts with: its
 /// group-admin right, from the store (docs/design.md §3).
-pub fn supervisor_rights(
+pub(super) fn supervisor_rights(
     store: &dyn Store,
     group: &GroupId,
     user: &UserId,

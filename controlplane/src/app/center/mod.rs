@@ -12,22 +12,25 @@
 //! login, agents (state, settings and dashboard figures), subscriptions, supervisor settings
 //! and grants. What is not: presence, ringing calls and forwarding, which are facts about
 //! phones that the platform reports again (a restart ends every call anyway).
+//!
+//! Adapters call it through [`CenterUse`] (`AppState::center`), which holds the store and the
+//! clock, and get plain values back (snapshots, domain types): rendering them is the adapter's
+//! job (docs/design.md §9).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use serde::Serialize;
-
 mod agents;
 mod groups;
-
-pub use groups::supervisor_rights;
+mod handle;
 mod users;
+
+pub use handle::CenterUse;
 
 pub use crate::store::{BeepPolicy, ColumnEnum, UserRecord};
 pub use users::{
     GrantId, GrantRecord, UserChange, create_grant, grants, registered_number, revoke_grant,
-    set_registered_number, set_settings, settings, update_user, users,
+    set_registered_number, update_user, users,
 };
 
 use crate::clock::to_unix_ms;
@@ -35,9 +38,10 @@ use crate::domain::agents::{
     Agent, AgentError, AgentState, ChatError, ChatMessage, Dashboard, InvalidValue, Platform,
     UserId,
 };
+use crate::domain::auth::GroupRights;
 use crate::domain::groups::{
-    Availability, Directory, Group, GroupError, GroupEvent, GroupId, GroupKind, MemberFilter,
-    MemberView, Membership, Presence, Rights, RingingCallView,
+    Availability, Directory, Group, GroupError, GroupEvent, GroupId, GroupKind, ListedMember,
+    MemberFilter, Membership, Presence, Rights, SupervisedCall,
 };
 use crate::store::{
     self, AgentRecord, GroupMember, GroupRecord, GroupSupervisor, NewEvent, Reads, Store,
@@ -131,40 +135,40 @@ fn viewers(dir: &Directory) -> Viewers {
     out.into_iter().map(|(u, g)| (u, Arc::new(g))).collect()
 }
 
-/// A group as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupView {
+/// A group as the use cases answer it: the directory's group, its policy and its supervisors'
+/// rights. The HTTP adapter renders it (docs/api.md "Groups and agents").
+#[derive(Debug, Clone)]
+pub struct GroupSnapshot {
     pub id: GroupId,
     pub name: String,
     pub kind: GroupKind,
     pub lock_last_member: bool,
-    pub agent_beep: &'static str,
-    pub max_monitors_per_agent: Option<u32>,
-    pub supervisors: Vec<SupervisorView>,
-    pub members: Vec<GroupMemberView>,
+    pub policy: Policy,
+    /// In the store's order (by user id).
+    pub supervisors: Vec<SupervisorSnapshot>,
+    /// By user id.
+    pub members: Vec<MemberSnapshot>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SupervisorView {
+/// A supervisor of a group and their rights over it.
+#[derive(Debug, Clone)]
+pub struct SupervisorSnapshot {
     pub user: String,
-    pub listen: bool,
-    pub intervene: bool,
-    pub admin: bool,
+    pub rights: GroupRights,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupMemberView {
+/// A member of a group: their membership, availability in it, and presence if reported.
+#[derive(Debug, Clone)]
+pub struct MemberSnapshot {
     pub user: UserId,
     pub can_leave: bool,
-    #[serde(flatten)]
     pub availability: Availability,
     pub presence: Option<Presence>,
 }
 
-/// An agent as the API shows it: the live dashboard and the groups they are in.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentView {
-    #[serde(flatten)]
+/// An agent's live dashboard and the groups they are a member of.
+#[derive(Debug, Clone)]
+pub struct AgentSnapshot {
     pub dashboard: Dashboard,
     pub groups: Vec<GroupId>,
 }
@@ -572,7 +576,7 @@ impl Center {
 
     /// Runs `f` on a copy of agent `id`, commits the copy with `persist`, and only then puts
     /// it in the model: a refused `f` or a failed commit leaves the agent as it was. Answers
-    /// the agent's view after the change.
+    /// the agent after the change.
     fn change_agent<T>(
         &self,
         store: &dyn Store,
@@ -580,13 +584,13 @@ impl Center {
         now_ms: u64,
         f: impl FnOnce(&mut Agent) -> Result<T, CenterError>,
         mut persist: impl FnMut(&mut dyn Writes, &Model, &Agent, &T) -> Result<(), StoreError>,
-    ) -> Result<AgentView, CenterError> {
+    ) -> Result<AgentSnapshot, CenterError> {
         let mut model = relock(&self.model);
         let mut agent = model.agent(id)?.clone();
         let out = f(&mut agent)?;
         store.write(|w| persist(w, &model, &agent, &out))?;
         model.agents.insert(id.clone(), agent);
-        Self::agent_view(&model, id, now_ms)
+        Self::agent_snapshot(&model, id, now_ms)
     }
 
     // ----- users -----

@@ -41,11 +41,12 @@ fn id(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
-/// What the API shows of the center: the group and agent ag-1, as JSON.
-fn shown(c: &Center, store: &dyn Store) -> serde_json::Value {
+/// What the API shows of the center: the group and agent ag-1, every field of them (the app
+/// answers plain values; their `Debug` spells each field out).
+fn shown(c: &Center, store: &dyn Store) -> String {
     let group = c.group(store, &GroupId::parse("aid").unwrap()).unwrap();
     let agent = c.agent(store, &id("ag-1"), T0_MS).unwrap();
-    serde_json::json!({"group": group, "agent": agent})
+    format!("{group:?}\n{agent:?}")
 }
 
 /// Each kind of change (directory and policies, one agent, a new agent) refused by the

@@ -15,7 +15,7 @@ pub fn registered_number(r: &dyn Reads, user: &str) -> Result<Option<String>, St
 }
 
 /// [`registered_number`], read from `store`.
-pub fn settings(store: &dyn Store, user: &UserId) -> Result<Option<String>, StoreError> {
+pub(super) fn settings(store: &dyn Store, user: &UserId) -> Result<Option<String>, StoreError> {
     store.read(|r| registered_number(r, user.as_str()))
 }
 
@@ -34,7 +34,7 @@ pub fn set_registered_number(
 
 /// A supervisor's registered number (`PUT /v1/console/settings`), for a known user; answers the
 /// number as stored.
-pub fn set_settings(
+pub(super) fn set_settings(
     store: &dyn Store,
     user: &UserId,
     digits: String,

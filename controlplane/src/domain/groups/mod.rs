@@ -63,7 +63,7 @@ const LABEL_TOO_LONG: &str = "must be at most 128 characters";
 
 /// `standard`: members are always in the group when connected and cannot join or leave;
 /// `mutual_aid`: members join and leave at will, within the admin's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupKind {
     Standard,
@@ -71,7 +71,7 @@ pub enum GroupKind {
 }
 
 /// Presence as the platform reports it, shown as is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
     Online,
@@ -83,8 +83,7 @@ pub enum Presence {
 
 /// A member's availability in one group, as a supervisor sees it (derived; see the module
 /// docs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "availability", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
     LoggedOut,
     /// `offline_warning`: logged in to the group but the presence is offline — calls for the
@@ -112,7 +111,7 @@ pub struct Rights {
 }
 
 /// A user's membership of one group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     /// Mutual-aid only: whether the member may leave at will (docs/design.md §3.1: the admin
     /// decides).
@@ -122,7 +121,7 @@ pub struct Membership {
 }
 
 /// A supervision group: its configuration and memberships.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     id: GroupId,
     name: String,
@@ -248,9 +247,10 @@ pub enum MemberFilter {
 }
 
 /// One member of one group, as a supervisor's list shows it. A user in two supervised groups is
-/// listed once per group: their availability may differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MemberView {
+/// listed once per group: their availability may differ. The API renders it (docs/api.md
+/// "Groups and agents").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMember {
     pub group: GroupId,
     pub group_name: String,
     pub user: UserId,
@@ -259,31 +259,31 @@ pub struct MemberView {
     /// Also a supervisor of this group (docs/design.md §3.1: a supervisor is a full member).
     pub is_supervisor: bool,
     pub can_leave: bool,
-    #[serde(flatten)]
     pub availability: Availability,
     pub presence: Presence,
 }
 
 /// A ringing supervised call, as a supervisor's "Supervised calls" list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[schema(as = RingingCall)]
-pub struct RingingCallView {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisedCall {
     pub call_id: String,
     pub member: UserId,
     pub display_name: String,
-    #[schema(required = true)]
     pub number: Option<String>,
     pub caller: String,
     /// The groups, among the supervisor's, that the member is logged in to.
     pub groups: Vec<GroupId>,
 }
 
-/// What a change did, for the event stream (`group.*`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a change did (also logged as a `group.<type>` event).
+// Its JSON is both the API's answer (`GroupEvents`) and the event log's stored payload, so the
+// one definition of the shape is here, its schema included (docs/api.md "Groups and agents").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GroupEvent {
     GroupCreated {
         group: GroupId,
+        #[schema(inline)]
         kind: GroupKind,
     },
     GroupRemoved {
@@ -316,20 +316,23 @@ pub enum GroupEvent {
         user: UserId,
         can_leave: bool,
     },
-    /// `forced_by`: the supervisor who forced the logon; `None` when the member joined, or when
+    /// `forced_by`: the supervisor who forced the logon; null when the member joined, or when
     /// the configuration logged them in.
     MemberLoggedIn {
         group: GroupId,
         user: UserId,
+        #[schema(required = true)]
         forced_by: Option<UserId>,
     },
     MemberLoggedOut {
         group: GroupId,
         user: UserId,
+        #[schema(required = true)]
         forced_by: Option<UserId>,
     },
     PresenceChanged {
         user: UserId,
+        #[schema(inline)]
         presence: Presence,
     },
     CallRinging {
@@ -350,11 +353,13 @@ pub enum GroupEvent {
         caller: String,
         taken_by: UserId,
     },
-    /// `destination: None` when forwarding stopped; `cancelled_by` when a supervisor cancelled
+    /// `destination` null when forwarding stopped; `cancelled_by` when a supervisor cancelled
     /// it rather than the platform reporting it.
     ForwardingChanged {
         user: UserId,
+        #[schema(required = true)]
         destination: Option<String>,
+        #[schema(required = true)]
         cancelled_by: Option<UserId>,
     },
 }
@@ -550,7 +555,7 @@ impl Directory {
         supervisor: &UserId,
         filter: MemberFilter,
         search: Option<&str>,
-    ) -> Vec<MemberView> {
+    ) -> Vec<ListedMember> {
         let needle = search
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -577,7 +582,7 @@ impl Directory {
                 {
                     continue;
                 }
-                views.push(MemberView {
+                views.push(ListedMember {
                     group: group.id.clone(),
                     group_name: group.name.clone(),
                     user: user_id.clone(),
@@ -595,7 +600,7 @@ impl Directory {
 
     /// The business calls ringing members logged in to `supervisor`'s groups, by call id: the
     /// "Supervised calls" list. Web calls are left out (docs/design.md §2.10).
-    pub fn ringing_calls(&self, supervisor: &UserId) -> Vec<RingingCallView> {
+    pub fn ringing_calls(&self, supervisor: &UserId) -> Vec<SupervisedCall> {
         self.ringing
             .iter()
             .filter(|(_, call)| !call.web)
@@ -609,7 +614,7 @@ impl Directory {
                     return None;
                 }
                 let user = self.users.get(&call.member)?;
-                Some(RingingCallView {
+                Some(SupervisedCall {
                     call_id: call_id.clone(),
                     member: call.member.clone(),
                     display_name: user.display_name.clone(),

@@ -1,8 +1,7 @@
 //! Schemas the derives cannot state: a string field whose values a parser checks (named from
 //! the domain's own lists), a reference to a shared schema, the schema of a type whose
 //! `Serialize` is written by hand ([`DroppedView`]) or flattens another ([`with_secret`]), the
-//! shared schemas no Rust type of ours has ([`built`]), and the schemas still written as JSON
-//! (`schemas.json`).
+//! shared schemas no Rust type of ours has ([`built`]).
 
 use dataplane::media::call::DropReason;
 use dataplane::media::matrix::Mode;
@@ -20,11 +19,6 @@ use crate::domain::ids::{CallId, GroupId, SupervisionId, USER_ID_LEN_MAX, UserId
 use crate::domain::lifecycle::SupervisionState;
 use crate::domain::webhooks::EVENT_TYPE_LEN_MAX;
 use crate::http::views::calls::DroppedView;
-
-/// Each schema written as JSON, by component name.
-pub fn written() -> Map<String, Value> {
-    serde_json::from_str(include_str!("schemas.json")).expect("schemas.json is a JSON object")
-}
 
 /// The shared schemas built here, by component name: those of types that are not ours (a
 /// codec is the data plane's) or no type at all (a party's address is a `SocketAddr` the
