@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod ng;
 pub mod store;
 
 pub use app::state::AppState;

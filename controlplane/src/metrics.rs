@@ -4,8 +4,8 @@
 
 use dataplane::media::matrix::Mode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::domain::lifecycle::AlertKind;
@@ -14,6 +14,12 @@ use crate::domain::lifecycle::AlertKind;
 /// `earshot_webhook_deliveries_total`: delivered (2xx), failed (to be retried), given up (the
 /// event's last attempt failed).
 pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "given_up"];
+
+/// Why the NG listener dropped a datagram without answering, the `reason` label of
+/// `earshot_ng_dropped_total` (docs/ng.md, Listener): its source is outside `ng.allow`; it has
+/// no cookie (nothing to answer to); too many requests were already being processed (the
+/// module resends it); its command failed without an answer (a bug, logged).
+pub const NG_DROP_REASONS: [&str; 4] = ["not_allowed", "no_cookie", "busy", "failed"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,6 +40,15 @@ pub struct Metrics {
     /// `earshot_webhook_deliveries_total{outcome}`: webhook delivery attempts, by
     /// [`WEBHOOK_OUTCOMES`].
     webhook_deliveries: IntCounterVec,
+    /// `earshot_ng_requests_total{command,result}`: NG requests run (not replays), by command
+    /// and result (both from fixed sets of the NG adapter).
+    ng_requests: IntCounterVec,
+    /// `earshot_ng_answer_duration_seconds{command}`: from a request's arrival to its answer.
+    ng_answer: HistogramVec,
+    /// `earshot_ng_dropped_total{reason}`: datagrams not answered, by [`NG_DROP_REASONS`].
+    ng_dropped: IntCounterVec,
+    /// `earshot_ng_replayed_total`: retransmissions answered from the cookie cache.
+    ng_replayed: IntCounter,
 }
 
 impl Metrics {
@@ -83,6 +98,41 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let ng_requests = IntCounterVec::new(
+            Opts::new(
+                "earshot_ng_requests_total",
+                "NG protocol requests run, by command and result (replays not counted).",
+            ),
+            &["command", "result"],
+        )?;
+        let ng_answer = HistogramVec::new(
+            HistogramOpts::new(
+                "earshot_ng_answer_duration_seconds",
+                "NG protocol answer latency, from the request's arrival to its answer, by command.",
+            )
+            .buckets(vec![
+                1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["command"],
+        )?;
+        let ng_dropped = IntCounterVec::new(
+            Opts::new(
+                "earshot_ng_dropped_total",
+                "NG datagrams dropped unanswered, by reason (not_allowed, no_cookie, busy, failed).",
+            ),
+            &["reason"],
+        )?;
+        let ng_replayed = IntCounter::new(
+            "earshot_ng_replayed_total",
+            "NG retransmissions answered from the cookie cache without running the command again.",
+        )?;
+        registry.register(Box::new(ng_requests.clone()))?;
+        registry.register(Box::new(ng_answer.clone()))?;
+        registry.register(Box::new(ng_dropped.clone()))?;
+        registry.register(Box::new(ng_replayed.clone()))?;
+        for reason in NG_DROP_REASONS {
+            ng_dropped.with_label_values(&[reason]).reset();
+        }
         registry.register(Box::new(webhook_deliveries.clone()))?;
         for outcome in WEBHOOK_OUTCOMES {
             webhook_deliveries.with_label_values(&[outcome]).reset();
@@ -108,7 +158,46 @@ impl Metrics {
             alerts,
             setup,
             webhook_deliveries,
+            ng_requests,
+            ng_answer,
+            ng_dropped,
+            ng_replayed,
         })
+    }
+
+    /// One NG request run and answered after `seconds`. `command` and `result` come from the
+    /// NG adapter's fixed sets, so labels stay bounded and carry no call ids (docs/design.md
+    /// §4.6).
+    pub(crate) fn ng_request(&self, command: &'static str, result: &'static str, seconds: f64) {
+        self.ng_requests.with_label_values(&[command, result]).inc();
+        self.ng_answer
+            .with_label_values(&[command])
+            .observe(seconds);
+    }
+
+    /// One NG datagram dropped; `reason` is one of [`NG_DROP_REASONS`].
+    pub(crate) fn ng_dropped(&self, reason: &'static str) {
+        self.ng_dropped.with_label_values(&[reason]).inc();
+    }
+
+    /// One retransmission answered from the cookie cache.
+    pub(crate) fn ng_replayed(&self) {
+        self.ng_replayed.inc();
+    }
+
+    /// `earshot_ng_requests_total{command,result}`, for tests.
+    pub fn ng_requests(&self, command: &str, result: &str) -> u64 {
+        self.ng_requests.with_label_values(&[command, result]).get()
+    }
+
+    /// `earshot_ng_dropped_total{reason}`, for tests.
+    pub fn ng_drops(&self, reason: &str) -> u64 {
+        self.ng_dropped.with_label_values(&[reason]).get()
+    }
+
+    /// `earshot_ng_replayed_total`, for tests.
+    pub fn ng_replays(&self) -> u64 {
+        self.ng_replayed.get()
     }
 
     pub(crate) fn call_started(&self) {

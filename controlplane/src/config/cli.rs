@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use super::ng::{Listen, Network, Offerer, parse_networks};
 use super::{BackendKind, Config, ConfigError};
 
 /// The settings the command line (and the environment) can override; `None`: not given.
@@ -64,6 +65,18 @@ pub struct Overrides {
     /// generated at first start and logged once]
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// UDP address of the rtpengine NG listener; an empty value turns it off [env:
+    /// EARSHOT_NG_LISTEN] [default: 127.0.0.1:2223]
+    #[arg(long, value_name = "IP:PORT")]
+    pub ng_listen: Option<Listen>,
+    /// Source networks the NG listener answers, e.g. 10.0.0.0/8,192.0.2.7 [env:
+    /// EARSHOT_NG_ALLOW] [default: 127.0.0.0/8,::1]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..)]
+    pub ng_allow: Option<Vec<Network>>,
+    /// Which NG party is the customer: the offerer's (customer) or the answerer's (agent)
+    /// [env: EARSHOT_NG_OFFERER] [default: customer]
+    #[arg(long, value_name = "PARTY")]
+    pub ng_offerer: Option<Offerer>,
 }
 
 impl Overrides {
@@ -123,6 +136,20 @@ impl Overrides {
                 .filter(|v| !v.trim().is_empty())
                 .map(PathBuf::from),
             admin_token: env("EARSHOT_ADMIN_TOKEN").filter(|v| !v.trim().is_empty()),
+            // Empty is meaningful here: NG off.
+            ng_listen: var(&env, "EARSHOT_NG_LISTEN")?,
+            ng_allow: match env("EARSHOT_NG_ALLOW") {
+                None => None,
+                Some(value) if value.trim().is_empty() => None,
+                Some(value) => {
+                    Some(parse_networks(&value).map_err(|message| ConfigError::Env {
+                        var: "EARSHOT_NG_ALLOW",
+                        value: value.clone(),
+                        message,
+                    })?)
+                }
+            },
+            ng_offerer: var(&env, "EARSHOT_NG_OFFERER")?,
         })
     }
 
@@ -144,6 +171,9 @@ impl Overrides {
             interface,
             db,
             admin_token,
+            ng_listen,
+            ng_allow,
+            ng_offerer,
         } = self.clone();
         if let Some(v) = http_listen {
             config.http.listen = v;
@@ -190,6 +220,15 @@ impl Overrides {
         if let Some(v) = admin_token {
             config.auth.admin_token = Some(v);
         }
+        if let Some(v) = ng_listen {
+            config.ng.listen = v;
+        }
+        if let Some(v) = ng_allow {
+            config.ng.allow = v;
+        }
+        if let Some(v) = ng_offerer {
+            config.ng.offerer = v;
+        }
     }
 }
 
@@ -217,7 +256,7 @@ pub enum LogFormat {
 )]
 pub struct Cli {
     /// TOML configuration file (sections [http], [media], [engine], [store], [supervision],
-    /// [auth]; unknown keys are errors)
+    /// [auth], [ng]; unknown keys are errors)
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(flatten)]

@@ -15,8 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::domain::lifecycle::{AnswerTimeout, AnswerTimeoutOutOfRange};
 
 mod cli;
+mod ng;
 
 pub use cli::{Cli, LogFormat, Overrides};
+pub use ng::{Listen, Network, NgIdentity, NgSection, Offerer};
 
 /// Most data-plane workers one daemon runs; far above any real machine's core count, it only
 /// catches typos.
@@ -59,6 +61,7 @@ pub struct Config {
     pub store: StoreSection,
     pub supervision: SupervisionSection,
     pub auth: AuthSection,
+    pub ng: NgSection,
 }
 
 /// `[auth]`
@@ -463,6 +466,7 @@ impl Config {
                 .map_err(|e| invalid("auth.admin_token", e.to_string()))?;
         }
         self.http.validate()?;
+        self.ng.validate()?;
         let m = &self.media;
         if m.ip.is_unspecified() || m.ip.is_multicast() {
             return Err(invalid(

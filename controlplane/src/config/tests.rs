@@ -406,3 +406,138 @@ fn cli_flags() {
         "{help}"
     );
 }
+
+#[test]
+fn ng_section_defaults_file_env_and_flags() {
+    let c = Config::default();
+    assert_eq!(c.ng.listen, Listen(Some("127.0.0.1:2223".parse().unwrap())));
+    assert_eq!(c.ng.offerer, Offerer::Customer);
+    assert!(c.ng.allows("127.0.0.9".parse().unwrap()));
+    assert!(c.ng.allows("::1".parse().unwrap()));
+    assert!(
+        c.ng.allows("::ffff:127.0.0.1".parse().unwrap()),
+        "a dual-stack socket's IPv4 source"
+    );
+    assert!(!c.ng.allows("10.0.0.1".parse().unwrap()));
+    assert!(!c.ng.allows("::2".parse().unwrap()));
+
+    let c = toml(
+        r#"
+            [ng]
+            listen = "127.0.0.2:3333"
+            allow = ["10.1.0.0/16", "192.0.2.7", "2001:db8::/32"]
+            offerer = "agent"
+            identity = { supervisor_id = "sup-ng", registered_number = "+33612345678" }
+        "#,
+    )
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.ng.listen.0, Some("127.0.0.2:3333".parse().unwrap()));
+    assert!(c.ng.allows("10.1.255.3".parse().unwrap()));
+    assert!(!c.ng.allows("10.2.0.1".parse().unwrap()));
+    assert!(c.ng.allows("192.0.2.7".parse().unwrap()));
+    assert!(!c.ng.allows("192.0.2.8".parse().unwrap()));
+    assert!(c.ng.allows("2001:db8:1::5".parse().unwrap()));
+    assert!(
+        !c.ng.allows("127.0.0.1".parse().unwrap()),
+        "replaced, not added"
+    );
+    assert_eq!(c.ng.offerer.party(), crate::domain::call::Party::Agent);
+    assert_eq!(c.ng.identity.supervisor_id.as_deref(), Some("sup-ng"));
+    // The effective configuration round-trips (it is logged as TOML).
+    assert_eq!(toml(&toml::to_string(&c).unwrap()).unwrap(), c);
+
+    let off = toml("[ng]\nlisten = \"\"\n").unwrap();
+    assert_eq!(off.ng.listen, Listen(None));
+    off.validate().unwrap();
+    assert_eq!(toml(&toml::to_string(&off).unwrap()).unwrap(), off);
+
+    // Environment over the file, flags over the environment; empty turns NG off.
+    let environment = env(&[
+        ("EARSHOT_NG_LISTEN", "127.0.0.1:0"),
+        ("EARSHOT_NG_ALLOW", "10.0.0.0/8, ::1"),
+        ("EARSHOT_NG_OFFERER", "agent"),
+    ]);
+    let c = Config::load(None, environment, &Overrides::default()).unwrap();
+    assert_eq!(c.ng.listen.0.unwrap().port(), 0);
+    assert!(c.ng.allows("10.9.9.9".parse().unwrap()));
+    assert_eq!(c.ng.offerer, Offerer::Agent);
+    let c = Config::load(
+        None,
+        env(&[("EARSHOT_NG_LISTEN", "")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.ng.listen, Listen(None), "empty: off");
+    let cli = Cli::try_parse_from([
+        "earshotd",
+        "--ng-listen",
+        "",
+        "--ng-allow",
+        "192.0.2.0/24,198.51.100.1",
+        "--ng-offerer",
+        "customer",
+    ])
+    .unwrap();
+    let c = Config::load(
+        None,
+        env(&[
+            ("EARSHOT_NG_LISTEN", "127.0.0.1:5000"),
+            ("EARSHOT_NG_OFFERER", "agent"),
+        ]),
+        &cli.overrides,
+    )
+    .unwrap();
+    assert_eq!(c.ng.listen, Listen(None), "cli over env");
+    assert_eq!(c.ng.offerer, Offerer::Customer, "cli over env");
+    assert!(c.ng.allows("198.51.100.1".parse().unwrap()));
+    assert!(!c.ng.allows("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn ng_section_bad_values_are_clear_errors() {
+    for (text, needle) in [
+        ("[ng]\nlisten = \"nowhere\"\n", "expected IP:PORT"),
+        (
+            "[ng]\nallow = [\"10.0.0.0/33\"]\n",
+            "longer than the address",
+        ),
+        ("[ng]\nallow = [\"ten\"]\n", "expected an address"),
+        ("[ng]\nofferer = \"caller\"\n", "unknown variant"),
+        ("[ng]\nport = 2223\n", "unknown field"),
+    ] {
+        let err = toml(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+    for (text, key) in [
+        ("[ng]\nlisten = \"0.0.0.0:2223\"\n", "ng.listen"),
+        ("[ng]\nallow = []\n", "ng.allow"),
+        (
+            "[ng.identity]\nsupervisor_id = \"a b\"\n",
+            "ng.identity.supervisor_id",
+        ),
+        (
+            "[ng.identity]\nregistered_number = \"call me\"\n",
+            "ng.identity.registered_number",
+        ),
+    ] {
+        let err = toml(text).unwrap().validate().unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key: k, .. } if *k == key),
+            "{text}: {err}"
+        );
+    }
+    // Off needs no allow-list.
+    toml("[ng]\nlisten = \"\"\nallow = []\n")
+        .unwrap()
+        .validate()
+        .unwrap();
+    let err = Config::load(
+        None,
+        env(&[("EARSHOT_NG_ALLOW", "10.0.0.0/8,x")]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("EARSHOT_NG_ALLOW"), "{err}");
+    assert!(Cli::try_parse_from(["earshotd", "--ng-offerer", "boss"]).is_err());
+}
