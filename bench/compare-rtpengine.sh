@@ -222,7 +222,7 @@ start_earshot() {
     mkdir -p "$dir"
     # `exec` all the way down: the pid of the subshell becomes earshotd's.
     (cd "$dir" && exec taskset -c "$daemon_core" "$release/earshotd" --backend uring \
-        --cores "$daemon_core" --http-listen "$http" \
+        --cores "$daemon_core" --http-listen "$http" --ng-listen '' \
         --port-min "${earshot_ports[0]}" --port-max "${earshot_ports[1]}" >earshotd.log 2>&1) &
     pid=$!
     started+=("$pid")

@@ -76,10 +76,11 @@ impl Setup {
         Endpoint::bind_on(name, self.endpoint_ip())
     }
 
-    /// Points `config` at this setup: HTTP on an ephemeral port of the appliance address,
+    /// Points `config` at this setup: HTTP and NG on ephemeral ports of the appliance address,
     /// media on that address, the backend, its interface and the workers.
     pub fn configure(&self, config: &mut Config) {
         config.http.listen = SocketAddr::new(self.appliance_ip(), 0);
+        config.ng.listen.0 = Some(SocketAddr::new(self.appliance_ip(), 0));
         config.media.ip = self.appliance_ip();
         config.engine.backend = self.backend;
         config.engine.workers = self.workers;

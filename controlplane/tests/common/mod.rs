@@ -27,8 +27,8 @@ pub const T0_MS: u64 = 1_763_700_000_000;
 pub const PORTS: u16 = 40;
 
 /// A configuration with [`PORTS`] media ports of its own, chosen by the OS (so tests running in
-/// parallel, in this process or another, never compete for them), HTTP on a port the OS picks,
-/// and a private in-memory database.
+/// parallel, in this process or another, never compete for them), HTTP and NG on ports the OS
+/// picks, and a private in-memory database.
 pub fn config() -> Config {
     config_with_ports(PORTS)
 }
@@ -37,6 +37,7 @@ pub fn config() -> Config {
 pub fn config_with_ports(ports: u16) -> Config {
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.ng.listen.0 = Some("127.0.0.1:0".parse().unwrap());
     (config.media.port_min, config.media.port_max) =
         earshot_tests::ports::udp_range_on(config.media.ip, ports);
     config.store.path = ":memory:".into();
