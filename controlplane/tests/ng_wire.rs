@@ -95,8 +95,16 @@ fn kamailio_offer_is_an_offer_with_everything_it_carries() {
 #[test]
 fn kamailio_answer_carries_the_answerers_tag_and_label() {
     for (name, offerer, answerer) in [
-        ("kamailio-caller-bye-answer", "28469SIPpTag091", "28075SIPpTag012"),
-        ("kamailio-callee-bye-answer", "28552SIPpTag091", "28547SIPpTag011"),
+        (
+            "kamailio-caller-bye-answer",
+            "28469SIPpTag091",
+            "28075SIPpTag012",
+        ),
+        (
+            "kamailio-callee-bye-answer",
+            "28552SIPpTag091",
+            "28547SIPpTag011",
+        ),
     ] {
         let (_, req) = request(name);
         let Command::Answer(a) = req.command else {
@@ -139,7 +147,10 @@ fn kamailio_query_and_ping() {
         })
     );
     let (cookie, req) = request("kamailio-ping");
-    assert_eq!((cookie.as_slice(), req.command), (&b"0_27585_1"[..], Command::Ping));
+    assert_eq!(
+        (cookie.as_slice(), req.command),
+        (&b"0_27585_1"[..], Command::Ping)
+    );
 }
 
 #[test]
@@ -217,10 +228,16 @@ fn malformed_bodies_get_rtpengines_reasons() {
         refused(&be(&[("command", s("start recording"))])),
         "Unrecognized command"
     );
-    assert_eq!(refused(&be(&[("command", s("list")), ("limit", Value::Int(-3))])), "invalid limit, must be >= 0");
+    assert_eq!(
+        refused(&be(&[("command", s("list")), ("limit", Value::Int(-3))])),
+        "invalid limit, must be >= 0"
+    );
     // The detail says what was wrong, for the log.
     let e = message::parse(b"d3:sdp99999:xe").unwrap_err();
-    assert_eq!(e.detail(), Some("string at byte 6 is longer than the document"));
+    assert_eq!(
+        e.detail(),
+        Some("string at byte 6 is longer than the document")
+    );
 }
 
 #[test]
@@ -233,26 +250,58 @@ fn missing_arguments_are_named_in_rtpengines_order() {
     let sdp = ("sdp", s("v=0\r\n"));
     let call = ("call-id", s("c1"));
     let from = ("from-tag", s("f1"));
-    assert_eq!(offer(&[call.clone(), from.clone()]), "No SDP body in message");
+    assert_eq!(
+        offer(&[call.clone(), from.clone()]),
+        "No SDP body in message"
+    );
     assert_eq!(offer(&[sdp.clone(), from.clone()]), "No call-id in message");
-    assert_eq!(offer(&[sdp.clone(), call.clone()]), "No from-tag in message");
+    assert_eq!(
+        offer(&[sdp.clone(), call.clone()]),
+        "No from-tag in message"
+    );
     // An empty value is a missing one.
-    assert_eq!(offer(&[sdp.clone(), ("call-id", s("")), from.clone()]), "No call-id in message");
-    let answer = be(&[("command", s("answer")), sdp.clone(), call.clone(), from.clone()]);
+    assert_eq!(
+        offer(&[sdp.clone(), ("call-id", s("")), from.clone()]),
+        "No call-id in message"
+    );
+    let answer = be(&[
+        ("command", s("answer")),
+        sdp.clone(),
+        call.clone(),
+        from.clone(),
+    ]);
     assert_eq!(refused(&answer), "No to-tag in message");
-    for command in ["delete", "query", "block media", "silence media", "subscribe request"] {
-        assert_eq!(refused(&be(&[("command", s(command))])), "No call-id in message", "{command}");
+    for command in [
+        "delete",
+        "query",
+        "block media",
+        "silence media",
+        "subscribe request",
+    ] {
+        assert_eq!(
+            refused(&be(&[("command", s(command))])),
+            "No call-id in message",
+            "{command}"
+        );
     }
     assert_eq!(
         refused(&be(&[("command", s("subscribe request")), call.clone()])),
         "No participant party specified"
     );
     assert_eq!(
-        refused(&be(&[("command", s("subscribe answer")), call.clone(), ("to-tag", s("t"))])),
+        refused(&be(&[
+            ("command", s("subscribe answer")),
+            call.clone(),
+            ("to-tag", s("t"))
+        ])),
         "No SDP body in message"
     );
     assert_eq!(
-        refused(&be(&[("command", s("subscribe answer")), call.clone(), sdp.clone()])),
+        refused(&be(&[
+            ("command", s("subscribe answer")),
+            call.clone(),
+            sdp.clone()
+        ])),
         "No to-tag in message"
     );
     assert_eq!(
@@ -260,11 +309,19 @@ fn missing_arguments_are_named_in_rtpengines_order() {
         "No to-tag in message"
     );
     assert_eq!(
-        refused(&be(&[("command", s("connect")), call.clone(), from.clone()])),
+        refused(&be(&[
+            ("command", s("connect")),
+            call.clone(),
+            from.clone()
+        ])),
         "No to-tag in message"
     );
     assert_eq!(
-        refused(&be(&[("command", s("connect")), call.clone(), ("to-tag", s("t"))])),
+        refused(&be(&[
+            ("command", s("connect")),
+            call.clone(),
+            ("to-tag", s("t"))
+        ])),
         "No source-tag in message"
     );
 }
@@ -278,11 +335,20 @@ fn values_of_the_wrong_type_are_clear_errors() {
             "Invalid value for key \"call-id\": expected a string, got a list",
         ),
         (
-            vec![("command", s("offer")), call.clone(), ("from-tag", s("f")), ("sdp", Value::Int(3))],
+            vec![
+                ("command", s("offer")),
+                call.clone(),
+                ("from-tag", s("f")),
+                ("sdp", Value::Int(3)),
+            ],
             "Invalid value for key \"sdp\": expected a string, got an integer",
         ),
         (
-            vec![("command", s("delete")), call.clone(), ("flags", Value::Dict(vec![]))],
+            vec![
+                ("command", s("delete")),
+                call.clone(),
+                ("flags", Value::Dict(vec![])),
+            ],
             "Invalid value for key \"flags\": expected a list of strings, got a dictionary",
         ),
         (
@@ -294,15 +360,21 @@ fn values_of_the_wrong_type_are_clear_errors() {
             "Invalid value for key \"command\": expected a string, got a list",
         ),
         (
-            vec![("command", s("query")), ("call-id", Value::Bytes(vec![0xff]))],
+            vec![
+                ("command", s("query")),
+                ("call-id", Value::Bytes(vec![0xff])),
+            ],
             "Invalid value for key \"call-id\": not UTF-8",
         ),
         (
             vec![
-                ("command", s("offer")), call.clone(), ("from-tag", s("f")), ("sdp", s("v=0")),
+                ("command", s("offer")),
+                call.clone(),
+                ("from-tag", s("f")),
+                ("sdp", s("v=0")),
                 ("received-from", list(&["IP4", "not-an-address"])),
             ],
-            "Invalid value for key \"received-from\": expected a list [family, address], got a list",
+            "Invalid value for key \"received-from\": \"not-an-address\" is not an IP address",
         ),
     ] {
         assert_eq!(refused(&be(&pairs)), reason);
@@ -321,7 +393,10 @@ fn keys_and_flag_words_are_normalised_and_unknown_keys_ignored() {
         ("record-call", s("yes")),
         ("DTLS", s("off")),
         ("TOS", Value::Int(184)),
-        ("codec", Value::Dict(vec![(b"strip".to_vec(), list(&["all"]))])),
+        (
+            "codec",
+            Value::Dict(vec![(b"strip".to_vec(), list(&["all"]))]),
+        ),
     ]);
     let Command::BlockMedia(m) = message::parse(&body).unwrap().command else {
         panic!()
@@ -351,7 +426,11 @@ fn the_first_of_duplicate_keys_wins() {
     let body = b"d7:command4:ping7:command5:offere";
     assert_eq!(message::parse(body).unwrap().command, Command::Ping);
     // Also across spellings: `call-id` before `call_id`.
-    let body = be(&[("command", s("query")), ("call-id", s("first")), ("call_id", s("second"))]);
+    let body = be(&[
+        ("command", s("query")),
+        ("call-id", s("first")),
+        ("call_id", s("second")),
+    ]);
     let Command::Query(t) = message::parse(&body).unwrap().command else {
         panic!()
     };
@@ -369,7 +448,10 @@ fn supervision_commands_parse() {
     assert!(sub.bidirectional && !sub.all);
     assert_eq!(sub.to_tag, None);
     assert_eq!(sub.label.as_deref(), Some("supervisor"));
-    assert_eq!(sub.extra, [("supervisor-id".to_owned(), "sup-7".to_owned())]);
+    assert_eq!(
+        sub.extra,
+        [("supervisor-id".to_owned(), "sup-7".to_owned())]
+    );
 
     let (_, req) = request("subscribe-request-all");
     let Command::SubscribeRequest(sub) = req.command else {
@@ -417,7 +499,10 @@ fn supervision_commands_parse() {
     let (_, req) = request("list");
     assert_eq!(req.command, Command::List { limit: 5 });
     let body = be(&[("command", s("list"))]);
-    assert_eq!(message::parse(&body).unwrap().command, Command::List { limit: 32 });
+    assert_eq!(
+        message::parse(&body).unwrap().command,
+        Command::List { limit: 32 }
+    );
 }
 
 #[test]
@@ -432,7 +517,10 @@ fn rtpp_flags_are_read_like_the_modules_flag_string() {
     assert_eq!(o.transport_protocol.as_deref(), Some("RTP/AVP"));
     assert_eq!(o.label.as_deref(), Some("agent"));
     assert!(o.flags.has("trust-address"));
-    assert!(o.extra.contains(&("agent-id".to_owned(), "1234".to_owned())));
+    assert!(
+        o.extra
+            .contains(&("agent-id".to_owned(), "1234".to_owned()))
+    );
     assert!(o.supports_load_limit);
 }
 
@@ -447,7 +535,8 @@ fn json_bodies_parse_into_the_same_requests() {
     assert!(o.sdp.starts_with(b"v=0\r\no=sup"));
     assert!(o.flags.has("trust_address") && o.supports_load_limit);
     // The same request in bencode parses to the same command.
-    let json = br#"{"command":"delete","call-id":"c","from-tag":"f","flags":["fatal"],"delete delay":5}"#;
+    let json =
+        br#"{"command":"delete","call-id":"c","from-tag":"f","flags":["fatal"],"delete delay":5}"#;
     let bencoded = be(&[
         ("command", s("delete")),
         ("call-id", s("c")),
@@ -462,7 +551,11 @@ fn json_bodies_parse_into_the_same_requests() {
     assert_eq!(refused(b"[1]"), "Invalid NG data format");
     assert_eq!(refused(b"{\"command\": 1"), "Failed to parse JSON document");
     // Deep JSON is refused like deep bencode.
-    let deep = format!("{{\"command\":\"ping\",\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+    let deep = format!(
+        "{{\"command\":\"ping\",\"x\":{}{}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
     assert_eq!(refused(deep.as_bytes()), "Failed to parse JSON document");
 }
 
@@ -488,11 +581,8 @@ fn value(depth: u32) -> impl Strategy<Value = Value> {
     leaf.prop_recursive(depth, 64, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::List),
-            proptest::collection::vec(
-                (proptest::collection::vec(any::<u8>(), 0..8), inner),
-                0..6
-            )
-            .prop_map(Value::Dict),
+            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), inner), 0..6)
+                .prop_map(Value::Dict),
         ]
     })
 }
@@ -513,7 +603,10 @@ proptest! {
     #[test]
     fn arbitrary_bencode_shaped_bytes_never_panic(
         data in proptest::collection::vec(
-            prop_oneof![Just(b'd'), Just(b'l'), Just(b'e'), Just(b'i'), Just(b':'), Just(b'-'), b'0'..=b'9', any::<u8>()],
+            prop_oneof![
+                Just(b'd'), Just(b'l'), Just(b'e'), Just(b'i'), Just(b':'), Just(b'-'),
+                b'0'..=b'9', any::<u8>(),
+            ],
             0..256,
         )
     ) {
@@ -523,7 +616,11 @@ proptest! {
     }
 
     #[test]
-    fn mutated_kamailio_datagrams_never_panic(index in 0usize..4096, byte in any::<u8>(), cut in 0usize..512) {
+    fn mutated_kamailio_datagrams_never_panic(
+        index in 0usize..4096,
+        byte in any::<u8>(),
+        cut in 0usize..512,
+    ) {
         let mut data = seed("kamailio-caller-bye-offer");
         let i = index % data.len();
         data[i] = byte;
@@ -532,7 +629,10 @@ proptest! {
     }
 
     #[test]
-    fn nesting_past_the_limit_is_refused(depth in (DEPTH_MAX + 1)..2_000usize, dict in any::<bool>()) {
+    fn nesting_past_the_limit_is_refused(
+        depth in (DEPTH_MAX + 1)..2_000usize,
+        dict in any::<bool>(),
+    ) {
         let opener: &[u8] = if dict { b"d1:x" } else { b"l" };
         let mut doc = opener.repeat(depth);
         doc.extend(std::iter::repeat_n(b'e', depth));

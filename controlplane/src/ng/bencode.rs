@@ -19,9 +19,9 @@
 
 use std::fmt;
 
-/// How deep lists and dictionaries may nest. NG documents need about 5 (`codec` → `transcode`
-/// list; a `query` answer's `tags` → tag → `medias` → stream → `stats`); 32 leaves room while
-/// keeping the recursion small.
+/// How deep lists and dictionaries may nest. NG documents need about 6 (`codec` →
+/// `transcode` list; a `query` answer's `tags` → tag → `medias` → stream → `stats`); 32
+/// leaves room while keeping the recursion small.
 pub const DEPTH_MAX: usize = 32;
 
 /// A bencoded value.
@@ -121,11 +121,12 @@ impl fmt::Display for DecodeError {
             DecodeReason::KeyNotString => {
                 write!(f, "dictionary key at byte {at} is not a string")
             }
-            DecodeReason::TooDeep => write!(
-                f,
-                "nesting deeper than {DEPTH_MAX} levels at byte {at}"
-            ),
-            DecodeReason::TrailingBytes => write!(f, "trailing bytes after the document at byte {at}"),
+            DecodeReason::TooDeep => {
+                write!(f, "nesting deeper than {DEPTH_MAX} levels at byte {at}")
+            }
+            DecodeReason::TrailingBytes => {
+                write!(f, "trailing bytes after the document at byte {at}")
+            }
         }
     }
 }
@@ -375,7 +376,10 @@ mod tests {
     #[test]
     fn byte_strings_need_not_be_utf8() {
         let v = decode(b"d3:sdp3:\xff\x00\xfee").unwrap();
-        assert_eq!(v.get(b"sdp").unwrap().as_bytes(), Some(&b"\xff\x00\xfe"[..]));
+        assert_eq!(
+            v.get(b"sdp").unwrap().as_bytes(),
+            Some(&b"\xff\x00\xfe"[..])
+        );
         assert_eq!(decode(b"0:").unwrap(), Value::Bytes(vec![]));
     }
 
@@ -390,10 +394,23 @@ mod tests {
             decode(b"i-9223372036854775808e").unwrap(),
             Value::Int(i64::MIN)
         );
-        for bad in [&b"i-0e"[..], b"i007e", b"i-01e", b"ie", b"i-e", b"i+1e", b"i1.5e", b"i 1e"] {
+        for bad in [
+            &b"i-0e"[..],
+            b"i007e",
+            b"i-01e",
+            b"ie",
+            b"i-e",
+            b"i+1e",
+            b"i1.5e",
+            b"i 1e",
+        ] {
             assert_eq!(reason(bad), DecodeReason::BadInteger, "{bad:?}");
         }
-        for big in [&b"i9223372036854775808e"[..], b"i-9223372036854775809e", b"i99999999999999999999999e"] {
+        for big in [
+            &b"i9223372036854775808e"[..],
+            b"i-9223372036854775809e",
+            b"i99999999999999999999999e",
+        ] {
             assert_eq!(reason(big), DecodeReason::IntegerOverflow, "{big:?}");
         }
         assert_eq!(reason(b"i12"), DecodeReason::Truncated);
@@ -403,8 +420,14 @@ mod tests {
     fn lengths_are_checked_before_allocating() {
         assert_eq!(reason(b"5:abc"), DecodeReason::LengthPastEnd);
         // A length near usize::MAX, or past it, is refused without allocating.
-        assert_eq!(reason(b"18446744073709551615:x"), DecodeReason::LengthPastEnd);
-        assert_eq!(reason(b"99999999999999999999999999:x"), DecodeReason::LengthPastEnd);
+        assert_eq!(
+            reason(b"18446744073709551615:x"),
+            DecodeReason::LengthPastEnd
+        );
+        assert_eq!(
+            reason(b"99999999999999999999999999:x"),
+            DecodeReason::LengthPastEnd
+        );
         assert_eq!(reason(b"01:a"), DecodeReason::BadLength);
         assert_eq!(reason(b"3x"), DecodeReason::BadLength);
         assert_eq!(reason(b"12"), DecodeReason::Truncated);
@@ -444,7 +467,10 @@ mod tests {
     #[test]
     fn errors_say_what_and_where() {
         let e = decode(b"d3:sdp99:xe").unwrap_err();
-        assert_eq!(e.to_string(), "string at byte 6 is longer than the document");
+        assert_eq!(
+            e.to_string(),
+            "string at byte 6 is longer than the document"
+        );
         assert_eq!(
             decode(b"i-0e").unwrap_err().to_string(),
             "malformed integer at byte 0"

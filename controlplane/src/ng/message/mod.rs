@@ -1,7 +1,7 @@
 //! NG requests and replies (docs/ng.md, The wire): a datagram's cookie and body, the body's
 //! dictionary as a typed [`Request`], and a [`Reply`] back to bytes. Pure: no I/O, no state.
 //!
-//! Reading follows what rtpengine's clients send (docs/ng.md, Commands):
+//! Reading follows what rtpengine's clients send (docs/ng.md, The wire: commands):
 //! - keys and flag words are normalised (`-`, `_` and space are one character, and case does
 //!   not matter), so `call-id`, `call_id`, `Call ID` are one key; values are kept as sent;
 //! - a scalar key given twice counts once, the first (as [`Value::get`]); a list key
@@ -19,8 +19,10 @@ use std::net::IpAddr;
 
 use super::bencode::{self, Value};
 
-/// How deep a JSON body may nest: the same bound as bencode's.
-const JSON_DEPTH_MAX: usize = bencode::DEPTH_MAX;
+mod json;
+mod reply;
+
+pub use reply::Reply;
 
 /// `list`'s default limit (rtpengine's, which also keeps the answer well inside a datagram).
 pub const LIST_LIMIT_DEFAULT: usize = 32;
@@ -75,15 +77,14 @@ impl NgError {
     pub const NO_SOURCE_TAG: NgError = NgError::fixed("No source-tag in message");
     pub const NO_PARTY: NgError = NgError::fixed("No participant party specified");
     pub const BAD_LIMIT: NgError = NgError::fixed("invalid limit, must be >= 0");
-    /// For the SDP and command layers (docs/ng.md, Errors).
+    /// For the SDP and command layers (docs/ng.md, The wire: errors).
     pub const BAD_SDP: NgError = NgError::fixed("Failed to parse SDP");
     /// `offer`/`answer` on a call that does not exist.
     pub const UNKNOWN_CALL_ID: NgError = NgError::fixed("Unknown call-id");
     /// The other commands on a call that does not exist.
     pub const UNKNOWN_CALL_ID_OTHER: NgError = NgError::fixed("Unknown call-ID");
     /// `delete` of a call that does not exist (a warning unless `fatal`).
-    pub const DELETE_NOT_FOUND: NgError =
-        NgError::fixed("Call-ID not found or tags didn't match");
+    pub const DELETE_NOT_FOUND: NgError = NgError::fixed("Call-ID not found or tags didn't match");
     /// Over capacity, to a client that does not `support` `load limit`: Kamailio then tries
     /// another relay.
     pub const SESSION_LIMIT: NgError = NgError::fixed("Parallel session limit reached");
@@ -213,7 +214,7 @@ impl Flags {
     }
 }
 
-/// `offer` and `answer` (docs/ng.md, offer and answer).
+/// `offer` and `answer` (docs/ng.md, The wire: commands).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Offer {
     pub call_id: String,
@@ -245,7 +246,7 @@ pub struct Offer {
     pub extra: Vec<(String, String)>,
 }
 
-/// `delete` (docs/ng.md, delete).
+/// `delete` (docs/ng.md, The wire: commands).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delete {
     pub call_id: String,
@@ -347,9 +348,10 @@ pub fn parse(body: &[u8]) -> Result<Request, NgError> {
     let format = Format::of(body);
     let document = match (body.first(), format) {
         (None, _) => return Err(NgError::NO_PAYLOAD),
-        (_, Format::Json) => from_json(body)?,
-        (Some(b'd'), Format::Bencode) => bencode::decode(body)
-            .map_err(|e| NgError::BAD_BENCODE.with_detail(e.to_string()))?,
+        (_, Format::Json) => json::from_json(body)?,
+        (Some(b'd'), Format::Bencode) => {
+            bencode::decode(body).map_err(|e| NgError::BAD_BENCODE.with_detail(e.to_string()))?
+        }
         (Some(_), Format::Bencode) => return Err(NgError::BAD_FORMAT),
     };
     let args = Args::new(&document)?;
@@ -552,10 +554,11 @@ impl Args {
             return Err(bad());
         };
         let address = text("received-from", address)?;
-        address
-            .parse()
-            .map(Some)
-            .map_err(|_| bad().with_detail(format!("received-from: {address:?} is not an IP address")))
+        address.parse().map(Some).map_err(|_| {
+            NgError::new(format!(
+                "Invalid value for key \"received-from\": {address:?} is not an IP address"
+            ))
+        })
     }
 
     fn command(&self) -> Result<Command, NgError> {
@@ -733,9 +736,8 @@ pub fn normalise(word: &str) -> String {
 /// A value as text: a byte string in UTF-8, or an integer's digits.
 fn text(key: &str, v: &Value) -> Result<String, NgError> {
     match v {
-        Value::Bytes(b) => String::from_utf8(b.clone()).map_err(|_| {
-            NgError::new(format!("Invalid value for key \"{key}\": not UTF-8"))
-        }),
+        Value::Bytes(b) => String::from_utf8(b.clone())
+            .map_err(|_| NgError::new(format!("Invalid value for key \"{key}\": not UTF-8"))),
         Value::Int(i) => Ok(i.to_string()),
         other => Err(wrong_type(key, "a string", other)),
     }
@@ -749,9 +751,9 @@ fn wrong_type(key: &str, expected: &str, got: &Value) -> NgError {
 }
 
 /// Kamailio ≥ 6 sends the whole flag string as `rtpp-flags` for the relay to parse, as the
-/// module itself does for older versions (docs/ng.md, Flags): `key=value` is a key, a
-/// `replace-…`, `rtcp-mux-…` or `direction=…` word feeds that list, a word with a `/` is the
-/// transport protocol, any other word is a flag.
+/// module itself does for older versions (docs/ng.md, The wire: keys and flag words):
+/// `key=value` is a key, a `replace-…`, `rtcp-mux-…` or `direction=…` word feeds that list, a
+/// word with a `/` is the transport protocol, any other word is a flag.
 fn expand_rtpp_flags(text: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let mut words = Vec::new();
@@ -782,156 +784,4 @@ fn expand_rtpp_flags(text: &str) -> Vec<(String, Value)> {
         out.push(("flags".to_owned(), Value::List(words)));
     }
     out
-}
-
-fn from_json(body: &[u8]) -> Result<Value, NgError> {
-    let json: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| NgError::BAD_JSON.with_detail(e.to_string()))?;
-    if !json.is_object() {
-        return Err(NgError::JSON_NOT_DICT);
-    }
-    json_value(&json, 1)?.ok_or(NgError::JSON_NOT_DICT)
-}
-
-/// JSON into the bencode model: strings are byte strings, integers and booleans integers;
-/// `null` is left out (a key with it is absent); a number with a fraction is kept as its text.
-fn json_value(json: &serde_json::Value, depth: usize) -> Result<Option<Value>, NgError> {
-    use serde_json::Value as J;
-    let too_deep = || {
-        NgError::BAD_JSON.with_detail(format!("nesting deeper than {JSON_DEPTH_MAX} levels"))
-    };
-    Ok(Some(match json {
-        J::Null => return Ok(None),
-        J::Bool(b) => Value::Int(i64::from(*b)),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::str(&n.to_string()),
-        },
-        J::String(s) => Value::str(s),
-        J::Array(items) => {
-            if depth > JSON_DEPTH_MAX {
-                return Err(too_deep());
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                out.extend(json_value(item, depth + 1)?);
-            }
-            Value::List(out)
-        }
-        J::Object(map) => {
-            if depth > JSON_DEPTH_MAX {
-                return Err(too_deep());
-            }
-            let mut out = Vec::with_capacity(map.len());
-            for (k, v) in map {
-                if let Some(v) = json_value(v, depth + 1)? {
-                    out.push((k.as_bytes().to_vec(), v));
-                }
-            }
-            Value::Dict(out)
-        }
-    }))
-}
-
-/// A reply's dictionary (docs/ng.md, Replies): `result` first, then the command's keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `result: ok` and these keys (`sdp`, `warning`, the statistics, …).
-    Ok(Vec<(&'static str, Value)>),
-    /// `result: pong`, the answer to `ping`.
-    Pong,
-    /// `result: error` with this `error-reason`, and nothing else.
-    Error(String),
-    /// `result: load limit`: the client tries another relay.
-    LoadLimit,
-}
-
-impl Reply {
-    /// `result: ok` with only a `warning` (a non-fatal problem, e.g. deleting an unknown call).
-    pub fn warning(message: impl Into<String>) -> Reply {
-        Reply::Ok(Vec::new()).with_warning(message)
-    }
-
-    /// Adds a `warning` to an `ok` reply; other replies are unchanged.
-    pub fn with_warning(self, message: impl Into<String>) -> Reply {
-        match self {
-            Reply::Ok(mut pairs) => {
-                pairs.push(("warning", Value::Bytes(message.into().into_bytes())));
-                Reply::Ok(pairs)
-            }
-            other => other,
-        }
-    }
-
-    /// The `result` word, for metrics and logs.
-    pub fn result(&self) -> &'static str {
-        match self {
-            Reply::Ok(_) => "ok",
-            Reply::Pong => "pong",
-            Reply::Error(_) => "error",
-            Reply::LoadLimit => "load limit",
-        }
-    }
-
-    /// The reply as a dictionary.
-    pub fn to_value(&self) -> Value {
-        let mut pairs = vec![(b"result".to_vec(), Value::str(self.result()))];
-        match self {
-            Reply::Ok(keys) => {
-                pairs.extend(keys.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.clone())))
-            }
-            Reply::Pong => {}
-            Reply::Error(reason) => {
-                pairs.push((b"error-reason".to_vec(), Value::str(reason)));
-            }
-            Reply::LoadLimit => pairs.push((
-                b"message".to_vec(),
-                Value::str(NgError::SESSION_LIMIT.reason()),
-            )),
-        }
-        Value::Dict(pairs)
-    }
-
-    /// The reply's body, bencoded.
-    pub fn encode(&self) -> Vec<u8> {
-        bencode::encode(&self.to_value())
-    }
-
-    /// The reply's body in `format` (a JSON request gets a JSON reply, as from rtpengine).
-    pub fn encode_as(&self, format: Format) -> Vec<u8> {
-        match format {
-            Format::Bencode => self.encode(),
-            Format::Json => to_json(&self.to_value()).to_string().into_bytes(),
-        }
-    }
-
-    /// A whole datagram: `<cookie> <body>`.
-    pub fn datagram(&self, cookie: &[u8], format: Format) -> Vec<u8> {
-        let body = self.encode_as(format);
-        let mut out = Vec::with_capacity(cookie.len() + 1 + body.len());
-        out.extend_from_slice(cookie);
-        out.push(b' ');
-        out.extend_from_slice(&body);
-        out
-    }
-}
-
-/// A value as JSON: byte strings as (lossy) UTF-8 text; of duplicate keys, the first.
-fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Int(i) => J::from(*i),
-        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-        Value::List(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Dict(pairs) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in pairs {
-                let k = String::from_utf8_lossy(k).into_owned();
-                if !map.contains_key(&k) {
-                    map.insert(k, to_json(v));
-                }
-            }
-            J::Object(map)
-        }
-    }
 }
