@@ -70,6 +70,17 @@ pub struct Sdp {
 /// Parses an SDP body. Only the syntax is checked here; [`Sdp::audio`] says whether the
 /// appliance can anchor it.
 pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
+    // RFC 8866 §5: no line holds NUL or CR (but the CR of its CRLF end). The parser lets them
+    // through and the writer drops them, so a value could change meaning on the way through
+    // the appliance (`PC\rMU` would turn into `PCMU`); refuse them instead.
+    let bare = body
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b == 0 || (b == b'\r' && body.get(i + 1) != Some(&b'\n')));
+    if let Some((i, _)) = bare {
+        let line = 1 + body[..i].iter().filter(|&&b| b == b'\n').count();
+        return Err(SdpError::Syntax(format!("NUL or bare CR in line {line}")));
+    }
     Session::parse(body)
         .map(|session| Sdp { session })
         .map_err(|e| SdpError::Syntax(e.to_string()))
@@ -305,7 +316,13 @@ impl Sdp {
 
     /// The anchored audio stream, or why there is none the appliance can relay.
     pub fn audio(&self) -> Result<Audio, SdpError> {
-        let media = &self.session.medias[self.anchored()?];
+        self.anchored_audio().map(|(_, audio)| audio)
+    }
+
+    /// [`Sdp::audio`] and the index of its `m=` section.
+    fn anchored_audio(&self) -> Result<(usize, Audio), SdpError> {
+        let index = self.anchored()?;
+        let media = &self.session.medias[index];
         let connection = media
             .connections
             .first()
@@ -328,7 +345,8 @@ impl Sdp {
                 Some(name) if name.eq_ignore_ascii_case("PCMA") => Codec::Pcma,
                 _ => return None,
             };
-            (p.clock_rate_hz == Some(8000) && mono(media, p.pt)).then_some(Mixable { codec, pt: p.pt })
+            (p.clock_rate_hz == Some(8000) && mono(media, p.pt))
+                .then_some(Mixable { codec, pt: p.pt })
         });
         let telephone_event_pt = payloads
             .iter()
@@ -347,14 +365,15 @@ impl Sdp {
             .or_else(|| self.session.get_first_attribute_value("ptime"))
             .flatten()
             .and_then(|v| v.trim().parse::<u32>().ok());
-        Ok(Audio {
+        let audio = Audio {
             remote: SocketAddrV4::new(ip, media.port),
             payloads,
             mixable,
             telephone_event_pt,
             direction,
             ptime_ms,
-        })
+        };
+        Ok((index, audio))
     }
 
     /// The SDP the other party gets: every `c=` names `local`'s address, the anchored audio
@@ -363,11 +382,10 @@ impl Sdp {
     /// gone, and `how`'s `o=`/`s=` replacements. Everything else (payload order, `rtpmap`,
     /// `fmtp`, direction, `ptime`, unknown attributes, bandwidths) stays as it was, in order.
     ///
-    /// Meant for an SDP whose [`Sdp::audio`] succeeded; without an anchored stream every
-    /// stream gets port 0.
+    /// Meant for an SDP whose [`Sdp::audio`] succeeded; without it every stream gets port 0.
     pub fn rewrite(&self, local: SocketAddr, how: &Rewrite) -> Vec<u8> {
         let mut session = self.session.clone();
-        let anchored = self.anchored().ok();
+        let anchored = self.anchored_audio().ok().map(|(index, _)| index);
         let ip = local.ip();
 
         if how.origin_full {
