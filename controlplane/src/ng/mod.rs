@@ -5,3 +5,4 @@
 pub mod bencode;
 pub mod listener;
 pub mod message;
+pub mod sdp;
