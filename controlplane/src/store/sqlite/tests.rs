@@ -1416,7 +1416,7 @@ fn an_upgrade_to_no_call_keeps_the_rows_and_stores_no_call() {
     drop(store);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), latest_version());
     store.write(|w| w.create_supervision(&no_call)).unwrap();
     store
         .read(|r| {
