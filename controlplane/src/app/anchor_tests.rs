@@ -88,8 +88,14 @@ fn a_first_offer_anchors_a_call_and_answers_the_other_legs_address() {
     assert_eq!(call.direction, Direction::Inbound);
     assert_eq!(call.customer.remote, Some(addr("127.0.0.1:6100")));
     assert!(!call.customer.latched);
-    assert_eq!(call.agent.remote, None, "the agent latches until the answer");
-    assert_eq!((call.customer.codec, call.agent.codec), (Codec::Pcma, Codec::Pcma));
+    assert_eq!(
+        call.agent.remote, None,
+        "the agent latches until the answer"
+    );
+    assert_eq!(
+        (call.customer.codec, call.agent.codec),
+        (Codec::Pcma, Codec::Pcma)
+    );
     assert_eq!(
         commands(&media),
         [Command::CreateCall(state.engine_call(call.id).unwrap())]
@@ -112,7 +118,11 @@ fn re_offers_keep_the_ports_and_update_the_senders_remote() {
     let first = state.ng_offer(offer()).unwrap();
     let engine_call = state.engine_call(first.call).unwrap();
 
-    assert_eq!(state.ng_offer(offer()).unwrap(), first, "the same offer again");
+    assert_eq!(
+        state.ng_offer(offer()).unwrap(),
+        first,
+        "the same offer again"
+    );
     state.ng_answer(answer()).unwrap();
     assert_eq!(
         state.ng_offer(offer()).unwrap(),
@@ -178,7 +188,11 @@ fn the_answer_sets_the_answerers_remote_and_repeats_idempotently() {
 
     let before = commands(&media).len();
     assert_eq!(state.ng_answer(answer()).unwrap(), answered);
-    assert_eq!(commands(&media).len(), before, "nothing more told to the media");
+    assert_eq!(
+        commands(&media).len(),
+        before,
+        "nothing more told to the media"
+    );
 
     let q = state.ng_query(&id(CALL), Some(&id(CALLEE))).unwrap();
     assert_eq!(
@@ -365,7 +379,8 @@ fn calls_without_g711_are_refused_and_a_leg_keeps_its_law() {
     assert!(commands(&media).is_empty());
 
     state.ng_offer(offer()).unwrap();
-    let pcmu_only = signal(CALLEE, None, "127.0.0.1:6000", &[Codec::Pcmu]).answering(CALLER, CALLEE);
+    let pcmu_only =
+        signal(CALLEE, None, "127.0.0.1:6000", &[Codec::Pcmu]).answering(CALLER, CALLEE);
     assert!(matches!(
         state.ng_answer(pcmu_only),
         Err(AnchorError::Refused(AnchorRefusal::CodecChange { .. }))

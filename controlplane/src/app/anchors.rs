@@ -171,7 +171,7 @@ impl AppState {
         let mut r = self.records();
         let id = live_call(&r, &signal.call_id)
             .ok_or_else(|| AnchorError::UnknownCall(signal.call_id.clone()))?;
-        let anchor = &r.call(id)?.ng.as_ref().expect("indexed calls are NG calls").anchor;
+        let anchor = &ng_record(r.call(id)?, id)?.anchor;
         let decision = decide_answer(anchor, &signal.from_tag, signal.to_tag.as_ref())?;
         let sender = decision.sender;
         let mut warnings = Vec::from_iter(label_warning(said.party, sender));
@@ -190,7 +190,7 @@ impl AppState {
     ) -> Result<NgCallSnapshot, AnchorError> {
         let mut r = self.records();
         let id = self.ng_call_in(&r, call_id, tag)?;
-        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?);
+        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?, id)?;
         let call = self.delete_call_in(&mut r, id)?;
         Ok(NgCallSnapshot {
             ng_call_id,
@@ -208,7 +208,7 @@ impl AppState {
     ) -> Result<NgCallSnapshot, AnchorError> {
         let r = self.records();
         let id = self.ng_call_in(&r, call_id, tag)?;
-        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?);
+        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?, id)?;
         Ok(NgCallSnapshot {
             ng_call_id,
             tags,
@@ -242,8 +242,7 @@ impl AppState {
             .calls
             .iter()
             .filter(|(_, c)| {
-                c.ng
-                    .as_ref()
+                c.ng.as_ref()
                     .is_some_and(|n| n.anchor.call_id.as_str() == call_id)
             })
             .collect();
@@ -395,29 +394,25 @@ impl AppState {
         answerer_tag: Option<NgId>,
         now: u64,
     ) -> Result<(), AnchorError> {
-        let ng = r
-            .call_mut(id)?
-            .ng
-            .as_mut()
-            .expect("indexed calls are NG calls");
-        let mut next = ng.clone();
+        let mut next = ng_record(r.call(id)?, id)?.clone();
         next.last_signal_ms = now;
         if let Some(tag) = answerer_tag {
             next.anchor.answerer_tag = Some(tag);
         }
         let stored = next.stored(id);
         self.inner.store.write(|w| w.set_ng_call(&stored))?;
-        *ng = next;
+        r.call_mut(id)?.ng = Some(next);
         Ok(())
     }
 }
 
 /// The live call an NG call-id names, if any.
 fn live_call(r: &Records, call_id: &NgId) -> Option<CallId> {
-    r.ng_calls
-        .get(call_id)
-        .copied()
-        .filter(|id| r.calls.get(id).is_some_and(|c| c.state == CallState::Active))
+    r.ng_calls.get(call_id).copied().filter(|id| {
+        r.calls
+            .get(id)
+            .is_some_and(|c| c.state == CallState::Active)
+    })
 }
 
 fn leg_of(call: &CallRecord, party: Party) -> &crate::app::records::LegRecord {
@@ -447,13 +442,20 @@ fn answer(
     })
 }
 
-fn ng_of(call: &CallRecord) -> (NgId, Vec<(NgId, Party)>, u64) {
-    let ng = call.ng.as_ref().expect("indexed calls are NG calls");
-    (
+/// The NG side of a call the NG index named (every call it names has one).
+fn ng_record(call: &CallRecord, id: CallId) -> Result<&NgRecord, StateError> {
+    call.ng.as_ref().ok_or_else(|| {
+        StateError::Internal(format!("call {id} is indexed as NG but has no NG side"))
+    })
+}
+
+fn ng_of(call: &CallRecord, id: CallId) -> Result<(NgId, Vec<(NgId, Party)>, u64), StateError> {
+    let ng = ng_record(call, id)?;
+    Ok((
         ng.anchor.call_id.clone(),
         ng.anchor.tags(),
         ng.last_signal_ms,
-    )
+    ))
 }
 
 /// A call leaves memory (deleted): its NG call-id no longer names it.

@@ -133,7 +133,6 @@ impl AppState {
         Ok(id)
     }
 
-
     /// `DELETE /v1/calls/{id}`: its open supervisions are aborted through their sessions
     /// ([`Input::Abort`], cause `call_deleted`), its media released if still anchored, and the
     /// API forgets it (the store keeps it as history, marked deleted).

@@ -57,7 +57,12 @@ impl Media for Arc<RecordingMedia> {
     fn create_call(&self, _: LegSpec, _: LegSpec) -> Result<CallMedia, EngineError> {
         let mut held = self.held.lock().unwrap();
         let calls = held.iter().filter(|(_, leg)| leg.is_none()).count();
-        if self.capacity.lock().unwrap().is_some_and(|max| calls >= max) {
+        if self
+            .capacity
+            .lock()
+            .unwrap()
+            .is_some_and(|max| calls >= max)
+        {
             return Err(EngineError::PortsExhausted);
         }
         let call = CallId(held.iter().map(|(c, _)| c.0).max().unwrap_or(0) + 1);

@@ -58,10 +58,7 @@ impl fmt::Display for NgId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnchorRefusal {
     #[error("{field}: {quoted} is not an NG id (1 to 256 bytes, no spaces or control characters)")]
-    InvalidId {
-        field: &'static str,
-        quoted: String,
-    },
+    InvalidId { field: &'static str, quoted: String },
     /// The tag names neither party of the call.
     #[error("{field} {tag} is neither party of NG call {call_id}")]
     UnknownTag {
@@ -75,7 +72,9 @@ pub enum AnchorRefusal {
     NoMixableCodec,
     /// A leg's codec is fixed when the call is anchored (the media engine has no codec change);
     /// a later SDP without it cannot be carried.
-    #[error("the {party} leg carries {from}; an SDP without it (offering {to}) cannot change it mid-call")]
+    #[error(
+        "the {party} leg carries {from}; an SDP without it (offering {to}) cannot change it mid-call"
+    )]
     CodecChange {
         party: &'static str,
         from: &'static str,
@@ -398,14 +397,24 @@ mod tests {
         assert_eq!(said.agent_id.unwrap().as_str(), "1234");
         let said = read_labels(Some("agent:a-7"), Some("agent:other")).unwrap();
         assert_eq!(said.party, Some(Party::Agent));
-        assert_eq!(said.agent_id.unwrap().as_str(), "a-7", "the label's id first");
+        assert_eq!(
+            said.agent_id.unwrap().as_str(),
+            "a-7",
+            "the label's id first"
+        );
         let said = read_labels(Some("callee"), Some("queue=7|agent=bob@acme")).unwrap();
         assert_eq!(said.party, None, "a label naming no party says nothing");
         assert_eq!(said.agent_id.unwrap().as_str(), "bob@acme");
         assert_eq!(read_labels(None, Some("queue=7")).unwrap(), Said::default());
         let err = read_labels(None, Some("agent:has/slash")).unwrap_err();
         assert!(
-            matches!(err, AnchorRefusal::InvalidAgent { field: "metadata", .. }),
+            matches!(
+                err,
+                AnchorRefusal::InvalidAgent {
+                    field: "metadata",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(read_labels(Some("agent:"), None).is_err(), "an empty id");
@@ -494,7 +503,10 @@ mod tests {
         assert!(!tag_matches(&answered, Some(&id("stranger"))));
         assert_eq!(
             answered.tags(),
-            vec![(id("caller"), Party::Customer), (id("callee"), Party::Agent)]
+            vec![
+                (id("caller"), Party::Customer),
+                (id("callee"), Party::Agent)
+            ]
         );
     }
 

@@ -93,7 +93,12 @@ pub struct PlatformCallParam {
 pub struct CallsParams {
     /// Only the calls anchored over the NG protocol under this call-id (the SIP Call-ID the
     /// softswitch's `rtpengine` module sent, docs/ng.md).
-    #[param(required = false, min_length = 1, max_length = 256, example = "1-28469@127.0.0.1")]
+    #[param(
+        required = false,
+        min_length = 1,
+        max_length = 256,
+        example = "1-28469@127.0.0.1"
+    )]
     ng_call_id: String,
 }
 

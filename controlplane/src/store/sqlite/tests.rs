@@ -1793,7 +1793,10 @@ fn ng_calls_round_trip_and_survive_a_reopen() {
     drop(store);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.read(|r| r.ng_call("c1")).unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.read(|r| r.ng_call("c1")).unwrap(),
+        Some(first.clone())
+    );
     assert_eq!(store.read(|r| r.ng_call("c9")).unwrap(), None);
     assert_eq!(
         store.read(|r| r.recent_ng_calls(10)).unwrap(),
