@@ -1,7 +1,7 @@
 //! The daemon in-process: [`spawn`] validates the configuration, opens the store (closing what
-//! a crashed run left open), starts the engine, binds the HTTP listener and runs axum, the
-//! engine-event pump, the answer-timeout timer and the webhook delivery on a tokio runtime of
-//! its own thread.
+//! a crashed run left open), starts the engine, binds the HTTP and NG listeners and runs axum,
+//! the NG listener, the engine-event pump, the answer-timeout timer and the webhook delivery on
+//! a tokio runtime of its own thread.
 //! Nothing is global (each daemon has its own registry and runtime; tracing is left to the
 //! caller), so tests can run several daemons in one process.
 
@@ -42,6 +42,9 @@ const RUNTIME_THREADS: usize = 2;
 pub struct RunningDaemon {
     /// The bound HTTP address (the real port when the configuration asked for port 0).
     pub http_addr: SocketAddr,
+    /// The bound NG address (the real port when the configuration asked for port 0); `None`:
+    /// NG is off.
+    pub ng_addr: Option<SocketAddr>,
     state: AppState,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
@@ -172,6 +175,19 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
     let http_addr = listener
         .local_addr()
         .context("cannot read the HTTP listener's address")?;
+    let ng = match config.ng.listen.0 {
+        Some(listen) => {
+            let socket = std::net::UdpSocket::bind(listen)
+                .with_context(|| format!("cannot listen for NG on {listen}"))?;
+            let addr = socket
+                .local_addr()
+                .context("cannot read the NG listener's address")?;
+            Some((socket, addr))
+        }
+        None => None,
+    };
+    let ng_addr = ng.as_ref().map(|(_, addr)| *addr);
+    let ng_socket = ng.map(|(socket, _)| socket);
     // Before the engine binds its media sockets: the cap is computed against the raised limit.
     let cap = ConnectionCap::for_config(&config);
     tracing::info!(
@@ -195,10 +211,20 @@ pub fn spawn(config: Config) -> anyhow::Result<RunningDaemon> {
     let serve_state = state.clone();
     let thread = std::thread::Builder::new()
         .name("earshot-control".into())
-        .spawn(move || runtime.block_on(serve(listener, serve_state, config, cap, stop_rx)))
+        .spawn(move || {
+            runtime.block_on(serve(
+                listener,
+                ng_socket,
+                serve_state,
+                config,
+                cap,
+                stop_rx,
+            ))
+        })
         .context("cannot start the control plane's thread")?;
     Ok(RunningDaemon {
         http_addr,
+        ng_addr,
         state,
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -211,8 +237,8 @@ impl RunningDaemon {
         &self.state
     }
 
-    /// Stops accepting connections, lets open ones finish (up to 5 s), stops the event pump
-    /// and the engine, and joins the thread.
+    /// Stops accepting connections and NG datagrams, lets open connections and running NG
+    /// commands finish (up to 5 s), stops the event pump and the engine, and joins the thread.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop()
     }
@@ -241,6 +267,7 @@ impl Drop for RunningDaemon {
 
 async fn serve(
     listener: std::net::TcpListener,
+    ng_socket: Option<std::net::UdpSocket>,
     state: AppState,
     config: Config,
     cap: ConnectionCap,
@@ -248,6 +275,29 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::from_std(listener).context("cannot register the HTTP listener")?;
+    // One stop for both listeners: they stop taking requests together and drain side by side.
+    let (http_stop, http_stopped) = oneshot::channel();
+    let (ng_stop, ng_stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        // A dropped sender is a stop too.
+        let _ = stop.await;
+        let _ = http_stop.send(());
+        let _ = ng_stop.send(());
+    });
+    let ng = ng_socket.map(|socket| {
+        let options = crate::ng::listener::Options {
+            allow: config.ng.allow.clone(),
+            in_flight_max: crate::ng::listener::IN_FLIGHT_MAX,
+        };
+        let dispatch = crate::ng::commands::dispatcher(state.clone());
+        tokio::spawn(crate::ng::listener::serve(
+            socket,
+            options,
+            dispatch,
+            state.metrics().clone(),
+            ng_stopped,
+        ))
+    });
     let (pump_stop, pump_stopped) = oneshot::channel();
     let pump = tokio::spawn(event_pump(state.clone(), pump_stopped));
     let (timer_stop, timer_stopped) = oneshot::channel();
@@ -256,7 +306,14 @@ async fn serve(
     let hooks = tokio::spawn(crate::app::webhooks::run(state.clone(), hooks_stopped));
 
     let app = app_with_limits(state.clone(), &config.http);
-    crate::http::listener::serve(listener, app, &config, cap, stop, DRAIN_MAX).await;
+    crate::http::listener::serve(listener, app, &config, cap, http_stopped, DRAIN_MAX).await;
+    if let Some(ng) = ng {
+        match ng.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(%err, "the NG listener failed"),
+            Err(err) => tracing::error!(%err, "the NG listener failed"),
+        }
+    }
 
     let _ = pump_stop.send(());
     if let Err(err) = pump.await {

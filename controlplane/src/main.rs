@@ -41,6 +41,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let daemon = controlplane::spawn(config.clone())?;
     tracing::info!(
         http = %daemon.http_addr,
+        ng = %daemon.ng_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         media_ip = %config.media.ip,
         media_ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
         backend = daemon.state().engine().backend().as_str(),

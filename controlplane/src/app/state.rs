@@ -102,8 +102,9 @@ impl Settings {
             agent_beep: config.media.agent_beep,
             dtmf: config.media.dtmf,
             answer_timeout: config.supervision.answer_timeout().unwrap_or_default(),
-            // The `[ng]` section's offerer rule, once configured; until then the default.
-            ng_parties: crate::domain::anchor::PartyRule::default(),
+            ng_parties: crate::domain::anchor::PartyRule {
+                offerer: config.ng.offerer.party(),
+            },
         }
     }
 }

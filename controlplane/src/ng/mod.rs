@@ -3,6 +3,7 @@
 //! anchor calls on earshot unmodified. Like `http`, it never imports `store`.
 
 pub mod bencode;
+pub mod commands;
 pub mod listener;
 pub mod message;
 pub mod sdp;
