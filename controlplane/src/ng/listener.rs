@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::config::Network;
 use crate::metrics::Metrics;
+use crate::ng::message::split;
 
 /// Largest datagram read: a UDP payload cannot be longer, so nothing is ever truncated.
 const DATAGRAM_MAX: usize = 65_535;
@@ -67,13 +68,6 @@ pub struct Options {
     pub allow: Vec<Network>,
     /// Commands running at once; more are dropped until one ends.
     pub in_flight_max: usize,
-}
-
-/// The cookie part of a datagram and the body after the space; `None` when there is no
-/// cookie (no space, or an empty cookie): no answer can be addressed, rtpengine answers none.
-fn split(datagram: &[u8]) -> Option<(&[u8], &[u8])> {
-    let at = datagram.iter().position(|&b| b == b' ')?;
-    (at > 0).then(|| (&datagram[..at], &datagram[at + 1..]))
 }
 
 /// A cache key: the source and its cookie.

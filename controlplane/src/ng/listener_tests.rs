@@ -271,12 +271,3 @@ fn answers_are_kept_at_least_one_generation() {
     assert_eq!(cache.finish(key("b"), None, t0), 0);
     assert_eq!(cache.arrive(key("b"), t0), Seen::New);
 }
-
-#[test]
-fn split_needs_a_cookie() {
-    assert_eq!(split(b"c d1:ae"), Some((&b"c"[..], &b"d1:ae"[..])));
-    assert_eq!(split(b"c "), Some((&b"c"[..], &b""[..])));
-    assert_eq!(split(b"nospace"), None);
-    assert_eq!(split(b" body"), None);
-    assert_eq!(split(b""), None);
-}
