@@ -114,6 +114,17 @@ pub enum AnchorError {
     Refused(#[from] AnchorRefusal),
     #[error(transparent)]
     State(StateError),
+    /// The sync after the use case failed (under [`AppState::deferred`], which the adapter
+    /// runs the use cases in so that concurrent commands share their syncs): nothing is
+    /// acknowledged.
+    #[error("storage: {0}")]
+    Storage(crate::app::storage::Storage),
+}
+
+impl From<crate::app::storage::Storage> for AnchorError {
+    fn from(err: crate::app::storage::Storage) -> AnchorError {
+        AnchorError::Storage(err)
+    }
 }
 
 impl From<StateError> for AnchorError {
