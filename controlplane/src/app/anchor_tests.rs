@@ -437,3 +437,28 @@ fn ng_calls_are_reloaded_after_a_restart() {
     assert_ne!(again.call, before.call);
     assert_eq!(state.ng_list(32), vec![id(CALL)]);
 }
+
+/// docs/ng.md, Retransmissions: SIP workers send the same offer in parallel (the INVITE
+/// retransmission picked up while the first offer runs); decided one after the other under the
+/// records lock, they anchor one call and all get its answer.
+#[test]
+fn parallel_offers_of_one_call_anchor_it_once() {
+    let media = Arc::new(RecordingMedia::default());
+    let state = state(&media);
+    let start = Arc::new(std::sync::Barrier::new(8));
+    let answers: Vec<Anchored> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (state, start) = (state.clone(), start.clone());
+                s.spawn(move || {
+                    start.wait();
+                    state.ng_offer(offer()).unwrap()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(media.calls(), 1);
+    assert_eq!(state.calls().len(), 1);
+}

@@ -114,6 +114,17 @@ pub enum AnchorError {
     Refused(#[from] AnchorRefusal),
     #[error(transparent)]
     State(StateError),
+    /// The sync after the use case failed (under [`AppState::deferred`], which the adapter
+    /// runs the use cases in so that concurrent commands share their syncs): nothing is
+    /// acknowledged.
+    #[error("storage: {0}")]
+    Storage(crate::app::storage::Storage),
+}
+
+impl From<crate::app::storage::Storage> for AnchorError {
+    fn from(err: crate::app::storage::Storage) -> AnchorError {
+        AnchorError::Storage(err)
+    }
 }
 
 impl From<StateError> for AnchorError {
@@ -190,14 +201,9 @@ impl AppState {
     ) -> Result<NgCallSnapshot, AnchorError> {
         let mut r = self.records();
         let id = self.ng_call_in(&r, call_id, tag)?;
-        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?, id)?;
+        let ng = ng_record(r.call(id)?, id)?.clone();
         let call = self.delete_call_in(&mut r, id)?;
-        Ok(NgCallSnapshot {
-            ng_call_id,
-            tags,
-            last_signal_ms,
-            call,
-        })
+        Ok(NgCallSnapshot::new(&ng, call))
     }
 
     /// NG `query`: the call, its tags' parties, its statistics.
@@ -208,13 +214,8 @@ impl AppState {
     ) -> Result<NgCallSnapshot, AnchorError> {
         let r = self.records();
         let id = self.ng_call_in(&r, call_id, tag)?;
-        let (ng_call_id, tags, last_signal_ms) = ng_of(r.call(id)?, id)?;
-        Ok(NgCallSnapshot {
-            ng_call_id,
-            tags,
-            last_signal_ms,
-            call: self.call_snapshot_of(&r, id)?,
-        })
+        let ng = ng_record(r.call(id)?, id)?;
+        Ok(NgCallSnapshot::new(ng, self.call_snapshot_of(&r, id)?))
     }
 
     /// NG `list`: the call-ids of the active NG calls, oldest first, at most `limit`.
@@ -449,13 +450,15 @@ fn ng_record(call: &CallRecord, id: CallId) -> Result<&NgRecord, StateError> {
     })
 }
 
-fn ng_of(call: &CallRecord, id: CallId) -> Result<(NgId, Vec<(NgId, Party)>, u64), StateError> {
-    let ng = ng_record(call, id)?;
-    Ok((
-        ng.anchor.call_id.clone(),
-        ng.anchor.tags(),
-        ng.last_signal_ms,
-    ))
+impl NgCallSnapshot {
+    fn new(ng: &NgRecord, call: CallSnapshot) -> NgCallSnapshot {
+        NgCallSnapshot {
+            ng_call_id: ng.anchor.call_id.clone(),
+            tags: ng.anchor.tags(),
+            last_signal_ms: ng.last_signal_ms,
+            call,
+        }
+    }
 }
 
 /// A call leaves memory (deleted): its NG call-id no longer names it.
