@@ -276,6 +276,14 @@ fn what_cannot_be_anchored_says_why() {
     );
     let e = sdp::parse(long.as_bytes()).unwrap().audio().unwrap_err();
     assert!(e.to_string().len() < 100, "{e}");
+    // So is a parser's message that quotes the line.
+    let long = format!("v={}\r\n", "9".repeat(5000));
+    let e = sdp::parse(long.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Failed to parse SDP: Invalid version at line 1: 999")
+    );
+    assert!(e.to_string().len() < 200, "{e}");
 }
 
 /// The anchored stream is the first plain-RTP audio stream with a port; with `a=rtcp-mux`

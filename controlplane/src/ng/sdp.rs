@@ -87,8 +87,12 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
     }
     Session::parse(body)
         .map(|session| Sdp { session })
-        .map_err(|e| SdpError::Syntax(e.to_string()))
+        // The parser's message may quote a whole line (a bad `v=`): keep it short.
+        .map_err(|e| SdpError::Syntax(e.to_string().chars().take(SYNTAX_CHARS_MAX).collect()))
 }
+
+/// Characters of the parser's message a [`SdpError::Syntax`] keeps at most.
+pub const SYNTAX_CHARS_MAX: usize = 120;
 
 /// One payload format of the audio stream, in the order the `m=` line lists it (the order is
 /// the sender's preference, RFC 3264 §5.1).
