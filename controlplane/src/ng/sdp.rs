@@ -317,7 +317,7 @@ impl Sdp {
             }
             refusal.get_or_insert_with(|| {
                 if srtp(&media.proto) {
-                    SdpError::Srtp(media.proto.clone())
+                    SdpError::Srtp(media.proto.chars().take(QUOTE_CHARS_MAX).collect())
                 } else {
                     SdpError::Profile(quote(&media.proto))
                 }
