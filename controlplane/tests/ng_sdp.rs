@@ -7,11 +7,11 @@
 #[path = "exercise/ng_sdp.rs"]
 mod exercise;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use controlplane::ng::sdp::{
-    self, Direction, Mixable, Payload, Rewrite, SdpError, SessionInfo, subscription_offer,
+    self, MediaDirection, Mixable, Payload, Rewrite, SdpError, SessionInfo, subscription_offer,
 };
 use dataplane::wire::g711::Codec;
 use exercise::{Outcome, attributes, ng_sdp, ports};
@@ -72,7 +72,7 @@ fn every_corpus_input_is_anchored_or_a_one_line_error() {
 #[test]
 fn sipp_offer_is_rewritten_as_rtpengine_does() {
     let (audio, rewritten) = anchored("sipp-uac.sdp");
-    assert_eq!(audio.remote, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6000));
+    assert_eq!(audio.remote, SocketAddr::from((Ipv4Addr::LOCALHOST, 6000)));
     assert_eq!(audio.payloads, [pl(0, "PCMU", 8000)]);
     assert_eq!(
         audio.mixable,
@@ -81,7 +81,7 @@ fn sipp_offer_is_rewritten_as_rtpengine_does() {
             pt: 0
         })
     );
-    assert_eq!(audio.direction, Direction::SendRecv);
+    assert_eq!(audio.direction, MediaDirection::SendRecv);
     assert!(!audio.held());
     assert_eq!(
         text(&rewritten),
@@ -135,7 +135,7 @@ fn ice_is_stripped_and_rtcp_mux_passed_through() {
     let (audio, rewritten) = anchored("softphone-ice.sdp");
     assert_eq!(
         audio.remote,
-        "192.168.1.20:40000".parse::<SocketAddrV4>().unwrap()
+        "192.168.1.20:40000".parse::<SocketAddr>().unwrap()
     );
     // G.722 is preferred, PCMA is the first format the appliance can mix.
     assert_eq!(audio.payloads[0], pl(9, "G722", 8000));
@@ -215,18 +215,18 @@ fn other_streams_are_refused_with_port_zero() {
 #[test]
 fn hold_is_reported_and_kept() {
     let (audio, rewritten) = anchored("hold-sendonly.sdp");
-    assert_eq!(audio.direction, Direction::SendOnly);
+    assert_eq!(audio.direction, MediaDirection::SendOnly);
     assert!(audio.held());
     assert_eq!(attributes(&rewritten, None), [("sendonly".into(), None)]);
 
     let (audio, _) = anchored("hold-zero-address.sdp");
-    assert_eq!(audio.direction, Direction::SendRecv);
+    assert_eq!(audio.direction, MediaDirection::SendRecv);
     assert!(audio.held());
     // A static payload type without rtpmap is named from RFC 3551's table.
     assert_eq!(audio.payloads, [pl(0, "PCMU", 8000)]);
 
     let (audio, _) = anchored("opus-then-pcma.sdp");
-    assert_eq!(audio.direction, Direction::Inactive);
+    assert_eq!(audio.direction, MediaDirection::Inactive);
     assert!(audio.held());
     assert_eq!(audio.ptime_ms, Some(30));
     assert_eq!(audio.mixable.map(|m| m.pt), Some(8));
@@ -276,6 +276,83 @@ fn what_cannot_be_anchored_says_why() {
     );
     let e = sdp::parse(long.as_bytes()).unwrap().audio().unwrap_err();
     assert!(e.to_string().len() < 100, "{e}");
+    // So is a parser's message that quotes the line.
+    let long = format!("v={}\r\n", "9".repeat(5000));
+    let e = sdp::parse(long.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Failed to parse SDP: Invalid version at line 1: 999")
+    );
+    assert!(e.to_string().len() < 200, "{e}");
+}
+
+/// The anchored stream is the first plain-RTP audio stream with a port; with `a=rtcp-mux`
+/// its RTCP shares the RTP port (RFC 5761 §5.1.3, RFC 8858 §4.2).
+#[test]
+fn first_plain_audio_with_a_port_is_anchored_and_mux_keeps_rtcp_on_it() {
+    let (audio, rewritten) = anchored("disabled-then-active.sdp");
+    assert_eq!(audio.remote.port(), 7002);
+    assert_eq!(ports(&rewritten), [0, 0, 30000]);
+    assert_eq!(
+        attributes(&rewritten, Some(2)),
+        [
+            ("rtcp".into(), Some("30000".into())),
+            ("rtcp-mux-only".into(), None),
+            ("rtcp-mux".into(), None),
+        ]
+    );
+}
+
+/// Mixable means G.711 at 8 kHz, mono; a dynamic payload type named PCMU counts, with its
+/// type reported so the caller can tell it from the static one.
+#[test]
+fn mixable_is_mono_8khz_g711_by_name_or_static_type() {
+    let (audio, _) = anchored("dynamic-pcmu-stereo.sdp");
+    assert_eq!(audio.payloads[0], pl(96, "PCMA", 8000));
+    assert_eq!(
+        audio.mixable,
+        Some(Mixable {
+            codec: Codec::Pcmu,
+            pt: 97
+        })
+    );
+}
+
+/// Every SDP line kind (i=, u=, e=, p=, b=, r=, z=, k=, a port count, a TTL) goes through the
+/// rewrite; keys go, the stream's own c= wins over the session's, a bad ptime is no ptime.
+#[test]
+fn every_line_kind_survives_the_rewrite() {
+    let (audio, rewritten) = anchored("times-zones-ports.sdp");
+    assert_eq!(
+        audio.remote,
+        "192.0.2.9:6000".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(audio.direction, MediaDirection::RecvOnly);
+    assert_eq!(audio.ptime_ms, None);
+    let written = text(&rewritten);
+    for kept in [
+        "i=info\r\n",
+        "u=http://example.com/",
+        "e=ops@example.com",
+        "b=CT:128",
+        "r=",
+        "z=",
+        "i=audio title",
+        "a=ptime:abc",
+    ] {
+        assert!(written.contains(kept), "{kept} lost from {written}");
+    }
+    assert!(!written.contains("k="), "{written}");
+    assert!(written.contains("m=audio 30000 RTP/AVP 0\r\n"), "{written}");
+
+    // An SDP without o= gets one at the appliance's address with `replace: origin`.
+    let (_, rewritten) = anchored("no-origin.sdp");
+    assert!(text(&rewritten).contains("IN IP4 203.0.113.7\r\n"));
+    // An m= line without formats is a syntax error (RFC 8866 §5.14).
+    assert_eq!(
+        refused("empty-formats.sdp").to_string(),
+        "Failed to parse SDP: Missing field Media fmt in line 6"
+    );
 }
 
 /// LF-only line ends are read (lenient); the appliance writes CRLF (RFC 8866 §5).
@@ -326,12 +403,12 @@ fn subscription_offer_is_listen_only_or_bidirectional() {
          a=ptime:20\r\na=sendonly\r\n"
     );
     let audio = sdp::parse(&offer).unwrap().audio().unwrap();
-    assert_eq!(audio.direction, Direction::SendOnly);
+    assert_eq!(audio.direction, MediaDirection::SendOnly);
 
     let offer = subscription_offer(local(), Codec::Pcmu, true, &session);
     let audio = sdp::parse(&offer).unwrap().audio().unwrap();
-    assert_eq!(SocketAddr::V4(audio.remote), local());
-    assert_eq!(audio.direction, Direction::SendRecv);
+    assert_eq!(audio.remote, local());
+    assert_eq!(audio.direction, MediaDirection::SendRecv);
     assert_eq!(
         audio.payloads,
         [pl(0, "PCMU", 8000), pl(101, "telephone-event", 8000)]
@@ -396,7 +473,7 @@ prop_compose! {
         payloads in prop::collection::vec(payload(), 1..6),
         attrs in prop::collection::vec(media_attribute(), 0..8),
         session_attrs in prop::collection::vec(media_attribute(), 0..3),
-    ) -> (String, SocketAddrV4, Vec<u8>) {
+    ) -> (String, SocketAddr, Vec<u8>) {
         let ip = Ipv4Addr::from(ip);
         let mut s = format!("v=0\r\no=- 1 2 IN IP4 {ip}\r\ns=-\r\n");
         if session_level_c {
@@ -426,7 +503,7 @@ prop_compose! {
         if !video_first {
             s += video;
         }
-        (s, SocketAddrV4::new(ip, port), payloads.iter().map(|(pt, _)| *pt).collect())
+        (s, SocketAddr::from((ip, port)), payloads.iter().map(|(pt, _)| *pt).collect())
     }
 }
 

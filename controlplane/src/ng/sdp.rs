@@ -9,7 +9,7 @@
 //! Pure: no I/O, no state. Nothing here panics on input (docs/design.md §7.1); the parser is
 //! fuzzed (`controlplane/fuzz`, target `ng_sdp`, docs/fuzzing.md) and property-tested.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use dataplane::wire::g711::Codec;
 use sdp_types::{Attribute, Connection, Media, Origin, RtpMap, Session, Time};
@@ -43,6 +43,10 @@ pub enum SdpError {
     /// A multicast `c=` address: a relay anchors unicast calls.
     #[error("multicast connection address {0} not supported")]
     Multicast(Ipv4Addr),
+    /// The audio `m=` line lists no format (RFC 8866 §5.14 asks for at least one; the parser
+    /// refuses such a line today, this keeps [`Audio::payloads`] non-empty whatever it does).
+    #[error("audio stream lists no payload formats")]
+    NoFormats,
     /// A format of the audio `m=` line is not an RTP payload type (RFC 3551 §6: 0 to 127).
     #[error("payload type {0} is not a number from 0 to 127")]
     PayloadType(String),
@@ -83,8 +87,12 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
     }
     Session::parse(body)
         .map(|session| Sdp { session })
-        .map_err(|e| SdpError::Syntax(e.to_string()))
+        // The parser's message may quote a whole line (a bad `v=`): keep it short.
+        .map_err(|e| SdpError::Syntax(e.to_string().chars().take(SYNTAX_CHARS_MAX).collect()))
 }
+
+/// Characters of the parser's message a [`SdpError::Syntax`] keeps at most.
+pub const SYNTAX_CHARS_MAX: usize = 120;
 
 /// One payload format of the audio stream, in the order the `m=` line lists it (the order is
 /// the sender's preference, RFC 3264 §5.1).
@@ -100,7 +108,8 @@ pub struct Payload {
 }
 
 /// A G.711 format the appliance can mix (docs/design.md §1.3), and the payload type it is
-/// offered under.
+/// offered under: the static one (0 or 8) as a rule, a dynamic one if the party named it so in
+/// `a=rtpmap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mixable {
     pub codec: Codec,
@@ -110,20 +119,20 @@ pub struct Mixable {
 /// The media direction of a stream (RFC 8866 §6.7; RFC 3264 §5.1), from the stream's own
 /// attribute or else the session's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub enum MediaDirection {
     SendRecv,
     SendOnly,
     RecvOnly,
     Inactive,
 }
 
-impl Direction {
-    fn from_attribute(name: &str) -> Option<Direction> {
+impl MediaDirection {
+    fn from_attribute(name: &str) -> Option<MediaDirection> {
         [
-            ("sendrecv", Direction::SendRecv),
-            ("sendonly", Direction::SendOnly),
-            ("recvonly", Direction::RecvOnly),
-            ("inactive", Direction::Inactive),
+            ("sendrecv", MediaDirection::SendRecv),
+            ("sendonly", MediaDirection::SendOnly),
+            ("recvonly", MediaDirection::RecvOnly),
+            ("inactive", MediaDirection::Inactive),
         ]
         .into_iter()
         .find(|(n, _)| name.eq_ignore_ascii_case(n))
@@ -133,10 +142,10 @@ impl Direction {
     /// The attribute name (`sendrecv`, …).
     pub fn as_str(self) -> &'static str {
         match self {
-            Direction::SendRecv => "sendrecv",
-            Direction::SendOnly => "sendonly",
-            Direction::RecvOnly => "recvonly",
-            Direction::Inactive => "inactive",
+            MediaDirection::SendRecv => "sendrecv",
+            MediaDirection::SendOnly => "sendonly",
+            MediaDirection::RecvOnly => "recvonly",
+            MediaDirection::Inactive => "inactive",
         }
     }
 }
@@ -145,7 +154,8 @@ impl Direction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audio {
     /// Where the party receives RTP: the stream's `c=` (or the session's) and its `m=` port.
-    pub remote: SocketAddrV4,
+    /// Always IPv4 ([`SdpError::Ipv6`] otherwise).
+    pub remote: SocketAddr,
     /// Every payload format offered, in the `m=` line's order.
     pub payloads: Vec<Payload>,
     /// The first PCMU/PCMA format in that order, if any: `None` means the call can be relayed
@@ -154,7 +164,7 @@ pub struct Audio {
     /// The payload type of `telephone-event/8000` (RFC 4733 §7.1.1), if offered.
     pub telephone_event_pt: Option<u8>,
     /// The stream's direction (`a=sendonly` and `a=inactive` signal hold, RFC 6337 §5.3).
-    pub direction: Direction,
+    pub direction: MediaDirection,
     /// `a=ptime` (RFC 8866 §6.4), the stream's or else the session's, if it is a number.
     pub ptime_ms: Option<u32>,
 }
@@ -164,8 +174,10 @@ impl Audio {
     /// holder's view means it only sends music, `inactive` nothing, RFC 6337 §5.3), or it uses
     /// the old `c=0.0.0.0` form (RFC 3264 §8.4).
     pub fn held(&self) -> bool {
-        matches!(self.direction, Direction::SendOnly | Direction::Inactive)
-            || self.remote.ip().is_unspecified()
+        matches!(
+            self.direction,
+            MediaDirection::SendOnly | MediaDirection::Inactive
+        ) || self.remote.ip().is_unspecified()
     }
 }
 
@@ -305,7 +317,7 @@ impl Sdp {
             }
             refusal.get_or_insert_with(|| {
                 if srtp(&media.proto) {
-                    SdpError::Srtp(media.proto.clone())
+                    SdpError::Srtp(media.proto.chars().take(QUOTE_CHARS_MAX).collect())
                 } else {
                     SdpError::Profile(quote(&media.proto))
                 }
@@ -339,6 +351,9 @@ impl Sdp {
                 .ok_or_else(|| SdpError::PayloadType(quote(format)))?;
             payloads.push(payload(media, pt));
         }
+        if payloads.is_empty() {
+            return Err(SdpError::NoFormats);
+        }
         let mixable = payloads.iter().find_map(|p| {
             let codec = match p.encoding.as_deref() {
                 Some(name) if name.eq_ignore_ascii_case("PCMU") => Codec::Pcmu,
@@ -359,14 +374,14 @@ impl Sdp {
             .map(|p| p.pt);
         let direction = media_direction(&media.attributes)
             .or_else(|| media_direction(&self.session.attributes))
-            .unwrap_or(Direction::SendRecv);
+            .unwrap_or(MediaDirection::SendRecv);
         let ptime_ms = media
             .get_first_attribute_value("ptime")
             .or_else(|| self.session.get_first_attribute_value("ptime"))
             .flatten()
             .and_then(|v| v.trim().parse::<u32>().ok());
         let audio = Audio {
-            remote: SocketAddrV4::new(ip, media.port),
+            remote: SocketAddr::from((ip, media.port)),
             payloads,
             mixable,
             telephone_event_pt,
@@ -499,11 +514,11 @@ fn mono(media: &Media, pt: u8) -> bool {
 }
 
 /// The last direction attribute among `attributes` (one is allowed, RFC 8866 §6.7).
-fn media_direction(attributes: &[Attribute]) -> Option<Direction> {
+fn media_direction(attributes: &[Attribute]) -> Option<MediaDirection> {
     attributes
         .iter()
         .rev()
-        .find_map(|a| Direction::from_attribute(&a.attribute))
+        .find_map(|a| MediaDirection::from_attribute(&a.attribute))
 }
 
 /// What a supervisor leg's SDP says about its session (RFC 8866 §5.2: `o=`'s id and version).
@@ -561,9 +576,9 @@ pub fn subscription_offer(
     // The data plane's tick and every output stream run at 20 ms (docs/design.md §1.3).
     media.add_attribute_with_value("ptime", 20);
     let direction = if bidirectional {
-        Direction::SendRecv
+        MediaDirection::SendRecv
     } else {
-        Direction::SendOnly
+        MediaDirection::SendOnly
     };
     media.add_attribute_from_str(direction.as_str());
     sdp.medias.push(media);
