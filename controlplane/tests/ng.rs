@@ -128,7 +128,7 @@ fn signal(
 fn media_of(answer: &Value) -> SocketAddr {
     assert_eq!(text(answer, "result"), "ok", "{answer:?}");
     let sdp = sdp::parse(text(answer, "sdp").as_bytes()).unwrap();
-    SocketAddr::V4(sdp.audio().unwrap().remote)
+    sdp.audio().unwrap().remote
 }
 
 /// [`common::config`] with the token [`Api`] presents.

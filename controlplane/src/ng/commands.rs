@@ -3,7 +3,7 @@
 //! offers' and answers' SDP rewritten by [`sdp`] toward the appliance. No rule lives here: the
 //! use cases decide, this module translates (docs/design.md §9).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use dataplane::wire::g711::Codec;
@@ -116,7 +116,7 @@ fn try_signal(state: &AppState, request: &Offer, is_answer: bool) -> Result<Repl
     // naming what is refused (docs/ng.md, SDP).
     let parsed = sdp::parse(&request.sdp).map_err(|e| Reply::Error(e.to_string()))?;
     let audio = parsed.audio().map_err(|e| Reply::Error(e.to_string()))?;
-    let remote = SocketAddr::V4(audio.remote);
+    let remote = audio.remote;
     let signal = Signal {
         call_id,
         from_tag,
@@ -182,6 +182,10 @@ fn refusal(err: AnchorError, supports_load_limit: bool, offer_path: bool) -> Rep
         AnchorError::State(e) => {
             tracing::warn!(err = %e, "NG command failed");
             Reply::Error(e.to_string())
+        }
+        AnchorError::Storage(e) => {
+            tracing::error!(err = %e, "an NG command's commit is not durable");
+            Reply::Error(format!("storage: {e}"))
         }
     }
 }
