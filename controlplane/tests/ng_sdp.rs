@@ -524,6 +524,30 @@ proptest! {
         let _ = ng_sdp(lines.join("\r\n").as_bytes());
     }
 
+    /// Every SRTP and DTLS-SRTP profile, in any letter case, is refused and named, and the
+    /// rewrite then anchors nothing (every port 0).
+    #[test]
+    fn srtp_profiles_are_refused_in_any_case(
+        profile in prop_oneof![
+            Just("RTP/SAVP"), Just("RTP/SAVPF"), Just("UDP/TLS/RTP/SAVP"), Just("UDP/TLS/RTP/SAVPF")
+        ],
+        lower in prop::collection::vec(any::<bool>(), 17),
+    ) {
+        let profile: String = profile
+            .chars()
+            .zip(&lower)
+            .map(|(c, &l)| if l { c.to_ascii_lowercase() } else { c })
+            .collect();
+        let text = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 6000 {profile} 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n"
+        );
+        match ng_sdp(text.as_bytes()) {
+            Outcome::Refused(e) => prop_assert_eq!(e, SdpError::Srtp(profile)),
+            Outcome::Anchored { .. } => panic!("{text} is refused"),
+        }
+    }
+
     /// Rewrite → parse again: the same payloads and attributes (less ICE and keying), at the
     /// appliance's address; the exerciser checks the details.
     #[test]
