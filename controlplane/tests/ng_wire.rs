@@ -28,7 +28,7 @@ fn seed(name: &str) -> Vec<u8> {
 /// The request in a corpus datagram, through the exerciser's checks.
 fn request(name: &str) -> (Vec<u8>, Request) {
     match exercise::ng::datagram(&seed(name)) {
-        Outcome::Request(cookie, request) => (cookie, request),
+        Outcome::Request(cookie, request) => (cookie, *request),
         other => panic!("{name}: {other:?}"),
     }
 }
