@@ -358,6 +358,7 @@ fn a_forbidden_use_is_caught_in_every_form() {
             "use crate::app::calls;\n/// See [`crate::store::Store`].\n",
         ),
         source("store/mod.rs", "use crate::domain::ids::CallId;"),
+        source("ng/commands.rs", "use crate::app::state::AppState;"),
         source("daemon.rs", "use crate::{http, store};"),
         source(
             "ng/commands.rs",

@@ -28,7 +28,7 @@ fn seed(name: &str) -> Vec<u8> {
 /// The request in a corpus datagram, through the exerciser's checks.
 fn request(name: &str) -> (Vec<u8>, Request) {
     match exercise::ng::datagram(&seed(name)) {
-        Outcome::Request(cookie, request) => (cookie, request),
+        Outcome::Request(cookie, request) => (cookie, *request),
         other => panic!("{name}: {other:?}"),
     }
 }
@@ -557,6 +557,10 @@ fn json_bodies_parse_into_the_same_requests() {
         "]".repeat(100)
     );
     assert_eq!(refused(deep.as_bytes()), "Failed to parse JSON document");
+    // And a whole datagram of openers is an error from the JSON parser's own limit, not a
+    // stack overflow.
+    let deeper = format!("{{\"command\":{}", "[".repeat(65_000));
+    assert_eq!(refused(deeper.as_bytes()), "Failed to parse JSON document");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub enum Outcome {
     /// No cookie: no reply is sent.
     Dropped,
     /// A request, with its cookie.
-    Request(Vec<u8>, Request),
+    Request(Vec<u8>, Box<Request>),
     /// An error reply's reason, with the cookie.
     Refused(Vec<u8>, String),
 }
@@ -48,7 +48,7 @@ pub fn datagram(data: &[u8]) -> Outcome {
             // A reply carrying a request's values encodes and decodes back.
             let reply = Reply::Ok(vec![("sdp", Value::Bytes(sdp_of(&request)))]);
             check_reply(&reply, cookie, format);
-            Outcome::Request(cookie.to_vec(), request)
+            Outcome::Request(cookie.to_vec(), Box::new(request))
         }
         Err(e) => {
             assert!(!e.reason().is_empty());

@@ -528,7 +528,7 @@ impl Args {
     }
 
     /// The source tags of `subscribe request`, `connect` and the media commands.
-    fn from_tags(&self, flags: &Flags) -> Result<Vec<String>, NgError> {
+    fn source_tags(&self, flags: &Flags) -> Result<Vec<String>, NgError> {
         let mut tags: Vec<String> = self.string("from-tag")?.into_iter().collect();
         tags.extend(self.list("from-tags")?);
         tags.extend(flags.suffixes("from-tags-").map(str::to_owned));
@@ -656,7 +656,7 @@ impl Args {
     fn subscribe(&self) -> Result<Subscribe, NgError> {
         let call_id = self.required("call-id", NgError::NO_CALL_ID)?;
         let flags = self.flags()?;
-        let from_tags = self.from_tags(&flags)?;
+        let from_tags = self.source_tags(&flags)?;
         let all = self.switch(&flags, "all");
         let label = self.string("label")?;
         if from_tags.is_empty() && !all && label.is_none() {
@@ -685,7 +685,7 @@ impl Args {
         let call_id = self.required("call-id", NgError::NO_CALL_ID)?;
         let to_tag = self.required("to-tag", NgError::NO_TO_TAG)?;
         let flags = self.flags()?;
-        let from_tags = self.from_tags(&flags)?;
+        let from_tags = self.source_tags(&flags)?;
         let all = self.switch(&flags, "all");
         if from_tags.is_empty() && !all {
             return Err(NgError::NO_SOURCE_TAG);
