@@ -20,7 +20,11 @@ struct Ng {
 
 impl Ng {
     fn connect(addr: SocketAddr) -> Ng {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Ng::connect_from("127.0.0.1", addr)
+    }
+
+    fn connect_from(ip: &str, addr: SocketAddr) -> Ng {
+        let socket = UdpSocket::bind((ip, 0)).unwrap();
         socket.connect(addr).unwrap();
         // A bound on the wait, not a timing claim.
         socket
@@ -448,6 +452,58 @@ fn a_resent_cookie_gets_the_first_answer_without_a_second_run() {
         panic!("streams")
     };
     assert_eq!(at(&streams[0], &["endpoint", "port"]).as_int(), Some(6000));
+    // A SIP retransmission seen by another worker: same offer, new cookie, another socket. It
+    // runs, and the idempotent offer answers the same SDP.
+    let other_worker = Ng::connect(daemon.ng_addr.unwrap());
+    let again = other_worker.ask(
+        "0_201_1",
+        &signal("offer", "resent-1", "a", None, &phone_sdp(first_phone, 1)),
+    );
+    assert_eq!(text(&again, "sdp"), text(&first, "sdp"));
+    assert_eq!(
+        metric(&api, "earshot_ng_requests_total", &[("command", "offer")]),
+        2.0
+    );
+    daemon.shutdown().unwrap();
+}
+
+#[test]
+fn json_bodies_get_json_answers_and_strangers_get_none() {
+    let mut config = config();
+    config.ng.allow = vec!["127.0.0.2".parse().unwrap()];
+    let daemon = controlplane::spawn(config).unwrap();
+    let api = Api::new(daemon.http_addr);
+    let ng_addr = daemon.ng_addr.unwrap();
+    let stranger = Ng::connect_from("127.0.0.1", ng_addr);
+    stranger.socket.send(b"0_400_1 d7:command4:pinge").unwrap();
+    let friend = Ng::connect_from("127.0.0.2", ng_addr);
+    friend
+        .socket
+        .send(br#"0_400_2 {"command": "ping"}"#)
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let len = friend.socket.recv(&mut buf).unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(
+        buf[..len]
+            .strip_prefix(b"0_400_2 ")
+            .expect("the cookie, then the document"),
+    )
+    .unwrap();
+    assert_eq!(answer, serde_json::json!({"result": "pong"}));
+    // Loopback delivers in order: the stranger's datagram was read (and dropped) first.
+    assert_eq!(
+        metric(
+            &api,
+            "earshot_ng_dropped_total",
+            &[("reason", "not_allowed")]
+        ),
+        1.0
+    );
+    stranger.socket.set_nonblocking(true).unwrap();
+    assert!(
+        stranger.socket.recv(&mut buf).is_err(),
+        "no answer to a stranger"
+    );
     daemon.shutdown().unwrap();
 }
 
