@@ -699,3 +699,65 @@ async fn an_agent_id_a_call_accepts_is_one_its_supervisors_see() {
         .collect();
     assert_eq!(ids, [call.as_str()], "{calls}");
 }
+
+/// docs/ng.md, Parties: a call anchored over NG whose signalling names its agent
+/// (`metadata=agent:<id>`) is that agent's call over HTTP, exactly as `agent_id` on
+/// `POST /v1/calls`: `GET /v1/calls?ng_call_id=` finds it for whoever may see the agent, and
+/// the agent's supervisor supervises it; another group's supervisor sees nothing.
+#[tokio::test]
+async fn an_ng_call_is_found_by_call_id_and_supervised_as_its_agents() {
+    use controlplane::domain::anchor::{NgId, Signal};
+    use dataplane::wire::g711::Codec;
+
+    let h = Harness::start();
+    let sup_a = h.token("supervisor", Some("sup-a")).await;
+    let sup_b = h.token("supervisor", Some("sup-b")).await;
+    h.token("agent", Some("ag-1")).await;
+    h.token("agent", Some("ag-2")).await;
+    let full = json!({"listen": true, "intervene": true});
+    group(&h, "grp-a", "ag-1", "sup-a", full.clone()).await;
+    group(&h, "grp-b", "ag-2", "sup-b", full).await;
+
+    let ng_call_id = "1-28469@127.0.0.1";
+    let anchored = h
+        .state
+        .ng_offer(Signal {
+            call_id: NgId::parse("call-id", ng_call_id).unwrap(),
+            from_tag: NgId::parse("from-tag", "28469SIPpTag091").unwrap(),
+            to_tag: None,
+            remote: Some("127.0.0.1:6100".parse().unwrap()),
+            codecs: vec![Codec::Pcma],
+            label: None,
+            metadata: Some("agent:ag-1".to_owned()),
+        })
+        .unwrap();
+    call_of(&h, "ag-1").await; // an HTTP call of the same agent, not found by the NG call-id
+
+    let uri = format!("/v1/calls?ng_call_id={ng_call_id}");
+    let (status, found) = h.call_as(Some(&sup_a), Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let calls = found["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{found}");
+    let call = calls[0]["id"].as_str().unwrap();
+    assert_eq!(call, anchored.call.to_string());
+    assert_eq!(calls[0]["agent_id"], "ag-1");
+    assert_eq!(
+        calls[0]["legs"]["agent"]["local"],
+        anchored.local.to_string(),
+        "the address the offer answered"
+    );
+    let (_, theirs) = h.call_as(Some(&sup_b), Method::GET, &uri, None).await;
+    assert_eq!(theirs["calls"], json!([]), "another group's supervisor");
+    let (_, none) = h.get("/v1/calls?ng_call_id=nope@host").await;
+    assert_eq!(none["calls"], json!([]));
+    let (status, err) = h.get("/v1/calls?ngcallid=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_query", "{err}");
+
+    let (status, _) = supervise_as(&h, &sup_b, call, &own_supervision()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not sup-b's agent");
+    let (status, sup) = supervise_as(&h, &sup_a, call, &own_supervision()).await;
+    assert_eq!(status, StatusCode::CREATED, "{sup}");
+    assert_eq!(sup["state"], "active", "{sup}");
+    assert_eq!(sup["agent_id"], "ag-1", "{sup}");
+}

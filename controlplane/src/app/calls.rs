@@ -13,7 +13,7 @@ use crate::app::supervisions::*;
 use crate::domain::call::{CallEvent, CallId, Flag, NewCall, Party, SupervisionId};
 use crate::domain::lifecycle::AbortCause;
 use crate::domain::lifecycle::{Direction, HangupParty, Input, Refused, SupervisionState};
-use crate::store::StoreExt as _;
+use crate::store::{StoreError, StoreExt as _, Writes};
 
 impl AppState {
     /// `GET /v1/calls`: every call in memory (since start, and the recent history loaded at
@@ -53,9 +53,21 @@ impl AppState {
 
     /// `POST /v1/calls`.
     pub fn create_call(&self, req: NewCall) -> Result<CallSnapshot, StateError> {
+        let mut r = self.records();
+        let id = self.create_call_in(&mut r, req, &mut |_, _| Ok(()))?;
+        self.call_snapshot_of(&r, id)
+    }
+
+    /// [`AppState::create_call`] under the records lock already held (an NG offer decides and
+    /// creates atomically, docs/ng.md); `also` writes more in the call's creating transaction.
+    pub(super) fn create_call_in(
+        &self,
+        r: &mut Records,
+        req: NewCall,
+        also: &mut dyn FnMut(&mut dyn Writes, CallId) -> Result<(), StoreError>,
+    ) -> Result<CallId, StateError> {
         self.check_family("customer.remote", req.customer.remote)?;
         self.check_family("agent.remote", req.agent.remote)?;
-        let mut r = self.records();
         let id = r.fresh_call_id()?;
         let media = self
             .inner
@@ -77,10 +89,12 @@ impl AppState {
             supervisions: Vec::new(),
             created_at_ms: self.now_ms(),
             ended_at_ms: None,
+            ng: None,
         };
         let stored = record.stored(id, None);
         let committed = self.inner.store.write(|w| {
             w.create_call(&stored)?;
+            also(w, id)?;
             append_event(
                 w,
                 "call.created",
@@ -113,10 +127,10 @@ impl AppState {
         r.calls.insert(id, record);
         self.inner.metrics.call_started();
         if let Some(agent) = follow {
-            self.attach_followers(&mut r, id, &agent, self.now_ms());
+            self.attach_followers(r, id, &agent, self.now_ms());
         }
         tracing::debug!(call = %id, customer = %media.customer, agent = %media.agent, "call created");
-        self.call_snapshot_of(&r, id)
+        Ok(id)
     }
 
     /// `DELETE /v1/calls/{id}`: its open supervisions are aborted through their sessions
@@ -126,10 +140,19 @@ impl AppState {
     /// Each supervision's end is committed as its session ends (its audit record before its
     /// leg is released); then the call's end, in one transaction.
     pub fn delete_call(&self, id: CallId) -> Result<(), StateError> {
-        let mut r = self.records();
+        self.delete_call_in(&mut self.records(), id).map(|_| ())
+    }
+
+    /// [`AppState::delete_call`] under the records lock already held; answers the call as it
+    /// ended (its legs' final statistics), before the API forgets it.
+    pub(super) fn delete_call_in(
+        &self,
+        r: &mut Records,
+        id: CallId,
+    ) -> Result<CallSnapshot, StateError> {
         r.call(id)?;
         let now = self.now_ms();
-        self.release_call(&mut r, id, now)?;
+        self.release_call(r, id, now)?;
         let call = r.call(id)?;
         let stored = call.stored(id, Some(now));
         let scope = call_scope(call);
@@ -143,11 +166,13 @@ impl AppState {
                 now,
             )
         })?;
+        let last = self.call_snapshot_of(r, id)?;
         if let Some(call) = r.calls.remove(&id) {
             debug_assert_eq!(call.state, CallState::Ended);
+            crate::app::anchors::forget(r, id, &call);
         }
         tracing::debug!(call = %id, "call deleted");
-        Ok(())
+        Ok(last)
     }
 
     /// The media side of [`AppState::delete_call`]: aborts the call's open supervisions (docs/
@@ -184,6 +209,23 @@ impl AppState {
         remote: SocketAddr,
     ) -> Result<LegSnapshot, StateError> {
         let mut r = self.records();
+        let engine_call = self.set_remote_in(&mut r, id, party, remote)?;
+        let leg = match party {
+            Party::Customer => LegId::CUSTOMER,
+            Party::Agent => LegId::AGENT,
+        };
+        let record = *r.call_mut(id)?.leg_mut(party);
+        Ok(self.leg_snapshot(Some((engine_call, leg)), &record))
+    }
+
+    /// [`AppState::set_remote`] under the records lock already held; answers the engine's call.
+    pub(super) fn set_remote_in(
+        &self,
+        r: &mut Records,
+        id: CallId,
+        party: Party,
+        remote: SocketAddr,
+    ) -> Result<dataplane::engine::CallId, StateError> {
         let engine_call = r.active_call(id)?.engine.ok_or(StateError::CallEnded(id))?;
         self.check_family("remote", Some(remote))?;
         let leg = match party {
@@ -197,8 +239,7 @@ impl AppState {
         record.latched = false;
         let stored = call.stored(id, None);
         self.inner.store.write(|w| w.update_call(&stored))?;
-        let record = *r.call_mut(id)?.leg_mut(party);
-        Ok(self.leg_snapshot(Some((engine_call, leg)), &record))
+        Ok(engine_call)
     }
 
     /// `POST /v1/calls/{id}/events`.

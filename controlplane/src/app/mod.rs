@@ -1,6 +1,7 @@
 //! The use cases over domain, store and engine: every business rule and every write
 //! (docs/design.md §9). It knows no HTTP.
 
+pub mod anchors;
 pub mod audit;
 pub mod calls;
 pub mod center;
@@ -20,5 +21,7 @@ pub mod supervisions;
 pub mod tokens;
 pub mod webhooks;
 
+#[cfg(test)]
+mod anchor_tests;
 #[cfg(test)]
 mod tests;

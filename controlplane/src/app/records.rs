@@ -201,6 +201,8 @@ pub(super) struct CallRecord {
     pub(super) supervisions: Vec<SupervisionId>,
     pub(super) created_at_ms: u64,
     pub(super) ended_at_ms: Option<u64>,
+    /// The NG side, for a call anchored over the NG protocol (docs/ng.md).
+    pub(super) ng: Option<crate::app::anchors::NgRecord>,
 }
 
 impl CallRecord {
@@ -292,6 +294,7 @@ impl CallRecord {
             supervisions: Vec::new(),
             created_at_ms: from_unix_ms(c.created_at),
             ended_at_ms: c.ended_at.map(from_unix_ms),
+            ng: None,
         }
     }
 }
@@ -427,6 +430,9 @@ pub(super) struct Records {
     pub(super) calls: HashMap<CallId, CallRecord>,
     pub(super) supervisions: HashMap<SupervisionId, SupervisionRecord>,
     pub(super) by_engine_call: HashMap<engine::CallId, CallId>,
+    /// NG call-id → the newest call in memory anchored under it (docs/ng.md: NG commands find
+    /// their call here, in O(1)).
+    pub(super) ng_calls: HashMap<crate::domain::anchor::NgId, CallId>,
     pub(super) next_seq: u64,
 }
 
@@ -574,10 +580,11 @@ pub(super) fn raise_alert(
 /// The recent history, oldest first: calls not deleted, and supervisions (linked to their
 /// calls when those are loaded).
 pub(super) fn load(store: &dyn Store) -> Result<Records, StoreError> {
-    let (mut calls, mut sups) = store.read(|r| {
+    let (mut calls, mut sups, ng) = store.read(|r| {
         Ok((
             r.recent_calls(PAGE_LIMIT_MAX)?,
             r.recent_supervisions(PAGE_LIMIT_MAX)?,
+            r.recent_ng_calls(PAGE_LIMIT_MAX)?,
         ))
     })?;
     calls.reverse();
@@ -591,6 +598,7 @@ pub(super) fn load(store: &dyn Store) -> Result<Records, StoreError> {
         let seq = records.seq();
         records.calls.insert(id, CallRecord::from_stored(call, seq));
     }
+    crate::app::anchors::attach_loaded(&mut records, ng);
     for sup in &sups {
         let (Ok(id), Some(Ok(call))) = (
             sup.id.parse::<SupervisionId>(),

@@ -88,6 +88,8 @@ pub struct Settings {
     pub dtmf: DtmfKeys,
     /// How long the supervisor's phone may ring.
     pub answer_timeout: AnswerTimeout,
+    /// Which party an NG offerer is when its label does not say (docs/ng.md, Parties).
+    pub ng_parties: crate::domain::anchor::PartyRule,
 }
 
 impl Settings {
@@ -100,6 +102,8 @@ impl Settings {
             agent_beep: config.media.agent_beep,
             dtmf: config.media.dtmf,
             answer_timeout: config.supervision.answer_timeout().unwrap_or_default(),
+            // The `[ng]` section's offerer rule, once configured; until then the default.
+            ng_parties: crate::domain::anchor::PartyRule::default(),
         }
     }
 }

@@ -23,20 +23,24 @@ use crate::store::SqliteStore;
 
 /// A media command as the double saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
+pub(super) enum Command {
     CreateCall(CallId),
     DeleteCall(CallId),
     AddSupervisor(CallId, LegId),
     RemoveSupervisor(CallId, LegId),
     SetMode(CallId, LegId, Mode),
+    SetRemote(CallId, LegId, SocketAddr),
 }
 
-/// Media that admits everything and remembers what it holds and what it was told.
+/// Media that admits everything (up to `capacity` calls, when set) and remembers what it holds
+/// and what it was told.
 #[derive(Default)]
-struct RecordingMedia {
-    commands: Mutex<Vec<Command>>,
+pub(super) struct RecordingMedia {
+    pub(super) commands: Mutex<Vec<Command>>,
     /// The calls and supervisor legs it holds now.
-    held: Mutex<BTreeSet<(CallId, Option<LegId>)>>,
+    pub(super) held: Mutex<BTreeSet<(CallId, Option<LegId>)>>,
+    /// Calls it admits at most: beyond, `PortsExhausted`, as the engine's port pool answers.
+    pub(super) capacity: Mutex<Option<usize>>,
 }
 
 impl RecordingMedia {
@@ -52,13 +56,22 @@ fn local(port: u16) -> SocketAddr {
 impl Media for Arc<RecordingMedia> {
     fn create_call(&self, _: LegSpec, _: LegSpec) -> Result<CallMedia, EngineError> {
         let mut held = self.held.lock().unwrap();
-        let call = CallId(held.len() as u64 + 1);
+        let calls = held.iter().filter(|(_, leg)| leg.is_none()).count();
+        if self
+            .capacity
+            .lock()
+            .unwrap()
+            .is_some_and(|max| calls >= max)
+        {
+            return Err(EngineError::PortsExhausted);
+        }
+        let call = CallId(held.iter().map(|(c, _)| c.0).max().unwrap_or(0) + 1);
         held.insert((call, None));
         self.record(Command::CreateCall(call));
         Ok(CallMedia {
             call,
-            customer: local(40_000),
-            agent: local(40_002),
+            customer: local(40_000 + 4 * call.0 as u16),
+            agent: local(40_002 + 4 * call.0 as u16),
         })
     }
     fn delete_call(&self, call: CallId) -> Result<(), EngineError> {
@@ -95,7 +108,8 @@ impl Media for Arc<RecordingMedia> {
         self.record(Command::SetMode(call, leg, mode));
         Ok(())
     }
-    fn set_remote(&self, _: CallId, _: LegId, _: SocketAddr) -> Result<(), EngineError> {
+    fn set_remote(&self, call: CallId, leg: LegId, remote: SocketAddr) -> Result<(), EngineError> {
+        self.record(Command::SetRemote(call, leg, remote));
         Ok(())
     }
     fn set_held(&self, _: CallId, _: LegId, _: bool) -> Result<(), EngineError> {
@@ -115,7 +129,7 @@ impl Media for Arc<RecordingMedia> {
     fn shutdown(&self) {}
 }
 
-fn state(media: &Arc<RecordingMedia>) -> AppState {
+pub(super) fn state(media: &Arc<RecordingMedia>) -> AppState {
     let registry = prometheus::Registry::new();
     AppState::new(
         media.clone(),

@@ -206,12 +206,21 @@ impl Visibility {
     }
 }
 
+/// `GET /v1/calls`'s query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallsQuery {
+    ng_call_id: Option<String>,
+}
+
 #[utoipa::path(
     get, path = "/v1/calls", tag = "Calls", operation_id = "list_calls",
     summary = "List calls",
-    description = "The calls since start and the 1,000 most recent before it, oldest first.\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    description = "The calls since start and the 1,000 most recent before it, oldest first; with `ng_call_id`, only the calls anchored over the NG protocol under that call-id (docs/ng.md).\n\n**Who:** Read endpoint: every role; what is shown depends on the caller.",
+    params(crate::http::openapi::params::CallsParams),
     responses(
         (status = 200, description = "The calls.", body = Calls),
+        (status = 400, description = "`invalid_query`: an unknown query parameter.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
@@ -220,10 +229,16 @@ impl Visibility {
 async fn list_calls(
     Authorized(principal, _): Authorized<Read>,
     State(state): State<AppState>,
+    query: Result<axum::extract::Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Calls>> {
+    let axum::extract::Query(q) = query?;
     let seen = Visibility::of(&principal);
     let calls = blocking_api(state, move |s| {
-        Ok(s.calls()
+        let calls = match q.ng_call_id.as_deref() {
+            Some(ng) => s.calls_by_ng_call_id(ng),
+            None => s.calls(),
+        };
+        Ok(calls
             .into_iter()
             .filter(|c| seen.call(s, c))
             .map(CallView::from)

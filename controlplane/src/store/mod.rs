@@ -190,6 +190,12 @@ pub trait CallReads {
     /// The newest supervisions first, at most `limit` (clamped to [`PAGE_LIMIT_MAX`]).
     fn recent_supervisions(&self, limit: u32) -> Result<Vec<SupervisionRecord>>;
 
+    /// The NG side of a call, if it was anchored over NG.
+    fn ng_call(&self, call_id: &str) -> Result<Option<NgCallRecord>>;
+    /// The NG side of the newest calls first (by the call's creation), at most `limit`
+    /// (clamped to [`PAGE_LIMIT_MAX`]): the start-up load pairs them with `recent_calls`.
+    fn recent_ng_calls(&self, limit: u32) -> Result<Vec<NgCallRecord>>;
+
     /// A page in id order, after an id ([`AlertId::ZERO`] for the start).
     fn alerts_after(&self, after: AlertId, limit: u32) -> Result<Vec<AlertRecord>>;
     fn alerts_of_supervision(&self, supervision_id: &str) -> Result<Vec<AlertRecord>>;
@@ -274,6 +280,9 @@ pub trait CallWrites {
     fn update_supervision(&mut self, supervision: &SupervisionRecord) -> Result<()>;
 
     fn append_alert(&mut self, alert: &NewAlert) -> Result<AlertId>;
+
+    /// Creates or replaces the NG side of a call; the call must exist.
+    fn set_ng_call(&mut self, ng: &NgCallRecord) -> Result<()>;
 }
 
 /// The mutations of the event log and the webhooks.

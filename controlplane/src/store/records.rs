@@ -345,6 +345,30 @@ pub struct CallRecord {
     pub media: serde_json::Value,
 }
 
+column_enum!(
+    /// The party an NG call's offerer is (docs/ng.md, Parties).
+    pub enum NgParty {
+        Customer = "customer",
+        Agent = "agent",
+    }
+);
+
+/// The NG side of a call anchored over the NG protocol (docs/ng.md): what the softswitch
+/// names it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgCallRecord {
+    /// The call (`calls.id`).
+    pub call_id: String,
+    /// The softswitch's call-id; not unique over time (a call-id may be reused once deleted).
+    pub ng_call_id: String,
+    pub offerer_tag: String,
+    pub offerer: NgParty,
+    /// Known once the first answer came.
+    pub answerer_tag: Option<String>,
+    /// The last offer or answer (NG `query`: `last signal`).
+    pub last_signal: UnixMs,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisionRecord {
     pub id: String,

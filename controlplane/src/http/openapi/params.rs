@@ -87,6 +87,21 @@ pub struct PlatformCallParam {
     call: String,
 }
 
+/// `GET /v1/calls`'s filter.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallsParams {
+    /// Only the calls anchored over the NG protocol under this call-id (the SIP Call-ID the
+    /// softswitch's `rtpengine` module sent, docs/ng.md).
+    #[param(
+        required = false,
+        min_length = 1,
+        max_length = 256,
+        example = "1-28469@127.0.0.1"
+    )]
+    ng_call_id: String,
+}
+
 /// A page of a log by id (docs/api.md, Paging).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

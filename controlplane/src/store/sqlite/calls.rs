@@ -5,7 +5,7 @@ use rusqlite::{Row, ToSql, params};
 use super::{Db, Sql, json, ms, opt_ms, page, run, text_enum, to_json};
 use crate::store::{
     AlertId, AlertRecord, CallFlags, CallReads, CallRecord, CallWrites, ColumnEnum as _, NewAlert,
-    Result, SupervisionRecord,
+    NgCallRecord, Result, SupervisionRecord,
 };
 
 // --- Rows --------------------------------------------------------------------------------------
@@ -106,6 +106,24 @@ fn supervision_row(row: &Row<'_>) -> Sql<SupervisionRecord> {
         started_at: opt_ms(row, 9)?,
         ended_at: opt_ms(row, 10)?,
         media: json(row, 11, "supervisions.media")?,
+    })
+}
+
+macro_rules! ng_call_cols {
+    () => {
+        "ng.call_id, ng.ng_call_id, ng.offerer_tag, ng.offerer, ng.answerer_tag, \
+         ng.last_signal_ms"
+    };
+}
+
+fn ng_call_row(row: &Row<'_>) -> Sql<NgCallRecord> {
+    Ok(NgCallRecord {
+        call_id: row.get(0)?,
+        ng_call_id: row.get(1)?,
+        offerer_tag: row.get(2)?,
+        offerer: text_enum(row, 3, "ng_calls.offerer")?,
+        answerer_tag: row.get(4)?,
+        last_signal: ms(row, 5)?,
     })
 }
 
@@ -233,6 +251,35 @@ impl CallReads for Db<'_> {
                 ),
                 [page(limit)],
                 supervision_row,
+            )
+        })
+    }
+
+    fn ng_call(&self, call_id: &str) -> Result<Option<NgCallRecord>> {
+        run("reading a call's NG side", || {
+            self.one(
+                concat!(
+                    "SELECT ",
+                    ng_call_cols!(),
+                    " FROM ng_calls ng WHERE ng.call_id = ?1"
+                ),
+                [call_id],
+                ng_call_row,
+            )
+        })
+    }
+
+    fn recent_ng_calls(&self, limit: u32) -> Result<Vec<NgCallRecord>> {
+        run("listing recent NG calls", || {
+            self.all(
+                concat!(
+                    "SELECT ",
+                    ng_call_cols!(),
+                    " FROM ng_calls ng JOIN calls c ON c.id = ng.call_id \
+                     ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?1"
+                ),
+                [page(limit)],
+                ng_call_row,
             )
         })
     }
@@ -370,6 +417,26 @@ impl CallWrites for Db<'_> {
                 "UPDATE supervisions SET state = ?2, ended_at_ms = ?3 \
                  WHERE id = ?1 AND (state IS NOT ?2 OR ended_at_ms IS NOT ?3)",
                 params![s.id, s.state.as_str(), s.ended_at.map(|at| at.0)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn set_ng_call(&mut self, ng: &NgCallRecord) -> Result<()> {
+        run("recording a call's NG side", || {
+            self.exec(
+                "INSERT INTO ng_calls (call_id, ng_call_id, offerer_tag, offerer, answerer_tag, \
+                 last_signal_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (call_id) DO UPDATE SET ng_call_id = ?2, offerer_tag = ?3, \
+                 offerer = ?4, answerer_tag = ?5, last_signal_ms = ?6",
+                params![
+                    ng.call_id,
+                    ng.ng_call_id,
+                    ng.offerer_tag,
+                    ng.offerer.as_str(),
+                    ng.answerer_tag,
+                    ng.last_signal.0
+                ],
             )?;
             Ok(())
         })

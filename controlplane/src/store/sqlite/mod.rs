@@ -81,6 +81,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "no_call",
         sql: include_str!("../migrations/0005_no_call.sql"),
     },
+    Migration {
+        version: 6,
+        name: "ng",
+        sql: include_str!("../migrations/0006_ng.sql"),
+    },
 ];
 
 /// The SQLite [`Store`]: a file (the embedded default, [`SqliteStore::DEFAULT_PATH`]) or

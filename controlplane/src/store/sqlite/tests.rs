@@ -1416,7 +1416,7 @@ fn an_upgrade_to_no_call_keeps_the_rows_and_stores_no_call() {
     drop(store);
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), latest_version());
     store.write(|w| w.create_supervision(&no_call)).unwrap();
     store
         .read(|r| {
@@ -1747,4 +1747,60 @@ fn an_in_memory_store_syncs_nothing() {
     store.sync().unwrap();
     let (committed, synced) = marks(&store);
     assert_eq!(synced, committed);
+}
+
+// --- NG calls (docs/ng.md) ---------------------------------------------------------------------
+
+fn ng_call(call_id: &str, ng_call_id: &str) -> NgCallRecord {
+    NgCallRecord {
+        call_id: call_id.to_owned(),
+        ng_call_id: ng_call_id.to_owned(),
+        offerer_tag: "caller-tag".to_owned(),
+        offerer: NgParty::Customer,
+        answerer_tag: None,
+        last_signal: UnixMs(2_100),
+    }
+}
+
+/// The NG side of a call is created, replaced (the answer's tag, the last signal), survives a
+/// reopen, and is listed newest call first; a call-id may name several calls over time; a row
+/// for a call that does not exist is refused.
+#[test]
+fn ng_calls_round_trip_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earshot.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let mut older = call("c1");
+    older.created_at = UnixMs(1_000);
+    let newer = call("c2");
+    let mut first = ng_call("c1", "1-28469@127.0.0.1");
+    let second = NgCallRecord {
+        offerer: NgParty::Agent,
+        ..ng_call("c2", "1-28469@127.0.0.1")
+    };
+    store
+        .write(|w| {
+            w.create_call(&older)?;
+            w.create_call(&newer)?;
+            w.set_ng_call(&first)?;
+            w.set_ng_call(&second)
+        })
+        .unwrap();
+    first.answerer_tag = Some("callee-tag".to_owned());
+    first.last_signal = UnixMs(2_500);
+    store.write(|w| w.set_ng_call(&first)).unwrap();
+    assert_not_found(store.write(|w| w.set_ng_call(&ng_call("c9", "x@y"))));
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.read(|r| r.ng_call("c1")).unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.read(|r| r.ng_call("c9")).unwrap(), None);
+    assert_eq!(
+        store.read(|r| r.recent_ng_calls(10)).unwrap(),
+        vec![second.clone(), first]
+    );
+    assert_eq!(store.read(|r| r.recent_ng_calls(1)).unwrap(), vec![second]);
 }
