@@ -355,6 +355,47 @@ fn every_line_kind_survives_the_rewrite() {
     );
 }
 
+/// With a leg's codec chosen, the SDP passed on offers only that law and telephone-event
+/// (docs/ng.md, Codecs), in the party's order, with the other formats' lines gone.
+#[test]
+fn rewrite_can_offer_only_the_legs_codec() {
+    let (audio, _) = anchored("kamailio-answer.sdp");
+    assert_eq!(audio.codecs(), [Codec::Pcma, Codec::Pcmu]);
+    let only = |name: &str, codec| {
+        let how = Rewrite {
+            codec: Some(codec),
+            ..Rewrite::default()
+        };
+        let rewritten = sdp::parse(&input(name)).unwrap().rewrite(local(), &how);
+        String::from_utf8(rewritten).unwrap()
+    };
+    assert!(only("kamailio-answer.sdp", Codec::Pcmu).ends_with(
+        "m=audio 30000 RTP/AVP 0 101\r\na=rtcp:30001\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    ));
+    let softphone = only("softphone-ice.sdp", Codec::Pcma);
+    assert!(
+        softphone.contains("m=audio 30000 RTP/AVP 8 101\r\n"),
+        "{softphone}"
+    );
+    for gone in ["rtpmap:9 ", "rtpmap:0 "] {
+        assert!(!softphone.contains(gone), "{gone} left in {softphone}");
+    }
+    assert!(softphone.contains("a=X-vendor:keep-me"));
+    // A stream without the law is left as it is.
+    let g729 = only("g729-only.sdp", Codec::Pcmu);
+    assert!(g729.contains("m=audio 30000 RTP/AVP 18 101\r\n"), "{g729}");
+    // A dynamic PCMU keeps its own payload type and rtpmap; rtcp-fb:* stays.
+    let dynamic = only("dynamic-pcmu-stereo.sdp", Codec::Pcmu);
+    assert!(
+        dynamic.ends_with(
+            "m=audio 30000 RTP/AVPF 97\r\na=rtcp:30001\r\na=rtpmap:97 pcmu/8000/1\r\n\
+             a=rtcp-fb:* nack\r\n"
+        ),
+        "{dynamic}"
+    );
+}
+
 /// LF-only line ends are read (lenient); the appliance writes CRLF (RFC 8866 §5).
 #[test]
 fn lf_only_input_is_read_and_crlf_written() {
@@ -560,5 +601,23 @@ proptest! {
         };
         prop_assert_eq!(audio.remote, remote);
         prop_assert_eq!(audio.payloads.iter().map(|p| p.pt).collect::<Vec<_>>(), pts);
+
+        // Narrowed to each offered law: exactly that law's formats and telephone-event/8000
+        // remain, in order, and they read back the same.
+        for law in audio.codecs() {
+            let how = Rewrite { codec: Some(law), ..Rewrite::default() };
+            let rewritten = sdp::parse(text.as_bytes()).unwrap().rewrite(local(), &how);
+            let after = sdp::parse(&rewritten).unwrap().audio().unwrap();
+            let expected: Vec<&sdp::Payload> = audio
+                .payloads
+                .iter()
+                .filter(|p| {
+                    audio.g711.iter().any(|m| m.codec == law && m.pt == p.pt)
+                        || audio.telephone_event_pt == Some(p.pt)
+                })
+                .collect();
+            prop_assert_eq!(after.payloads.iter().collect::<Vec<_>>(), expected);
+            prop_assert_eq!(after.codecs(), vec![law]);
+        }
     }
 }

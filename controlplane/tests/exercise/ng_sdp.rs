@@ -111,6 +111,7 @@ pub fn ng_sdp(data: &[u8]) -> Outcome {
     assert_eq!(after.remote, local);
     assert_eq!(after.payloads, audio.payloads);
     assert_eq!(after.mixable, audio.mixable);
+    assert_eq!(after.g711, audio.g711);
     assert_eq!(after.telephone_event_pt, audio.telephone_event_pt);
     assert_eq!(after.direction, audio.direction);
     assert_eq!(after.ptime_ms, audio.ptime_ms);
