@@ -143,5 +143,27 @@ pub fn ng_sdp(data: &[u8]) -> Outcome {
             assert!(line.ends_with(&local.ip().to_string()), "{line:?}");
         }
     }
+    // Narrowed to each offered law (`Rewrite::codec`): exactly that law's formats and
+    // telephone-event/8000 remain, in order, and read back the same.
+    for law in audio.codecs() {
+        let how = Rewrite {
+            codec: Some(law),
+            ..Rewrite::default()
+        };
+        let narrowed = parsed.rewrite(local, &how);
+        let after = sdp::parse(&narrowed)
+            .and_then(|s| s.audio())
+            .expect("the narrowed SDP anchors");
+        let expected: Vec<&sdp::Payload> = audio
+            .payloads
+            .iter()
+            .filter(|p| {
+                audio.g711.iter().any(|m| m.codec == law && m.pt == p.pt)
+                    || audio.telephone_event_pt == Some(p.pt)
+            })
+            .collect();
+        assert_eq!(after.payloads.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(after.codecs(), [law]);
+    }
     Outcome::Anchored { audio, rewritten }
 }
