@@ -489,6 +489,9 @@ impl Sdp {
 /// Narrows `media`, the anchored stream read as `audio`, to the formats of `law` and
 /// `telephone-event/8000` ([`Rewrite::codec`]).
 fn only_law(media: &mut Media, law: Codec, audio: &Audio) {
+    if !audio.g711.iter().any(|m| m.codec == law) {
+        return;
+    }
     let kept: Vec<u8> = audio
         .payloads
         .iter()
@@ -498,9 +501,6 @@ fn only_law(media: &mut Media, law: Codec, audio: &Audio) {
                 || audio.telephone_event_pt == Some(pt)
         })
         .collect();
-    if !audio.g711.iter().any(|m| m.codec == law) {
-        return;
-    }
     media.fmt = kept.iter().map(u8::to_string).collect::<Vec<_>>().join(" ");
     // `rtpmap`, `fmtp` and `rtcp-fb` name their format first (RFC 8866 §6.6, §6.15; RFC 4585
     // §4.2, where `*` means every format and stays).
