@@ -355,6 +355,47 @@ fn every_line_kind_survives_the_rewrite() {
     );
 }
 
+/// With a leg's codec chosen, the SDP passed on offers only that law and telephone-event
+/// (docs/ng.md, Codecs), in the party's order, with the other formats' lines gone.
+#[test]
+fn rewrite_can_offer_only_the_legs_codec() {
+    let (audio, _) = anchored("kamailio-answer.sdp");
+    assert_eq!(audio.codecs(), [Codec::Pcma, Codec::Pcmu]);
+    let only = |name: &str, codec| {
+        let how = Rewrite {
+            codec: Some(codec),
+            ..Rewrite::default()
+        };
+        let rewritten = sdp::parse(&input(name)).unwrap().rewrite(local(), &how);
+        String::from_utf8(rewritten).unwrap()
+    };
+    assert!(only("kamailio-answer.sdp", Codec::Pcmu).ends_with(
+        "m=audio 30000 RTP/AVP 0 101\r\na=rtcp:30001\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    ));
+    let softphone = only("softphone-ice.sdp", Codec::Pcma);
+    assert!(
+        softphone.contains("m=audio 30000 RTP/AVP 8 101\r\n"),
+        "{softphone}"
+    );
+    for gone in ["rtpmap:9 ", "rtpmap:0 "] {
+        assert!(!softphone.contains(gone), "{gone} left in {softphone}");
+    }
+    assert!(softphone.contains("a=X-vendor:keep-me"));
+    // A stream without the law is left as it is.
+    let g729 = only("g729-only.sdp", Codec::Pcmu);
+    assert!(g729.contains("m=audio 30000 RTP/AVP 18 101\r\n"), "{g729}");
+    // A dynamic PCMU keeps its own payload type and rtpmap; rtcp-fb:* stays.
+    let dynamic = only("dynamic-pcmu-stereo.sdp", Codec::Pcmu);
+    assert!(
+        dynamic.ends_with(
+            "m=audio 30000 RTP/AVPF 97\r\na=rtcp:30001\r\na=rtpmap:97 pcmu/8000/1\r\n\
+             a=rtcp-fb:* nack\r\n"
+        ),
+        "{dynamic}"
+    );
+}
+
 /// LF-only line ends are read (lenient); the appliance writes CRLF (RFC 8866 §5).
 #[test]
 fn lf_only_input_is_read_and_crlf_written() {
@@ -549,7 +590,8 @@ proptest! {
     }
 
     /// Rewrite → parse again: the same payloads and attributes (less ICE and keying), at the
-    /// appliance's address; the exerciser checks the details.
+    /// appliance's address, and narrowed to each law offered; the exerciser checks the
+    /// details.
     #[test]
     fn rewrite_keeps_payloads_and_attributes_at_a_new_address(
         (text, remote, pts) in offer()

@@ -158,9 +158,11 @@ pub struct Audio {
     pub remote: SocketAddr,
     /// Every payload format offered, in the `m=` line's order.
     pub payloads: Vec<Payload>,
-    /// The first PCMU/PCMA format in that order, if any: `None` means the call can be relayed
-    /// but not supervised (docs/ng.md, SDP).
+    /// The first PCMU/PCMA format in that order, if any (docs/ng.md, Codecs: without one the
+    /// call cannot be anchored).
     pub mixable: Option<Mixable>,
+    /// Every PCMU/PCMA format, in that order (`mixable` is the first).
+    pub g711: Vec<Mixable>,
     /// The payload type of `telephone-event/8000` (RFC 4733 §7.1.1), if offered.
     pub telephone_event_pt: Option<u8>,
     /// The stream's direction (`a=sendonly` and `a=inactive` signal hold, RFC 6337 §5.3).
@@ -170,6 +172,18 @@ pub struct Audio {
 }
 
 impl Audio {
+    /// The G.711 laws offered, in the SDP's order, each once: what the use cases choose a
+    /// leg's codec from (docs/ng.md, Codecs).
+    pub fn codecs(&self) -> Vec<Codec> {
+        let mut codecs = Vec::new();
+        for m in &self.g711 {
+            if !codecs.contains(&m.codec) {
+                codecs.push(m.codec);
+            }
+        }
+        codecs
+    }
+
     /// Whether the party puts the call on hold: it sends no media to us (`sendonly` from the
     /// holder's view means it only sends music, `inactive` nothing, RFC 6337 §5.3), or it uses
     /// the old `c=0.0.0.0` form (RFC 3264 §8.4).
@@ -191,6 +205,11 @@ pub struct Rewrite {
     pub origin_full: bool,
     /// `session-name`: `s=` becomes `earshot`.
     pub session_name: bool,
+    /// `Some(law)`: the anchored stream offers only that G.711 law and `telephone-event/8000`
+    /// (their formats keep their order, the others' `rtpmap`, `fmtp` and `rtcp-fb` lines go),
+    /// so that a compliant answer (RFC 3264 §6.1, a subset of the offer) picks the leg's codec
+    /// (docs/ng.md, Codecs). A stream that does not offer the law is left as it is.
+    pub codec: Option<Codec>,
 }
 
 impl Rewrite {
@@ -354,15 +373,18 @@ impl Sdp {
         if payloads.is_empty() {
             return Err(SdpError::NoFormats);
         }
-        let mixable = payloads.iter().find_map(|p| {
-            let codec = match p.encoding.as_deref() {
-                Some(name) if name.eq_ignore_ascii_case("PCMU") => Codec::Pcmu,
-                Some(name) if name.eq_ignore_ascii_case("PCMA") => Codec::Pcma,
-                _ => return None,
-            };
-            (p.clock_rate_hz == Some(8000) && mono(media, p.pt))
-                .then_some(Mixable { codec, pt: p.pt })
-        });
+        let g711: Vec<Mixable> = payloads
+            .iter()
+            .filter_map(|p| {
+                let codec = match p.encoding.as_deref() {
+                    Some(name) if name.eq_ignore_ascii_case("PCMU") => Codec::Pcmu,
+                    Some(name) if name.eq_ignore_ascii_case("PCMA") => Codec::Pcma,
+                    _ => return None,
+                };
+                (p.clock_rate_hz == Some(8000) && mono(media, p.pt))
+                    .then_some(Mixable { codec, pt: p.pt })
+            })
+            .collect();
         let telephone_event_pt = payloads
             .iter()
             .find(|p| {
@@ -383,7 +405,8 @@ impl Sdp {
         let audio = Audio {
             remote: SocketAddr::from((ip, media.port)),
             payloads,
-            mixable,
+            mixable: g711.first().copied(),
+            g711,
             telephone_event_pt,
             direction,
             ptime_ms,
@@ -400,7 +423,10 @@ impl Sdp {
     /// Meant for an SDP whose [`Sdp::audio`] succeeded; without it every stream gets port 0.
     pub fn rewrite(&self, local: SocketAddr, how: &Rewrite) -> Vec<u8> {
         let mut session = self.session.clone();
-        let anchored = self.anchored_audio().ok().map(|(index, _)| index);
+        let (anchored, audio) = match self.anchored_audio() {
+            Ok((index, audio)) => (Some(index), Some(audio)),
+            Err(_) => (None, None),
+        };
         let ip = local.ip();
 
         if how.origin_full {
@@ -432,6 +458,9 @@ impl Sdp {
                 continue;
             }
             media.port = local.port();
+            if let Some((law, audio)) = how.codec.zip(audio.as_ref()) {
+                only_law(media, law, audio);
+            }
             if media.connections.is_empty() && !session_has_connection {
                 media.connections.push(Connection::from_ip_addr(ip));
             }
@@ -455,6 +484,40 @@ impl Sdp {
     pub fn media_count(&self) -> usize {
         self.session.medias.len()
     }
+}
+
+/// Narrows `media`, the anchored stream read as `audio`, to the formats of `law` and
+/// `telephone-event/8000` ([`Rewrite::codec`]).
+fn only_law(media: &mut Media, law: Codec, audio: &Audio) {
+    if !audio.g711.iter().any(|m| m.codec == law) {
+        return;
+    }
+    let kept: Vec<u8> = audio
+        .payloads
+        .iter()
+        .map(|p| p.pt)
+        .filter(|&pt| {
+            audio.g711.iter().any(|m| m.codec == law && m.pt == pt)
+                || audio.telephone_event_pt == Some(pt)
+        })
+        .collect();
+    media.fmt = kept.iter().map(u8::to_string).collect::<Vec<_>>().join(" ");
+    // `rtpmap`, `fmtp` and `rtcp-fb` name their format first (RFC 8866 §6.6, §6.15; RFC 4585
+    // §4.2, where `*` means every format and stays).
+    media.attributes.retain(|a| {
+        let per_format = ["rtpmap", "fmtp", "rtcp-fb"]
+            .iter()
+            .any(|n| a.attribute.eq_ignore_ascii_case(n));
+        let format = a
+            .value
+            .as_deref()
+            .and_then(|v| v.split_ascii_whitespace().next())
+            .and_then(|pt| pt.parse::<u8>().ok());
+        match format {
+            Some(pt) if per_format => kept.contains(&pt),
+            _ => true,
+        }
+    });
 }
 
 /// The session's text (`\r\n` line ends, RFC 8866 §5).

@@ -111,6 +111,7 @@ pub fn ng_sdp(data: &[u8]) -> Outcome {
     assert_eq!(after.remote, local);
     assert_eq!(after.payloads, audio.payloads);
     assert_eq!(after.mixable, audio.mixable);
+    assert_eq!(after.g711, audio.g711);
     assert_eq!(after.telephone_event_pt, audio.telephone_event_pt);
     assert_eq!(after.direction, audio.direction);
     assert_eq!(after.ptime_ms, audio.ptime_ms);
@@ -141,6 +142,28 @@ pub fn ng_sdp(data: &[u8]) -> Outcome {
         if line.starts_with("c=") || line.starts_with("o=") {
             assert!(line.ends_with(&local.ip().to_string()), "{line:?}");
         }
+    }
+    // Narrowed to each offered law (`Rewrite::codec`): exactly that law's formats and
+    // telephone-event/8000 remain, in order, and read back the same.
+    for law in audio.codecs() {
+        let how = Rewrite {
+            codec: Some(law),
+            ..Rewrite::default()
+        };
+        let narrowed = parsed.rewrite(local, &how);
+        let after = sdp::parse(&narrowed)
+            .and_then(|s| s.audio())
+            .expect("the narrowed SDP anchors");
+        let expected: Vec<&sdp::Payload> = audio
+            .payloads
+            .iter()
+            .filter(|p| {
+                audio.g711.iter().any(|m| m.codec == law && m.pt == p.pt)
+                    || audio.telephone_event_pt == Some(p.pt)
+            })
+            .collect();
+        assert_eq!(after.payloads.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(after.codecs(), [law]);
     }
     Outcome::Anchored { audio, rewritten }
 }
