@@ -584,3 +584,20 @@ fn ng_off_binds_nothing_and_a_taken_port_is_a_clear_start_error() {
         "{err:#}"
     );
 }
+
+#[test]
+fn the_sdp_passed_on_offers_only_the_legs_law_and_telephone_event() {
+    let daemon = controlplane::spawn(config()).unwrap();
+    let ng = Ng::connect(daemon.ng_addr.unwrap());
+    // A-law first, then µ-law: the leg carries A-law (docs/ng.md, Codecs).
+    let sdp = "v=0\r\no=phone 5 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 6100 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+               a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-11,16\r\n";
+    let offer = ng.ask("0_500_1", &signal("offer", "laws-1", "a", None, sdp));
+    let passed_on = text(&offer, "sdp");
+    let audio = sdp::parse(passed_on.as_bytes()).unwrap().audio().unwrap();
+    let pts: Vec<u8> = audio.payloads.iter().map(|p| p.pt).collect();
+    assert_eq!(pts, [8, 101], "{passed_on}");
+    assert!(!passed_on.contains("PCMU"), "{passed_on}");
+    daemon.shutdown().unwrap();
+}

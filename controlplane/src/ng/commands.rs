@@ -6,8 +6,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dataplane::wire::g711::Codec;
-
 use crate::app::anchors::{AnchorError, NgCallSnapshot};
 use crate::app::snapshots::LegSnapshot;
 use crate::app::state::AppState;
@@ -123,11 +121,7 @@ fn try_signal(state: &AppState, request: &Offer, is_answer: bool) -> Result<Repl
         to_tag,
         // `c=0.0.0.0` (hold, RFC 3264 §8.4) or port 0 names no address to send to.
         remote: (!remote.ip().is_unspecified() && remote.port() != 0).then_some(remote),
-        codecs: audio
-            .payloads
-            .iter()
-            .filter_map(|p| g711(p.pt, p.encoding.as_deref(), p.clock_rate_hz))
-            .collect(),
+        codecs: audio.codecs(),
         label: request.label.clone(),
         metadata: request.metadata.clone(),
     };
@@ -137,29 +131,18 @@ fn try_signal(state: &AppState, request: &Offer, is_answer: bool) -> Result<Repl
         state.ng_offer(signal)
     };
     let anchored = anchored.map_err(|e| refusal(e, request.supports_load_limit, true))?;
-    let rewritten = parsed.rewrite(anchored.local, &Rewrite::from_replace(&request.replace));
+    // The other party is offered the sender leg's law only (plus telephone-event): the leg's
+    // codec is fixed for the call (docs/ng.md, Codecs), so a compliant answer must pick it.
+    let how = Rewrite {
+        codec: Some(anchored.codec),
+        ..Rewrite::from_replace(&request.replace)
+    };
+    let rewritten = parsed.rewrite(anchored.local, &how);
     let mut reply = Reply::Ok(vec![("sdp", Value::Bytes(rewritten))]);
     if !anchored.warnings.is_empty() {
         reply = reply.with_warning(anchored.warnings.join("; "));
     }
     Ok(reply)
-}
-
-/// The G.711 law a payload format is, if it is one (by its static type or its rtpmap).
-fn g711(pt: u8, encoding: Option<&str>, clock_rate_hz: Option<u32>) -> Option<Codec> {
-    match (encoding, clock_rate_hz) {
-        (Some(name), rate) if rate.is_none_or(|r| r == 8000) => {
-            if name.eq_ignore_ascii_case("PCMU") {
-                Some(Codec::Pcmu)
-            } else if name.eq_ignore_ascii_case("PCMA") {
-                Some(Codec::Pcma)
-            } else {
-                None
-            }
-        }
-        (None, _) => Codec::ALL.into_iter().find(|c| c.payload_type() == pt),
-        _ => None,
-    }
 }
 
 /// A use case's refusal as NG words it. Over capacity is `load limit` for a client that takes
