@@ -6,6 +6,7 @@
 //! - [`domain`]: pure rules and types (ids, the supervision lifecycle, groups, agents, auth).
 //! - [`app`]: the use cases over domain, store and engine; every business rule and write.
 //! - [`http`]: the HTTP adapter (router, extractors, access guard, views, errors, OpenAPI).
+//! - [`ng`]: the rtpengine NG adapter (docs/ng.md), a second adapter beside HTTP.
 //! - [`store`]: durable state (SQLite), behind a repository shaped for PostgreSQL.
 //! - [`daemon`]: the composition root; [`daemon::spawn`] runs a whole daemon in-process.
 //! - [`config`], [`clock`], [`metrics`]: configuration, the time source, the gauges.
@@ -19,6 +20,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod ng;
 pub mod store;
 
 pub use app::state::AppState;

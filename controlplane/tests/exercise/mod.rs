@@ -3,6 +3,10 @@
 //! (`config_corpus.rs`): any text goes through the daemon's own path (`Config::from_toml`,
 //! `Config::validate`, `Config::engine_config`, as `Config::load` does) and is a
 //! configuration or one clear, one-line error, never a panic (docs/fuzzing.md).
+//!
+//! [`ng`] is the NG datagram's exerciser (the `ng_datagram` target, `ng_wire.rs`).
+
+pub mod ng;
 
 use std::path::Path;
 
