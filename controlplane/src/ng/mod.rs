@@ -4,3 +4,4 @@
 
 pub mod bencode;
 pub mod message;
+pub mod sdp;
