@@ -47,8 +47,7 @@ impl RigDir {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         RigDir { path }
     }
 }
@@ -358,7 +357,12 @@ pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
     let rtp_ports: Vec<(u16, u16)> = callers
         .iter()
         .zip(&callees)
-        .map(|(a, b)| (a.endpoint.local_addr().port(), b.endpoint.local_addr().port()))
+        .map(|(a, b)| {
+            (
+                a.endpoint.local_addr().port(),
+                b.endpoint.local_addr().port(),
+            )
+        })
         .collect();
     let calls_csv = dir.path.join("calls.csv");
     std::fs::write(&calls_csv, Sipp::calls_csv(&rtp_ports)).expect("write calls.csv");
@@ -403,7 +407,10 @@ pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
     let mut sampled_at: Vec<Option<Instant>> = vec![None; plan.calls];
     // Every call placed, held and hung up, with room for a loaded machine.
     let placing = Duration::from_millis(1000 * plan.calls as u64 / u64::from(plan.rate_cps.max(1)));
-    let deadline = Instant::now() + placing + Duration::from_millis(plan.hold_ms) * 2 + Duration::from_secs(30);
+    let deadline = Instant::now()
+        + placing
+        + Duration::from_millis(plan.hold_ms) * 2
+        + Duration::from_secs(30);
     loop {
         for event in uac.logged().into_iter().chain(uas.logged()) {
             match event {
@@ -432,8 +439,12 @@ pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
                 // The caller's answer is in: the relay knows both parties' addresses.
                 caller.relay = Some(a);
                 callee.relay = Some(b);
-                caller.endpoint.start_sending(SendSpec::tone(a, caller.tone));
-                callee.endpoint.start_sending(SendSpec::tone(b, callee.tone));
+                caller
+                    .endpoint
+                    .start_sending(SendSpec::tone(a, caller.tone));
+                callee
+                    .endpoint
+                    .start_sending(SendSpec::tone(b, callee.tone));
                 sending[i] = true;
             }
             if sending[i] && !stopped[i] && record.ended_by.is_some() {
@@ -525,7 +536,10 @@ mod tests {
             std::fs::read_to_string(Path::new(sipp::NG_DIR).join("kamailio.cfg")).unwrap();
         let config = render(&template, 5060, "127.0.0.1:2223".parse().unwrap(), 5090);
         for placeholder in ["@SIP_PORT@", "@NG_ADDR@", "@UAS_PORT@"] {
-            assert!(!config.contains(placeholder), "{placeholder} is left:\n{config}");
+            assert!(
+                !config.contains(placeholder),
+                "{placeholder} is left:\n{config}"
+            );
         }
         assert!(config.contains("listen=udp:127.0.0.1:5060"));
         assert!(config.contains(r#""rtpengine_sock", "udp:127.0.0.1:2223""#));

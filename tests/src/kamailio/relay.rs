@@ -103,7 +103,11 @@ pub fn wait_pong(ng: SocketAddr, within: Duration) -> Result<(), String> {
 /// The relay's answer to `list` (its calls' ids, docs/ng.md), raw: the rig only asks whether a
 /// call-id is still in it.
 pub fn ng_list(ng: SocketAddr) -> Result<Vec<u8>, String> {
-    ng_exchange(ng, b"d7:command4:list5:limiti1000ee", Duration::from_secs(2))
+    ng_exchange(
+        ng,
+        b"d7:command4:list5:limiti1000ee",
+        Duration::from_secs(2),
+    )
 }
 
 /// Whether `needle` occurs in `haystack`.
@@ -144,7 +148,10 @@ impl Rtpengine {
         let mut process = DaemonProcess::spawn("rtpengine", command);
         if let Err(e) = wait_pong(ng, START_TIMEOUT) {
             let _ = process.try_wait();
-            panic!("rtpengine did not start: {e}; its output:\n{}", process.output());
+            panic!(
+                "rtpengine did not start: {e}; its output:\n{}",
+                process.output()
+            );
         }
         Rtpengine {
             process,

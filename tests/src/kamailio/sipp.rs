@@ -103,7 +103,7 @@ impl SippStats {
     pub fn parse(csv: &str) -> Option<SippStats> {
         let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<&str> = lines.next()?.split(';').collect();
-        let last: Vec<&str> = lines.last()?.split(';').collect();
+        let last: Vec<&str> = lines.next_back()?.split(';').collect();
         let column = |name: &str| -> Option<u64> {
             let i = header.iter().position(|h| *h == name)?;
             last.get(i)?.trim().parse().ok()
@@ -161,7 +161,9 @@ impl Sipp {
             &log_file.to_string_lossy(),
             "-trace_err",
             "-error_file",
-            &run.dir.join(format!("{}_errors.log", run.role)).to_string_lossy(),
+            &run.dir
+                .join(format!("{}_errors.log", run.role))
+                .to_string_lossy(),
             "-trace_stat",
             "-stf",
             &stat_file.to_string_lossy(),
