@@ -173,3 +173,55 @@ fn earshot_relays_calls_from_kamailio_the_callee_hanging_up() {
     let run = kamailio::run_calls(&relay, plan(Hangup::Callee));
     check(&relay, &run, true);
 }
+
+/// The earshot relay's per-leg counters (what `check` reads while calls are up) are the call
+/// API's: a call made over HTTP, RTP into its customer leg, and the counters follow.
+#[test]
+fn earshot_per_leg_counters_come_from_the_call_api() {
+    use earshot_tests::daemon::TestDaemon;
+    use earshot_tests::kamailio::relay::earshot_leg_stats;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    let daemon = TestDaemon::start();
+    let call = daemon
+        .api
+        .post("/v1/calls", &serde_json::json!({}))
+        .expect(201, "create a call");
+    let local: SocketAddr = call["legs"]["customer"]["local"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no customer leg address in {call}"));
+    let agent: SocketAddr = call["legs"]["agent"]["local"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        earshot_leg_stats(&daemon.api, local),
+        Some(kamailio::LegStats {
+            packets_in: 0,
+            packets_out: 0
+        })
+    );
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in 0..5u16 {
+        let packet =
+            earshot_tests::rtp::build(0, false, seq, u32::from(seq) * 160, 7, &[0xff; 160]);
+        phone.send_to(&packet, local).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let stats = earshot_leg_stats(&daemon.api, local).expect("the leg is listed");
+        if stats.packets_in >= 5 || Instant::now() >= deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(stats.packets_in, 5, "{stats:?}");
+    assert!(earshot_leg_stats(&daemon.api, agent).is_some());
+    assert_eq!(
+        earshot_leg_stats(&daemon.api, phone.local_addr().unwrap()),
+        None
+    );
+}

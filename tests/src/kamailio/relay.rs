@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::api::Api;
 use crate::daemon::TestDaemon;
 use crate::ports;
 use crate::process::DaemonProcess;
@@ -199,11 +200,15 @@ impl Earshot {
             // The test defaults' own range (`crate::setup`), OS-chosen.
             ports = config.media.port_min..=config.media.port_max;
             // Through the configuration's own (de)serialisation, as the `[ng]` section of a
-            // file would set it: `[ng] listen = "127.0.0.1:<port>"` (docs/ng.md).
+            // file would set it: `[ng] listen = "127.0.0.1:<port>"` (docs/ng.md). The admin
+            // token is never serialised: carried over by hand. (With the `[ng]` section in
+            // `Config`, this is `config.ng.listen.0 = Some(ng)`.)
+            let auth = config.auth.clone();
             let mut document = serde_json::to_value(&*config).expect("the config serialises");
-            document["ng"] = json!({ "listen": ng.to_string() });
+            document["ng"]["listen"] = json!(ng.to_string());
             *config = serde_json::from_value(document)
                 .unwrap_or_else(|e| panic!("earshot's configuration has no [ng] listen: {e}"));
+            config.auth = auth;
         });
         if let Err(e) = wait_pong(ng, START_TIMEOUT) {
             panic!("earshot's NG listener did not answer: {e}");
@@ -225,24 +230,29 @@ impl MediaRelay for Earshot {
         self.ports.clone()
     }
 
-    /// From `GET /v1/calls` (docs/api.md, Calls): the leg whose `local` address is `local`.
     fn leg_stats(&self, local: SocketAddr) -> Option<LegStats> {
-        let calls = self.daemon.api.get("/v1/calls").expect(200, "list calls");
-        let local = local.to_string();
-        calls["calls"].as_array()?.iter().find_map(|call| {
-            ["customer", "agent"].iter().find_map(|party| {
-                let leg = &call["legs"][party];
-                (leg["local"].as_str() == Some(local.as_str())).then(|| LegStats {
-                    packets_in: leg["stats"]["packets_in"].as_u64().unwrap_or(0),
-                    packets_out: leg["stats"]["packets_out"].as_u64().unwrap_or(0),
-                })
-            })
-        })
+        earshot_leg_stats(&self.daemon.api, local)
     }
 
     fn output(&self) -> String {
         self.daemon.health()
     }
+}
+
+/// earshot's counters of its leg at `local`, from `GET /v1/calls` (docs/api.md, Calls): the
+/// leg whose `local` address it is, of whichever call.
+pub fn earshot_leg_stats(api: &Api, local: SocketAddr) -> Option<LegStats> {
+    let calls = api.get("/v1/calls").expect(200, "list calls");
+    let local = local.to_string();
+    calls["calls"].as_array()?.iter().find_map(|call| {
+        ["customer", "agent"].iter().find_map(|party| {
+            let leg = &call["legs"][party];
+            (leg["local"].as_str() == Some(local.as_str())).then(|| LegStats {
+                packets_in: leg["stats"]["packets_in"].as_u64().unwrap_or(0),
+                packets_out: leg["stats"]["packets_out"].as_u64().unwrap_or(0),
+            })
+        })
+    })
 }
 
 /// Where `binary` is: on the `PATH`, or in /usr/sbin or /sbin (Kamailio's place, not on every
