@@ -224,7 +224,7 @@ pub struct CallRecord {
     pub caller: PartyCount,
     pub callee: PartyCount,
     /// The relay's own counters of (the caller's leg, the callee's leg), sampled while media
-    /// flowed, when it shows them ([`MediaRelay::leg_stats`]).
+    /// flowed, when it shows them ([`MediaRelay::legs`]).
     pub relay_legs: Option<(LegStats, LegStats)>,
 }
 
@@ -325,7 +325,7 @@ impl Party {
 /// Packets each endpoint must have received before the relay's per-leg counters are sampled.
 const SAMPLE_AFTER_PACKETS: usize = 25;
 
-/// How often the relay's per-leg counters are sampled, per call.
+/// How often the relay's per-leg counters are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Places `plan`'s calls through a Kamailio in front of `relay` (already running) and records
@@ -404,7 +404,7 @@ pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
         .collect();
     let mut sending = vec![false; plan.calls];
     let mut stopped = vec![false; plan.calls];
-    let mut sampled_at: Vec<Option<Instant>> = vec![None; plan.calls];
+    let mut sampled_at: Option<Instant> = None;
     // Every call placed, held and hung up, with room for a loaded machine.
     let placing = Duration::from_millis(1000 * plan.calls as u64 / u64::from(plan.rate_cps.max(1)));
     let deadline = Instant::now()
@@ -452,18 +452,26 @@ pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
                 callee.endpoint.stop_sending();
                 stopped[i] = true;
             }
-            if sending[i]
-                && !stopped[i]
-                && caller.endpoint.received_count() >= SAMPLE_AFTER_PACKETS
-                && callee.endpoint.received_count() >= SAMPLE_AFTER_PACKETS
-                && sampled_at[i].is_none_or(|t| t.elapsed() >= SAMPLE_EVERY)
-            {
-                sampled_at[i] = Some(Instant::now());
-                if let (Some(a), Some(b)) = (
-                    relay.leg_stats(record.caller_relay.expect("sending")),
-                    relay.leg_stats(record.callee_relay.expect("sending")),
-                ) {
-                    record.relay_legs = Some((a, b));
+        }
+        // One read of the relay's counters for every call in full flow, every SAMPLE_EVERY.
+        let in_flow: Vec<usize> = (0..plan.calls)
+            .filter(|&i| {
+                sending[i]
+                    && !stopped[i]
+                    && callers[i].endpoint.received_count() >= SAMPLE_AFTER_PACKETS
+                    && callees[i].endpoint.received_count() >= SAMPLE_AFTER_PACKETS
+            })
+            .collect();
+        if !in_flow.is_empty() && sampled_at.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            sampled_at = Some(Instant::now());
+            if let Some(legs) = relay.legs() {
+                for i in in_flow {
+                    let record = &mut records[i];
+                    let leg = |addr: Option<SocketAddr>| addr.and_then(|a| legs.get(&a)).copied();
+                    if let (Some(a), Some(b)) = (leg(record.caller_relay), leg(record.callee_relay))
+                    {
+                        record.relay_legs = Some((a, b));
+                    }
                 }
             }
         }

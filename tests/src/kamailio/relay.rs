@@ -1,6 +1,7 @@
 //! The NG media relay under the Kamailio rig: rtpengine (the reference the rig is proven
 //! against) or earshot, behind one trait so the calls and their checks are the same for both.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -30,10 +31,12 @@ pub trait MediaRelay {
     fn ng_addr(&self) -> SocketAddr;
     /// The media ports it allocates legs from: the SDPs Kamailio forwards must name one of them.
     fn media_ports(&self) -> RangeInclusive<u16>;
-    /// Its own counters of the leg whose local address is `local`, when it shows per-leg
-    /// statistics outside NG (earshot's HTTP API); `None` when it has no such leg or shows
-    /// none (rtpengine: its totals reach the test through Kamailio's `$rtpstat`).
-    fn leg_stats(&self, local: SocketAddr) -> Option<LegStats>;
+    /// Its own counters of every leg it holds, by the leg's local address, when it shows
+    /// per-leg statistics outside NG (earshot's HTTP API); `None` when it shows none
+    /// (rtpengine: its totals reach the test through Kamailio's `$rtpstat`).
+    fn legs(&self) -> Option<HashMap<SocketAddr, LegStats>>;
+    /// How old its counters may be when it answers (a `query`, an API read).
+    fn counters_lag(&self) -> Duration;
     /// What it logged, for a failing test's report.
     fn output(&self) -> String;
 }
@@ -175,8 +178,13 @@ impl MediaRelay for Rtpengine {
         self.ports.clone()
     }
 
-    fn leg_stats(&self, _local: SocketAddr) -> Option<LegStats> {
+    fn legs(&self) -> Option<HashMap<SocketAddr, LegStats>> {
         None
+    }
+
+    /// Its counters are the packet path's own.
+    fn counters_lag(&self) -> Duration {
+        Duration::ZERO
     }
 
     fn output(&self) -> String {
@@ -230,8 +238,14 @@ impl MediaRelay for Earshot {
         self.ports.clone()
     }
 
-    fn leg_stats(&self, local: SocketAddr) -> Option<LegStats> {
-        earshot_leg_stats(&self.daemon.api, local)
+    fn legs(&self) -> Option<HashMap<SocketAddr, LegStats>> {
+        Some(earshot_legs(&self.daemon.api))
+    }
+
+    /// Its data plane publishes each call's counters once every 50 ticks of 20 ms (a fiftieth
+    /// of the calls per tick), so the control plane's figures are up to 1 s old.
+    fn counters_lag(&self) -> Duration {
+        Duration::from_secs(1)
     }
 
     fn output(&self) -> String {
@@ -239,20 +253,24 @@ impl MediaRelay for Earshot {
     }
 }
 
-/// earshot's counters of its leg at `local`, from `GET /v1/calls` (docs/api.md, Calls): the
-/// leg whose `local` address it is, of whichever call.
-pub fn earshot_leg_stats(api: &Api, local: SocketAddr) -> Option<LegStats> {
+/// earshot's counters of every leg of its calls, by local address, from `GET /v1/calls`
+/// (docs/api.md, Calls).
+pub fn earshot_legs(api: &Api) -> HashMap<SocketAddr, LegStats> {
     let calls = api.get("/v1/calls").expect(200, "list calls");
-    let local = local.to_string();
-    calls["calls"].as_array()?.iter().find_map(|call| {
-        ["customer", "agent"].iter().find_map(|party| {
+    let mut legs = HashMap::new();
+    for call in calls["calls"].as_array().into_iter().flatten() {
+        for party in ["customer", "agent"] {
             let leg = &call["legs"][party];
-            (leg["local"].as_str() == Some(local.as_str())).then(|| LegStats {
-                packets_in: leg["stats"]["packets_in"].as_u64().unwrap_or(0),
-                packets_out: leg["stats"]["packets_out"].as_u64().unwrap_or(0),
-            })
-        })
-    })
+            if let Some(local) = leg["local"].as_str().and_then(|s| s.parse().ok()) {
+                let stats = LegStats {
+                    packets_in: leg["stats"]["packets_in"].as_u64().unwrap_or(0),
+                    packets_out: leg["stats"]["packets_out"].as_u64().unwrap_or(0),
+                };
+                legs.insert(local, stats);
+            }
+        }
+    }
+    legs
 }
 
 /// Where `binary` is: on the `PATH`, or in /usr/sbin or /sbin (Kamailio's place, not on every
