@@ -5,6 +5,8 @@
 //! - [`relay`]: the relay under test behind [`MediaRelay`]: [`Rtpengine`] (the reference, the
 //!   rig's proof) or [`Earshot`]; swapping one for the other is the only difference.
 //! - [`sipp`]: the caller (UAC) and callee (UAS) processes and their scenarios (`tests/ng/`).
+//! - [`ng_proxy`]: between Kamailio and the relay, loses the first answer to every `offer`, so
+//!   the relay must answer Kamailio's resend of the cookie from its cache.
 //! - [`Kamailio`]: the proxy, from the template `tests/ng/kamailio.cfg`, its stderr kept for
 //!   the `RTPSTAT` lines that `$rtpstat` writes at each BYE.
 //! - [`run_calls`]: one run of a [`CallPlan`]: start Kamailio (the relay is already up:
@@ -15,6 +17,7 @@
 //! Everything listens on 127.0.0.1 on OS-chosen ports ([`crate::ports`]), and every process is
 //! killed when its guard drops, also when a test fails.
 
+pub mod ng_proxy;
 pub mod relay;
 pub mod sipp;
 
@@ -25,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use ng_proxy::{LostOffer, NgProxy};
 pub use relay::{Earshot, LegStats, MediaRelay, Rtpengine};
 pub use sipp::{Hangup, Logged, Sipp, SippRun, SippStats};
 
@@ -332,11 +336,17 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// what each call did; the caller checks the outcome. Kamailio, sipp and the endpoints are
 /// stopped before it returns (or when it panics).
 pub fn run_calls(relay: &dyn MediaRelay, plan: CallPlan) -> Run {
+    run_calls_via(relay, plan, relay.ng_addr())
+}
+
+/// As [`run_calls`], Kamailio's `rtpengine_sock` pointing at `ng` (e.g. an [`NgProxy`] in
+/// front of the relay).
+pub fn run_calls_via(relay: &dyn MediaRelay, plan: CallPlan, ng: SocketAddr) -> Run {
     relay::require_binary("sipp", "sip-tester");
     let dir = RigDir::new("kamailio");
     let (uas_port, _) = ports::udp_range(2);
     let (uac_port, _) = ports::udp_range(2);
-    let kamailio = Kamailio::start(&dir.path, relay.ng_addr(), uas_port);
+    let kamailio = Kamailio::start(&dir.path, ng, uas_port);
 
     let mut callers: Vec<Party> = (0..plan.calls)
         .map(|_| Party {

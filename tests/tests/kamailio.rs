@@ -5,7 +5,9 @@
 //! The same calls and checks run against rtpengine (`rtpengine-daemon`, the reference that
 //! proves the rig) and against earshot; the relay is the only difference.
 
-use earshot_tests::kamailio::{self, CallPlan, Earshot, Hangup, MediaRelay, Rtpengine, Run};
+use earshot_tests::kamailio::{
+    self, CallPlan, Earshot, Hangup, MediaRelay, NgProxy, Rtpengine, Run,
+};
 
 /// 20 calls at 10 calls/s, 3 s each: several at once.
 fn plan(hangup: Hangup) -> CallPlan {
@@ -175,6 +177,63 @@ fn earshot_relays_calls_from_kamailio_the_callee_hanging_up() {
     let relay = Earshot::start();
     let run = kamailio::run_calls(&relay, plan(Hangup::Callee));
     check(&relay, &run, true);
+}
+
+/// Every `offer` whose first answer the proxy lost was sent again by Kamailio with the same
+/// cookie and answered, byte for byte, as the first time (from the relay's cookie cache).
+fn check_resends(relay: &dyn MediaRelay, proxy: &NgProxy, plan: CallPlan) {
+    let lost = proxy.lost_offers();
+    assert!(
+        lost.len() >= plan.calls,
+        "{}: {} offer answers lost for {} calls",
+        relay.name(),
+        lost.len(),
+        plan.calls
+    );
+    for offer in &lost {
+        assert!(
+            offer.sent >= 2,
+            "{}: {offer:?} was not resent",
+            relay.name()
+        );
+        assert_eq!(
+            offer.resend_answer.as_deref(),
+            Some(offer.lost_answer.as_slice()),
+            "{}: the resend of cookie {} got another answer",
+            relay.name(),
+            offer.cookie
+        );
+    }
+    println!(
+        "{}: {} offer answers lost, each resent and answered alike",
+        relay.name(),
+        lost.len()
+    );
+}
+
+/// Kamailio resends an unanswered cookie after `rtpengine_tout_ms` (1 s): with the first answer
+/// to every offer lost on the way, every call still completes, with its media, and each resend
+/// gets the lost answer.
+fn calls_survive_lost_offer_answers(relay: &dyn MediaRelay, leg_stats: bool) {
+    let proxy = NgProxy::start(relay.ng_addr());
+    let plan = CallPlan {
+        calls: 10,
+        ..plan(Hangup::Caller)
+    };
+    let run = kamailio::run_calls_via(relay, plan, proxy.addr);
+    check(relay, &run, leg_stats);
+    check_resends(relay, &proxy, plan);
+}
+
+#[test]
+fn rtpengine_answers_kamailios_resent_offers_alike() {
+    calls_survive_lost_offer_answers(&Rtpengine::start(), false);
+}
+
+#[test]
+#[ignore = "needs earshot's NG listener (issue 12)"]
+fn earshot_answers_kamailios_resent_offers_alike() {
+    calls_survive_lost_offer_answers(&Earshot::start(), true);
 }
 
 /// The earshot relay's per-leg counters (what `check` reads while calls are up) are the call
