@@ -16,12 +16,15 @@
 //! - [`scenario`]: a supervised call driven through its modes and recorded as phases.
 //! - [`verdict`]: hearing-matrix, privacy and continuity checks that report every failure with
 //!   a table of measured levels.
+//! - [`kamailio`]: the real-Kamailio rig: Kamailio and sipp on loopback in front of an NG media
+//!   relay (rtpengine or earshot), with the test's endpoints carrying each call's RTP.
 //! - [`suite`]: the end-to-end scenarios, each a function of its [`setup::Setup`].
 
 pub mod api;
 pub mod audio;
 pub mod daemon;
 pub mod endpoint;
+pub mod kamailio;
 pub mod needs_root;
 pub mod netns;
 pub mod ports;
