@@ -164,7 +164,6 @@ fn rtpengine_relays_calls_from_kamailio_the_callee_hanging_up() {
 }
 
 #[test]
-#[ignore = "needs earshot's NG listener (issue 12)"]
 fn earshot_relays_calls_from_kamailio_the_caller_hanging_up() {
     let relay = Earshot::start();
     let run = kamailio::run_calls(&relay, plan(Hangup::Caller));
@@ -172,7 +171,6 @@ fn earshot_relays_calls_from_kamailio_the_caller_hanging_up() {
 }
 
 #[test]
-#[ignore = "needs earshot's NG listener (issue 12)"]
 fn earshot_relays_calls_from_kamailio_the_callee_hanging_up() {
     let relay = Earshot::start();
     let run = kamailio::run_calls(&relay, plan(Hangup::Callee));
@@ -231,7 +229,6 @@ fn rtpengine_answers_kamailios_resent_offers_alike() {
 }
 
 #[test]
-#[ignore = "needs earshot's NG listener (issue 12)"]
 fn earshot_answers_kamailios_resent_offers_alike() {
     calls_survive_lost_offer_answers(&Earshot::start(), true);
 }
