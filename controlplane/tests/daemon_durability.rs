@@ -26,6 +26,9 @@ fn start(dir: &std::path::Path, media: (u16, u16), which: &str) -> (DaemonProces
     command.current_dir(dir).args([
         "--http-listen",
         "127.0.0.1:0",
+        // NG is not what this test exercises: off (parallel daemons never share its port).
+        "--ng-listen",
+        "",
         "--media-ip",
         "127.0.0.1",
         "--port-min",

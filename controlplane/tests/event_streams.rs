@@ -92,6 +92,9 @@ async fn open_streams_cost_no_threads_and_all_get_every_event() {
     command.current_dir(dir.path()).args([
         "--http-listen",
         "127.0.0.1:0",
+        // NG is not what this test exercises: off (parallel daemons never share its port).
+        "--ng-listen",
+        "",
         "--media-ip",
         "127.0.0.1",
         "--port-min",

@@ -35,6 +35,8 @@ fn start(wrapper: &[&str], args: &[&str]) -> (DaemonProcess, SocketAddr) {
     }
     command
         .args(["--http-listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
+        // NG is not what these tests exercise: off, so parallel daemons never share its port.
+        .args(["--ng-listen", ""])
         .args(["--port-min", &port_min.to_string()])
         .args(["--port-max", &port_max.to_string()])
         .args(["--admin-token", ADMIN_TOKEN, "--db", ":memory:"])

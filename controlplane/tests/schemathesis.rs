@@ -74,6 +74,8 @@ fn schemathesis_finds_no_schema_valid_request_refused_and_no_answer_off_the_docu
     let mut command = Command::new(EARSHOTD);
     command
         .args(["--http-listen", "127.0.0.1:0", "--media-ip", "127.0.0.1"])
+        // NG is not what this test exercises: off, so parallel daemons never share its port.
+        .args(["--ng-listen", ""])
         .args(["--port-min", &port_min.to_string()])
         .args(["--port-max", &port_max.to_string()])
         .args(["--admin-token", ADMIN_TOKEN, "--db", ":memory:"])

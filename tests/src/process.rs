@@ -36,6 +36,9 @@ pub fn earshotd(bin: &str, veth: &Veth, wrapper: &[&str], args: &[&str]) -> Daem
             &ip,
             "--http-listen",
             &format!("{ip}:{HTTP_PORT}"),
+            // NG off: these daemons are driven over HTTP only.
+            "--ng-listen",
+            "",
             "--db",
             ":memory:",
             "--admin-token",
