@@ -78,7 +78,7 @@ pub async fn list_alerts(
         (status = 200, description = "A page of audit records.", body = Audit),
         (status = 400, description = "`invalid_query`: a query parameter out of range, or an unknown one.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_query"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
     extensions(("x-endpoint-class" = json!("administration"))),

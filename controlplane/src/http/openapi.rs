@@ -96,6 +96,10 @@ pub fn routes() -> Router<AppState> {
             responses::UnsupportedMediaType,
             responses::Internal,
             responses::Unavailable,
+            responses::ForbiddenAdminOnly,
+            responses::ForbiddenAdminOrSoftswitch,
+            responses::ForbiddenConsole,
+            responses::ForbiddenAgentSelf,
         ),
     ),
     tags(

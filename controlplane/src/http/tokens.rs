@@ -183,7 +183,7 @@ pub struct Tokens {
         (status = 201, description = "The token, in the clear this once.", body = NewTokenView),
         (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 409, description = "`conflict`: a clash in the store.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),
         (status = 413, response = crate::http::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::http::openapi::responses::UnsupportedMediaType),
@@ -210,7 +210,7 @@ pub async fn post_token(
     responses(
         (status = 200, description = "The tokens.", body = Tokens),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),
     extensions(("x-endpoint-class" = json!("administration"))),
@@ -245,7 +245,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
     responses(
         (status = 200, description = "The token, `revoked_at_ms` set.", body = TokenView),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
-        (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin only).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden"])))),
+        (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`not_found`: no such token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
     ),

@@ -84,3 +84,29 @@ shared_response!(
      call capacity; `engine_busy`: the data plane's command ring is full (retry).",
     ["ports_exhausted", "load_limit", "engine_busy"]
 );
+shared_response!(
+    /// `403` of an admin endpoint (docs/design.md §4).
+    ForbiddenAdminOnly,
+    "`forbidden`: the token's role may not call this endpoint (admin only).",
+    ["forbidden"]
+);
+shared_response!(
+    /// `403` of a softswitch endpoint (docs/design.md §4).
+    ForbiddenAdminOrSoftswitch,
+    "`forbidden`: the token's role may not call this endpoint (admin, softswitch only).",
+    ["forbidden"]
+);
+shared_response!(
+    /// `403` of a console endpoint, which acts as the token's user (docs/design.md §4).
+    ForbiddenConsole,
+    "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); \
+     `forbidden`: the token names no user (this endpoint acts as one).",
+    ["forbidden"]
+);
+shared_response!(
+    /// `403` of an agent's own endpoint (docs/design.md §4).
+    ForbiddenAgentSelf,
+    "`forbidden`: the token's role may not call this endpoint (agent only); `forbidden`: the \
+     token names no user.",
+    ["forbidden"]
+);
