@@ -8,4 +8,5 @@ pub mod call;
 pub mod groups;
 pub mod ids;
 pub mod lifecycle;
+pub mod log;
 pub mod webhooks;

@@ -11,39 +11,9 @@
 use dataplane::media::matrix::Mode;
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the Unix epoch (UTC), as stored in every `*_at_ms` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct UnixMs(pub i64);
-
-macro_rules! log_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        pub struct $name(pub i64);
-
-        impl $name {
-            /// Before every assigned id (they start at 1): `…_after(ZERO, …)` reads from the start.
-            pub const ZERO: $name = $name(0);
-        }
-    };
-}
-
-log_id!(
-    /// An event of the SSE log; strictly increasing in commit order (the SSE `id:` field).
-    EventId
-);
-log_id!(
-    /// An audit record.
-    AuditId
-);
-log_id!(
-    /// An alert record.
-    AlertId
-);
-log_id!(
-    /// A persistent-supervision grant.
-    GrantId
-);
+pub use crate::domain::log::{
+    AlertId, AlertRecord, AuditId, AuditRecord, EventId, GrantId, UnixMs,
+};
 
 /// A closed set of values stored as text (the schema has a `CHECK` listing the same strings).
 pub trait ColumnEnum: Sized + Copy + 'static {
@@ -408,17 +378,6 @@ pub struct NewAlert {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertRecord {
-    pub id: AlertId,
-    pub supervision_id: Option<String>,
-    pub kind: String,
-    pub text: String,
-    pub at: UnixMs,
-    pub call_id: Option<String>,
-    pub reason: Option<String>,
-}
-
 /// An audit record to append (docs/design.md §4.5); append-only (the schema refuses UPDATE and
 /// DELETE).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,19 +391,6 @@ pub struct NewAudit {
     pub call_id: Option<String>,
     pub mode: Option<Mode>,
     /// `ok`, `denied`, `failed`, `aborted`.
-    pub outcome: String,
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub id: AuditId,
-    pub at: UnixMs,
-    pub actor: String,
-    pub action: String,
-    pub supervision_id: Option<String>,
-    pub call_id: Option<String>,
-    pub mode: Option<Mode>,
     pub outcome: String,
     pub detail: Option<String>,
 }

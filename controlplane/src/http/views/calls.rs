@@ -10,10 +10,10 @@ use dataplane::media::call::DropReason;
 use dataplane::media::matrix::Mode;
 use serde::Serialize;
 
-use crate::app::history::{Alert, AuditEntry};
 use crate::app::snapshots::{self, CallSnapshot, LegSnapshot, SupervisionSnapshot};
 use crate::domain::call::{CallId, SupervisionId};
 use crate::domain::lifecycle::SupervisionState;
+use crate::domain::log::{AlertRecord, AuditRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -309,16 +309,16 @@ pub struct AlertView {
     pub at_ms: i64,
 }
 
-impl From<Alert> for AlertView {
-    fn from(a: Alert) -> AlertView {
+impl From<AlertRecord> for AlertView {
+    fn from(a: AlertRecord) -> AlertView {
         AlertView {
-            id: a.id,
+            id: a.id.0,
             kind: a.kind,
             text: a.text,
             reason: a.reason,
             supervision_id: a.supervision_id,
             call_id: a.call_id,
-            at_ms: a.at_ms,
+            at_ms: a.at.0,
         }
     }
 }
@@ -349,11 +349,11 @@ pub struct AuditView {
     pub detail: Option<String>,
 }
 
-impl From<AuditEntry> for AuditView {
-    fn from(a: AuditEntry) -> AuditView {
+impl From<AuditRecord> for AuditView {
+    fn from(a: AuditRecord) -> AuditView {
         AuditView {
-            id: a.id,
-            at_ms: a.at_ms,
+            id: a.id.0,
+            at_ms: a.at.0,
             actor: a.actor,
             action: a.action,
             supervision_id: a.supervision_id,
@@ -373,6 +373,7 @@ mod tests {
     use super::*;
     use crate::app::snapshots::{Flags as CallFlags, HungUp as CallHungUp};
     use crate::domain::lifecycle::Direction;
+    use crate::domain::log::{AuditId, UnixMs};
 
     fn leg(remote: Option<&str>, latched: bool) -> LegSnapshot {
         let mut stats = LegStats {
@@ -503,9 +504,9 @@ mod tests {
     /// docs/api.md, Audit: the mode by name, `null` when the action has none.
     #[test]
     fn an_audit_entry_names_its_mode() {
-        let entry = AuditEntry {
-            id: 1,
-            at_ms: 2,
+        let entry = AuditRecord {
+            id: AuditId(1),
+            at: UnixMs(2),
             actor: "user:sup-1".to_owned(),
             action: "supervision.mode_change".to_owned(),
             supervision_id: Some("s_1".to_owned()),
@@ -521,7 +522,7 @@ mod tests {
                    "action": "supervision.mode_change", "supervision_id": "s_1",
                    "call_id": null, "mode": "barge", "outcome": "ok", "detail": null})
         );
-        let none = AuditEntry {
+        let none = AuditRecord {
             mode: None,
             ..entry
         };
