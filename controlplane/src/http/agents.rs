@@ -202,7 +202,7 @@ pub(crate) async fn get_agent(
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
         (status = 200, description = "The agent.", body = AgentView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
         (status = 404, description = "`unknown_user`, `unknown_agent`: not a user id; not a user with an agent token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "unknown_agent"])))),
@@ -234,7 +234,7 @@ pub(crate) async fn force_state(
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
         (status = 200, description = "The agent.", body = AgentView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
         (status = 404, description = "`unknown_user`, `unknown_agent`: not a user id; not a user with an agent token.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "unknown_agent"])))),
@@ -320,7 +320,7 @@ pub(crate) async fn get_me(
     request_body = ref("#/components/schemas/AgentChange"),
     responses(
         (status = 200, description = "The agent.", body = AgentView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAgentSelf),
         (status = 404, description = "`unknown_agent`: the token's user is not an agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_agent"])))),
@@ -348,7 +348,7 @@ pub(crate) async fn patch_me(
     request_body = ref("#/components/schemas/AgentStateChange"),
     responses(
         (status = 200, description = "The agent.", body = AgentView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAgentSelf),
         (status = 404, description = "`unknown_agent`: the token's user is not an agent.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_agent"])))),

@@ -175,7 +175,7 @@ pub(crate) async fn take_call(
     params(crate::http::openapi::params::UserParam),
     responses(
         (status = 200, description = "What changed.", body = ref("#/components/schemas/GroupEvents")),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the member is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
         (status = 404, description = "`unknown_user`: no such user (users come with their first token).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user"])))),
@@ -255,7 +255,7 @@ pub(crate) async fn subscription(
     params(crate::http::openapi::params::UserParam),
     responses(
         (status = 200, description = "`subscribed: true`.", body = SubscriptionResult),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`: the token names no user; the agent is in no group you supervise.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group"])))),
         (status = 500, response = crate::http::openapi::responses::Internal),
@@ -278,7 +278,7 @@ pub(crate) async fn subscribe(
     params(crate::http::openapi::params::UserParam),
     responses(
         (status = 200, description = "`subscribed: false`.", body = SubscriptionResult),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenConsole),
         (status = 500, response = crate::http::openapi::responses::Internal),

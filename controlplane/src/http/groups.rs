@@ -174,7 +174,7 @@ pub(crate) async fn create_group(
     request_body = ref("#/components/schemas/GroupChange"),
     responses(
         (status = 200, description = "The group.", body = GroupView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`unknown_group`: no such group (or not a group id).", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group"])))),
@@ -266,7 +266,7 @@ pub(crate) async fn put_supervisor(
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
         (status = 204, description = "Removed."),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`unknown_group`, `not_a_supervisor`: no such group; not a supervisor of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_supervisor"])))),
@@ -326,7 +326,7 @@ pub(crate) async fn put_member(
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
         (status = 204, description = "Removed."),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),
@@ -444,7 +444,7 @@ async fn force(
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
         (status = 200, description = "What changed.", body = Events),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; the user is not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),
@@ -469,7 +469,7 @@ pub(crate) async fn force_logon(
     params(crate::http::openapi::params::GroupParam, crate::http::openapi::params::UserParam),
     responses(
         (status = 200, description = "What changed.", body = Events),
-        (status = 400, description = "`invalid_value`: not a user id.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_value"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidUserId),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, description = "`forbidden`: the token's role may not call this endpoint (admin, supervisor only); `forbidden`, `not_your_group`, `admin_right_required`: a supervisor token without a user; a group you do not supervise; without the group-admin right.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["forbidden", "not_your_group", "admin_right_required"])))),
         (status = 404, description = "`unknown_group`, `not_a_member`: no such group; the user is not a member of it.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_group", "not_a_member"])))),

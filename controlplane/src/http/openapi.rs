@@ -100,6 +100,9 @@ pub fn routes() -> Router<AppState> {
             responses::ForbiddenAdminOrSoftswitch,
             responses::ForbiddenConsole,
             responses::ForbiddenAgentSelf,
+            responses::InvalidBody,
+            responses::InvalidUserId,
+            responses::SupervisionNotFound,
         ),
     ),
     tags(

@@ -181,7 +181,7 @@ pub struct Tokens {
     request_body = ref("#/components/schemas/NewToken"),
     responses(
         (status = 201, description = "The token, in the clear this once.", body = NewTokenView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 409, description = "`conflict`: a clash in the store.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["conflict"])))),

@@ -200,7 +200,7 @@ pub(crate) async fn list_users(
     request_body = ref("#/components/schemas/UserChange"),
     responses(
         (status = 200, description = "The user.", body = UserView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`unknown_user`, `not_found`: not a user id; no such user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["unknown_user", "not_found"])))),
@@ -285,7 +285,7 @@ pub(crate) async fn list_grants(
     request_body = ref("#/components/schemas/NewGrant"),
     responses(
         (status = 201, description = "The grant.", body = GrantView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`not_found`: no such supervisor or agent user.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),

@@ -248,7 +248,7 @@ pub fn routes() -> Router<AppState> {
     request_body = RawNewWebhook,
     responses(
         (status = 201, description = "The webhook, with its secret this once.", body = NewWebhookView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 409, description = "`too_many_webhooks`: 100 webhooks already.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["too_many_webhooks"])))),
@@ -326,7 +326,7 @@ async fn get_webhook(
     request_body = RawWebhookChange,
     responses(
         (status = 200, description = "The webhook.", body = WebhookView),
-        (status = 400, description = "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["invalid_body"])))),
+        (status = 400, response = crate::http::openapi::responses::InvalidBody),
         (status = 401, response = crate::http::openapi::responses::Unauthorized),
         (status = 403, response = crate::http::openapi::responses::ForbiddenAdminOnly),
         (status = 404, description = "`not_found`: no such webhook.", body = crate::http::openapi::ErrorBody, extensions(("x-error-codes" = json!(["not_found"])))),

@@ -110,3 +110,21 @@ shared_response!(
      token names no user.",
     ["forbidden"]
 );
+shared_response!(
+    /// `400` of a body the parser refuses (docs/api.md, Bodies).
+    InvalidBody,
+    "`invalid_body`: malformed JSON, not an object, an unknown field, a wrong type, a missing required field or a value out of range.",
+    ["invalid_body"]
+);
+shared_response!(
+    /// `400` of a path whose user segment is not a user id (docs/design.md §4).
+    InvalidUserId,
+    "`invalid_value`: not a user id.",
+    ["invalid_value"]
+);
+shared_response!(
+    /// `404` of a supervision path.
+    SupervisionNotFound,
+    "`not_found`: no such supervision.",
+    ["not_found"]
+);
